@@ -1,0 +1,150 @@
+"""`DistillationConfig`: `TrainingArguments` plus the knobs of knowledge distillation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import TrainingArguments
+
+LOSS_TYPES = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "mse")
+KL_FAMILY = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl")
+HIDDEN_LOSSES = ("mse", "cosine")
+LAYER_MAPPINGS = ("uniform", "last")
+TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _bad(name: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"DistillationConfig.{name}={value!r} is invalid: {allowed}.")
+
+
+def parse_layer_mapping(value: Any) -> str | list[tuple[int, int]]:
+    """Normalise `layer_mapping` to "uniform", "last" or a list of (student_layer, teacher_layer) pairs.
+
+    Layer numbers index the models' `hidden_states` tuple: 0 is the embedding output and i is the output of
+    block i, so "1:2,2:4" pairs student block 1 with teacher block 2 and student block 2 with teacher block 4.
+    Accepts the strings "uniform"/"last", "s:t,s:t" strings, or a sequence of pairs.
+    """
+    allowed = '"uniform", "last", "s:t,s:t,..." (e.g. "1:2,2:4") or a list of [student, teacher] pairs'
+    if isinstance(value, str):
+        text = value.strip()
+        if text in LAYER_MAPPINGS:
+            return text
+        try:
+            pairs = [tuple(int(x) for x in item.split(":")) for item in text.split(",") if item.strip()]
+        except ValueError:
+            raise _bad("layer_mapping", value, allowed) from None
+    else:
+        try:
+            pairs = [tuple(int(x) for x in item) for item in value]
+        except (TypeError, ValueError):
+            raise _bad("layer_mapping", value, allowed) from None
+    if not pairs or any(len(p) != 2 or p[0] < 0 or p[1] < 0 for p in pairs):
+        raise _bad("layer_mapping", value, allowed + " with non-negative layer numbers")
+    return [(int(s), int(t)) for s, t in pairs]
+
+
+@dataclass
+class DistillationConfig(TrainingArguments):
+    """Training arguments for `DistillationTrainer`.
+
+    The loss is ``alpha * KD + (1 - alpha) * CE + hidden_loss_weight * hidden + attention_loss_weight * attn``.
+    KD compares temperature-softened distributions p = softmax(z_teacher / T) and q = softmax(z_student / T)
+    over valid positions only, and every term is a sum over valid items divided by their count in the whole
+    (accumulated, all-process) batch, so gradient accumulation matches one large batch.
+    """
+
+    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T (> 0) for both models."})
+    alpha: float = field(
+        default=0.5,
+        metadata={"help": "Weight of the distillation term in [0, 1]; the true-label CE gets 1 - alpha."},
+    )
+    loss_type: str = field(
+        default="forward_kl",
+        metadata={
+            "help": "Divergence: forward_kl = KL(teacher||student), reverse_kl = KL(student||teacher), "
+            "jsd (generalised JSD with jsd_beta), skew_kl / skew_reverse_kl (with skew_lambda), mse (on logits).",
+            "choices": list(LOSS_TYPES),
+        },
+    )
+    jsd_beta: float = field(
+        default=0.5,
+        metadata={"help": "JSD mixture weight in [0, 1]; 0 gives forward KL and 1 reverse KL (GKD convention)."},
+    )
+    skew_lambda: float = field(default=0.1, metadata={"help": "Skew KL mixing weight in [0, 1)."})
+    scale_by_temperature_squared: bool | None = field(
+        default=None,
+        metadata={"help": "Multiply the KD term by T^2 (Hinton et al.). Default: on for the KL family, off for mse."},
+    )
+    hidden_loss_weight: float = field(default=0.0, metadata={"help": "Weight (>= 0) of the hidden-state loss."})
+    hidden_loss: str = field(
+        default="mse", metadata={"help": "Hidden-state loss: mse or cosine.", "choices": list(HIDDEN_LOSSES)}
+    )
+    layer_mapping: str = field(
+        default="uniform",
+        metadata={
+            "help": 'Student->teacher layer pairs for hidden/attention losses: "uniform", "last", or "s:t,s:t" '
+            "(0 = embeddings, i = output of block i)."
+        },
+    )
+    attention_loss_weight: float = field(
+        default=0.0, metadata={"help": "Weight (>= 0) of the attention-map loss (needs eager attention)."}
+    )
+    teacher_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Precision of the teacher forward: auto (as loaded), float32, bfloat16 or float16.",
+            "choices": list(TEACHER_DTYPES),
+        },
+    )
+    teacher_device: str | None = field(
+        default=None,
+        metadata={"help": "Device for the teacher (e.g. cpu, cuda:1). Default: the training device."},
+    )
+    teacher_revision: str | None = field(
+        default=None, metadata={"help": "Revision of the teacher when it is given as a Hub id."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom model code when loading a teacher by id (off by default)."}
+    )
+
+    def __post_init__(self) -> None:
+        self._validate_distillation_fields()
+        super().__post_init__()
+
+    def _validate_distillation_fields(self) -> None:
+        def number(name: str) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise _bad(name, value, "expected a number")
+            return float(value)
+
+        if number("temperature") <= 0:
+            raise _bad("temperature", self.temperature, "must be > 0")
+        if not 0.0 <= number("alpha") <= 1.0:
+            raise _bad("alpha", self.alpha, "must be in [0, 1] (1 = soft targets only, 0 = labels only)")
+        if self.loss_type not in LOSS_TYPES:
+            raise _bad("loss_type", self.loss_type, f"choose one of {', '.join(LOSS_TYPES)}")
+        if not 0.0 <= number("jsd_beta") <= 1.0:
+            raise _bad("jsd_beta", self.jsd_beta, "must be in [0, 1]")
+        if not 0.0 <= number("skew_lambda") < 1.0:
+            raise _bad("skew_lambda", self.skew_lambda, "must be in [0, 1)")
+        if self.scale_by_temperature_squared is None:
+            self.scale_by_temperature_squared = self.loss_type in KL_FAMILY
+        if number("hidden_loss_weight") < 0:
+            raise _bad("hidden_loss_weight", self.hidden_loss_weight, "must be >= 0")
+        if self.hidden_loss not in HIDDEN_LOSSES:
+            raise _bad("hidden_loss", self.hidden_loss, f"choose one of {', '.join(HIDDEN_LOSSES)}")
+        if number("attention_loss_weight") < 0:
+            raise _bad("attention_loss_weight", self.attention_loss_weight, "must be >= 0")
+        mapping = parse_layer_mapping(self.layer_mapping)
+        # Keep the field a plain string so the config stays JSON/CLI friendly.
+        if not isinstance(mapping, str):
+            self.layer_mapping = ",".join(f"{s}:{t}" for s, t in mapping)
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            raise _bad("teacher_dtype", self.teacher_dtype, f"choose one of {', '.join(TEACHER_DTYPES)}")
+
+    @property
+    def layer_pairs(self) -> str | list[tuple[int, int]]:
+        """`layer_mapping` parsed: "uniform", "last" or explicit (student, teacher) pairs."""
+        return parse_layer_mapping(self.layer_mapping)

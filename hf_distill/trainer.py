@@ -1,0 +1,459 @@
+"""`DistillationTrainer`: a `transformers.Trainer` whose loss mixes a teacher's soft targets with true labels."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoTokenizer, PreTrainedModel, Trainer
+from transformers.utils import logging
+
+from . import losses
+from .config import DistillationConfig
+from .soft_targets import SOFT_TARGET_COLUMNS, SoftTargetCollator, soft_target_info
+from .tasks import AUTO_CLASSES, Task, detect_task, unwrap
+
+logger = logging.get_logger(__name__)
+
+PROJECTIONS_FILE = "distillation_projections.safetensors"
+COMPONENTS = ("loss_ce", "loss_kd", "loss_hidden", "loss_attn")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class DistillationTrainer(Trainer):
+    """Train a student on a teacher's soft targets mixed with the true labels.
+
+    Every `Trainer` argument is passed through. The teacher (a model, a `PeftModel`, or a local path / Hub id loaded
+    with the student's auto class) is frozen, kept in eval mode, placed on the training device and never handed to
+    the optimizer or to DDP. With `peft_config` the student is wrapped with `peft.get_peft_model` first.
+    """
+
+    # The loss is normalised by the item count of the whole accumulated (and gathered) batch: see compute_loss.
+    loss_is_scaled_for_ga = True
+    _tag_names = ["distillation", "knowledge-distillation", "hf-distill"]
+
+    def __init__(
+        self,
+        model: PreTrainedModel | nn.Module | str | None = None,
+        teacher_model: PreTrainedModel | nn.Module | str | None = None,
+        args: DistillationConfig | None = None,
+        data_collator: Any = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        peft_config: Any = None,
+        teacher_processing_class: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if args is None:
+            raise ValueError("DistillationTrainer needs args=DistillationConfig(output_dir=..., temperature=..., alpha=...)")
+        if not isinstance(args, DistillationConfig):
+            raise TypeError(
+                f"args must be a DistillationConfig (got {type(args).__name__}); it subclasses TrainingArguments and "
+                "adds temperature, alpha, loss_type, ..."
+            )
+        if model is None or isinstance(model, str):
+            raise ValueError("pass the student as a model instance (e.g. AutoModelForSequenceClassification.from_pretrained(...))")
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        self.task: Task = detect_task(model)
+
+        if isinstance(teacher_model, str):
+            teacher_model, loaded_tok = self._load_teacher(teacher_model, args)
+            teacher_processing_class = teacher_processing_class or loaded_tok
+        self.teacher = teacher_model
+        self._check_soft_targets(train_dataset, args)
+        self._needs_teacher_forward = self.teacher is not None and (
+            args.alpha > 0 or args.hidden_loss_weight > 0 or args.attention_loss_weight > 0
+        )
+        if self.teacher is not None:
+            self._check_compatible(model, self.teacher, processing_class, teacher_processing_class)
+            self.teacher.requires_grad_(False)
+            self.teacher.eval()
+            if args.teacher_dtype != "auto":
+                self.teacher.to(dtype=_DTYPES[args.teacher_dtype])
+        if args.attention_loss_weight > 0:
+            for m in (model, self.teacher):
+                if m is not None:
+                    unwrap(m).set_attn_implementation("eager")
+
+        self.layer_pairs = self._resolve_layer_pairs(model, args)
+        self.projections = self._build_projections(model, args)
+
+        data_collator = SoftTargetCollator(
+            data_collator if data_collator is not None else self._default_collator(processing_class),
+            self.task,
+            getattr(processing_class, "padding_side", "right"),
+        )
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        # Our compute_loss takes the item counts and never passes them to the model.
+        self.model_accepts_loss_kwargs = True
+        if self.teacher is not None:
+            self.teacher.to(self.args.teacher_device or self.args.device)
+        if self.projections is not None:
+            self.projections.to(self.args.device)
+        self._component_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
+        self._component_batches = {"train": 0, "eval": 0}
+        self._last_component_step = -1
+
+    # ---- set-up -------------------------------------------------------------------------------------------------
+
+    def _load_teacher(self, name_or_path: str, args: DistillationConfig):
+        """Load a teacher given by path or Hub id with the student's auto class (and its tokenizer when present)."""
+        auto = AUTO_CLASSES[self.task]
+        kwargs = {"revision": args.teacher_revision, "trust_remote_code": args.trust_remote_code}
+        if args.teacher_dtype != "auto":
+            kwargs["dtype"] = _DTYPES[args.teacher_dtype]
+        teacher = auto.from_pretrained(name_or_path, **kwargs)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=args.teacher_revision, trust_remote_code=args.trust_remote_code)
+        except (OSError, ValueError):
+            tokenizer = None
+        return teacher, tokenizer
+
+    def _default_collator(self, processing_class: Any):
+        """The collator `Trainer` would pick, except that LM tasks get a language-modelling collator."""
+        from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding, default_data_collator
+
+        if processing_class is None or not hasattr(processing_class, "pad"):
+            return default_data_collator
+        if self.task == "sequence-classification":
+            return DataCollatorWithPadding(processing_class)
+        return DataCollatorForLanguageModeling(processing_class, mlm=self.task == "masked-lm")
+
+    def _check_soft_targets(self, train_dataset: Any, args: DistillationConfig) -> None:
+        columns = set(getattr(train_dataset, "column_names", None) or [])
+        has_soft = bool(columns & set(SOFT_TARGET_COLUMNS))
+        if has_soft and self.task == "masked-lm":
+            raise ValueError(
+                "cached soft targets cannot serve masked LM: the teacher must see the same random masking as the "
+                "student; drop the teacher_* columns and pass teacher_model"
+            )
+        if self.teacher is None:
+            if not has_soft and args.alpha > 0:
+                raise ValueError(
+                    "no teacher: pass teacher_model, or a train_dataset with cached soft targets "
+                    "(hf_distill.soft_targets.generate_soft_targets), or set alpha=0"
+                )
+            if args.hidden_loss_weight > 0 or args.attention_loss_weight > 0:
+                raise ValueError("hidden-state and attention losses need a live teacher_model, not cached soft targets")
+        info = soft_target_info(train_dataset)
+        if has_soft and info and info.get("top_k") is not None:
+            if abs(info["temperature"] - args.temperature) > 1e-9:
+                raise ValueError(
+                    f"the top-k soft targets were cached at temperature {info['temperature']} but "
+                    f"DistillationConfig.temperature={args.temperature}: regenerate them at this temperature"
+                )
+            if args.loss_type == "mse":
+                raise ValueError("loss_type='mse' needs full teacher logits; cache soft targets with top_k=None")
+
+    def _check_compatible(self, student, teacher, student_tok, teacher_tok) -> None:
+        teacher_task = detect_task(teacher)
+        if teacher_task != self.task:
+            raise ValueError(f"the teacher is a {teacher_task} model but the student is a {self.task} model")
+        s_cfg, t_cfg = unwrap(student).config, unwrap(teacher).config
+        if self.task == "sequence-classification":
+            if s_cfg.num_labels != t_cfg.num_labels:
+                raise ValueError(
+                    f"the teacher predicts {t_cfg.num_labels} labels but the student {s_cfg.num_labels}: build the "
+                    f"student with num_labels={t_cfg.num_labels} (and the same id2label)"
+                )
+            return
+        if student_tok is not None and teacher_tok is not None and hasattr(student_tok, "get_vocab"):
+            if student_tok.get_vocab() != teacher_tok.get_vocab():
+                raise ValueError(
+                    "the teacher's and the student's tokenizers have different vocabularies; token-level "
+                    "distillation needs one shared vocabulary (use the teacher's tokenizer for the student)"
+                )
+        shared = min(s_cfg.vocab_size, t_cfg.vocab_size)
+        if student_tok is not None and len(student_tok) > shared:
+            raise ValueError(
+                f"the tokenizer has {len(student_tok)} tokens but the teacher has {t_cfg.vocab_size} and the student "
+                f"{s_cfg.vocab_size} output rows: the vocabularies differ by more than padding"
+            )
+        if s_cfg.vocab_size != t_cfg.vocab_size:
+            logger.info(
+                "teacher (%d) and student (%d) vocabularies differ by padding; distilling over the %d shared ids",
+                t_cfg.vocab_size,
+                s_cfg.vocab_size,
+                shared,
+            )
+
+    def _resolve_layer_pairs(self, student, args: DistillationConfig) -> list[tuple[int, int]]:
+        if (args.hidden_loss_weight == 0 and args.attention_loss_weight == 0) or self.teacher is None:
+            return []
+        n_s = unwrap(student).config.num_hidden_layers
+        n_t = unwrap(self.teacher).config.num_hidden_layers
+        mapping = args.layer_pairs
+        if mapping == "uniform":
+            return [(i, round(i * n_t / n_s)) for i in range(1, n_s + 1)]
+        if mapping == "last":
+            return [(n_s, n_t)]
+        for s, t in mapping:
+            if s > n_s or t > n_t:
+                raise ValueError(
+                    f"DistillationConfig.layer_mapping pair {s}:{t} is out of range: the student has layers 0..{n_s} "
+                    f"and the teacher 0..{n_t} (0 = embeddings)"
+                )
+        return list(mapping)
+
+    def _build_projections(self, student, args: DistillationConfig) -> nn.ModuleList | None:
+        if args.hidden_loss_weight == 0 or not self.layer_pairs:
+            return None
+        d_s = unwrap(student).config.hidden_size
+        d_t = unwrap(self.teacher).config.hidden_size
+        if d_s == d_t:
+            return None
+        # One learned map per pair, trained with the student and saved beside it (not inside it).
+        return nn.ModuleList(nn.Linear(d_s, d_t) for _ in self.layer_pairs)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        for column in SOFT_TARGET_COLUMNS:
+            if column not in self._signature_columns:
+                self._signature_columns.append(column)
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        optimizer = super().create_optimizer(model)
+        if self.projections is not None and not any(
+            p is q for group in optimizer.param_groups for p in group["params"] for q in self.projections.parameters()
+        ):
+            optimizer.add_param_group({"params": list(self.projections.parameters()), "weight_decay": 0.0})
+        return optimizer
+
+    # ---- item counts --------------------------------------------------------------------------------------------
+
+    def _count_items(self, batch: dict[str, Any]) -> torch.Tensor:
+        """[CE items, KD items, real tokens] of one batch (the denominators of the loss terms)."""
+        labels = batch.get("labels")
+        input_ids = batch["input_ids"]
+        attention_mask = batch.get("attention_mask")
+        if self.task == "sequence-classification":
+            n_kd = input_ids.shape[0]
+            n_ce = int((labels >= 0).sum()) if labels is not None else 0
+        else:
+            mask_fn = losses.causal_lm_valid_mask if self.task == "causal-lm" else losses.token_valid_mask
+            n_kd = int(mask_fn(labels, attention_mask, input_ids).sum())
+            n_ce = n_kd if labels is not None else 0
+        n_tok = int(attention_mask.sum()) if attention_mask is not None else input_ids.numel()
+        return torch.tensor([n_ce, n_kd, n_tok], dtype=torch.long)
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
+        """Counts over all micro-batches of the optimizer step and, when averaging across devices, all processes."""
+        if not batch_samples:
+            return None
+        counts = sum(self._count_items(b) for b in batch_samples).to(device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            counts = self.accelerator.gather(counts[None]).sum(0)
+        return counts
+
+    # ---- the loss -----------------------------------------------------------------------------------------------
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        """alpha·KD + (1 − alpha)·CE + hidden and attention terms, each summed over valid items and divided by the
+        number of such items in the whole accumulated batch.
+
+        `num_items_in_batch` is what `_get_num_items_in_batch` returns ([CE, KD, token] counts); a plain number is
+        used for every term; `None` counts this batch alone.
+        """
+        args: DistillationConfig = self.args
+        inputs = dict(inputs)
+        labels = inputs.pop("labels", None)
+        soft = {k: inputs.pop(k) for k in SOFT_TARGET_COLUMNS if k in inputs}
+        want_hidden = args.hidden_loss_weight > 0 and bool(self.layer_pairs)
+        want_attn = args.attention_loss_weight > 0 and bool(self.layer_pairs)
+        extra = {}
+        if want_hidden:
+            extra["output_hidden_states"] = True
+        if want_attn:
+            extra["output_attentions"] = True
+        outputs = model(**inputs, **extra)
+        counts, global_counts = self._resolve_counts(inputs, labels, num_items_in_batch)
+        n_ce, n_kd, n_tok = (c.clamp(min=1).to(outputs.logits.device, torch.float32) for c in counts)
+
+        teacher_out = None
+        if self._needs_teacher_forward and not (soft and not want_hidden and not want_attn):
+            teacher_out = self._teacher_forward(inputs, extra)
+
+        logits = outputs.logits
+        input_ids, attention_mask = inputs["input_ids"], inputs.get("attention_mask")
+        if self.task == "sequence-classification":
+            valid = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
+            s_logits = logits
+        else:
+            if self.task == "causal-lm":
+                valid = losses.causal_lm_valid_mask(labels, attention_mask, input_ids)
+                s_logits = logits[:, :-1][valid]
+            else:
+                valid = losses.token_valid_mask(labels, attention_mask, input_ids)
+                s_logits = logits[valid]
+
+        zero = logits.new_zeros((), dtype=torch.float32)
+        terms = {name: zero for name in COMPONENTS}
+        if labels is not None and args.alpha < 1:
+            ce_logits, ce_labels = self._ce_targets(logits, labels, valid)
+            terms["loss_ce"] = losses.cross_entropy_sum(ce_logits, ce_labels, args.label_smoothing_factor) / n_ce
+        if args.alpha > 0 and (teacher_out is not None or soft):
+            terms["loss_kd"] = self._kd_sum(s_logits, teacher_out, soft, valid) / n_kd
+        token_mask = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        if want_hidden and teacher_out is not None:
+            total = zero
+            for k, (s, t) in enumerate(self.layer_pairs):
+                s_hidden = outputs.hidden_states[s]
+                if self.projections is not None:
+                    s_hidden = self.projections[k](s_hidden)
+                t_hidden = teacher_out.hidden_states[t].to(s_hidden.device)
+                total = total + losses.hidden_state_loss_sum(s_hidden, t_hidden, token_mask, args.hidden_loss)
+            terms["loss_hidden"] = total / (n_tok * len(self.layer_pairs))
+        if want_attn and teacher_out is not None:
+            total = zero
+            for s, t in self.layer_pairs:
+                if s == 0 or t == 0:
+                    continue  # the embedding layer has no attention map
+                t_attn = teacher_out.attentions[t - 1].to(logits.device)
+                total = total + losses.attention_loss_sum(outputs.attentions[s - 1], t_attn, token_mask)
+            terms["loss_attn"] = total / (n_tok * len(self.layer_pairs))
+
+        loss = (
+            args.alpha * terms["loss_kd"]
+            + (1 - args.alpha) * terms["loss_ce"]
+            + args.hidden_loss_weight * terms["loss_hidden"]
+            + args.attention_loss_weight * terms["loss_attn"]
+        )
+        self._record_components(terms, "train" if model.training else "eval")
+        if global_counts and args.average_tokens_across_devices and args.world_size > 1:
+            # DDP averages gradients over processes; the counts already cover all of them.
+            loss = loss * args.world_size
+        if return_outputs:
+            return loss, {"logits": logits}
+        return loss
+
+    def _ce_targets(self, logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor):
+        """Flat logits and labels for the CE term, invalid items set to -100.
+
+        Token tasks keep every position (as transformers' own losses do) so that alpha = 0 reproduces the model's
+        loss to the bit; unlabelled classification rows (label < 0) are ignored.
+        """
+        if self.task == "sequence-classification":
+            return logits, labels.masked_fill(labels < 0, losses.IGNORE_INDEX)
+        if self.task == "causal-lm":
+            # logit i predicts token i + 1; the last logit has no target
+            valid = torch.nn.functional.pad(valid, (0, 1), value=False)
+            labels = torch.nn.functional.pad(labels, (0, 1), value=losses.IGNORE_INDEX)[:, 1:]
+        labels = labels.masked_fill(~valid, losses.IGNORE_INDEX)
+        return logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+
+    def _resolve_counts(self, inputs, labels, num_items_in_batch) -> tuple[tuple[torch.Tensor, ...], bool]:
+        if num_items_in_batch is None:
+            local = self._count_items({**inputs, "labels": labels})
+            return tuple(local), False
+        if torch.is_tensor(num_items_in_batch) and num_items_in_batch.numel() == 3:
+            return tuple(num_items_in_batch), True
+        value = torch.as_tensor(num_items_in_batch).reshape(())
+        return (value, value, value), True
+
+    def _teacher_forward(self, inputs: dict[str, Any], extra: dict[str, bool]):
+        teacher = self.teacher
+        if teacher.training:
+            teacher.eval()
+        device = next(teacher.parameters()).device
+        t_inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        with torch.no_grad():
+            return teacher(**t_inputs, **extra)
+
+    def _at_valid(self, tensor: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Rows of a per-example or per-position teacher tensor at the valid items (as the student's logits)."""
+        if self.task == "sequence-classification":
+            return tensor
+        if self.task == "causal-lm":
+            tensor = tensor[:, :-1]
+        return tensor[valid.to(tensor.device)]
+
+    def _kd_sum(self, s_logits: torch.Tensor, teacher_out, soft: dict[str, torch.Tensor], valid: torch.Tensor):
+        """Sum of the KD divergence over valid items, from the live teacher or cached soft targets."""
+        args: DistillationConfig = self.args
+        options = dict(
+            temperature=args.temperature,
+            jsd_beta=args.jsd_beta,
+            skew_lambda=args.skew_lambda,
+            scale_by_temperature_squared=args.scale_by_temperature_squared,
+        )
+        if "teacher_topk_ids" in soft:
+            ids, logp, tail = (self._at_valid(soft[c], valid) for c in SOFT_TARGET_COLUMNS[1:])
+            return losses.topk_distillation_loss(s_logits, ids, logp, tail, args.loss_type, **options).sum()
+        t_logits = soft["teacher_logits"] if "teacher_logits" in soft else teacher_out.logits
+        t_logits = self._at_valid(t_logits, valid).to(s_logits.device)
+        # Vocabularies that differ only by padding rows (50257 vs 50304) share their first ids.
+        shared = min(s_logits.shape[-1], t_logits.shape[-1])
+        return losses.distillation_loss(s_logits[..., :shared], t_logits[..., :shared], args.loss_type, **options).sum()
+
+    # ---- logging of the components ------------------------------------------------------------------------------
+
+    def _record_components(self, terms: dict[str, torch.Tensor], phase: str) -> None:
+        sums = self._component_sums[phase]
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.detach().float()
+        if phase == "eval":
+            self._component_batches["eval"] += 1
+        elif self.state.global_step != self._last_component_step:
+            # Micro-batches of one optimizer step add up to that step's value; count steps, not micro-batches.
+            self._last_component_step = self.state.global_step
+            self._component_batches["train"] += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        phase = "eval" if any(k.startswith("eval_") for k in logs) else "train" if "loss" in logs else None
+        if phase is not None and self._component_batches[phase]:
+            values = torch.stack([torch.as_tensor(self._component_sums[phase][n]) for n in COMPONENTS])
+            if self.args.world_size > 1:
+                values = self.accelerator.reduce(values.to(self.args.device), reduction="mean")
+            prefix = "eval_" if phase == "eval" else ""
+            for name, value in zip(COMPONENTS, values.tolist()):
+                logs[prefix + name] = round(value / self._component_batches[phase], 6)
+            self._component_sums[phase] = {}
+            self._component_batches[phase] = 0
+        super().log(logs, start_time)
+
+    # ---- saving the projections beside the student --------------------------------------------------------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.projections is not None and self.args.should_save:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in self.projections.state_dict().items()}
+            save_file(tensors, os.path.join(output_dir, PROJECTIONS_FILE), metadata={"layer_pairs": str(self.layer_pairs)})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, PROJECTIONS_FILE)
+        if self.projections is not None and os.path.isfile(path):
+            self.projections.load_state_dict(load_file(path, device=str(self.args.device)))
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.projections is not None and self.args.world_size > 1 and self.accelerator.sync_gradients:
+            # The projections live outside DDP, so average their gradients by hand to keep the ranks in step.
+            for p in self.projections.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.AVG)
+        return loss
+

@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny models and locally trained tokenizers (nothing comes from the Hub)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+from tests import tiny  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"the shared data sets are missing: expected them at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def wordpiece_tokenizer(tmp_path_factory):
+    """A BERT WordPiece tokenizer trained on a small built-in corpus."""
+    return tiny.wordpiece_tokenizer(tmp_path_factory.mktemp("wp"))
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer(tmp_path_factory):
+    """A GPT-2 byte-level BPE tokenizer trained on a small built-in corpus."""
+    return tiny.bpe_tokenizer(tmp_path_factory.mktemp("bpe"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_cls_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
+    """A saved tiny BERT sequence classifier (4 layers, 2 labels) with its tokenizer."""
+    path = tmp_path_factory.mktemp("tiny-bert-cls")
+    model = tiny.bert_cls(wordpiece_tokenizer, num_layers=4)
+    model.save_pretrained(path)
+    wordpiece_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_cls_student_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
+    """A saved tiny BERT sequence classifier with 2 layers (a student for `tiny_bert_cls_dir`)."""
+    path = tmp_path_factory.mktemp("tiny-bert-cls-student")
+    model = tiny.bert_cls(wordpiece_tokenizer, num_layers=2)
+    model.save_pretrained(path)
+    wordpiece_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, bpe_tokenizer) -> Path:
+    """A saved tiny GPT-2 causal LM (4 layers) with its tokenizer."""
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    model = tiny.gpt2(bpe_tokenizer, num_layers=4)
+    model.save_pretrained(path)
+    bpe_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_student_dir(tmp_path_factory, bpe_tokenizer) -> Path:
+    """A saved tiny GPT-2 causal LM with 2 layers (a student for `tiny_gpt2_dir`)."""
+    path = tmp_path_factory.mktemp("tiny-gpt2-student")
+    model = tiny.gpt2(bpe_tokenizer, num_layers=2)
+    model.save_pretrained(path)
+    bpe_tokenizer.save_pretrained(path)
+    return path

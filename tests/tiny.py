@@ -1,0 +1,132 @@
+"""Factories for tiny models and tokenizers trained locally, for fast offline tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+)
+
+CORPUS = [
+    "the movie was wonderful and the actors were great",
+    "a dull , boring film with a terrible plot",
+    "once upon a time there lived a king and a queen",
+    "the wolf ate the grandmother and waited in her bed",
+    "i loved every minute of this charming story",
+    "the worst film i have seen this year",
+    "the little tailor killed seven flies at one blow",
+    "a masterpiece of quiet beauty and sharp wit",
+    "it was slow , clumsy and far too long",
+    "hansel and gretel found a house made of bread",
+] * 20
+
+SENTIMENT = [
+    ("the movie was wonderful and the actors were great", 1),
+    ("a dull , boring film with a terrible plot", 0),
+    ("i loved every minute of this charming story", 1),
+    ("the worst film i have seen this year", 0),
+    ("a masterpiece of quiet beauty and sharp wit", 1),
+    ("it was slow , clumsy and far too long", 0),
+    ("great actors and a wonderful story", 1),
+    ("boring , terrible and far too slow", 0),
+]
+
+
+def wordpiece_tokenizer(save_dir: Path, vocab_size: int = 200) -> PreTrainedTokenizerFast:
+    """Train a lower-casing WordPiece tokenizer with BERT's special tokens."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tok.decoder = decoders.WordPiece()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
+    fast.save_pretrained(save_dir)
+    return fast
+
+
+def bpe_tokenizer(save_dir: Path, vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """Train a GPT-2-style byte-level BPE tokenizer; pad is a distinct token (not EOS)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|pad|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|pad|>",
+        model_max_length=64,
+    )
+    fast.save_pretrained(save_dir)
+    return fast
+
+
+def bert_config(tokenizer, num_layers: int = 4, hidden: int = 32, **kw) -> BertConfig:
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        **kw,
+    )
+
+
+def bert_cls(tokenizer, num_layers: int = 4, hidden: int = 32, num_labels: int = 2) -> BertForSequenceClassification:
+    cfg = bert_config(tokenizer, num_layers, hidden, num_labels=num_labels)
+    cfg.id2label = {i: ("negative", "positive")[i] if num_labels == 2 else f"LABEL_{i}" for i in range(num_labels)}
+    cfg.label2id = {v: k for k, v in cfg.id2label.items()}
+    return BertForSequenceClassification(cfg)
+
+
+def bert_mlm(tokenizer, num_layers: int = 4, hidden: int = 32) -> BertForMaskedLM:
+    return BertForMaskedLM(bert_config(tokenizer, num_layers, hidden))
+
+
+def gpt2(tokenizer, num_layers: int = 4, hidden: int = 32, vocab_size: int | None = None) -> GPT2LMHeadModel:
+    cfg = GPT2Config(
+        vocab_size=vocab_size or len(tokenizer),
+        n_positions=64,
+        n_embd=hidden,
+        n_layer=num_layers,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(cfg)
