@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
@@ -39,16 +39,45 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def detect_task(model: nn.Module) -> Task:
-    """The task of a sequence-classification, masked-LM or causal-LM model, from its class."""
-    name = type(unwrap(model)).__name__
-    if name in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values():
+def _names(mapping: dict) -> set[str]:
+    out: set[str] = set()
+    for v in mapping.values():
+        out.update(v if isinstance(v, (tuple, list)) else (v,))
+    return out
+
+
+def task_from_architecture(architecture: str) -> Task | None:
+    """'BertForSequenceClassification' -> 'sequence-classification', etc.; None for other heads."""
+    if architecture in _names(MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES) or architecture.endswith(
+        "ForSequenceClassification"
+    ):
         return "sequence-classification"
-    if name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+    # Causal before masked: a few classes (e.g. BertLMHeadModel) are only in the causal mapping.
+    if architecture in _names(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) or architecture.endswith("ForCausalLM"):
         return "causal-lm"
-    if name in MODEL_FOR_MASKED_LM_MAPPING_NAMES.values():
+    if architecture in _names(MODEL_FOR_MASKED_LM_MAPPING_NAMES) or architecture.endswith("ForMaskedLM"):
         return "masked-lm"
+    return None
+
+
+def detect_task(model_or_config: Any) -> Task:
+    """The task of a model (from its class, through PEFT/DDP wrappers) or of a config (`architectures`)."""
+    candidates: list[str] = []
+    if isinstance(model_or_config, nn.Module):
+        model_or_config = unwrap(model_or_config)
+        candidates.append(type(model_or_config).__name__)
+        model_or_config = getattr(model_or_config, "config", None)
+    candidates += list(getattr(model_or_config, "architectures", None) or [])
+    for arch in candidates:
+        task = task_from_architecture(arch)
+        if task:
+            return task
     raise ValueError(
-        f"{name} is not a sequence-classification, masked-LM or causal-LM model; hf-distill distils models loaded "
-        "with AutoModelForSequenceClassification, AutoModelForMaskedLM or AutoModelForCausalLM."
+        f"cannot tell the task from {candidates or 'an empty architectures list'}: hf-distill distils models "
+        "loaded with AutoModelForSequenceClassification, AutoModelForMaskedLM or AutoModelForCausalLM"
     )
+
+
+def pipeline_tag(model_or_config: Any) -> str:
+    """The Hub pipeline tag of a model's task (text-classification, fill-mask, text-generation)."""
+    return PIPELINE_TAGS[detect_task(model_or_config)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -13,6 +12,8 @@ from transformers import (
     GPT2LMHeadModel,
     PreTrainedTokenizerFast,
 )
+
+from hf_distill.tokenizer_training import train_bpe_tokenizer, train_wordpiece_tokenizer
 
 CORPUS = [
     "the movie was wonderful and the actors were great",
@@ -41,50 +42,14 @@ SENTIMENT = [
 
 def wordpiece_tokenizer(save_dir: Path, vocab_size: int = 200) -> PreTrainedTokenizerFast:
     """Train a lower-casing WordPiece tokenizer with BERT's special tokens."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    tok.decoder = decoders.WordPiece()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=64,
-    )
+    fast = train_wordpiece_tokenizer(CORPUS, vocab_size, model_max_length=64)
     fast.save_pretrained(save_dir)
     return fast
 
 
 def bpe_tokenizer(save_dir: Path, vocab_size: int = 300) -> PreTrainedTokenizerFast:
     """Train a GPT-2-style byte-level BPE tokenizer; pad is a distinct token (not EOS)."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|pad|>",
-        model_max_length=64,
-    )
+    fast = train_bpe_tokenizer(CORPUS, vocab_size, model_max_length=64)
     fast.save_pretrained(save_dir)
     return fast
 

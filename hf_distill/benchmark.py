@@ -1,0 +1,318 @@
+"""Size and speed of a teacher and its student, measured side by side in one process.
+
+Both models see the same texts; timed runs alternate teacher and student (and swap which goes
+first every run) so that drift of a shared machine lands on both equally. The thread count is
+fixed for the whole measurement and recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class BenchmarkSettings:
+    """How long and how hard to measure."""
+
+    batch_size: int = 8
+    warmup: int = 3
+    latency_runs: int = 20
+    throughput_runs: int = 5
+    generation_tokens: int = 32
+    generation_runs: int = 3
+    prompt_tokens: int = 8
+    max_length: int = 128
+    threads: int | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "batch_size",
+            "latency_runs",
+            "throughput_runs",
+            "generation_tokens",
+            "generation_runs",
+            "prompt_tokens",
+            "max_length",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.warmup < 0:
+            raise ValueError("warmup must be >= 0")
+
+
+@dataclass
+class SpeedFigures:
+    """Timing results for one model."""
+
+    latency_ms_p50: float
+    latency_ms_p95: float
+    throughput_per_s: float
+    generation_tokens_per_s: float | None = None
+
+
+@dataclass
+class PairBenchmark:
+    """Size and speed of both models, plus the conditions they were measured under."""
+
+    teacher_parameters: tuple[int, int]
+    student_parameters: tuple[int, int]
+    teacher_disk_bytes: int
+    student_disk_bytes: int
+    teacher_speed: SpeedFigures
+    student_speed: SpeedFigures
+    threads: int
+    settings: dict[str, Any]
+
+
+# -- size --------------------------------------------------------------------------------------------
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, without embeddings): each tensor counted once, so tied input/output embeddings count once.
+
+    "Without embeddings" leaves out every `nn.Embedding` (token, position, type) and the output
+    embedding matrix (the LM head) when the model has one.
+    """
+    unique = {id(p): p for p in model.parameters()}
+    total = sum(p.numel() for p in unique.values())
+    embedding_ids: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            embedding_ids.update(id(p) for p in module.parameters())
+    get_out = getattr(model, "get_output_embeddings", None)
+    out = get_out() if callable(get_out) else None
+    if out is not None:
+        # only the weight: an LM head's bias is a per-token parameter too but belongs to no embedding lookup
+        embedding_ids.add(id(out.weight))
+    embeddings = sum(unique[i].numel() for i in embedding_ids if i in unique)
+    return total, total - embeddings
+
+
+def disk_size_bytes(model: nn.Module) -> int:
+    """Bytes of the safetensors files `save_pretrained` writes for the model as loaded (same dtype for both models)."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a throw-away save needs no progress bar
+    with tempfile.TemporaryDirectory(prefix="hf-distill-size-") as tmp:
+        try:
+            model.save_pretrained(tmp)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        files = list(Path(tmp).glob("*.safetensors"))
+        if not files:
+            raise RuntimeError(f"save_pretrained wrote no .safetensors file for {type(model).__name__}")
+        return sum(f.stat().st_size for f in files)
+
+
+# -- timing maths --------------------------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    """q-th percentile (0-100) with linear interpolation, as numpy's default."""
+    if len(values) == 0:
+        raise ValueError("percentile of no values")
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def interleaved_timings(
+    teacher_fn: Callable[[int], Any], student_fn: Callable[[int], Any], runs: int, warmup: int = 0, device: str = "cpu"
+) -> tuple[list[float], list[float], list[Any], list[Any]]:
+    """Run teacher/student alternately (swapping order each run); return seconds and results per run.
+
+    Each function receives the run index so both get the same input for that run.
+    """
+    fns = (teacher_fn, student_fn)
+    for i in range(warmup):
+        for fn in fns:
+            fn(i)
+    seconds: tuple[list[float], list[float]] = ([], [])
+    results: tuple[list[Any], list[Any]] = ([], [])
+    for i in range(runs):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for which in order:
+            _sync(device)
+            start = time.perf_counter()
+            out = fns[which](i)
+            _sync(device)
+            seconds[which].append(time.perf_counter() - start)
+            results[which].append(out)
+    return seconds[0], seconds[1], results[0], results[1]
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int | None) -> Iterator[int]:
+    """Pin torch's intra-op thread count for the block (the current count if None); yield it."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError("threads must be >= 1")
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+# -- inputs -------------------------------------------------------------------------------------------
+def forward_kwargs(model: nn.Module, encoding: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The subset of a tokenizer's output that the model's forward accepts (e.g. drops token_type_ids)."""
+    params = inspect.signature(model.forward).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepted = {"input_ids", "attention_mask", "token_type_ids"}
+    else:
+        accepted = set(params)
+    return {k: v for k, v in encoding.items() if k in accepted}
+
+
+def max_positions(model: nn.Module, tokenizer: Any = None) -> int | None:
+    """The longest input the model (and tokenizer) accept, if they say."""
+    limits = []
+    cfg = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            limits.append(value)
+            break
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+        limits.append(tok_max)
+    return min(limits) if limits else None
+
+
+def _encode(tokenizer, model, texts: Sequence[str], max_length: int, device: str) -> dict[str, torch.Tensor]:
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return {k: v.to(device) for k, v in forward_kwargs(model, dict(enc)).items()}
+
+
+# -- the benchmark -------------------------------------------------------------------------------------
+def benchmark_pair(
+    teacher: nn.Module,
+    student: nn.Module,
+    teacher_tokenizer: Any,
+    student_tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    causal_lm: bool = False,
+    settings: BenchmarkSettings | None = None,
+) -> PairBenchmark:
+    """Measure parameters, disk size, batch-1 latency, batched throughput and (causal LMs) generation speed."""
+    settings = settings or BenchmarkSettings()
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise ValueError("benchmark needs at least one non-empty text")
+    device = settings.device
+    models = (teacher, student)
+    tokenizers = (teacher_tokenizer, student_tokenizer)
+    limit = min(
+        [settings.max_length] + [m for m in (max_positions(mod, tok) for mod, tok in zip(models, tokenizers)) if m]
+    )
+    for tok in tokenizers:
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+    with fixed_threads(settings.threads) as threads:
+        for m in models:
+            m.to(device).eval()
+        # tokenise everything up front so the timings hold model work only
+        single = [[_encode(tok, mod, [t], limit, device) for t in texts] for mod, tok in zip(models, tokenizers)]
+        b = settings.batch_size
+        batches = [
+            [
+                _encode(tok, mod, [texts[(j * b + k) % len(texts)] for k in range(b)], limit, device)
+                for j in range(settings.throughput_runs)
+            ]
+            for mod, tok in zip(models, tokenizers)
+        ]
+
+        def forward(idx: int, inputs: list[dict[str, torch.Tensor]]) -> Callable[[int], Any]:
+            model = models[idx]
+
+            def run(i: int) -> None:
+                with torch.inference_mode():
+                    model(**inputs[i % len(inputs)])
+
+            return run
+
+        lat_t, lat_s, _, _ = interleaved_timings(
+            forward(0, single[0]), forward(1, single[1]), settings.latency_runs, settings.warmup, device
+        )
+        thr_t, thr_s, _, _ = interleaved_timings(
+            forward(0, batches[0]), forward(1, batches[1]), settings.throughput_runs, min(settings.warmup, 1), device
+        )
+        speeds = [
+            SpeedFigures(
+                latency_ms_p50=1000.0 * percentile(lat, 50),
+                latency_ms_p95=1000.0 * percentile(lat, 95),
+                throughput_per_s=b * len(thr) / sum(thr),
+            )
+            for lat, thr in ((lat_t, thr_t), (lat_s, thr_s))
+        ]
+        if causal_lm:
+            for idx, tps in enumerate(_generation_speed(models, tokenizers, texts, settings, limit)):
+                speeds[idx].generation_tokens_per_s = tps
+        params = [count_parameters(m) for m in models]
+        disk = [disk_size_bytes(m) for m in models]
+    return PairBenchmark(
+        teacher_parameters=params[0],
+        student_parameters=params[1],
+        teacher_disk_bytes=disk[0],
+        student_disk_bytes=disk[1],
+        teacher_speed=speeds[0],
+        student_speed=speeds[1],
+        threads=threads,
+        settings=asdict(settings) | {"threads": threads, "max_length": limit},
+    )
+
+
+def _generation_speed(models, tokenizers, texts, settings: BenchmarkSettings, limit: int) -> list[float]:
+    """Greedy decoding at batch 1 with a fixed number of new tokens; tokens generated per second."""
+    device = settings.device
+    new_tokens = settings.generation_tokens
+    prompt_len = min(settings.prompt_tokens, max(1, limit - new_tokens))
+    if prompt_len + new_tokens > limit:
+        new_tokens = limit - prompt_len
+        if new_tokens < 1:
+            raise ValueError(f"max length {limit} leaves no room to generate")
+    prompts = []
+    for tok in tokenizers:
+        per_model = []
+        for text in texts:
+            ids = tok(text, truncation=True, max_length=prompt_len, return_tensors="pt")["input_ids"].to(device)
+            per_model.append({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+        prompts.append(per_model)
+
+    def gen(idx: int) -> Callable[[int], int]:
+        model, tok, inputs = models[idx], tokenizers[idx], prompts[idx]
+
+        def run(i: int) -> int:
+            enc = inputs[i % len(inputs)]
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,  # EOS must not cut one model's run short
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id,
+                )
+            return int(out.shape[1] - enc["input_ids"].shape[1])
+
+        return run
+
+    sec_t, sec_s, n_t, n_s = interleaved_timings(
+        gen(0), gen(1), settings.generation_runs, min(settings.warmup, 1), device
+    )
+    return [sum(n_t) / sum(sec_t), sum(n_s) / sum(sec_s)]

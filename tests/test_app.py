@@ -1,0 +1,499 @@
+"""The teacher-vs-student Gradio app (spaces_app/app.py): callbacks, report table, config, a served app, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import json
+import re
+import socket
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+APP_PATH = REPO / "spaces_app" / "app.py"
+PROMPT = "once upon a time there lived"
+SENTENCE = "the movie was wonderful and the actors were great"
+
+
+def load_app_module(name: str = "spaces_app_under_test") -> ModuleType:
+    """Import spaces_app/app.py by path, as a Space or `hf-distill demo` does (it is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, APP_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(demo) -> str:
+    """Serve `demo` on a free loopback port without blocking; the caller closes it."""
+    port = free_port()
+    demo.queue().launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False
+    )
+    return f"http://127.0.0.1:{port}/"
+
+
+SAMPLE_REPORT = {
+    "schema_version": 1,
+    "task": "text-classification",
+    "teacher": {
+        "name_or_path": "tiny-teacher",
+        "parameters": 4_000_000,
+        "parameters_without_embeddings": 3_000_000,
+        "disk_bytes": 16_000_000,
+        "latency_ms_p50": 8.0,
+        "latency_ms_p95": 9.5,
+        "throughput_per_s": 100.0,
+        "generation_tokens_per_s": None,
+        "metrics": {"f1": 0.8, "accuracy": 0.9},
+    },
+    "student": {
+        "name_or_path": "tiny-student",
+        "parameters": 1_000_000,
+        "disk_bytes": 4_000_000,
+        "latency_ms_p50": 2.0,
+        "throughput_per_s": 300.0,
+        "metrics": {"accuracy": 0.87, "f1": 0.76},
+    },
+    "ratios": {
+        "size_x": 4.0,
+        "speedup_x": 3.0,
+        "latency_x": 4.0,
+        "metric_retained_pct": 96.7,
+        "primary_metric": "accuracy",
+    },
+    "fidelity": {"agreement_top1": 0.95, "kl_teacher_student": 0.0412, "js_divergence": 0.0101},
+    "distillation": {"temperature": 2.0, "alpha": 0.5},
+    "training": {"epochs": 1},
+    "environment": {"torch": "2.13"},
+}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+    return load_app_module()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def cls_side(app, tiny_bert_cls_dir, tiny_bert_cls_student_dir):
+    return app.SideBySide(app.load_model(tiny_bert_cls_dir), app.load_model(tiny_bert_cls_student_dir), latency_runs=3)
+
+
+@pytest.fixture(scope="module")
+def gen_side(app, tiny_gpt2_dir, tiny_gpt2_student_dir):
+    return app.SideBySide(app.load_model(tiny_gpt2_dir), app.load_model(tiny_gpt2_student_dir))
+
+
+def _broken_forward(*args, **kwargs):
+    raise RuntimeError("simulated failure inside the model")
+
+
+def _record_calls(side, calls: list[str]):
+    handles = [
+        lm.model.register_forward_hook(lambda *_, who=who: calls.append(who))
+        for who, lm in (("teacher", side.teacher), ("student", side.student))
+    ]
+    return handles
+
+
+def _set_top_class(lm, index: int) -> None:
+    """Make a classifier predict `index` whatever the input (a huge bias on that class)."""
+    with torch.no_grad():
+        bias = lm.model.classifier.bias
+        bias.zero_()
+        bias[index] = 100.0
+
+
+# --------------------------------------------------------------------------------------------- tasks
+
+
+def test_task_detected_from_config_and_class(app, tiny_bert_cls_dir, tiny_gpt2_dir):
+    from transformers import AutoConfig, BertConfig, BertForMaskedLM
+
+    assert app.detect_task(AutoConfig.from_pretrained(tiny_bert_cls_dir)) == "classification"
+    assert app.detect_task(AutoConfig.from_pretrained(tiny_gpt2_dir)) == "generation"
+    assert app.detect_task(BertConfig(architectures=["BertForCausalLM"])) == "generation"
+    with pytest.raises(ValueError, match="BertForMaskedLM"):
+        app.detect_task(BertConfig(architectures=["BertForMaskedLM"]))
+    with pytest.raises(ValueError, match="no `architectures`"):
+        app.detect_task(BertConfig())
+    mlm = BertForMaskedLM(BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=8))
+    with pytest.raises(ValueError, match="BertForMaskedLM"):
+        app.detect_task(mlm)
+
+
+def test_teacher_and_student_must_do_the_same_task(app, cls_side, gen_side, tiny_bert_cls_dir, tiny_gpt2_dir):
+    with pytest.raises(ValueError, match="same task"):
+        app.SideBySide(cls_side.teacher, gen_side.student)
+    with pytest.raises(ValueError, match="same task"):
+        app.build_demo(tiny_bert_cls_dir, tiny_gpt2_dir, report=SAMPLE_REPORT)
+
+
+# ------------------------------------------------------------------------------------ classification
+
+
+def test_classify_shows_both_models_probabilities_latency_and_agreement(cls_side):
+    t_probs, t_lat, s_probs, s_lat, agreement = cls_side.classify(SENTENCE)
+
+    for lm, probs in ((cls_side.teacher, t_probs), (cls_side.student, s_probs)):
+        enc = lm.tokenizer(SENTENCE, return_tensors="pt")
+        with torch.no_grad():
+            expected = torch.softmax(lm.model(**enc).logits[0], -1).tolist()
+        assert list(probs) == ["negative", "positive"]
+        assert list(probs.values()) == pytest.approx(expected, abs=1e-5)
+    for text in (t_lat, s_lat):
+        assert "ms" in text and "median of 3 runs" in text
+    t_top, s_top = max(t_probs, key=t_probs.get), max(s_probs, key=s_probs.get)
+    if t_top == s_top:
+        assert agreement.startswith("**Agree**") and t_top in agreement
+    else:
+        assert agreement.startswith("**Disagree**") and t_top in agreement and s_top in agreement
+
+
+@pytest.mark.parametrize(("teacher_class", "student_class", "verdict"), [(1, 1, "Agree"), (1, 0, "Disagree")])
+def test_agreement_follows_each_models_top_class(app, tiny_bert_cls_dir, tiny_bert_cls_student_dir,
+                                                 teacher_class, student_class, verdict):
+    side = app.SideBySide(app.load_model(tiny_bert_cls_dir), app.load_model(tiny_bert_cls_student_dir), 1)
+    _set_top_class(side.teacher, teacher_class)
+    _set_top_class(side.student, student_class)
+    t_probs, _, s_probs, _, agreement = side.classify("a dull , boring film")
+    assert max(t_probs, key=t_probs.get) == ("negative", "positive")[teacher_class]
+    assert max(s_probs, key=s_probs.get) == ("negative", "positive")[student_class]
+    assert agreement.startswith(f"**{verdict}**")
+    if verdict == "Disagree":
+        assert "teacher predicts **positive**" in agreement and "student predicts **negative**" in agreement
+
+
+def test_classification_runs_models_one_after_the_other_after_a_warm_up(cls_side):
+    calls: list[str] = []
+    handles = _record_calls(cls_side, calls)
+    try:
+        cls_side.classify(SENTENCE)
+    finally:
+        for h in handles:
+            h.remove()
+    runs = 1 + cls_side.latency_runs  # one warm-up, then the timed runs
+    assert calls == ["teacher"] * runs + ["student"] * runs
+
+
+@pytest.mark.parametrize("broken", ["teacher", "student"])
+def test_classification_error_in_one_model_stays_in_its_panel(cls_side, monkeypatch, broken):
+    monkeypatch.setattr(getattr(cls_side, broken).model, "forward", _broken_forward)
+    t_probs, t_lat, s_probs, s_lat, agreement = cls_side.classify(SENTENCE)
+    results = {"teacher": (t_probs, t_lat), "student": (s_probs, s_lat)}
+    working = "student" if broken == "teacher" else "teacher"
+
+    probs, text = results[broken]
+    assert probs is None
+    assert "RuntimeError" in text and "simulated failure" in text
+    probs, text = results[working]
+    assert sum(probs.values()) == pytest.approx(1.0) and "median of" in text
+    assert "unavailable" in agreement and broken in agreement
+
+
+# ---------------------------------------------------------------------------------------- generation
+
+
+def test_greedy_generation_streams_what_transformers_generate_gives(gen_side):
+    updates = list(gen_side.generate(PROMPT, 6, 0.8, False))
+    t_text, t_stats, s_text, s_stats = updates[-1]
+    for lm, text, stats in ((gen_side.teacher, t_text, t_stats), (gen_side.student, s_text, s_stats)):
+        ids = lm.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+        ref = lm.model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+            pad_token_id=lm.tokenizer.pad_token_id,
+        )[0, ids.shape[1]:]
+        assert text == lm.tokenizer.decode(ref, skip_special_tokens=True)
+        n_new = sum(int(t) != lm.tokenizer.eos_token_id for t in ref)
+        assert f"{n_new} new tokens, done" in stats
+        assert "Time to first token" in stats and "tokens/s" in stats
+    # It streams: an empty first update, then the teacher's token count grows by at most one per update.
+    counts = [int(m.group(1)) for u in updates if (m := re.search(r"(\d+) new tokens", u[1]))]
+    assert updates[0][0] == "" and len(updates) >= 2
+    assert all(b - a in (0, 1) for a, b in zip(counts, counts[1:]))
+
+
+def test_generation_models_take_turns_one_token_each(gen_side):
+    calls: list[str] = []
+    handles = _record_calls(gen_side, calls)
+    try:
+        list(gen_side.generate(PROMPT, 4, 1.0, True))
+    finally:
+        for h in handles:
+            h.remove()
+    # A warm-up prefill each, then one token each in turn; a model that hits EOS early drops out.
+    assert calls[:2] == ["teacher", "student"]
+    steps = calls[2:]
+    n_t, n_s = steps.count("teacher"), steps.count("student")
+    assert 1 <= n_t <= 4 and 1 <= n_s <= 4
+    expected = [who for i in range(max(n_t, n_s)) for who, n in (("teacher", n_t), ("student", n_s)) if i < n]
+    assert steps == expected
+
+
+def test_generation_error_in_one_model_does_not_stop_the_other(gen_side, monkeypatch):
+    monkeypatch.setattr(gen_side.teacher.model, "forward", _broken_forward)
+    t_text, t_stats, s_text, s_stats = list(gen_side.generate(PROMPT, 5, 0.8, False))[-1]
+    assert t_text == "" and "RuntimeError" in t_stats and "simulated failure" in t_stats
+    assert "tokens/s" in s_stats and "done" in s_stats
+
+
+def test_long_prompt_is_cut_to_fit_the_context(gen_side):
+    # The tiny GPT-2 has 64 positions: prompt + continuation must fit, not crash.
+    *_, (t_text, t_stats, s_text, s_stats) = gen_side.generate(PROMPT * 30, 200, 0.8, False)
+    assert "Error" not in t_stats and "Error" not in s_stats
+    assert "done" in t_stats and "done" in s_stats
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def test_report_table_shows_figures_ratios_and_retention(app):
+    md = app.report_markdown(SAMPLE_REPORT)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]] for line in md.splitlines()
+            if line.startswith("| ") and not line.startswith("| |")}
+    assert rows["Parameters"] == ["4,000,000", "1,000,000", "4.00× fewer"]
+    assert rows["Parameters without embeddings"] == ["3,000,000", "—", ""]
+    assert rows["Size on disk (MB)"] == ["16.00", "4.00", "4.00× smaller"]
+    assert rows["Latency p50, batch 1 (ms)"] == ["8.00", "2.00", "4.00× faster"]
+    assert rows["Throughput (samples/s)"] == ["100.0", "300.0", "3.00× faster"]
+    assert rows["Accuracy"] == ["0.9000", "0.8700", "96.7% retained"]
+    assert rows["F1"] == ["0.8000", "0.7600", "95.0% retained"]  # computed: no per-metric figure given
+    assert rows["Top-1 agreement with teacher"][1] == "95.0%"
+    assert "Generation (tokens/s)" not in rows
+    assert list(rows).index("Accuracy") < list(rows).index("F1")  # the primary metric first
+    assert "`tiny-teacher`" in md and "`tiny-student`" in md
+
+
+def test_report_table_tolerates_missing_fields(app):
+    assert app.report_markdown(None) == ""
+    md = app.report_markdown({"teacher": {"parameters": 10, "metrics": {"perplexity": 20.0}},
+                              "student": {"metrics": {"perplexity": 25.0}}})
+    assert "| Parameters | 10 | — |  |" in md
+    assert "| Perplexity | 20.0000 | 25.0000 | 80.0% retained |" in md  # lower is better
+    assert "no comparison figures" in app.report_markdown({"schema_version": 1})
+
+
+def _markdown_values(demo) -> list[str]:
+    return [b.value for b in demo.blocks.values() if type(b).__name__ == "Markdown" and b.value]
+
+
+def test_demo_shows_report_from_file_and_survives_a_broken_one(app, cls_side, tmp_path):
+    path = tmp_path / "distillation_report.json"
+    path.write_text(json.dumps(SAMPLE_REPORT))
+    texts = _markdown_values(app.build_demo(cls_side.teacher, cls_side.student, report=path))
+    assert any("96.7% retained" in t for t in texts)
+
+    path.write_text("{not json")
+    texts = _markdown_values(app.build_demo(cls_side.teacher, cls_side.student, report=path))
+    assert any("Could not read the distillation report" in t for t in texts)
+
+
+def test_report_found_next_to_the_student(app, tmp_path):
+    student = tmp_path / "student"
+    student.mkdir()
+    assert app.find_report(student, app_dir=tmp_path / "nowhere") is None
+    (tmp_path / "distillation_report.json").write_text("{}")
+    assert app.find_report(student, app_dir=tmp_path / "nowhere") == tmp_path / "distillation_report.json"
+    (student / "distillation_report.json").write_text("{}")
+    assert app.find_report(student, app_dir=tmp_path / "nowhere") == student / "distillation_report.json"
+
+
+# -------------------------------------------------------------------------------------------- config
+
+
+def test_config_from_env_then_distill_config_json(app, tmp_path):
+    assert app.resolve_config({}, app_dir=tmp_path) == (None, None, None)
+    (tmp_path / "distill_config.json").write_text(
+        json.dumps({"teacher": "org/teacher", "student": "org/student", "distillation_report": "r.json"})
+    )
+    assert app.resolve_config({}, app_dir=tmp_path) == ("org/teacher", "org/student", str(tmp_path / "r.json"))
+    env = {"TEACHER_MODEL": "/t", "STUDENT_MODEL": "/s", "DISTILLATION_REPORT": "/r.json"}
+    assert app.resolve_config(env, app_dir=tmp_path) == ("/t", "/s", "/r.json")
+
+
+def test_import_without_models_shows_what_to_set(monkeypatch, tmp_path):
+    for var in ("TEACHER_MODEL", "STUDENT_MODEL", "DISTILLATION_REPORT"):
+        monkeypatch.delenv(var, raising=False)
+    module = load_app_module("spaces_app_no_models")
+    assert not (module.APP_DIR / "distill_config.json").exists()
+    texts = _markdown_values(module.demo)
+    assert any("No models configured" in t and "TEACHER_MODEL" in t and "STUDENT_MODEL" in t for t in texts)
+
+    monkeypatch.setenv("TEACHER_MODEL", str(tmp_path / "missing-teacher"))
+    monkeypatch.setenv("STUDENT_MODEL", str(tmp_path / "missing-student"))
+    texts = _markdown_values(module.demo_from_env())
+    assert any("Could not start the demo" in t and "missing-teacher" in t for t in texts)
+
+
+def test_app_is_standalone_of_hf_distill():
+    tree = ast.parse(APP_PATH.read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "hf_distill" not in imported
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party <= {"gradio", "torch", "transformers", "huggingface_hub"}
+    requirements = (REPO / "spaces_app" / "requirements.txt").read_text()
+    for package in ("gradio", "torch", "transformers"):
+        assert package in requirements
+
+
+def test_space_readme_front_matter_is_valid():
+    import gradio
+
+    text = (REPO / "spaces_app" / "README.md").read_text()
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio.__version__
+    assert (REPO / "spaces_app" / meta["app_file"]).is_file()
+    for key in ("title", "emoji", "colorFrom", "colorTo", "license", "models"):
+        assert meta.get(key), key
+    assert len(meta["short_description"]) <= 60
+    colors = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+    assert {meta["colorFrom"], meta["colorTo"]} <= colors
+
+
+def test_launch_binds_loopback_unless_the_space_says_otherwise(app, monkeypatch):
+    import gradio
+
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    kw = app.launch_kwargs()
+    assert (kw["server_name"], kw["server_port"], kw["ssr_mode"]) == ("127.0.0.1", 7860, False)
+    assert type(kw["theme"]).__module__.startswith("gradio.themes")
+    fonts = [*kw["theme"]._font, *kw["theme"]._font_mono]
+    assert not any(isinstance(f, gradio.themes.GoogleFont) for f in fonts)  # a web font could hang offline
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    kw = app.launch_kwargs()
+    assert (kw["server_name"], kw["server_port"]) == ("0.0.0.0", 7861)
+    assert app.launch_kwargs(host="127.0.0.1", port=9000)["server_name"] == "127.0.0.1"
+
+
+# ------------------------------------------------------------------------------------- served app
+
+
+@pytest.fixture(scope="module")
+def served(app, cls_side, gen_side):
+    """Both demos served on loopback; yields {task: (url, demo)}."""
+    demos = {
+        "classification": app.build_demo(cls_side.teacher, cls_side.student, report=SAMPLE_REPORT),
+        "generation": app.build_demo(gen_side.teacher, gen_side.student, report={}),
+    }
+    try:
+        yield {task: (launch(demo), demo) for task, demo in demos.items()}
+    finally:
+        for demo in demos.values():
+            demo.close()
+
+
+@pytest.fixture(scope="module")
+def clients(served):
+    from gradio_client import Client
+
+    clients = {
+        task: Client(url, verbose=False, analytics_enabled=False, download_files=False)
+        for task, (url, _) in served.items()
+    }
+    yield clients
+    for client in clients.values():
+        client.close()
+
+
+def test_client_sees_only_the_named_endpoints(clients):
+    api = clients["classification"].view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == {"/classify"}
+    api = clients["generation"].view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == {"/generate"}
+
+
+def test_client_classify(clients):
+    job = clients["classification"].submit(SENTENCE, api_name="/classify")
+    t_label, t_lat, s_label, s_lat, agreement = job.result(timeout=60)
+    assert {c["label"] for c in t_label["confidences"]} == {"negative", "positive"}
+    assert {c["label"] for c in s_label["confidences"]} == {"negative", "positive"}
+    assert "median of" in t_lat and "median of" in s_lat
+    assert ("Agree" in agreement) == (t_label["label"] == s_label["label"])
+    if t_label["label"] != s_label["label"]:
+        assert "Disagree" in agreement
+
+
+def test_client_generate_streams(clients):
+    job = clients["generation"].submit(PROMPT, 5, 0.8, False, api_name="/generate")
+    t_text, t_stats, s_text, s_stats = job.result(timeout=60)
+    assert len(job.outputs()) >= 2  # streamed, not one final answer
+    assert "tokens/s" in t_stats and "tokens/s" in s_stats and "done" in t_stats and "done" in s_stats
+
+
+def test_client_error_in_one_model_leaves_the_other_answering(clients, served, monkeypatch):
+    side = served["classification"][1].side_by_side
+    monkeypatch.setattr(side.student.model, "forward", _broken_forward)
+    job = clients["classification"].submit(SENTENCE, api_name="/classify")
+    t_label, t_lat, s_label, s_lat, agreement = job.result(timeout=60)
+    assert t_label["label"] in {"negative", "positive"} and "median of" in t_lat
+    assert not s_label and "simulated failure" in s_lat  # the Label is cleared
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _parser():
+    from hf_distill import cli_demo
+
+    parser = argparse.ArgumentParser(prog="hf-distill")
+    cli_demo.register(parser.add_subparsers(dest="command"))
+    return parser, cli_demo
+
+
+def test_cli_demo_launches_on_loopback(monkeypatch, tiny_bert_cls_dir, tiny_bert_cls_student_dir, tmp_path):
+    import gradio
+
+    parser, cli_demo = _parser()
+    (tmp_path / "distillation_report.json").write_text(json.dumps(SAMPLE_REPORT))
+    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student",
+                              str(tiny_bert_cls_student_dir), "--report", str(tmp_path), "--port", "7999"])
+    assert args.func is cli_demo.run_demo and args.host == "127.0.0.1"
+    launched = {}
+
+    def fake_launch(self, **kwargs):  # the real one blocks until interrupted
+        launched.update(kwargs, blocks=self)
+
+    monkeypatch.setattr(gradio.Blocks, "launch", fake_launch)
+    assert args.func(args) == 0
+    assert launched["server_name"] == "127.0.0.1" and launched["server_port"] == 7999
+    assert any("96.7% retained" in t for t in _markdown_values(launched["blocks"]))
+
+
+def test_cli_demo_clear_errors(monkeypatch, tmp_path, tiny_bert_cls_dir, tiny_gpt2_dir, capsys):
+    parser, cli_demo = _parser()
+    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_gpt2_dir)])
+    assert args.func(args) == 2
+    assert "same task" in capsys.readouterr().err
+
+    monkeypatch.setattr(cli_demo, "__file__", str(tmp_path / "pkg" / "cli_demo.py"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(cli_demo.APP_ENV_VAR, raising=False)
+    with pytest.raises(FileNotFoundError, match="HF_DISTILL_APP"):
+        cli_demo.find_app()
+    assert args.func(args) == 2
+    assert "cannot find the demo app" in capsys.readouterr().err

@@ -1,0 +1,143 @@
+"""End to end: the app served on loopback, driven in Debian's Chromium through Python playwright."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.test_app import SAMPLE_REPORT, launch, load_app_module
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+WAIT_MS = 30_000  # bound on every wait; the tiny models answer in well under a second
+NO_PENDING = "() => document.querySelectorAll('.pending').length === 0"
+
+
+@pytest.fixture(scope="module")
+def urls(tmp_path_factory, tiny_bert_cls_dir, tiny_bert_cls_student_dir, tiny_gpt2_dir, tiny_gpt2_student_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        app = load_app_module("spaces_app_browser")
+        demos = {
+            "classification": app.build_demo(tiny_bert_cls_dir, tiny_bert_cls_student_dir, report=SAMPLE_REPORT),
+            "generation": app.build_demo(tiny_gpt2_dir, tiny_gpt2_student_dir, report={}),
+        }
+        try:
+            yield {task: launch(demo) for task, demo in demos.items()}
+        finally:
+            for demo in demos.values():
+                demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # CI installs chromium: a missing browser is a broken environment, not a reason to skip.
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def context(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(WAIT_MS)
+    offsite: list[str] = []
+
+    def only_loopback(route):
+        # The page must work offline: anything not served by the app itself is refused and recorded.
+        if urlparse(route.request.url).hostname in {"127.0.0.1", "localhost"}:
+            route.continue_()
+        else:
+            offsite.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_loopback)
+    context.offsite = offsite
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def _run_and_wait(page, button: str, done_js: str) -> None:
+    page.locator(button).click()
+    page.wait_for_function(done_js, timeout=WAIT_MS)
+    page.wait_for_function(NO_PENDING, timeout=WAIT_MS)
+
+
+def test_browser_classification_then_generation(urls, context, tmp_path):
+    errors: list[str] = []
+
+    # -- classification, first browser tab
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(urls["classification"], wait_until="domcontentloaded")
+    assert "96.7% retained" in page.locator("#report-table").inner_text()
+    page.locator("#cls-input textarea").fill("the movie was wonderful and the actors were great")
+    _run_and_wait(
+        page,
+        "#cls-run",
+        "() => ['#teacher-stats', '#student-stats'].every(s => document.querySelector(s).innerText.includes('ms'))",
+    )
+    for who in ("teacher", "student"):
+        label = page.locator(f"#{who}-label").inner_text()
+        assert "positive" in label and "negative" in label and "%" in label
+        stats = page.locator(f"#{who}-stats").inner_text()
+        assert "Latency" in stats and "median of 5 runs" in stats
+    assert "gree" in page.locator("#cls-agreement").inner_text()  # "Agree" or "Disagree"
+    shot = tmp_path / "classification.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    # -- generation, second browser tab
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(urls["generation"], wait_until="domcontentloaded")
+    page.locator("#gen-input textarea").fill("once upon a time there lived a king")
+    _run_and_wait(
+        page,
+        "#gen-run",
+        "() => ['#teacher-stats', '#student-stats'].every(s => document.querySelector(s).innerText.includes('done'))",
+    )
+    for who in ("teacher", "student"):
+        stats = page.locator(f"#{who}-stats").inner_text()
+        assert "Time to first token" in stats and "tokens/s" in stats and "new tokens" in stats
+        assert page.locator(f"#{who}-text textarea").is_visible()
+    shot = tmp_path / "generation.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    assert errors == []
+    assert context.offsite == []
+
+
+def test_browser_example_click_runs_both_models(urls, context):
+    page = context.new_page()
+    page.goto(urls["classification"], wait_until="domcontentloaded")
+    page.locator("button", has_text="The plot was dull").first.click()
+    page.wait_for_function(
+        "() => ['#teacher-stats', '#student-stats'].every(s => document.querySelector(s).innerText.includes('ms'))",
+        timeout=WAIT_MS,
+    )
+    page.wait_for_function(NO_PENDING, timeout=WAIT_MS)
+    assert page.locator("#cls-input textarea").input_value().startswith("The plot was dull")
+    for who in ("teacher", "student"):
+        assert "%" in page.locator(f"#{who}-label").inner_text()
+    assert context.offsite == []

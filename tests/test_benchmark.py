@@ -1,0 +1,118 @@
+"""Size and speed measurements of a teacher and its student."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from hf_distill.benchmark import (
+    BenchmarkSettings,
+    benchmark_pair,
+    count_parameters,
+    disk_size_bytes,
+    fixed_threads,
+    interleaved_timings,
+    percentile,
+)
+from tests import tiny
+
+FAST = BenchmarkSettings(
+    batch_size=2, warmup=1, latency_runs=3, throughput_runs=2, generation_tokens=4, generation_runs=2, threads=1
+)
+
+
+def _cls(path):
+    return AutoModelForSequenceClassification.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def _lm(path):
+    return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def test_percentile_interpolates_linearly():
+    values = [4.0, 1.0, 3.0, 2.0, 5.0]
+    assert percentile(values, 50) == 3.0
+    assert percentile(values, 95) == pytest.approx(4.8)
+    assert percentile([7.0], 95) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_runs_are_interleaved_and_alternate_order():
+    calls = []
+    sec_t, sec_s, res_t, res_s = interleaved_timings(
+        lambda i: calls.append(("t", i)) or i, lambda i: calls.append(("s", i)) or -i, runs=4, warmup=1
+    )
+    assert calls == [("t", 0), ("s", 0), ("t", 0), ("s", 0), ("s", 1), ("t", 1), ("t", 2), ("s", 2), ("s", 3), ("t", 3)]
+    assert res_t == [0, 1, 2, 3] and res_s == [0, -1, -2, -3]
+    assert len(sec_t) == len(sec_s) == 4 and all(s >= 0 for s in sec_t + sec_s)
+
+
+def test_thread_count_is_fixed_then_restored():
+    before = torch.get_num_threads()
+    with fixed_threads(1) as used:
+        assert used == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError):
+        with fixed_threads(0):
+            pass
+
+
+def test_parameters_count_tied_weights_once_and_exclude_embeddings(bpe_tokenizer):
+    model = tiny.gpt2(bpe_tokenizer, num_layers=2)
+    total, without = count_parameters(model)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert total == sum(p.numel() for p in model.parameters())
+    embeddings = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+    assert without == total - embeddings
+    assert 0 < without < total
+
+
+def test_student_with_fewer_layers_measures_fewer_parameters_and_bytes(tiny_bert_cls_dir, tiny_bert_cls_student_dir):
+    teacher, _ = _cls(tiny_bert_cls_dir)
+    student, _ = _cls(tiny_bert_cls_student_dir)
+    t_total, t_wo = count_parameters(teacher)
+    s_total, s_wo = count_parameters(student)
+    assert s_total < t_total and s_wo < t_wo
+    # the embeddings are the same, so all of the difference is in the dropped blocks
+    assert t_total - s_total == t_wo - s_wo == sum(p.numel() for p in teacher.bert.encoder.layer[2:].parameters())
+    t_bytes, s_bytes = disk_size_bytes(teacher), disk_size_bytes(student)
+    assert 0 < s_bytes < t_bytes
+    # fp32 safetensors: 4 bytes per parameter plus a small header
+    assert 4 * t_total <= t_bytes < 4 * t_total + 64_000
+
+
+def test_benchmark_pair_classifier_gives_positive_finite_figures(tiny_bert_cls_dir, tiny_bert_cls_student_dir):
+    teacher, t_tok = _cls(tiny_bert_cls_dir)
+    student, s_tok = _cls(tiny_bert_cls_student_dir)
+    before = torch.get_num_threads()
+    res = benchmark_pair(teacher, student, t_tok, s_tok, [t for t, _ in tiny.SENTIMENT], settings=FAST)
+    assert res.threads == 1 and res.settings["threads"] == 1
+    assert torch.get_num_threads() == before
+    for speed in (res.teacher_speed, res.student_speed):
+        for value in (speed.latency_ms_p50, speed.latency_ms_p95, speed.throughput_per_s):
+            assert math.isfinite(value) and value > 0
+        assert speed.latency_ms_p95 >= speed.latency_ms_p50
+        assert speed.generation_tokens_per_s is None
+    assert res.student_parameters[0] < res.teacher_parameters[0]
+    assert res.student_disk_bytes < res.teacher_disk_bytes
+
+
+def test_benchmark_pair_causal_lm_measures_generation(tiny_gpt2_dir, tiny_gpt2_student_dir):
+    teacher, tok = _lm(tiny_gpt2_dir)
+    student, _ = _lm(tiny_gpt2_student_dir)
+    res = benchmark_pair(teacher, student, tok, tok, tiny.CORPUS[:4], causal_lm=True, settings=FAST)
+    for speed in (res.teacher_speed, res.student_speed):
+        assert speed.generation_tokens_per_s is not None
+        assert math.isfinite(speed.generation_tokens_per_s) and speed.generation_tokens_per_s > 0
+
+
+def test_benchmark_refuses_empty_input_and_bad_settings(tiny_bert_cls_dir):
+    model, tok = _cls(tiny_bert_cls_dir)
+    with pytest.raises(ValueError):
+        benchmark_pair(model, model, tok, tok, ["", "  "], settings=FAST)
+    with pytest.raises(ValueError):
+        BenchmarkSettings(latency_runs=0)

@@ -1,0 +1,155 @@
+"""`hf-distill run` on tiny configs: every stage, skipping finished stages, resuming after a kill, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from hf_distill.pipeline import STATE_DIR, parse_run_config, run_from_config
+from tests import tiny
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_sentiment(tmp_path: Path) -> tuple[Path, Path]:
+    rows = tiny.SENTIMENT * 6
+    train, val = tmp_path / "train.tsv", tmp_path / "validation.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    val.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in tiny.SENTIMENT))
+    return train, val
+
+
+def cls_config(tmp_path: Path, teacher: Path, **extra) -> Path:
+    train, val = write_sentiment(tmp_path)
+    cfg = {
+        "task": "sequence-classification", "teacher": str(teacher), "train_teacher": "yes", "teacher_max_steps": 3,
+        "teacher_batch_size": 8, "train_file": str(train), "validation_file": str(val), "text_column": "sentence",
+        "class_names": "negative,positive", "num_labelled": 24, "num_transfer": 16, "max_length": 32,
+        "student_layers": 2, "output_dir": str(tmp_path / "run"), "max_steps": 4, "per_device_train_batch_size": 8,
+        "logging_steps": 2, "report_to": "none", "use_cpu": True, "disable_tqdm": True, "save_strategy": "no",
+        "benchmark_threads": 1,
+    }
+    cfg.update(extra)
+    path = tmp_path / "cls.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def lm_config(tmp_path: Path, **extra) -> Path:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(tiny.CORPUS[:60]) + "\n")
+    cfg = {
+        "task": "causal-lm", "teacher": "tiny-from-scratch", "teacher_from_scratch": True,
+        "teacher_config": json.dumps({"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64}),
+        "tokenizer_vocab_size": 300, "teacher_max_steps": 4, "teacher_batch_size": 8, "train_file": str(corpus),
+        "validation_file": str(corpus), "eval_max_samples": 16, "max_length": 32, "top_k": 8, "student_layers": 1,
+        "output_dir": str(tmp_path / "lmrun"), "max_steps": 4, "per_device_train_batch_size": 8, "temperature": 1.0,
+        "report_to": "none", "use_cpu": True, "disable_tqdm": True, "save_strategy": "no", "benchmark_threads": 1,
+    }
+    cfg.update(extra)
+    path = tmp_path / "lm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def markers(run: Path) -> set[str]:
+    return {p.stem for p in (run / STATE_DIR).glob("*.json") if p.stem != "run_config"}
+
+
+def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_bert_cls_dir):
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    results = run_from_config(cfg)
+    run = tmp_path / "run"
+    assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card", "push"}
+    assert not any(r.get("skipped") for r in results.values())
+    student = run / "student"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "distillation_report.json",
+                 "distillation_chart.png"):
+        assert (student / name).is_file(), name
+    assert json.loads((student / "config.json").read_text())["num_hidden_layers"] == 2
+    assert results["soft_targets"]["rows"] == 40  # 24 labelled + 16 transfer rows
+    assert results["student"]["global_step"] == 4
+    report = json.loads((student / "distillation_report.json").read_text())
+    assert report["task"] == "text-classification" and report["student"]["metrics"]["accuracy"] >= 0
+    card = ModelCard.load(student / "README.md")
+    assert "distillation" in card.data.tags
+    mtimes = {p: p.stat().st_mtime_ns for p in student.iterdir()}
+
+    again = run_from_config(cfg)
+    assert all(r.get("skipped") for r in again.values())
+    assert {p: p.stat().st_mtime_ns for p in student.iterdir()} == mtimes  # nothing rewritten
+
+
+def test_other_settings_are_refused_unless_overwrite(tmp_path, tiny_bert_cls_dir):
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    run_from_config(cfg, ["--stop_after", "teacher"])
+    with pytest.raises(RuntimeError, match=r"other settings \(alpha: None -> 0.9\).*--overwrite"):
+        run_from_config(cfg, ["--alpha", "0.9", "--stop_after", "teacher"])
+    first = (tmp_path / "run" / STATE_DIR / "teacher.json").read_text()
+    time.sleep(1.1)
+    run_from_config(cfg, ["--alpha", "0.9", "--overwrite", "true", "--stop_after", "teacher"])
+    assert (tmp_path / "run" / STATE_DIR / "teacher.json").read_text() != first
+
+
+def test_foreign_output_dir_is_not_touched(tmp_path, tiny_bert_cls_dir):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, output_dir=str(out))
+    with pytest.raises(RuntimeError, match="not an hf-distill run folder"):
+        run_from_config(cfg)
+    assert (out / "precious.txt").read_text() == "keep me" and not (out / STATE_DIR).exists()
+
+
+def test_command_line_overrides_yaml(tmp_path, tiny_bert_cls_dir):
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    pipe, dcfg, settings = parse_run_config(cfg, ["--max_steps", "7", "--temperature", "3", "--student_layers", "1"])
+    assert (dcfg.max_steps, dcfg.temperature, pipe.student_layers) == (7, 3.0, 1)
+    assert pipe.num_transfer == 16 and settings["max_steps"] == 7
+    with pytest.raises(ValueError, match="unknown config field.*--no_such_field.*--help-fields"):
+        parse_run_config(cfg, ["--no_such_field", "1"])
+
+
+def test_causal_lm_from_scratch_with_topk_targets(tmp_path):
+    results = run_from_config(lm_config(tmp_path))
+    run = tmp_path / "lmrun"
+    assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card", "push"}
+    assert results["teacher"]["trained"] is True
+    assert (run / "teacher" / "tokenizer.json").is_file()
+    report = json.loads((run / "student" / "distillation_report.json").read_text())
+    assert report["task"] == "text-generation" and report["student"]["metrics"]["perplexity"] > 1
+    assert json.loads((run / "student" / "config.json").read_text())["n_layer"] == 1
+
+
+def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir):
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, max_steps=400, save_strategy="steps", save_steps=5,
+                     per_device_train_batch_size=16)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "hf_distill.cli", "run", str(cfg)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoints = tmp_path / "run" / "student_checkpoints"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "the run ended before a student checkpoint was written"
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert list(checkpoints.glob("checkpoint-*")), "no checkpoint within the time limit"
+    assert markers(tmp_path / "run") == {"teacher", "soft_targets"}  # the student did not finish
+    results = run_from_config(cfg, ["--max_steps", "400"])
+    assert results["teacher"]["skipped"] and results["soft_targets"]["skipped"]
+    assert results["student"]["resumed_from"] and "checkpoint-" in results["student"]["resumed_from"]
+    assert results["student"]["global_step"] == 400
+    assert markers(tmp_path / "run") == {"teacher", "soft_targets", "student", "evaluate", "card", "push"}
