@@ -426,11 +426,16 @@ class Pipeline:
         teacher, tokenizer = self._load_teacher()
         data = self.student_train_data(tokenizer)
         started = time.perf_counter()
-        result = generate_soft_targets(
-            teacher, data, top_k=self.args.top_k, batch_size=self.args.soft_target_batch_size,
-            max_length=self.args.max_length, temperature=self.config.temperature,
-            cache_dir=self.root / "soft_targets", teacher_id=str(self.teacher_dir),
+        options = dict(
+            top_k=self.args.top_k, batch_size=self.args.soft_target_batch_size, max_length=self.args.max_length,
+            temperature=self.config.temperature, cache_dir=self.root / "soft_targets", teacher_id=str(self.teacher_dir),
         )
+        # One process runs the teacher; the others then find the same cache (same key) and only verify it.
+        if _is_main_process():
+            result = generate_soft_targets(teacher, data, **options)
+        _wait_for_everyone()
+        if not _is_main_process():
+            result = generate_soft_targets(teacher, data, progress=False, **options)
         return {"rows": len(result), "seconds": round(time.perf_counter() - started, 1),
                 "path": str(Path(result.cache_files[0]["filename"]).parent.relative_to(self.root.resolve()))
                 if result.cache_files else None}
@@ -489,10 +494,12 @@ class Pipeline:
         result = trainer.train(resume_from_checkpoint=last)
         seconds = time.perf_counter() - started
         metrics = trainer.evaluate() if eval_data is not None else {}
+        tmp = self.root / "student.partial"
         if _is_main_process():
-            tmp = self.root / "student.partial"
             shutil.rmtree(tmp, ignore_errors=True)
-            trainer.save_model(str(tmp))
+        _wait_for_everyone()
+        trainer.save_model(str(tmp))  # every process joins (sharded set-ups gather weights); the main one writes
+        if _is_main_process():
             tokenizer.save_pretrained(tmp)
             shutil.rmtree(self.student_dir, ignore_errors=True)
             os.replace(tmp, self.student_dir)

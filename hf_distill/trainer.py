@@ -103,7 +103,7 @@ class DistillationTrainer(Trainer):
         # Our compute_loss takes the item counts and never passes them to the model.
         self.model_accepts_loss_kwargs = True
         if self.teacher is not None:
-            self.teacher.to(self.args.teacher_device or self.args.device)
+            self.teacher = self._place_teacher(self.teacher)
         if self.projections is not None:
             self.projections.to(self.args.device)
         self._component_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
@@ -160,6 +160,20 @@ class DistillationTrainer(Trainer):
                 )
             if args.loss_type == "mse":
                 raise ValueError("loss_type='mse' needs full teacher logits; cache soft targets with top_k=None")
+
+    def _place_teacher(self, teacher: nn.Module) -> nn.Module:
+        """Put the teacher where it runs: its own device, or a DeepSpeed inference engine under ZeRO-3.
+
+        It is never handed to `accelerator.prepare`, so DDP never wraps it (it has no trainable parameters).
+        """
+        if self.is_deepspeed_enabled:
+            return _deepspeed_inference_engine(teacher, self.accelerator)
+        if self.is_fsdp_enabled and self.args.teacher_device is None:
+            logger.warning(
+                "FSDP shards the student only: the teacher is replicated on every device. For a teacher too large for "
+                "one device, cache its soft targets first (hf_distill.soft_targets) and pass teacher_model=None."
+            )
+        return teacher.to(self.args.teacher_device or self.args.device)
 
     def _check_compatible(self, student, teacher, student_tok, teacher_tok) -> None:
         teacher_task = detect_task(teacher)
@@ -457,3 +471,32 @@ class DistillationTrainer(Trainer):
                     torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.AVG)
         return loss
 
+
+def _deepspeed_inference_engine(teacher: nn.Module, accelerator) -> nn.Module:
+    """Wrap a frozen teacher for inference with the run's DeepSpeed config (ZeRO-3 shards it; else stage 0).
+
+    The recipe TRL uses for reference/teacher models; it needs GPUs and `deepspeed`, and is not exercised by this
+    project's CPU test suite.
+    """
+    import copy
+
+    import deepspeed
+
+    config = copy.deepcopy(accelerator.state.deepspeed_plugin.deepspeed_config)
+    zero = config.setdefault("zero_optimization", {})
+    if zero.get("stage") == 3:
+        hidden = getattr(getattr(unwrap(teacher), "config", None), "hidden_size", None)
+        if hidden:
+            # Fixed sizes instead of "auto", which DeepSpeed cannot resolve for a model without an optimizer.
+            zero.update(
+                reduce_bucket_size=hidden * hidden,
+                stage3_param_persistence_threshold=10 * hidden,
+                stage3_prefetch_bucket_size=int(0.9 * hidden * hidden),
+            )
+    else:
+        zero["stage"] = 0  # not sharded: each process keeps a full copy for inference
+    config.pop("optimizer", None)
+    config.pop("scheduler", None)
+    engine, *_ = deepspeed.initialize(model=teacher, config=config)
+    engine.eval()
+    return engine

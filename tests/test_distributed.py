@@ -1,0 +1,101 @@
+"""Several processes (torchrun, gloo on CPU) give the single-process result; a bf16 teacher stays close to fp32."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from hf_distill import DistillationConfig, DistillationTrainer
+from tests import tiny
+
+REPO = Path(__file__).resolve().parents[1]
+# Two processes with the same global batch (2 per process) as one process with 2 x 2 accumulation, SGD: the
+# updates differ only by float summation order.
+WEIGHT_TOLERANCE = 1e-5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_config(tmp_path: Path, teacher: Path, name: str, **extra) -> Path:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(tiny.CORPUS[:24]) + "\n")
+    cfg = {
+        "task": "causal-lm", "teacher": str(teacher), "train_file": str(corpus), "validation_file": str(corpus),
+        "eval_max_samples": 8, "max_length": 32, "top_k": 16, "temperature": 1.0, "student_layers": 2,
+        "output_dir": str(tmp_path / name), "max_steps": 5, "per_device_train_batch_size": 2,
+        "train_sampling_strategy": "sequential", "optim": "sgd", "learning_rate": 0.5, "max_grad_norm": 0.0,
+        "lr_scheduler_type": "constant", "alpha": 0.5, "report_to": "none", "use_cpu": True, "disable_tqdm": True,
+        "save_strategy": "no", "benchmark_threads": 1, "seed": 0,
+    }
+    cfg.update(extra)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_torchrun_two_processes_match_one_process(tmp_path, tiny_gpt2_dir):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    multi = run_config(tmp_path, tiny_gpt2_dir, "multi")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "hf_distill.cli", "run", str(multi)]
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    log = out.stdout + out.stderr
+    single = run_config(tmp_path, tiny_gpt2_dir, "single", gradient_accumulation_steps=2)
+    out1 = subprocess.run([sys.executable, "-m", "hf_distill.cli", "run", str(single)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert out1.returncode == 0, out1.stderr[-4000:]
+
+    w_multi = load_file(tmp_path / "multi" / "student" / "model.safetensors")
+    w_single = load_file(tmp_path / "single" / "student" / "model.safetensors")
+    init = load_file(tiny_gpt2_dir / "model.safetensors")
+    assert w_multi.keys() == w_single.keys()
+    moved = max((w_single[k] - init[k]).abs().max().item() for k in ("transformer.wte.weight", "transformer.ln_f.weight"))
+    assert moved > 1e-3  # training changed the weights, so the comparison means something
+    for k in w_multi:
+        torch.testing.assert_close(w_multi[k], w_single[k], atol=WEIGHT_TOLERANCE, rtol=0, msg=k)
+    # the main process alone evaluates, writes the card and the report
+    assert log.count("stage evaluate: running") == 1 and log.count("stage card: running") == 1
+    assert log.count("stage student: running") == 2  # both processes train
+    assert (tmp_path / "multi" / "student" / "README.md").is_file()
+    assert not list((tmp_path / "multi").glob("**/README.md"))[1:]  # one card only
+
+
+def test_bf16_teacher_kd_loss_close_to_fp32(tmp_path, bpe_tokenizer):
+    tok = bpe_tokenizer
+    teacher = tiny.gpt2(tok, 4)
+    with torch.no_grad():
+        teacher.lm_head.weight.mul_(20)  # a confident teacher, so the KD term is far from zero
+    student = tiny.gpt2(tok, 2)
+    batch = tiny_batch(tok)
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        t = tiny.gpt2(tok, 4)
+        t.load_state_dict(teacher.state_dict())
+        args = DistillationConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, alpha=1.0, temperature=2.0,
+                                  teacher_dtype=dtype)
+        trainer = DistillationTrainer(model=student, teacher_model=t, args=args, processing_class=tok)
+        assert next(trainer.teacher.parameters()).dtype == getattr(torch, dtype)
+        with torch.no_grad():
+            losses[dtype] = trainer.compute_loss(student, batch).item()
+    assert losses["float32"] > 0.1
+    # bf16 keeps 8 bits of mantissa: the documented bound is 2% of the loss
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=2e-2)
+
+
+def tiny_batch(tok):
+    from transformers import DataCollatorForLanguageModeling
+
+    return DataCollatorForLanguageModeling(tok, mlm=False)([tok(t) for t in tiny.CORPUS[:6]])
