@@ -74,8 +74,16 @@ def template_path() -> Path:
 
 
 def looks_like_hub_id(value: str | None) -> bool:
-    """True for 'name' or 'owner/name' strings that are not an existing local path."""
-    return bool(value) and bool(_HUB_ID.match(value)) and ".." not in value and not Path(value).exists()
+    """True for 'name' or 'owner/name' strings that are not a local path or a data file name."""
+    from .data import LOCAL_FORMATS
+
+    return (
+        bool(value)
+        and bool(_HUB_ID.match(value))
+        and ".." not in value
+        and Path(value).suffix.lower() not in LOCAL_FORMATS
+        and not Path(value).exists()
+    )
 
 
 def missing_fields(report: DistillationReport) -> list[str]:

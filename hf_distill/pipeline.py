@@ -91,6 +91,8 @@ class PipelineArguments:
     soft_target_batch_size: int = field(default=64, metadata={"help": "Batch size of soft-target generation."})
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})
     benchmark_threads: int | None = field(default=None, metadata={"help": "CPU threads for the speed benchmark."})
+    benchmark_batch_size: int = field(default=32, metadata={"help": "Batch size of the throughput benchmark."})
+    benchmark_runs: int = field(default=20, metadata={"help": "Timed batches per model for throughput (latency: 50)."})
     license: str = field(default="apache-2.0", metadata={"help": "License of the published student."})
     base_model: str | None = field(default=None, metadata={"help": "Card `base_model` (default: the teacher)."})
     hub_space_id: str | None = field(default=None, metadata={"help": "Also publish the demo Space under this id."})
@@ -501,6 +503,8 @@ class Pipeline:
         trainer.save_model(str(tmp))  # every process joins (sharded set-ups gather weights); the main one writes
         if _is_main_process():
             tokenizer.save_pretrained(tmp)
+            # The publishable folder holds safetensors and JSON only; the pickled arguments stay in the checkpoints.
+            (tmp / "training_args.bin").unlink(missing_ok=True)
             shutil.rmtree(self.student_dir, ignore_errors=True)
             os.replace(tmp, self.student_dir)
         _wait_for_everyone()
@@ -525,6 +529,7 @@ class Pipeline:
                         text_column=text, label_column=self.args.label_column if labels else None)
 
     def stage_evaluate(self) -> dict[str, Any]:
+        from .benchmark import BenchmarkSettings
         from .evaluation import evaluate_pair
 
         student_info = self.state.done("student") or {}
@@ -541,10 +546,15 @@ class Pipeline:
             "stages": "teacher fine-tuning → soft targets → student" if teacher_info.get("trained") else "soft targets → student",
         }
         training = {"train_seconds": student_info.get("train_seconds"), "teacher_train_seconds": teacher_info.get("train_seconds")}
+        bench = BenchmarkSettings(
+            batch_size=self.args.benchmark_batch_size, throughput_runs=self.args.benchmark_runs,
+            latency_runs=max(50, self.args.benchmark_runs), max_length=self.args.max_length,
+            threads=self.args.benchmark_threads,
+        )
         report = evaluate_pair(
             str(self.teacher_dir), str(self.student_dir), self._validation_file_or_data(), task=None,
             max_samples=self.args.eval_max_samples, max_length=self.args.max_length, threads=self.args.benchmark_threads,
-            distillation=settings, training=training, output_dir=str(self.student_dir),
+            benchmark=bench, distillation=settings, training=training, output_dir=str(self.student_dir),
         )
         return {"report": "student/distillation_report.json", "ratios": asdict(report.ratios) if hasattr(report, "ratios") else None}
 

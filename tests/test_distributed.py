@@ -37,7 +37,7 @@ def run_config(tmp_path: Path, teacher: Path, name: str, **extra) -> Path:
         "output_dir": str(tmp_path / name), "max_steps": 5, "per_device_train_batch_size": 2,
         "train_sampling_strategy": "sequential", "optim": "sgd", "learning_rate": 0.5, "max_grad_norm": 0.0,
         "lr_scheduler_type": "constant", "alpha": 0.5, "report_to": "none", "use_cpu": True, "disable_tqdm": True,
-        "save_strategy": "no", "benchmark_threads": 1, "seed": 0,
+        "save_strategy": "no", "benchmark_threads": 1, "benchmark_runs": 3, "benchmark_batch_size": 4, "seed": 0,
     }
     cfg.update(extra)
     path = tmp_path / f"{name}.yaml"

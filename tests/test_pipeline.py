@@ -36,7 +36,7 @@ def cls_config(tmp_path: Path, teacher: Path, **extra) -> Path:
         "class_names": "negative,positive", "num_labelled": 24, "num_transfer": 16, "max_length": 32,
         "student_layers": 2, "output_dir": str(tmp_path / "run"), "max_steps": 4, "per_device_train_batch_size": 8,
         "logging_steps": 2, "report_to": "none", "use_cpu": True, "disable_tqdm": True, "save_strategy": "no",
-        "benchmark_threads": 1,
+        "benchmark_threads": 1, "benchmark_runs": 3, "benchmark_batch_size": 4,
     }
     cfg.update(extra)
     path = tmp_path / "cls.yaml"
@@ -53,7 +53,7 @@ def lm_config(tmp_path: Path, **extra) -> Path:
         "tokenizer_vocab_size": 300, "teacher_max_steps": 4, "teacher_batch_size": 8, "train_file": str(corpus),
         "validation_file": str(corpus), "eval_max_samples": 16, "max_length": 32, "top_k": 8, "student_layers": 1,
         "output_dir": str(tmp_path / "lmrun"), "max_steps": 4, "per_device_train_batch_size": 8, "temperature": 1.0,
-        "report_to": "none", "use_cpu": True, "disable_tqdm": True, "save_strategy": "no", "benchmark_threads": 1,
+        "report_to": "none", "use_cpu": True, "disable_tqdm": True, "save_strategy": "no", "benchmark_threads": 1, "benchmark_runs": 3, "benchmark_batch_size": 4,
     }
     cfg.update(extra)
     path = tmp_path / "lm.yaml"
@@ -76,6 +76,7 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
                  "distillation_chart.png"):
         assert (student / name).is_file(), name
     assert json.loads((student / "config.json").read_text())["num_hidden_layers"] == 2
+    assert not list(student.glob("*.bin")) and not list(student.glob("*.pt"))  # no pickles in the publishable folder
     assert results["soft_targets"]["rows"] == 40  # 24 labelled + 16 transfer rows
     assert results["student"]["global_step"] == 4
     report = json.loads((student / "distillation_report.json").read_text())
