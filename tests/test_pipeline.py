@@ -154,3 +154,15 @@ def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir)
     assert results["student"]["resumed_from"] and "checkpoint-" in results["student"]["resumed_from"]
     assert results["student"]["global_step"] == 400
     assert markers(tmp_path / "run") == {"teacher", "soft_targets", "student", "evaluate", "card", "push"}
+
+
+def test_cli_entry_point(capsys):
+    from hf_distill.cli import main
+
+    assert main(["run", "--help-fields"]) == 0
+    out = capsys.readouterr().out
+    assert "--temperature" in out and "--num_transfer" in out and "--top_k" in out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    usage = capsys.readouterr().out
+    assert all(cmd in usage for cmd in ("run", "evaluate", "card", "push", "demo"))

@@ -324,3 +324,24 @@ def test_components_reach_callbacks(tmp_path, wordpiece_tokenizer):
     row = train_logs[0]
     assert row["loss"] == pytest.approx(0.5 * row["loss_kd"] + 0.5 * row["loss_ce"], rel=1e-3)
     assert "eval_loss_kd" in eval_logs[0] and eval_logs[0]["eval_loss_kd"] >= 0
+
+
+def test_peft_teacher_is_frozen_and_used(tmp_path, bpe_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    tok = bpe_tokenizer
+    base = tiny.gpt2(tok, 4)
+    teacher = get_peft_model(base, LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True, task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, p in teacher.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.5)  # a non-zero adapter: the teacher's output differs from its base model
+    student = tiny.gpt2(tok, 2)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, alpha=1.0), processing_class=tok)
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+    batch = collate_lm(tok, [tok(t) for t in tiny.CORPUS[:3]])
+    with_adapter = trainer.compute_loss(student, batch).item()
+    with teacher.disable_adapter():
+        without = trainer.compute_loss(student, batch).item()
+    assert with_adapter != pytest.approx(without, rel=1e-3)  # the adapter's output is what the student sees
+
