@@ -612,7 +612,8 @@ class Pipeline:
                 started = time.perf_counter()
                 info = getattr(self, f"stage_{stage}")()
                 info["stage_seconds"] = round(time.perf_counter() - started, 1)
-                if _is_main_process():
+                # A run without push leaves that stage open, so a later `--push_to_hub true` run publishes.
+                if _is_main_process() and not (stage == "push" and not self.config.push_to_hub):
                     self.state.mark(stage, **info)
                 _wait_for_everyone()
                 results[stage] = info

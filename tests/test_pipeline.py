@@ -69,8 +69,8 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     results = run_from_config(cfg)
     run = tmp_path / "run"
-    assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card", "push"}
-    assert not any(r.get("skipped") for r in results.values())
+    assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card"}  # push_to_hub is off
+    assert results["push"] == {"pushed": False, "reason": "push_to_hub is off", "stage_seconds": 0.0}
     student = run / "student"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "distillation_report.json",
                  "distillation_chart.png"):
@@ -86,8 +86,29 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
     mtimes = {p: p.stat().st_mtime_ns for p in student.iterdir()}
 
     again = run_from_config(cfg)
-    assert all(r.get("skipped") for r in again.values())
+    assert all(r.get("skipped") for name, r in again.items() if name != "push")
     assert {p: p.stat().st_mtime_ns for p in student.iterdir()} == mtimes  # nothing rewritten
+
+
+def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatch):
+    from huggingface_hub import constants
+
+    from tests.fake_hub import FakeHub, online_client
+
+    token = "hf_PipelineTokenForTests0123456789abcdefAB"
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    run_from_config(cfg)  # first without pushing
+    with online_client(monkeypatch, tmp_path / "hf_home"), FakeHub({token: ("alice", "write")}) as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", token)
+        results = run_from_config(cfg, ["--push_to_hub", "true", "--hub_model_id", "alice/tiny-sst"])
+        files = dict(hub.repo("model", "alice/tiny-sst").refs["main"])
+    assert results["student"]["skipped"] and "alice/tiny-sst" in results["push"]["model_commit"]
+    assert {"model.safetensors", "config.json", "README.md", "distillation_report.json",
+            "distillation_chart.png"} <= set(files)
+    assert not any(name.endswith(".bin") or "checkpoint" in name for name in files)
+    assert all(token.encode() not in data for data in files.values())
+    assert files["model.safetensors"] == (tmp_path / "run" / "student" / "model.safetensors").read_bytes()
 
 
 def test_other_settings_are_refused_unless_overwrite(tmp_path, tiny_bert_cls_dir):
@@ -123,7 +144,7 @@ def test_command_line_overrides_yaml(tmp_path, tiny_bert_cls_dir):
 def test_causal_lm_from_scratch_with_topk_targets(tmp_path):
     results = run_from_config(lm_config(tmp_path))
     run = tmp_path / "lmrun"
-    assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card", "push"}
+    assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card"}
     assert results["teacher"]["trained"] is True
     assert (run / "teacher" / "tokenizer.json").is_file()
     report = json.loads((run / "student" / "distillation_report.json").read_text())
@@ -153,7 +174,7 @@ def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir)
     assert results["teacher"]["skipped"] and results["soft_targets"]["skipped"]
     assert results["student"]["resumed_from"] and "checkpoint-" in results["student"]["resumed_from"]
     assert results["student"]["global_step"] == 400
-    assert markers(tmp_path / "run") == {"teacher", "soft_targets", "student", "evaluate", "card", "push"}
+    assert markers(tmp_path / "run") == {"teacher", "soft_targets", "student", "evaluate", "card"}
 
 
 def test_cli_entry_point(capsys):
