@@ -1,7 +1,7 @@
 """Top-k cached soft targets for a causal LM on the Grimm corpus: fidelity, storage, and what KD buys.
 
 1. Train a byte-level BPE tokenizer (vocabulary --vocab) and a GPT-2-family teacher from scratch on grimm/train.txt.
-2. On grimm/valid.txt, per valid token (shifted, padding masked):
+2. Per valid token (shifted, padding masked), on 400 training rows (where cached targets are used) and on valid.txt:
    - KL(full ‖ top-k): the full teacher distribution against its top-k reconstruction (top-k probabilities kept,
      the tail mass spread evenly over the other ids), in nats/token;
    - |KD(top-k) − KD(full)|: how far the training loss of a student moves when it reads top-k instead of full targets;
@@ -9,7 +9,7 @@
 3. Train two students (2 blocks copied from the teacher) for the same steps: CE only, and KD (alpha 0.5) from top-64
    cached targets; report held-out perplexity on valid.txt.
 
-    python benchmarks/lm_topk.py [--vocab 8000 --teacher-steps 1500 --student-steps 600 --threads 2]
+    python benchmarks/lm_topk.py [--vocab 8000 --teacher-steps 600 --student-steps 600 --threads 2]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def perplexity(model, data, collator, batch_size=32) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vocab", type=int, default=8000)
-    p.add_argument("--teacher-steps", type=int, default=1500)
+    p.add_argument("--teacher-steps", type=int, default=600)
     p.add_argument("--student-steps", type=int, default=600)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
@@ -86,31 +86,41 @@ def main() -> None:
     teacher.eval()
     teacher_ppl = perplexity(teacher, data["valid"], collator)
 
-    # fidelity and storage on the validation set
-    full = generate_soft_targets(teacher, data["valid"], cache_dir=tmp / "c", progress=False)
-    n_tokens = sum(len(x) for x in data["valid"]["input_ids"])
-    full_bpt = arrow_bytes(full) / n_tokens
+    # fidelity and storage: on training rows (where cached targets are used) and on held-out rows
     probe_student = student_from_teacher(teacher, num_layers=2).eval()
-    batch = collator([dict(r) for r in data["valid"]])
-    with torch.no_grad():
-        t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        s_logits = probe_student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    valid = losses.causal_lm_valid_mask(batch["labels"], batch["attention_mask"], batch["input_ids"])
-    t_logits, s_logits = t_logits[valid], s_logits[valid]
-    kd_full = losses.distillation_loss(s_logits, t_logits, temperature=1.0).mean().item()
-    rows = []
+    fidelity = {}
+    for split, ds in (("train", data["train"].select(range(400))), ("valid", data["valid"])):
+        batch = collator([dict(r) for r in ds])
+        with torch.no_grad():
+            t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+            s_logits = probe_student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        valid = losses.causal_lm_valid_mask(batch["labels"], batch["attention_mask"], batch["input_ids"])
+        t_logits, s_logits = t_logits[valid], s_logits[valid]
+        kd_full = losses.distillation_loss(s_logits, t_logits, temperature=1.0).mean().item()
+        log_p = F.log_softmax(t_logits.float(), -1)
+        entropy = -(log_p.exp() * log_p).sum(-1).mean().item()
+        for k in (16, 64):
+            top = log_p.topk(k, -1)
+            tail = (1 - top.values.exp().sum(-1)).clamp_min(1e-12)
+            recon = (tail / (log_p.shape[-1] - k)).log().unsqueeze(-1).expand_as(log_p).clone()
+            recon.scatter_(-1, top.indices, top.values)
+            kl_recon = (log_p.exp() * (log_p - recon)).sum(-1).mean().item()
+            kd_k = losses.topk_distillation_loss(s_logits, top.indices, top.values.half().float(), tail,
+                                                 temperature=1.0).mean().item()
+            fidelity[(split, k)] = (kl_recon, abs(kd_k - kd_full), tail.mean().item(), entropy)
+    n_tokens = sum(len(x) for x in data["valid"]["input_ids"])
+    storage = {"full": arrow_bytes(generate_soft_targets(teacher, data["valid"], cache_dir=tmp / "c",
+                                                         progress=False)) / n_tokens}
     for k in (16, 64):
         cached = generate_soft_targets(teacher, data["valid"], top_k=k, temperature=1.0, cache_dir=tmp / "c",
                                        progress=False)
-        log_p = F.log_softmax(t_logits.float(), -1)
-        top = log_p.topk(k, -1)
-        tail = (1 - top.values.exp().sum(-1)).clamp_min(1e-12)
-        recon = (tail / (log_p.shape[-1] - k)).log().unsqueeze(-1).expand_as(log_p).clone()
-        recon.scatter_(-1, top.indices, top.values)
-        kl_recon = (log_p.exp() * (log_p - recon)).sum(-1).mean().item()
-        kd_k = losses.topk_distillation_loss(s_logits, top.indices, top.values.half().float(), tail,
-                                             temperature=1.0).mean().item()
-        rows.append((k, kl_recon, abs(kd_k - kd_full), arrow_bytes(cached) / n_tokens))
+        storage[k] = arrow_bytes(cached) / n_tokens
+    # Storage does not depend on the weights: measure it too at GPT-2's real vocabulary size (random tiny model).
+    big = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_layer=1, n_embd=32, n_head=2, n_positions=a.max_length))
+    few = data["valid"].select(range(40)).map(lambda r: {"input_ids": [i % 50257 for i in r["input_ids"]]})
+    few_tokens = sum(len(x) for x in few["input_ids"])
+    gpt2_storage = {"full": arrow_bytes(generate_soft_targets(big, few, cache_dir=tmp / "g", progress=False)) / few_tokens}
+    gpt2_storage[64] = arrow_bytes(generate_soft_targets(big, few, top_k=64, cache_dir=tmp / "g", progress=False)) / few_tokens
 
     # students: CE only vs KD from top-64 cached targets, same steps and init
     train_cached = generate_soft_targets(teacher, data["train"], top_k=64, temperature=1.0, cache_dir=tmp / "c",
@@ -129,13 +139,16 @@ def main() -> None:
     print(f"# Grimm causal LM, top-k soft targets — {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}, {a.threads} threads")
     print(f"# command: python {' '.join(sys.argv)}")
-    print(f"teacher: GPT-2 4x256, vocab {len(tok)}, {a.teacher_steps} steps ({teacher_seconds:.0f} s), "
-          f"held-out perplexity {teacher_ppl:.2f}")
-    print(f"full logits stored: {full_bpt:.0f} bytes/token")
-    print("| k | KL(full ‖ top-k) nats/token | abs(KD top-k − KD full) nats/token | bytes/token | fraction of full |")
-    print("|---|---|---|---|---|")
-    for k, kl, dkd, bpt in rows:
-        print(f"| {k} | {kl:.4f} | {dkd:.4f} | {bpt:.0f} | 1/{full_bpt / bpt:.0f} |")
+    print(f"teacher: GPT-2 4x256, vocab {len(tok)} (all merges this corpus allows up to --vocab {a.vocab}), "
+          f"{a.teacher_steps} steps ({teacher_seconds:.0f} s), held-out perplexity {teacher_ppl:.2f}")
+    print("| rows | k | KL(full ‖ top-k) nats/token | abs(KD top-k − KD full) nats/token | mean tail mass | teacher entropy |")
+    print("|---|---|---|---|---|---|")
+    for (split, k), (kl, dkd, tail, ent) in fidelity.items():
+        print(f"| {split} | {k} | {kl:.4f} | {dkd:.4f} | {tail:.3f} | {ent:.2f} |")
+    print(f"storage, vocab {len(tok)}: full {storage['full']:.0f} B/token; top-16 {storage[16]:.0f} B/token "
+          f"(1/{storage['full'] / storage[16]:.0f}); top-64 {storage[64]:.0f} B/token (1/{storage['full'] / storage[64]:.0f})")
+    print(f"storage, GPT-2 vocab 50257: full {gpt2_storage['full']:.0f} B/token; top-64 {gpt2_storage[64]:.0f} B/token "
+          f"(1/{gpt2_storage['full'] / gpt2_storage[64]:.0f})")
     print(f"students (2 blocks, {a.student_steps} steps): held-out perplexity CE-only {ppl['ce_only']:.2f}, "
           f"KD top-64 {ppl['kd_top64']:.2f}")
 

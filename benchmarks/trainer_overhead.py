@@ -17,34 +17,23 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 from datasets import load_dataset  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback  # noqa: E402
+from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher  # noqa: E402
 from hf_distill.soft_targets import generate_soft_targets  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import StepTimer, interleaved_median_steps  # noqa: E402
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
-
-
-class StepTimer(TrainerCallback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._t = 0.0
-
-    def on_step_begin(self, args, state, control, **kw):
-        self._t = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kw):
-        self.times.append(time.perf_counter() - self._t)
 
 
 def main() -> None:
@@ -88,11 +77,7 @@ def main() -> None:
         return timer.times[a.warmup:]
 
     setups = ("ce", "kd_live", "kd_cached")
-    times: dict[str, list[float]] = {s: [] for s in setups}
-    for _ in range(a.rounds):
-        for s in setups:
-            times[s].extend(run(s))
-    med = {s: statistics.median(v) for s, v in times.items()}
+    med = interleaved_median_steps({name: (lambda name=name: run(name)) for name in setups}, a.rounds)
     print(f"# trainer overhead — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{a.threads} threads, batch {a.batch_size}, max_length {a.max_length}, "
           f"{a.rounds} rounds x {a.steps} timed steps per setup")
