@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_distill import tasks
+from hf_distill import losses, tasks
 from hf_distill.benchmark import BenchmarkSettings, benchmark_pair, fixed_threads, forward_kwargs, max_positions
 from hf_distill.report import (
     PRIMARY_METRIC,
@@ -139,19 +138,16 @@ def load_metric(name: str, source: str = "auto") -> tuple[Any, str]:
 # -- fidelity maths (pure) -----------------------------------------------------------------------------
 def kl_divergence(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """KL(p‖q) per item in nats, p = softmax(teacher/T), q = softmax(student/T); reduces the last dim only."""
-    log_p = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    return F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
+    return losses.distillation_loss(
+        student_logits, teacher_logits, "forward_kl", temperature=temperature, scale_by_temperature_squared=False
+    )
 
 
 def js_divergence(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Jensen–Shannon divergence per item in nats (0 ≤ JS ≤ ln 2), M = (p + q) / 2."""
-    log_p = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - math.log(2.0)
-    kl_pm = F.kl_div(log_m, log_p, log_target=True, reduction="none").sum(-1)
-    kl_qm = F.kl_div(log_m, log_q, log_target=True, reduction="none").sum(-1)
-    return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
+    return losses.distillation_loss(
+        student_logits, teacher_logits, "jsd", jsd_beta=0.5, temperature=temperature, scale_by_temperature_squared=False
+    ).clamp_min(0.0)
 
 
 def top1_agreement(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:

@@ -46,41 +46,33 @@ def bpe_tokenizer(tmp_path_factory):
     return tiny.bpe_tokenizer(tmp_path_factory.mktemp("bpe"))
 
 
+def _saved(tmp_path_factory, name: str, model, tokenizer) -> Path:
+    path = tmp_path_factory.mktemp(name)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_cls_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
     """A saved tiny BERT sequence classifier (4 layers, 2 labels) with its tokenizer."""
-    path = tmp_path_factory.mktemp("tiny-bert-cls")
-    model = tiny.bert_cls(wordpiece_tokenizer, num_layers=4)
-    model.save_pretrained(path)
-    wordpiece_tokenizer.save_pretrained(path)
-    return path
+    return _saved(tmp_path_factory, "tiny-bert-cls", tiny.bert_cls(wordpiece_tokenizer, num_layers=4), wordpiece_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_cls_student_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
     """A saved tiny BERT sequence classifier with 2 layers (a student for `tiny_bert_cls_dir`)."""
-    path = tmp_path_factory.mktemp("tiny-bert-cls-student")
     model = tiny.bert_cls(wordpiece_tokenizer, num_layers=2)
-    model.save_pretrained(path)
-    wordpiece_tokenizer.save_pretrained(path)
-    return path
+    return _saved(tmp_path_factory, "tiny-bert-cls-student", model, wordpiece_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     """A saved tiny GPT-2 causal LM (4 layers) with its tokenizer."""
-    path = tmp_path_factory.mktemp("tiny-gpt2")
-    model = tiny.gpt2(bpe_tokenizer, num_layers=4)
-    model.save_pretrained(path)
-    bpe_tokenizer.save_pretrained(path)
-    return path
+    return _saved(tmp_path_factory, "tiny-gpt2", tiny.gpt2(bpe_tokenizer, num_layers=4), bpe_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2_student_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     """A saved tiny GPT-2 causal LM with 2 layers (a student for `tiny_gpt2_dir`)."""
-    path = tmp_path_factory.mktemp("tiny-gpt2-student")
-    model = tiny.gpt2(bpe_tokenizer, num_layers=2)
-    model.save_pretrained(path)
-    bpe_tokenizer.save_pretrained(path)
-    return path
+    return _saved(tmp_path_factory, "tiny-gpt2-student", tiny.gpt2(bpe_tokenizer, num_layers=2), bpe_tokenizer)
