@@ -117,8 +117,11 @@ def main() -> None:
         student = student_from_teacher(teacher, num_layers=3)
         cfg = DistillationConfig(output_dir=str(tmp / name), learning_rate=1e-4, warmup_steps=30, alpha=alpha,
                                  temperature=2.0, **{**common, **kw})
-        return student, DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=data,
-                                            processing_class=tok, callbacks=[StepTimer()])
+        timer = StepTimer()
+        trainer = DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=data,
+                                      processing_class=tok, callbacks=[timer])
+        trainer.step_timer = timer
+        return student, trainer
 
     results = {}
     runs = () if a.timing_only else (("ce_only", 0.0, labelled), ("kd_labelled", 0.5, cached_labelled),
@@ -134,7 +137,7 @@ def main() -> None:
     def step_times(alpha, data) -> list[float]:
         _, trainer = student_trainer("timing", alpha, data, max_steps=a.timing_steps + 3, logging_steps=10_000)
         trainer.train()
-        return trainer.callback_handler.callbacks[-1].times[3:]
+        return trainer.step_timer.times[3:]
 
     med = interleaved_median_steps(
         {"ce": lambda: step_times(0.0, labelled), "kd_cached": lambda: step_times(0.5, cached_labelled)},
