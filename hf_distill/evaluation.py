@@ -224,9 +224,6 @@ class EvalData:
     label_column: str | None = None
 
 
-_LOCAL_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".txt": "text"}
-
-
 def load_texts(
     dataset: str | os.PathLike,
     *,
@@ -241,20 +238,13 @@ def load_texts(
     For Hub data sets the split defaults to "validation". The text column defaults to the first of
     text/sentence/content present; the label column to "label"/"labels" when present.
     """
-    import csv
-
     import datasets
+
+    from .data import load_splits
 
     path = Path(dataset)
     if path.is_file():
-        builder = _LOCAL_FORMATS.get(path.suffix.lower())
-        if builder is None:
-            raise ValueError(f"unsupported file type {path.suffix!r}; use one of {sorted(_LOCAL_FORMATS)}")
-        kwargs: dict[str, Any] = {}
-        if path.suffix.lower() == ".tsv":
-            # GLUE-style TSV quotes nothing; letting pandas interpret quotes would merge rows
-            kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
-        ds = datasets.load_dataset(builder, data_files={"eval": str(path)}, split="eval", **kwargs)
+        ds = load_splits(data_files={"eval": str(path)})["eval"]
         name = str(path)
     else:
         split = split or "validation"
