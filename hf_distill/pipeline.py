@@ -487,9 +487,10 @@ class Pipeline:
             model=student, teacher_model=teacher, args=cfg, train_dataset=train, eval_dataset=eval_data,
             processing_class=tokenizer,
         )
-        from transformers.trainer_utils import get_last_checkpoint
+        from .checkpoints import last_complete_checkpoint
 
-        last = get_last_checkpoint(str(work)) if work.is_dir() else None
+        last = last_complete_checkpoint(work, remove_incomplete=_is_main_process())
+        _wait_for_everyone()
         if last:
             logger.info("student: resuming from %s", last)
         started = time.perf_counter()
