@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset, DatasetDict, load_dataset
 
@@ -56,3 +58,33 @@ def text_column_of(ds: Dataset, requested: str | None) -> str:
         if name in ds.column_names:
             return name
     raise ValueError(f"cannot tell which column holds the text among {ds.column_names}: set text_column")
+
+
+def label_to_id(value: Any, label2id: Mapping[str, int], *, allow_unlabelled: bool = False) -> int:
+    """The class id of one label: an id as is, a name through the model's `label2id`.
+
+    The one label mapping of hf-distill. With `allow_unlabelled`, a missing label (None or -1) gives -1 (a
+    transfer-set row that only gets the distillation term); otherwise it is an error.
+
+    Args:
+        value: the label as read from the data (an int id or a label name).
+        label2id: the model's label names to ids (`config.label2id`).
+        allow_unlabelled: whether None / -1 are accepted as "no label".
+
+    Raises:
+        ValueError: for a missing label (unless allowed), an id outside the model's labels, or an unknown name.
+    """
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value == -1):
+        if allow_unlabelled:
+            return -1
+        raise ValueError(f"missing label {value!r}: every evaluated row needs a label")
+    names = {str(k): int(v) for k, v in label2id.items()}
+    if isinstance(value, bool):
+        raise ValueError(f"invalid label {value!r}: use a label id or one of the names {sorted(names)}")
+    if isinstance(value, int):
+        if names and value not in names.values():
+            raise ValueError(f"label id {value} is outside the model's labels {sorted(names.values())}")
+        return value
+    if str(value) in names:
+        return names[str(value)]
+    raise ValueError(f"label {value!r} is neither an id nor one of the model's labels {sorted(names)}")

@@ -150,14 +150,18 @@ def topk_distillation_loss(
 def causal_lm_valid_mask(labels: torch.Tensor | None, attention_mask: torch.Tensor | None, input_ids: torch.Tensor):
     """Valid prediction positions of a causal LM, aligned with ``logits[:, :-1]``.
 
-    Logit i predicts token i + 1, so a position is valid when label i + 1 is not -100 and token i + 1 is real
-    (attention mask 1). Without labels every real next token counts.
+    Logit i predicts token i + 1, so a position is valid when label i + 1 is not -100 and both token i (the one
+    predicting) and token i + 1 (the one predicted) are real (attention mask 1). Requiring both makes the rule hold
+    for left padding too, where the first real token would otherwise be "predicted" from a padding position; with
+    right padding it is the same as checking token i + 1 alone. Without labels every real next token counts.
+    This is the one definition of causal-LM valid positions: training, soft targets and evaluation all use it.
     """
     valid = torch.ones_like(input_ids[:, 1:], dtype=torch.bool)
     if labels is not None:
         valid &= labels[:, 1:] != IGNORE_INDEX
     if attention_mask is not None:
-        valid &= attention_mask[:, 1:].bool()
+        mask = attention_mask.bool()
+        valid &= mask[:, :-1] & mask[:, 1:]
     return valid
 
 

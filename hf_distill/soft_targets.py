@@ -32,7 +32,7 @@ from datasets import Array2D, Dataset, Features, List, Value, concatenate_datase
 from torch import nn
 from tqdm.auto import tqdm
 
-from .tasks import detect_task, unwrap
+from .tasks import Task, detect_task, get_task, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _pad(seqs: list[list[int]], value: int) -> torch.Tensor:
 def _forward_all(
     teacher: nn.Module,
     dataset: Dataset,
-    task: str,
+    task: Task,
     *,
     top_k: int | None,
     batch_size: int,
@@ -143,8 +143,8 @@ def _forward_all(
             logits = teacher(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
             for row, i in enumerate(idx):
                 n = lengths[i]
-                if task == "sequence-classification":
-                    results[i] = {"teacher_logits": logits[row].numpy()}
+                if not task.per_token:
+                    results[i] = {"teacher_logits": logits[row].numpy()}  # one row of class logits
                 elif top_k is None:
                     results[i] = {"teacher_logits": logits[row, :n].numpy()}
                 else:
@@ -203,9 +203,9 @@ def generate_soft_targets(
         raise ValueError("generate_soft_targets needs a tokenized data set with an 'input_ids' column")
     if len(dataset) == 0:
         raise ValueError("generate_soft_targets got an empty data set")
-    vocab = unwrap(teacher).config.vocab_size if task != "sequence-classification" else None
+    vocab = unwrap(teacher).config.vocab_size if task.per_token else None
     if top_k is not None:
-        if task == "sequence-classification":
+        if not task.per_token:
             raise ValueError("top_k applies to token tasks; classification keeps the full logits (they are small)")
         if not isinstance(top_k, int) or not 1 <= top_k <= vocab:
             raise ValueError(f"top_k={top_k!r} is invalid: choose an integer in 1..{vocab} (the vocabulary size) or None")
@@ -218,7 +218,7 @@ def generate_soft_targets(
         "format": FORMAT_VERSION,
         "teacher_weights": weights_fingerprint(teacher),
         "data": dataset._fingerprint,
-        "task": task,
+        "task": task.name,
         "top_k": top_k,
         "max_length": max_length,
         "temperature": temperature if top_k is not None else None,
@@ -311,9 +311,9 @@ class SoftTargetCollator:
     are masked out by the loss). Missing labels (``None``) become -1: unlabelled transfer-set rows.
     """
 
-    def __init__(self, base: Any, task: str, padding_side: str = "right") -> None:
+    def __init__(self, base: Any, task: str | Task, padding_side: str = "right") -> None:
         self.base = base
-        self.task = task
+        self.task = get_task(task)
         self.padding_side = padding_side
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -328,7 +328,7 @@ class SoftTargetCollator:
         width = batch["input_ids"].shape[1] if "input_ids" in batch else None
         for name, values in soft.items():
             tensors = [torch.as_tensor(np.asarray(v), dtype=_PAD_DTYPES[name]) for v in values]
-            if self.task == "sequence-classification":
+            if not self.task.per_token:
                 batch[name] = torch.stack(tensors)  # one row of logits per example
                 continue
             out = torch.zeros((len(tensors), width, *tensors[0].shape[1:]), dtype=_PAD_DTYPES[name])

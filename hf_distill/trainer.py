@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -9,16 +10,19 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, Trainer
-from transformers.utils import logging
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.utils import can_return_loss, find_labels, logging
 
 from . import losses
+from .compatibility import check_label_counts, check_vocabularies
 from .config import DistillationConfig
+from .projections import PROJECTIONS_FILE, HiddenStateProjections, StudentWithProjections, split_state_dict
 from .soft_targets import SOFT_TARGET_COLUMNS, SoftTargetCollator, soft_target_info
-from .tasks import AUTO_CLASSES, Task, detect_task, unwrap
+from .tasks import Task, detect_task, unwrap
 
 logger = logging.get_logger(__name__)
 
-PROJECTIONS_FILE = "distillation_projections.safetensors"
+__all__ = ["DistillationTrainer", "PROJECTIONS_FILE"]
 COMPONENTS = ("loss_ce", "loss_kd", "loss_hidden", "loss_attn")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -29,6 +33,11 @@ class DistillationTrainer(Trainer):
     Every `Trainer` argument is passed through. The teacher (a model, a `PeftModel`, or a local path / Hub id loaded
     with the student's auto class) is frozen, kept in eval mode, placed on the training device and never handed to
     the optimizer or to DDP. With `peft_config` the student is wrapped with `peft.get_peft_model` first.
+
+    When the hidden-state loss compares layers of different widths, the student and its learned projections
+    (`hf_distill.projections`) are handed to the Trainer as one module, so optimizer, checkpointing and
+    DDP/FSDP/DeepSpeed treat the projections as part of the trained model; `trainer.projections` is that module,
+    and saving writes the plain student folder plus ``distillation_projections.safetensors``.
     """
 
     # The loss is normalised by the item count of the whole accumulated (and gathered) batch: see compute_loss.
@@ -72,7 +81,7 @@ class DistillationTrainer(Trainer):
             args.alpha > 0 or args.hidden_loss_weight > 0 or args.attention_loss_weight > 0
         )
         if self.teacher is not None:
-            self._check_compatible(model, self.teacher, processing_class, teacher_processing_class)
+            self._check_compatible(model, self.teacher, processing_class, teacher_processing_class, args)
             self.teacher.requires_grad_(False)
             self.teacher.eval()
             if args.teacher_dtype != "auto":
@@ -84,9 +93,12 @@ class DistillationTrainer(Trainer):
 
         self.layer_pairs = self._resolve_layer_pairs(model, args)
         self.projections = self._build_projections(model, args)
+        student = model
+        if self.projections is not None:
+            model = StudentWithProjections(student, self.projections)
 
         data_collator = SoftTargetCollator(
-            data_collator if data_collator is not None else self._default_collator(processing_class),
+            data_collator if data_collator is not None else self.task.default_collator(processing_class),
             self.task,
             getattr(processing_class, "padding_side", "right"),
         )
@@ -101,10 +113,12 @@ class DistillationTrainer(Trainer):
         )
         # Our compute_loss takes the item counts and never passes them to the model.
         self.model_accepts_loss_kwargs = True
+        if self.projections is not None and self.args.label_names is None:
+            # Trainer read these from the wrapper's forward(**kwargs); they are the student's.
+            self.label_names = find_labels(type(unwrap(student)))
+            self.can_return_loss = can_return_loss(type(unwrap(student)))
         if self.teacher is not None:
             self.teacher = self._place_teacher(self.teacher)
-        if self.projections is not None:
-            self.projections.to(self.args.device)
         self._component_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
         self._component_batches = {"train": 0, "eval": 0}
         self._last_component_step = -1
@@ -113,7 +127,7 @@ class DistillationTrainer(Trainer):
 
     def _load_teacher(self, name_or_path: str, args: DistillationConfig):
         """Load a teacher given by path or Hub id with the student's auto class (and its tokenizer when present)."""
-        auto = AUTO_CLASSES[self.task]
+        auto = self.task.auto_class
         kwargs = {"revision": args.teacher_revision, "trust_remote_code": args.trust_remote_code}
         if args.teacher_dtype != "auto":
             kwargs["dtype"] = _DTYPES[args.teacher_dtype]
@@ -124,20 +138,10 @@ class DistillationTrainer(Trainer):
             tokenizer = None
         return teacher, tokenizer
 
-    def _default_collator(self, processing_class: Any):
-        """The collator `Trainer` would pick, except that LM tasks get a language-modelling collator."""
-        from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding, default_data_collator
-
-        if processing_class is None or not hasattr(processing_class, "pad"):
-            return default_data_collator
-        if self.task == "sequence-classification":
-            return DataCollatorWithPadding(processing_class)
-        return DataCollatorForLanguageModeling(processing_class, mlm=self.task == "masked-lm")
-
     def _check_soft_targets(self, train_dataset: Any, args: DistillationConfig) -> None:
         columns = set(getattr(train_dataset, "column_names", None) or [])
         has_soft = bool(columns & set(SOFT_TARGET_COLUMNS))
-        if has_soft and self.task == "masked-lm":
+        if has_soft and not self.task.caches_soft_targets:
             raise ValueError(
                 "cached soft targets cannot serve masked LM: the teacher must see the same random masking as the "
                 "student; drop the teacher_* columns and pass teacher_model"
@@ -174,37 +178,17 @@ class DistillationTrainer(Trainer):
             )
         return teacher.to(self.args.teacher_device or self.args.device)
 
-    def _check_compatible(self, student, teacher, student_tok, teacher_tok) -> None:
+    def _check_compatible(self, student, teacher, student_tok, teacher_tok, args: DistillationConfig) -> None:
         teacher_task = detect_task(teacher)
         if teacher_task != self.task:
             raise ValueError(f"the teacher is a {teacher_task} model but the student is a {self.task} model")
         s_cfg, t_cfg = unwrap(student).config, unwrap(teacher).config
-        if self.task == "sequence-classification":
-            if s_cfg.num_labels != t_cfg.num_labels:
-                raise ValueError(
-                    f"the teacher predicts {t_cfg.num_labels} labels but the student {s_cfg.num_labels}: build the "
-                    f"student with num_labels={t_cfg.num_labels} (and the same id2label)"
-                )
-            return
-        if student_tok is not None and teacher_tok is not None and hasattr(student_tok, "get_vocab"):
-            if student_tok.get_vocab() != teacher_tok.get_vocab():
-                raise ValueError(
-                    "the teacher's and the student's tokenizers have different vocabularies; token-level "
-                    "distillation needs one shared vocabulary (use the teacher's tokenizer for the student)"
-                )
-        shared = min(s_cfg.vocab_size, t_cfg.vocab_size)
-        if student_tok is not None and len(student_tok) > shared:
-            raise ValueError(
-                f"the tokenizer has {len(student_tok)} tokens but the teacher has {t_cfg.vocab_size} and the student "
-                f"{s_cfg.vocab_size} output rows: the vocabularies differ by more than padding"
-            )
-        if s_cfg.vocab_size != t_cfg.vocab_size:
-            logger.info(
-                "teacher (%d) and student (%d) vocabularies differ by padding; distilling over the %d shared ids",
-                t_cfg.vocab_size,
-                s_cfg.vocab_size,
-                shared,
-            )
+        if not self.task.per_token:
+            check_label_counts(t_cfg, s_cfg)
+        # A teacher that runs during training reads the student's input ids (evaluation loss included).
+        check_vocabularies(
+            t_cfg, s_cfg, teacher_tok, student_tok, task=self.task, teacher_reads_student_ids=self._needs_teacher_forward
+        )
 
     def _resolve_layer_pairs(self, student, args: DistillationConfig) -> list[tuple[int, int]]:
         if (args.hidden_loss_weight == 0 and args.attention_loss_weight == 0) or self.teacher is None:
@@ -224,7 +208,7 @@ class DistillationTrainer(Trainer):
                 )
         return list(mapping)
 
-    def _build_projections(self, student, args: DistillationConfig) -> nn.ModuleList | None:
+    def _build_projections(self, student, args: DistillationConfig) -> HiddenStateProjections | None:
         if args.hidden_loss_weight == 0 or not self.layer_pairs:
             return None
         d_s = unwrap(student).config.hidden_size
@@ -232,36 +216,29 @@ class DistillationTrainer(Trainer):
         if d_s == d_t:
             return None
         # One learned map per pair, trained with the student and saved beside it (not inside it).
-        return nn.ModuleList(nn.Linear(d_s, d_t) for _ in self.layer_pairs)
+        return HiddenStateProjections(d_s, d_t, [s for s, _ in self.layer_pairs])
 
     def _set_signature_columns_if_needed(self) -> None:
+        if self._signature_columns is None and isinstance(self.model, StudentWithProjections):
+            # The wrapper's forward takes **kwargs; the columns to keep are those the student accepts.
+            params = inspect.signature(unwrap(self.model).forward).parameters
+            self._signature_columns = list(params) + list({"label", "label_ids", *self.label_names})
         super()._set_signature_columns_if_needed()
         for column in SOFT_TARGET_COLUMNS:
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
-    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
-        optimizer = super().create_optimizer(model)
-        if self.projections is not None and not any(
-            p is q for group in optimizer.param_groups for p in group["params"] for q in self.projections.parameters()
-        ):
-            optimizer.add_param_group({"params": list(self.projections.parameters()), "weight_decay": 0.0})
-        return optimizer
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        # The projections are trained without weight decay, as a plain linear probe would be.
+        return [n for n in super().get_decay_parameter_names(model) if not n.startswith("projections.")]
 
     # ---- item counts --------------------------------------------------------------------------------------------
 
     def _count_items(self, batch: dict[str, Any]) -> torch.Tensor:
         """[CE items, KD items, real tokens] of one batch (the denominators of the loss terms)."""
-        labels = batch.get("labels")
         input_ids = batch["input_ids"]
         attention_mask = batch.get("attention_mask")
-        if self.task == "sequence-classification":
-            n_kd = input_ids.shape[0]
-            n_ce = int((labels >= 0).sum()) if labels is not None else 0
-        else:
-            mask_fn = losses.causal_lm_valid_mask if self.task == "causal-lm" else losses.token_valid_mask
-            n_kd = int(mask_fn(labels, attention_mask, input_ids).sum())
-            n_ce = n_kd if labels is not None else 0
+        n_ce, n_kd = self.task.count_items(batch.get("labels"), attention_mask, input_ids)
         n_tok = int(attention_mask.sum()) if attention_mask is not None else input_ids.numel()
         return torch.tensor([n_ce, n_kd, n_tok], dtype=torch.long)
 
@@ -310,31 +287,22 @@ class DistillationTrainer(Trainer):
 
         logits = outputs.logits
         input_ids, attention_mask = inputs["input_ids"], inputs.get("attention_mask")
-        if self.task == "sequence-classification":
-            valid = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
-            s_logits = logits
-        else:
-            if self.task == "causal-lm":
-                valid = losses.causal_lm_valid_mask(labels, attention_mask, input_ids)
-                s_logits = logits[:, :-1][valid]
-            else:
-                valid = losses.token_valid_mask(labels, attention_mask, input_ids)
-                s_logits = logits[valid]
+        valid = self.task.valid_mask(labels, attention_mask, input_ids)
+        s_logits = self.task.at_valid(logits, valid)
 
         zero = logits.new_zeros((), dtype=torch.float32)
         terms = {name: zero for name in COMPONENTS}
         if labels is not None and args.alpha < 1:
-            ce_logits, ce_labels = self._ce_targets(logits, labels, valid)
+            ce_logits, ce_labels = self.task.ce_targets(logits, labels, valid)
             terms["loss_ce"] = losses.cross_entropy_sum(ce_logits, ce_labels, args.label_smoothing_factor) / n_ce
         if args.alpha > 0 and (teacher_out is not None or soft):
             terms["loss_kd"] = self._kd_sum(s_logits, teacher_out, soft, valid) / n_kd
         token_mask = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
         if want_hidden and teacher_out is not None:
             total = zero
+            projected = self._projected_hidden_states(outputs)
             for k, (s, t) in enumerate(self.layer_pairs):
-                s_hidden = outputs.hidden_states[s]
-                if self.projections is not None:
-                    s_hidden = self.projections[k](s_hidden)
+                s_hidden = projected[k] if projected is not None else outputs.hidden_states[s]
                 t_hidden = teacher_out.hidden_states[t].to(s_hidden.device)
                 total = total + losses.hidden_state_loss_sum(s_hidden, t_hidden, token_mask, args.hidden_loss)
             terms["loss_hidden"] = total / (n_tok * len(self.layer_pairs))
@@ -361,20 +329,13 @@ class DistillationTrainer(Trainer):
             return loss, {"logits": logits}
         return loss
 
-    def _ce_targets(self, logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor):
-        """Flat logits and labels for the CE term, invalid items set to -100.
-
-        Token tasks keep every position (as transformers' own losses do) so that alpha = 0 reproduces the model's
-        loss to the bit; unlabelled classification rows (label < 0) are ignored.
-        """
-        if self.task == "sequence-classification":
-            return logits, labels.masked_fill(labels < 0, losses.IGNORE_INDEX)
-        if self.task == "causal-lm":
-            # logit i predicts token i + 1; the last logit has no target
-            valid = torch.nn.functional.pad(valid, (0, 1), value=False)
-            labels = torch.nn.functional.pad(labels, (0, 1), value=losses.IGNORE_INDEX)[:, 1:]
-        labels = labels.masked_fill(~valid, losses.IGNORE_INDEX)
-        return logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    def _projected_hidden_states(self, outputs) -> tuple[torch.Tensor, ...] | None:
+        """The student's projected hidden states: computed inside `StudentWithProjections.forward` when the
+        Trainer's model ran, else (the bare student called directly) by the same projections here."""
+        if self.projections is None:
+            return None
+        projected = outputs.get("projected_hidden_states") if hasattr(outputs, "get") else None
+        return projected if projected is not None else self.projections.project(outputs.hidden_states)
 
     def _resolve_counts(self, inputs, labels, num_items_in_batch) -> tuple[tuple[torch.Tensor, ...], bool]:
         if num_items_in_batch is None:
@@ -394,14 +355,6 @@ class DistillationTrainer(Trainer):
         with torch.no_grad():
             return teacher(**t_inputs, **extra)
 
-    def _at_valid(self, tensor: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Rows of a per-example or per-position teacher tensor at the valid items (as the student's logits)."""
-        if self.task == "sequence-classification":
-            return tensor
-        if self.task == "causal-lm":
-            tensor = tensor[:, :-1]
-        return tensor[valid.to(tensor.device)]
-
     def _kd_sum(self, s_logits: torch.Tensor, teacher_out, soft: dict[str, torch.Tensor], valid: torch.Tensor):
         """Sum of the KD divergence over valid items, from the live teacher or cached soft targets."""
         args: DistillationConfig = self.args
@@ -412,10 +365,10 @@ class DistillationTrainer(Trainer):
             scale_by_temperature_squared=args.scale_by_temperature_squared,
         )
         if "teacher_topk_ids" in soft:
-            ids, logp, tail = (self._at_valid(soft[c], valid) for c in SOFT_TARGET_COLUMNS[1:])
+            ids, logp, tail = (self.task.at_valid(soft[c], valid) for c in SOFT_TARGET_COLUMNS[1:])
             return losses.topk_distillation_loss(s_logits, ids, logp, tail, args.loss_type, **options).sum()
         t_logits = soft["teacher_logits"] if "teacher_logits" in soft else teacher_out.logits
-        t_logits = self._at_valid(t_logits, valid).to(s_logits.device)
+        t_logits = self.task.at_valid(t_logits, valid).to(s_logits.device)
         # Vocabularies that differ only by padding rows (50257 vs 50304) share their first ids.
         shared = min(s_logits.shape[-1], t_logits.shape[-1])
         return losses.distillation_loss(s_logits[..., :shared], t_logits[..., :shared], args.loss_type, **options).sum()
@@ -446,29 +399,40 @@ class DistillationTrainer(Trainer):
             self._component_batches[phase] = 0
         super().log(logs, start_time)
 
-    # ---- saving the projections beside the student --------------------------------------------------------------
+    # ---- saving: a plain student folder, the projections beside it ----------------------------------------------
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        super()._save(output_dir, state_dict)
+        if not isinstance(self.model, StudentWithProjections):
+            return super()._save(output_dir, state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if self.projections is not None and self.args.should_save:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in self.projections.state_dict().items()}
-            save_file(tensors, os.path.join(output_dir, PROJECTIONS_FILE), metadata={"layer_pairs": str(self.layer_pairs)})
+        if not self.args.should_save and not self.is_distributed_loading_by_transformers:
+            return None
+        # `state_dict` is the gathered one under DeepSpeed/FSDP; else the wrapper's own.
+        student_state, projection_state = split_state_dict(state_dict if state_dict is not None else self.model.state_dict())
+        if self.args.should_save:
+            os.makedirs(output_dir, exist_ok=True)
+        unwrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        unwrapped.student.save_pretrained(output_dir, state_dict=student_state, is_main_process=self.args.should_save)
+        if not self.args.should_save:
+            return None
+        tensors = {k: v.detach().cpu().contiguous() for k, v in projection_state.items()}
+        save_file(tensors, os.path.join(output_dir, PROJECTIONS_FILE), metadata={"layer_pairs": str(self.layer_pairs)})
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+        return None
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if model is not None or not isinstance(self.model, StudentWithProjections) or self.is_fsdp_enabled:
+            # FSDP checkpoints hold the whole wrapped module, projections included.
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        super()._load_from_checkpoint(resume_from_checkpoint, self.model.student)
         path = os.path.join(resume_from_checkpoint, PROJECTIONS_FILE)
-        if self.projections is not None and os.path.isfile(path):
+        if os.path.isfile(path):
             self.projections.load_state_dict(load_file(path, device=str(self.args.device)))
-
-    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None) -> torch.Tensor:
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.projections is not None and self.args.world_size > 1 and self.accelerator.sync_gradients:
-            # The projections live outside DDP, so average their gradients by hand to keep the ranks in step.
-            for p in self.projections.parameters():
-                if p.grad is not None:
-                    torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.AVG)
-        return loss
+        else:
+            logger.warning("%s has no %s: the hidden-state projections start untrained", resume_from_checkpoint, PROJECTIONS_FILE)
+        return None
 
 
 def _deepspeed_inference_engine(teacher: nn.Module, accelerator) -> nn.Module:

@@ -12,7 +12,6 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from hf_distill.evaluation import (
     FidelityAccumulator,
     causal_lm_valid_positions,
-    detect_task,
     distillation_settings,
     evaluate_models,
     js_divergence,
@@ -22,6 +21,7 @@ from hf_distill.evaluation import (
     metric_module_path,
     top1_agreement,
 )
+from hf_distill.tasks import detect_task
 from tests import tiny
 
 
@@ -154,9 +154,10 @@ def test_causal_positions_mask_padding_on_either_side():
 
 # -- on models ---------------------------------------------------------------------------------------------
 def test_detect_task(tiny_bert_cls_dir, tiny_gpt2_dir, wordpiece_tokenizer):
-    assert detect_task(_load(tiny_bert_cls_dir)[0]) == "text-classification"
-    assert detect_task(_load_lm(tiny_gpt2_dir)[0]) == "text-generation"
-    assert detect_task(tiny.bert_mlm(wordpiece_tokenizer, num_layers=1)) == "fill-mask"
+    # one detect_task (hf_distill.tasks) returns the Task; the report stores its pipeline tag
+    assert detect_task(_load(tiny_bert_cls_dir)[0]).pipeline_tag == "text-classification"
+    assert detect_task(_load_lm(tiny_gpt2_dir)[0]).pipeline_tag == "text-generation"
+    assert detect_task(tiny.bert_mlm(wordpiece_tokenizer, num_layers=1)).pipeline_tag == "fill-mask"
     with pytest.raises(ValueError):
         detect_task(torch.nn.Linear(2, 2))
 

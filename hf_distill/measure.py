@@ -1,0 +1,198 @@
+"""The whole teacher-vs-student measurement: load both models, evaluate and benchmark them on the same data, and
+assemble the `DistillationReport` (the JSON schema lives in `hf_distill.report`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .benchmark import BenchmarkSettings, benchmark_pair, fixed_threads
+from .eval_data import EvalData, load_texts
+from .evaluation import evaluate_models
+from .model_loading import load_model
+from .report import DistillationReport, ModelFigures, collect_environment, compute_ratios
+from .tasks import Task
+
+
+def read_trainer_state(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """train_seconds / steps from a transformers `trainer_state.json` in the student's folder, if there is one."""
+    path = Path(model_dir) / "trainer_state.json"
+    if not path.is_file():
+        return {}
+    state = json.loads(path.read_text())
+    out: dict[str, Any] = {}
+    if state.get("global_step"):
+        out["steps"] = int(state["global_step"])
+    for entry in reversed(state.get("log_history", [])):
+        if "train_runtime" in entry:
+            out["train_seconds"] = float(entry["train_runtime"])
+            break
+    return out
+
+
+DISTILLATION_KEYS = (
+    "loss_type",
+    "temperature",
+    "alpha",
+    "jsd_beta",
+    "skew_lambda",
+    "hidden_loss",
+    "hidden_loss_weight",
+    "attention_loss_weight",
+    "layer_mapping",
+    "learning_rate",
+    "max_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "seed",
+)
+
+
+def distillation_settings(config: Any, **extra: Any) -> dict[str, Any]:
+    """The report's `distillation` dict from a training config (e.g. DistillationConfig) plus extra keys
+    such as layers_kept=, steps=, dataset=. Attributes the config lacks are left out."""
+    out = {k: getattr(config, k) for k in DISTILLATION_KEYS if getattr(config, k, None) is not None}
+    out.update(extra)
+    return out
+
+
+def _num_layers(model: nn.Module) -> int | None:
+    cfg = model.config
+    for attr in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def evaluate_pair(
+    teacher: str | os.PathLike,
+    student: str | os.PathLike,
+    dataset: str | os.PathLike | EvalData,
+    *,
+    task: str | Task | None = None,
+    split: str | None = None,
+    dataset_config: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    max_samples: int | None = None,
+    batch_size: int = 16,
+    max_length: int = 128,
+    threads: int | None = None,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    metric_source: str = "auto",
+    benchmark: BenchmarkSettings | None = None,
+    distillation: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    output_dir: str | os.PathLike | None = None,
+) -> DistillationReport:
+    """Load both models, evaluate and benchmark them on the same data, and build the report.
+
+    `distillation` (loss_type, temperature, alpha, layers_kept, steps, dataset, ...) and `training`
+    (train_seconds, ...) are copied into the report; `training` is completed from the student's
+    `trainer_state.json` when present. With `output_dir`, the report is also written there. `task` is a task
+    name or pipeline tag; detected from the teacher's config when None.
+    """
+    t = load_model(teacher, task, trust_remote_code=trust_remote_code, role="teacher")
+    s = load_model(student, task or t.task, trust_remote_code=trust_remote_code, role="student")
+    if t.task != s.task:
+        raise ValueError(f"the teacher is a {t.task.pipeline_tag} model but the student a {s.task.pipeline_tag} model")
+    data = (
+        dataset
+        if isinstance(dataset, EvalData)
+        else load_texts(
+            dataset,
+            split=split,
+            dataset_config=dataset_config,
+            text_column=text_column,
+            label_column=label_column,
+            max_samples=max_samples,
+        )
+    )
+    bench = benchmark or BenchmarkSettings(threads=threads, device=device, max_length=max_length)
+    if threads is not None:
+        bench.threads = threads
+    started = time.perf_counter()
+    with fixed_threads(bench.threads) as used_threads:
+        ev = evaluate_models(
+            t.model,
+            s.model,
+            t.tokenizer,
+            data.texts,
+            data.labels,
+            task=t.task,
+            student_tokenizer=s.tokenizer,
+            batch_size=batch_size,
+            max_length=max_length,
+            metric_source=metric_source,
+            device=bench.device,
+        )
+        bench.threads = used_threads
+        pb = benchmark_pair(
+            t.model,
+            s.model,
+            t.tokenizer,
+            s.tokenizer,
+            data.texts[: max(bench.batch_size * bench.throughput_runs, bench.latency_runs)],
+            causal_lm=t.task.generates,
+            settings=bench,
+        )
+    figures = []
+    for loaded, params, disk, speed, metrics in (
+        (t, pb.teacher_parameters, pb.teacher_disk_bytes, pb.teacher_speed, ev.teacher_metrics),
+        (s, pb.student_parameters, pb.student_disk_bytes, pb.student_speed, ev.student_metrics),
+    ):
+        figures.append(
+            ModelFigures(
+                name_or_path=loaded.name_or_path,
+                parameters=params[0],
+                parameters_without_embeddings=params[1],
+                disk_bytes=disk,
+                latency_ms_p50=speed.latency_ms_p50,
+                latency_ms_p95=speed.latency_ms_p95,
+                throughput_per_s=speed.throughput_per_s,
+                generation_tokens_per_s=speed.generation_tokens_per_s,
+                metrics=metrics,
+                num_layers=_num_layers(loaded.model),
+            )
+        )
+    training_info = read_trainer_state(student) if Path(student).is_dir() else {}
+    training_info.update(training or {})
+    distillation = dict(distillation or {})
+    kept = getattr(s.model.config, "distilled_from_layers", None)
+    if "layers_kept" not in distillation and kept is not None:
+        # student_from_teacher records the copied teacher blocks in the student's config
+        distillation["layers_kept"] = list(kept)
+    if "steps" not in distillation and "steps" in training_info:
+        distillation["steps"] = training_info["steps"]
+    report = DistillationReport(
+        task=t.task.pipeline_tag,
+        teacher=figures[0],
+        student=figures[1],
+        ratios=compute_ratios(figures[0], figures[1], t.task.primary_metric),
+        fidelity=ev.fidelity,
+        distillation=distillation,
+        training=training_info,
+        environment=collect_environment(pb.threads, bench.device),
+        evaluation={
+            "dataset": data.dataset,
+            "split": data.split,
+            "text_column": data.text_column,
+            "label_column": data.label_column,
+            "num_samples": ev.num_samples,
+            "metric_sources": ev.metric_sources,
+            "measure_seconds": round(time.perf_counter() - started, 3),
+            **ev.details,
+        },
+        benchmark=pb.settings,
+    )
+    if output_dir is not None:
+        report.to_json(Path(output_dir))
+    return report
