@@ -14,8 +14,21 @@ __all__ = ["register", "run_evaluate", "run_card", "main"]
 logger = logging.getLogger(__name__)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1, refused at parse time with the value and the fix."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is invalid: give a whole number >= 1")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `evaluate` and `card` subcommands; each sets `func(args) -> int` (an exit code)."""
+    from hf_distill.tasks import all_tasks
+
     ev = subparsers.add_parser(
         "evaluate",
         help="measure teacher vs student (size, speed, task metrics, fidelity) and write distillation_report.json",
@@ -33,16 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--split", help="split of a Hub dataset (default: validation)")
     ev.add_argument("--text-column", help="text column (default: text, sentence or content)")
     ev.add_argument("--label-column", help="label column for classification (default: label or labels)")
-    ev.add_argument("--max-samples", type=int, help="evaluate on the first N rows only")
+    ev.add_argument("--max-samples", type=_positive_int, help="evaluate on the first N rows only (N >= 1)")
     ev.add_argument(
-        "--task", choices=["text-classification", "fill-mask", "text-generation"], help="override detection"
+        "--task",
+        choices=[t.pipeline_tag for t in all_tasks()] + [t.name for t in all_tasks()],
+        help="override detection (a pipeline tag or an hf-distill task name)",
     )
-    ev.add_argument("--batch-size", type=int, default=16, help="evaluation batch size (default 16)")
+    ev.add_argument("--batch-size", type=_positive_int, default=16, help="evaluation batch size (default 16)")
     ev.add_argument(
-        "--bench-batch-size", type=int, default=8, help="batch size of the throughput measurement (default 8)"
+        "--bench-batch-size", type=_positive_int, default=8, help="batch size of the throughput measurement (default 8)"
     )
-    ev.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens (default 128)")
-    ev.add_argument("--threads", type=int, help="torch threads for every measurement (default: torch's current count)")
+    ev.add_argument("--max-length", type=_positive_int, default=128, help="truncate inputs to this many tokens (default 128)")
+    ev.add_argument("--threads", type=_positive_int, help="torch threads for every measurement (default: torch's current count)")
     ev.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     ev.add_argument("--warmup", type=int, default=3, help="untimed runs per model before timing (default 3)")
     ev.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 runs per model (default 20)")
@@ -163,6 +178,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_card(args: argparse.Namespace) -> int:
     """Entry point of `hf-distill card`."""
     from hf_distill.card import MissingCardField, write_card
+    from hf_distill.report import REPORT_FILENAME
+
+    report_path = args.report / REPORT_FILENAME if args.report.is_dir() else args.report
+    if not report_path.is_file():
+        raise FileNotFoundError(
+            f"no distillation report at {report_path}: run `hf-distill evaluate ... --output DIR` first and pass "
+            "--report DIR (or the report file)"
+        )
 
     try:
         path = write_card(

@@ -76,6 +76,13 @@ class StudentWithProjections(nn.Module):
     def main_input_name(self) -> str:
         return getattr(self.student, "main_input_name", "input_ids")
 
+    @property
+    def _keys_to_ignore_on_save(self) -> Any:
+        return getattr(self.student, "_keys_to_ignore_on_save", None)
+
+    def tie_weights(self) -> None:
+        self.student.tie_weights()
+
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
         self.student.activation_checkpointing_enable(**kwargs)
 

@@ -68,6 +68,11 @@ class Task:
         return self.name
 
     @property
+    def has_class_labels(self) -> bool:
+        """Whether examples carry class labels (classification) rather than token targets."""
+        return not self.per_token
+
+    @property
     def caches_soft_targets(self) -> bool:
         """Whether the teacher's outputs can be computed once and reused (not when inputs are randomly masked)."""
         return not self.masks_inputs

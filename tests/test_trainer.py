@@ -345,3 +345,39 @@ def test_peft_teacher_is_frozen_and_used(tmp_path, bpe_tokenizer):
         without = trainer.compute_loss(student, batch).item()
     assert with_adapter != pytest.approx(without, rel=1e-3)  # the adapter's output is what the student sees
 
+
+
+def test_projections_train_with_the_student_and_resume_from_a_checkpoint(tmp_path, wordpiece_tokenizer):
+    from transformers import AutoModelForMaskedLM
+
+    from hf_distill.projections import StudentWithProjections
+
+    tok = wordpiece_tokenizer
+    teacher = tiny.bert_mlm(tok, 4)
+    ds = lm_dataset(tok, 16)
+
+    def make(student):
+        cfg = config(tmp_path, max_steps=2, hidden_loss_weight=1.0, layer_mapping="1:2,2:4", weight_decay=0.1,
+                     save_strategy="steps", save_steps=2)
+        return DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=ds, processing_class=tok,
+                                   data_collator=DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.3, seed=0))
+
+    student = tiny.bert_mlm(tok, 2, hidden=16)
+    trainer = make(student)
+    # the Trainer's model is the student with its projections, so its optimizer and checkpoints cover them
+    assert isinstance(trainer.model, StudentWithProjections) and trainer.model.student is student
+    before = {k: v.clone() for k, v in trainer.projections.state_dict().items()}
+    trainer.train()
+    proj_ids = {id(p) for p in trainer.projections.parameters()}
+    groups = [g for g in trainer.optimizer.param_groups if proj_ids & {id(p) for p in g["params"]}]
+    assert groups and all(g["weight_decay"] == 0.0 for g in groups)
+    assert any(g["weight_decay"] == 0.1 for g in trainer.optimizer.param_groups)  # the student's weights decay
+    assert any(not torch.equal(before[k], v) for k, v in trainer.projections.state_dict().items())
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    saved = load_file(str(checkpoint / PROJECTIONS_FILE))
+    assert AutoModelForMaskedLM.from_pretrained(checkpoint).config.hidden_size == 16  # a plain student folder
+    # a fresh trainer resuming from the checkpoint gets the trained projections back
+    resumed = make(tiny.bert_mlm(tok, 2, hidden=16))
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    for k, v in saved.items():
+        torch.testing.assert_close(resumed.projections.state_dict()[k], v)

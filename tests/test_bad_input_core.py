@@ -1,0 +1,155 @@
+"""Bad input to the trainer, evaluation and their CLI (issue 11): refused clearly, never a silently wrong result."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+
+from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.cli_measure import main as measure_main
+from hf_distill.evaluation import evaluate_models, load_texts
+from tests import tiny
+
+
+def config(tmp_path, **kw):
+    base = dict(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True)
+    base.update(kw)
+    return DistillationConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def other_wordpiece(tmp_path_factory):
+    """A WordPiece tokenizer with another vocabulary than the shared `wordpiece_tokenizer` fixture."""
+    return tiny.wordpiece_tokenizer(tmp_path_factory.mktemp("wp-other"), vocab_size=150)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    import evaluate
+
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    monkeypatch.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)
+
+
+# -- classification with another tokenizer -------------------------------------------------------------------------
+
+
+def test_classifier_teacher_with_other_tokenizer_is_refused_when_it_runs_live(tmp_path, wordpiece_tokenizer, other_wordpiece):
+    assert wordpiece_tokenizer.get_vocab() != other_wordpiece.get_vocab()
+    student = tiny.bert_cls(wordpiece_tokenizer, 2)
+    teacher = tiny.bert_cls(other_wordpiece, 4)
+    # the live teacher would read the student's ids, which mean other words in its vocabulary
+    with pytest.raises(ValueError, match="different vocabularies.*teacher reads the student's input ids"):
+        DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path),
+                            processing_class=wordpiece_tokenizer, teacher_processing_class=other_wordpiece)
+    # the same when the teacher comes from a folder with its own tokenizer
+    path = tmp_path / "teacher"
+    teacher.save_pretrained(path)
+    other_wordpiece.save_pretrained(path)
+    with pytest.raises(ValueError, match="different vocabularies"):
+        DistillationTrainer(model=tiny.bert_cls(wordpiece_tokenizer, 2), teacher_model=str(path), args=config(tmp_path),
+                            processing_class=wordpiece_tokenizer)
+
+
+def test_classifier_teacher_reading_ids_past_its_vocabulary_is_refused(tmp_path, wordpiece_tokenizer, other_wordpiece):
+    # no teacher tokenizer to compare, but the student's tokenizer has more ids than the teacher's embeddings
+    assert len(wordpiece_tokenizer) > len(other_wordpiece)
+    with pytest.raises(ValueError, match="cannot read the student's input ids"):
+        DistillationTrainer(model=tiny.bert_cls(wordpiece_tokenizer, 2), teacher_model=tiny.bert_cls(other_wordpiece, 4),
+                            args=config(tmp_path), processing_class=wordpiece_tokenizer)
+
+
+def test_classifier_pairs_that_work_are_still_accepted(tmp_path, wordpiece_tokenizer, other_wordpiece):
+    tok = wordpiece_tokenizer
+    # padded teacher vocabulary: the same tokenizer, extra embedding rows
+    padded = tiny.bert_cls(tok, 4)
+    padded.resize_token_embeddings(len(tok) + 12)
+    DistillationTrainer(model=tiny.bert_cls(tok, 2), teacher_model=padded, args=config(tmp_path), processing_class=tok)
+    # cached soft targets: the teacher (another tokenizer) ran on its own tokenization; it never sees the student's ids
+    rows = tiny.SENTIMENT[:4]
+    cached = Dataset.from_dict({
+        **tok([t for t, _ in rows]), "label": [y for _, y in rows], "teacher_logits": [[0.5, -0.5]] * len(rows),
+    })
+    trainer = DistillationTrainer(model=tiny.bert_cls(tok, 2), teacher_model=None, args=config(tmp_path, max_steps=1),
+                                  train_dataset=cached, processing_class=tok)
+    trainer.train()
+    # a student whose vocabulary was trimmed from the teacher's (hf_distill.vocabulary maps its ids)
+    trimmed = tiny.bert_cls(other_wordpiece, 2)
+    trimmed.config.trimmed_from_vocab_size = len(tok)
+    DistillationTrainer(model=trimmed, teacher_model=tiny.bert_cls(tok, 4), args=config(tmp_path),
+                        processing_class=other_wordpiece, teacher_processing_class=tok)
+
+
+# -- evaluation: labels matched by name -----------------------------------------------------------------------------
+
+
+def _permuted_copy(teacher):
+    """The teacher with its two output rows swapped and its id2label swapped to match: the same classifier."""
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        student.classifier.weight.copy_(teacher.classifier.weight.flip(0))
+        student.classifier.bias.copy_(teacher.classifier.bias.flip(0))
+    student.config.id2label = {0: "positive", 1: "negative"}
+    student.config.label2id = {"positive": 0, "negative": 1}
+    return student
+
+
+def test_evaluate_matches_the_students_labels_by_name(wordpiece_tokenizer, offline):
+    tok = wordpiece_tokenizer
+    teacher = tiny.bert_cls(tok, 2).eval()
+    with torch.no_grad():
+        teacher.classifier.weight.mul_(50)  # confident, so a wrong label order would disagree everywhere
+    student = _permuted_copy(teacher).eval()
+    texts, labels = [t for t, _ in tiny.SENTIMENT], [y for _, y in tiny.SENTIMENT]
+    ev = evaluate_models(teacher, student, tok, texts, labels, task="text-classification", batch_size=4)
+    assert ev.fidelity.agreement_top1 == 1.0
+    assert ev.fidelity.kl_teacher_student == pytest.approx(0.0, abs=1e-6)
+    assert ev.student_metrics == ev.teacher_metrics
+    # names as labels are read through the teacher's label2id
+    named = ["positive" if y else "negative" for y in labels]
+    assert evaluate_models(teacher, student, tok, texts, named, task="text-classification").teacher_metrics == ev.teacher_metrics
+
+
+def test_evaluate_refuses_labels_that_cannot_be_matched(wordpiece_tokenizer, offline):
+    tok = wordpiece_tokenizer
+    teacher = tiny.bert_cls(tok, 2).eval()
+    student = copy.deepcopy(teacher)
+    student.config.id2label = {0: "neg", 1: "pos"}
+    student.config.label2id = {"neg": 0, "pos": 1}
+    with pytest.raises(ValueError, match="differ by name.*set the student's config id2label"):
+        evaluate_models(teacher, student, tok, ["good"], [1], task="text-classification")
+    with pytest.raises(ValueError, match="label id 7 is outside the model's labels"):
+        evaluate_models(teacher, teacher, tok, ["good"], [7], task="text-classification")
+
+
+# -- evaluate / card CLI ---------------------------------------------------------------------------------------------
+
+
+def test_max_samples_must_be_positive(tmp_path, shared_data, capsys):
+    data = shared_data / "sst2" / "validation.tsv"
+    for bad in ("-5", "0"):
+        with pytest.raises(SystemExit) as exit_info:
+            measure_main(["evaluate", "--teacher", "t", "--student", "s", "--dataset", str(data), "--output",
+                          str(tmp_path), "--max-samples", bad])
+        assert exit_info.value.code == 2
+        assert "--max-samples" in capsys.readouterr().err
+    for bad in (-5, 0):
+        with pytest.raises(ValueError, match=f"max_samples={bad} is invalid"):
+            load_texts(data, max_samples=bad)
+    assert len(load_texts(data, max_samples=1).texts) == 1
+
+
+def test_evaluate_and_card_name_the_missing_input(tmp_path, tiny_bert_cls_dir):
+    data = tmp_path / "eval.tsv"
+    data.write_text("sentence\tlabel\ngood\t1\n")
+    with pytest.raises(FileNotFoundError, match="teacher .*no such model folder"):
+        measure_main(["evaluate", "--teacher", str(tmp_path / "missing"), "--student", str(tiny_bert_cls_dir),
+                      "--dataset", str(data), "--output", str(tmp_path / "out")])
+    with pytest.raises(FileNotFoundError, match="evaluation data .* not found"):
+        measure_main(["evaluate", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_bert_cls_dir),
+                      "--dataset", str(tmp_path / "nope.tsv"), "--output", str(tmp_path / "out")])
+    with pytest.raises(FileNotFoundError, match="no distillation report .* run `hf-distill evaluate"):
+        measure_main(["card", "--report", str(tmp_path / "out"), "--output", str(tmp_path / "card")])
