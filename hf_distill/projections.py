@@ -15,10 +15,12 @@ resuming reads both back. The student alone is what is published; the projection
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from transformers.utils import ModelOutput
 
 PROJECTIONS_FILE = "distillation_projections.safetensors"
 _STUDENT_PREFIX = "student."
@@ -43,11 +45,22 @@ class HiddenStateProjections(nn.ModuleList):
         return tuple(proj(hidden_states[i]) for proj, i in zip(self, self.student_layers))
 
 
+@dataclass
+class StudentWithProjectionsOutput(ModelOutput):
+    """The student's loss, logits, hidden states and attentions, plus the projected hidden states."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    projected_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
 class StudentWithProjections(nn.Module):
     """A student and its hidden-state projections as one module (see the module docstring).
 
-    `forward` takes the student's arguments and returns the student's output; when hidden states are requested
-    it adds ``projected_hidden_states`` (one tensor per entry of ``projections.student_layers``).
+    `forward` takes the student's arguments and returns its loss, logits, hidden states and attentions; when hidden
+    states are requested it adds ``projected_hidden_states`` (one tensor per entry of ``projections.student_layers``).
 
     Args:
         student: the student model (a `PreTrainedModel` or a `PeftModel`).
@@ -86,11 +99,17 @@ class StudentWithProjections(nn.Module):
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
         self.student.activation_checkpointing_enable(**kwargs)
 
-    def forward(self, **kwargs: Any) -> Any:
+    def forward(self, **kwargs: Any) -> StudentWithProjectionsOutput:
         outputs = self.student(**kwargs)
-        if kwargs.get("output_hidden_states"):
-            outputs["projected_hidden_states"] = self.projections.project(outputs.hidden_states)
-        return outputs
+        projected = self.projections.project(outputs.hidden_states) if kwargs.get("output_hidden_states") else None
+        # A declared output class: DDP rebuilds outputs with their class's own fields.
+        return StudentWithProjectionsOutput(
+            loss=outputs.get("loss"),
+            logits=outputs.logits,
+            hidden_states=outputs.get("hidden_states"),
+            attentions=outputs.get("attentions"),
+            projected_hidden_states=projected,
+        )
 
 
 def split_state_dict(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -99,3 +99,58 @@ def tiny_batch(tok):
     from transformers import DataCollatorForLanguageModeling
 
     return DataCollatorForLanguageModeling(tok, mlm=False)([tok(t) for t in tiny.CORPUS[:6]])
+
+
+DDP_PROJECTIONS_SCRIPT = """
+import sys
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+from hf_distill import DistillationConfig, DistillationTrainer
+from tests import tiny
+
+out, tok_dir, ga = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tok = AutoTokenizer.from_pretrained(tok_dir)
+torch.manual_seed(0)
+teacher = tiny.gpt2(tok, 4, hidden=32)
+torch.manual_seed(1)
+student = tiny.gpt2(tok, 2, hidden=16)  # narrower than the teacher: hidden states go through projections
+data = Dataset.from_dict({"text": tiny.CORPUS[:16]})
+data = data.map(lambda b: tok(b["text"], truncation=True, max_length=32), batched=True, remove_columns=["text"])
+cfg = DistillationConfig(
+    output_dir=out, report_to=[], use_cpu=True, per_device_train_batch_size=2, gradient_accumulation_steps=ga,
+    max_steps=3, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0, alpha=0.5,
+    hidden_loss_weight=1.0, layer_mapping="1:2,2:4", save_strategy="no", disable_tqdm=True, seed=0,
+    train_sampling_strategy="sequential",
+)
+trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok,
+                              data_collator=DataCollatorForLanguageModeling(tok, mlm=False))
+trainer.train()
+trainer.save_model(out + "/final")
+"""
+
+
+def test_torchrun_projections_are_averaged_like_the_student(tmp_path, bpe_tokenizer):
+    """The projections live in the module DDP wraps: two processes give the one-process weights and projections."""
+    tok_dir = tmp_path / "tok"
+    bpe_tokenizer.save_pretrained(tok_dir)
+    script = tmp_path / "train.py"
+    script.write_text(DDP_PROJECTIONS_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    multi = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(free_port()), str(script), str(tmp_path / "multi"), str(tok_dir), "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert multi.returncode == 0, multi.stderr[-4000:]
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tok_dir), "2"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-4000:]
+    for name in ("model.safetensors", "distillation_projections.safetensors"):
+        w_multi = load_file(tmp_path / "multi" / "final" / name)
+        w_single = load_file(tmp_path / "single" / "final" / name)
+        assert w_multi.keys() == w_single.keys()
+        for k in w_multi:
+            torch.testing.assert_close(w_multi[k], w_single[k], atol=WEIGHT_TOLERANCE, rtol=0, msg=f"{name}: {k}")
+    proj = load_file(tmp_path / "single" / "final" / "distillation_projections.safetensors")
+    assert set(proj) == {"0.weight", "0.bias", "1.weight", "1.bias"}
