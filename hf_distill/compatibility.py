@@ -62,7 +62,11 @@ def check_vocabularies(
         and hasattr(student_tokenizer, "get_vocab")
         and teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab()
     ):
-        why = "token-level distillation and fidelity need" if task.per_token else "the teacher reads the student's input ids, which needs"
+        why = (
+            "token-level distillation and fidelity need"
+            if task.per_token
+            else "the teacher reads the student's input ids, which needs"
+        )
         raise ValueError(
             f"the teacher's and the student's tokenizers differ (they have different vocabularies): {why} one "
             "shared vocabulary; use the teacher's tokenizer for the student"
@@ -135,3 +139,24 @@ def label_permutation(teacher_config: Any, student_config: Any) -> list[int] | N
         )
     position = {name: i for i, name in enumerate(s_names)}
     return [position[name] for name in t_names]
+
+
+def check_label_order(teacher_config: Any, student_config: Any) -> None:
+    """Refuse, for training, a student that names the teacher's labels in another order.
+
+    Distillation matches outputs by position, so such a student would end up with a config that names its outputs
+    wrongly. A student with label names of its own (LABEL_0, ...) is index-aligned by construction and accepted.
+
+    Raises:
+        ValueError: naming both orders and the fix.
+    """
+    try:
+        permuted = label_permutation(teacher_config, student_config) is not None
+    except ValueError:
+        return  # other names: nothing to match by name
+    if permuted:
+        raise ValueError(
+            f"the student's id2label {label_names(student_config)} orders the teacher's labels "
+            f"{label_names(teacher_config)} differently: distillation matches outputs by position, so give the student "
+            "the teacher's id2label and label2id"
+        )

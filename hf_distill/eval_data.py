@@ -47,8 +47,12 @@ def load_texts(
         ValueError: a bad `max_samples`, a missing column, or no text at all.
         FileNotFoundError: a local file that does not exist.
     """
-    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1):
-        raise ValueError(f"max_samples={max_samples!r} is invalid: give a whole number >= 1, or leave it unset for all rows")
+    if max_samples is not None and (
+        isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1
+    ):
+        raise ValueError(
+            f"max_samples={max_samples!r} is invalid: give a whole number >= 1, or leave it unset for all rows"
+        )
     path = Path(dataset)
     if path.is_file():
         ds = load_splits(data_files={"eval": str(path)})["eval"]

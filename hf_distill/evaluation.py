@@ -56,11 +56,7 @@ __all__ = [
     "hub_offline",
     "load_metric",
     "metric_module_path",
-    "evaluate_pair",
-    "distillation_settings",
-    "read_trainer_state",
-    "DISTILLATION_KEYS",
-]
+]  # evaluate_pair, distillation_settings, read_trainer_state, DISTILLATION_KEYS: see __getattr__
 
 _FROM_MEASURE = ("evaluate_pair", "distillation_settings", "read_trainer_state", "DISTILLATION_KEYS")
 
@@ -253,7 +249,9 @@ def _mask_tokens(enc: dict[str, torch.Tensor], special: torch.Tensor, mask_id: i
     return masked, chosen
 
 
-def _evaluate_lm(teacher, student, tok, texts, task: Task, batch_size, limit, metric_source, mask_probability, seed, device):
+def _evaluate_lm(
+    teacher, student, tok, texts, task: Task, batch_size, limit, metric_source, mask_probability, seed, device
+):
     if task.masks_inputs:
         if tok.mask_token_id is None:
             raise ValueError(f"{task.pipeline_tag} evaluation needs a tokenizer with a mask token")

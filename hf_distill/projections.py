@@ -42,7 +42,7 @@ class HiddenStateProjections(nn.ModuleList):
 
     def project(self, hidden_states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """The projected hidden states of `student_layers`, in order (from all of a model's hidden states)."""
-        return tuple(proj(hidden_states[i]) for proj, i in zip(self, self.student_layers))
+        return tuple(proj(hidden_states[i]) for proj, i in zip(self, self.student_layers, strict=True))
 
 
 @dataclass

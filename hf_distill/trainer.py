@@ -14,7 +14,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import can_return_loss, find_labels, logging
 
 from . import losses
-from .compatibility import check_label_counts, check_vocabularies
+from .compatibility import check_label_counts, check_label_order, check_vocabularies
 from .config import DistillationConfig
 from .projections import PROJECTIONS_FILE, HiddenStateProjections, StudentWithProjections, split_state_dict
 from .soft_targets import SOFT_TARGET_COLUMNS, SoftTargetCollator, soft_target_info
@@ -81,7 +81,7 @@ class DistillationTrainer(Trainer):
             args.alpha > 0 or args.hidden_loss_weight > 0 or args.attention_loss_weight > 0
         )
         if self.teacher is not None:
-            self._check_compatible(model, self.teacher, processing_class, teacher_processing_class, args)
+            self._check_compatible(model, self.teacher, processing_class, teacher_processing_class)
             self.teacher.requires_grad_(False)
             self.teacher.eval()
             if args.teacher_dtype != "auto":
@@ -178,16 +178,22 @@ class DistillationTrainer(Trainer):
             )
         return teacher.to(self.args.teacher_device or self.args.device)
 
-    def _check_compatible(self, student, teacher, student_tok, teacher_tok, args: DistillationConfig) -> None:
+    def _check_compatible(self, student, teacher, student_tok, teacher_tok) -> None:
         teacher_task = detect_task(teacher)
         if teacher_task != self.task:
             raise ValueError(f"the teacher is a {teacher_task} model but the student is a {self.task} model")
         s_cfg, t_cfg = unwrap(student).config, unwrap(teacher).config
-        if not self.task.per_token:
+        if self.task.has_class_labels:
             check_label_counts(t_cfg, s_cfg)
+            check_label_order(t_cfg, s_cfg)
         # A teacher that runs during training reads the student's input ids (evaluation loss included).
         check_vocabularies(
-            t_cfg, s_cfg, teacher_tok, student_tok, task=self.task, teacher_reads_student_ids=self._needs_teacher_forward
+            t_cfg,
+            s_cfg,
+            teacher_tok,
+            student_tok,
+            task=self.task,
+            teacher_reads_student_ids=self._needs_teacher_forward,
         )
 
     def _resolve_layer_pairs(self, student, args: DistillationConfig) -> list[tuple[int, int]]:
@@ -408,7 +414,9 @@ class DistillationTrainer(Trainer):
         if not self.args.should_save and not self.is_distributed_loading_by_transformers:
             return None
         # `state_dict` is the gathered one under DeepSpeed/FSDP; else the wrapper's own.
-        student_state, projection_state = split_state_dict(state_dict if state_dict is not None else self.model.state_dict())
+        if state_dict is None:
+            state_dict = self.model.state_dict()
+        student_state, projection_state = split_state_dict(state_dict)
         if self.args.should_save:
             os.makedirs(output_dir, exist_ok=True)
         unwrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
@@ -431,7 +439,9 @@ class DistillationTrainer(Trainer):
         if os.path.isfile(path):
             self.projections.load_state_dict(load_file(path, device=str(self.args.device)))
         else:
-            logger.warning("%s has no %s: the hidden-state projections start untrained", resume_from_checkpoint, PROJECTIONS_FILE)
+            logger.warning(
+                "%s has no %s: the hidden-state projections start untrained", resume_from_checkpoint, PROJECTIONS_FILE
+            )
         return None
 
 

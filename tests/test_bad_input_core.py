@@ -37,29 +37,44 @@ def offline(monkeypatch):
 # -- classification with another tokenizer -------------------------------------------------------------------------
 
 
-def test_classifier_teacher_with_other_tokenizer_is_refused_when_it_runs_live(tmp_path, wordpiece_tokenizer, other_wordpiece):
+def test_classifier_teacher_with_other_tokenizer_is_refused_when_it_runs_live(
+    tmp_path, wordpiece_tokenizer, other_wordpiece
+):
     assert wordpiece_tokenizer.get_vocab() != other_wordpiece.get_vocab()
     student = tiny.bert_cls(wordpiece_tokenizer, 2)
     teacher = tiny.bert_cls(other_wordpiece, 4)
     # the live teacher would read the student's ids, which mean other words in its vocabulary
     with pytest.raises(ValueError, match="different vocabularies.*teacher reads the student's input ids"):
-        DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path),
-                            processing_class=wordpiece_tokenizer, teacher_processing_class=other_wordpiece)
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=config(tmp_path),
+            processing_class=wordpiece_tokenizer,
+            teacher_processing_class=other_wordpiece,
+        )
     # the same when the teacher comes from a folder with its own tokenizer
     path = tmp_path / "teacher"
     teacher.save_pretrained(path)
     other_wordpiece.save_pretrained(path)
     with pytest.raises(ValueError, match="different vocabularies"):
-        DistillationTrainer(model=tiny.bert_cls(wordpiece_tokenizer, 2), teacher_model=str(path), args=config(tmp_path),
-                            processing_class=wordpiece_tokenizer)
+        DistillationTrainer(
+            model=tiny.bert_cls(wordpiece_tokenizer, 2),
+            teacher_model=str(path),
+            args=config(tmp_path),
+            processing_class=wordpiece_tokenizer,
+        )
 
 
 def test_classifier_teacher_reading_ids_past_its_vocabulary_is_refused(tmp_path, wordpiece_tokenizer, other_wordpiece):
     # no teacher tokenizer to compare, but the student's tokenizer has more ids than the teacher's embeddings
     assert len(wordpiece_tokenizer) > len(other_wordpiece)
     with pytest.raises(ValueError, match="cannot read the student's input ids"):
-        DistillationTrainer(model=tiny.bert_cls(wordpiece_tokenizer, 2), teacher_model=tiny.bert_cls(other_wordpiece, 4),
-                            args=config(tmp_path), processing_class=wordpiece_tokenizer)
+        DistillationTrainer(
+            model=tiny.bert_cls(wordpiece_tokenizer, 2),
+            teacher_model=tiny.bert_cls(other_wordpiece, 4),
+            args=config(tmp_path),
+            processing_class=wordpiece_tokenizer,
+        )
 
 
 def test_classifier_pairs_that_work_are_still_accepted(tmp_path, wordpiece_tokenizer, other_wordpiece):
@@ -70,17 +85,31 @@ def test_classifier_pairs_that_work_are_still_accepted(tmp_path, wordpiece_token
     DistillationTrainer(model=tiny.bert_cls(tok, 2), teacher_model=padded, args=config(tmp_path), processing_class=tok)
     # cached soft targets: the teacher (another tokenizer) ran on its own tokenization; it never sees the student's ids
     rows = tiny.SENTIMENT[:4]
-    cached = Dataset.from_dict({
-        **tok([t for t, _ in rows]), "label": [y for _, y in rows], "teacher_logits": [[0.5, -0.5]] * len(rows),
-    })
-    trainer = DistillationTrainer(model=tiny.bert_cls(tok, 2), teacher_model=None, args=config(tmp_path, max_steps=1),
-                                  train_dataset=cached, processing_class=tok)
+    cached = Dataset.from_dict(
+        {
+            **tok([t for t, _ in rows]),
+            "label": [y for _, y in rows],
+            "teacher_logits": [[0.5, -0.5]] * len(rows),
+        }
+    )
+    trainer = DistillationTrainer(
+        model=tiny.bert_cls(tok, 2),
+        teacher_model=None,
+        args=config(tmp_path, max_steps=1),
+        train_dataset=cached,
+        processing_class=tok,
+    )
     trainer.train()
     # a student whose vocabulary was trimmed from the teacher's (hf_distill.vocabulary maps its ids)
     trimmed = tiny.bert_cls(other_wordpiece, 2)
     trimmed.config.trimmed_from_vocab_size = len(tok)
-    DistillationTrainer(model=trimmed, teacher_model=tiny.bert_cls(tok, 4), args=config(tmp_path),
-                        processing_class=other_wordpiece, teacher_processing_class=tok)
+    DistillationTrainer(
+        model=trimmed,
+        teacher_model=tiny.bert_cls(tok, 4),
+        args=config(tmp_path),
+        processing_class=other_wordpiece,
+        teacher_processing_class=tok,
+    )
 
 
 # -- evaluation: labels matched by name -----------------------------------------------------------------------------
@@ -110,7 +139,10 @@ def test_evaluate_matches_the_students_labels_by_name(wordpiece_tokenizer, offli
     assert ev.student_metrics == ev.teacher_metrics
     # names as labels are read through the teacher's label2id
     named = ["positive" if y else "negative" for y in labels]
-    assert evaluate_models(teacher, student, tok, texts, named, task="text-classification").teacher_metrics == ev.teacher_metrics
+    assert (
+        evaluate_models(teacher, student, tok, texts, named, task="text-classification").teacher_metrics
+        == ev.teacher_metrics
+    )
 
 
 def test_evaluate_refuses_labels_that_cannot_be_matched(wordpiece_tokenizer, offline):
@@ -132,8 +164,21 @@ def test_max_samples_must_be_positive(tmp_path, shared_data, capsys):
     data = shared_data / "sst2" / "validation.tsv"
     for bad in ("-5", "0"):
         with pytest.raises(SystemExit) as exit_info:
-            measure_main(["evaluate", "--teacher", "t", "--student", "s", "--dataset", str(data), "--output",
-                          str(tmp_path), "--max-samples", bad])
+            measure_main(
+                [
+                    "evaluate",
+                    "--teacher",
+                    "t",
+                    "--student",
+                    "s",
+                    "--dataset",
+                    str(data),
+                    "--output",
+                    str(tmp_path),
+                    "--max-samples",
+                    bad,
+                ]
+            )
         assert exit_info.value.code == 2
         assert "--max-samples" in capsys.readouterr().err
     for bad in (-5, 0):
@@ -146,10 +191,48 @@ def test_evaluate_and_card_name_the_missing_input(tmp_path, tiny_bert_cls_dir):
     data = tmp_path / "eval.tsv"
     data.write_text("sentence\tlabel\ngood\t1\n")
     with pytest.raises(FileNotFoundError, match="teacher .*no such model folder"):
-        measure_main(["evaluate", "--teacher", str(tmp_path / "missing"), "--student", str(tiny_bert_cls_dir),
-                      "--dataset", str(data), "--output", str(tmp_path / "out")])
+        measure_main(
+            [
+                "evaluate",
+                "--teacher",
+                str(tmp_path / "missing"),
+                "--student",
+                str(tiny_bert_cls_dir),
+                "--dataset",
+                str(data),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
     with pytest.raises(FileNotFoundError, match="evaluation data .* not found"):
-        measure_main(["evaluate", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_bert_cls_dir),
-                      "--dataset", str(tmp_path / "nope.tsv"), "--output", str(tmp_path / "out")])
+        measure_main(
+            [
+                "evaluate",
+                "--teacher",
+                str(tiny_bert_cls_dir),
+                "--student",
+                str(tiny_bert_cls_dir),
+                "--dataset",
+                str(tmp_path / "nope.tsv"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
     with pytest.raises(FileNotFoundError, match="no distillation report .* run `hf-distill evaluate"):
         measure_main(["card", "--report", str(tmp_path / "out"), "--output", str(tmp_path / "card")])
+
+
+def test_trainer_refuses_a_student_with_the_teachers_labels_in_another_order(tmp_path, wordpiece_tokenizer):
+    tok = wordpiece_tokenizer
+    teacher = tiny.bert_cls(tok, 4)
+    with pytest.raises(ValueError, match="orders the teacher's labels .* differently"):
+        DistillationTrainer(
+            model=_permuted_copy(tiny.bert_cls(tok, 2)),
+            teacher_model=teacher,
+            args=config(tmp_path),
+            processing_class=tok,
+        )
+    # a student with names of its own is index-aligned by construction
+    generic = tiny.bert_cls(tok, 2)
+    generic.config.id2label, generic.config.label2id = {0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
+    DistillationTrainer(model=generic, teacher_model=teacher, args=config(tmp_path), processing_class=tok)

@@ -53,5 +53,7 @@ def test_classification_and_masked_rules():
     assert MASKED_LM.valid_mask(mlm_labels, mask, ids).tolist() == [[False, True, False], [True, False, False]]
     assert not MASKED_LM.caches_soft_targets and CAUSAL_LM.caches_soft_targets
     logits = torch.randn(2, 4)
-    flat_logits, flat_labels = SEQUENCE_CLASSIFICATION.ce_targets(logits, torch.tensor([1, -1]), torch.ones(2, dtype=torch.bool))
+    flat_logits, flat_labels = SEQUENCE_CLASSIFICATION.ce_targets(
+        logits, torch.tensor([1, -1]), torch.ones(2, dtype=torch.bool)
+    )
     assert flat_labels.tolist() == [1, -100] and flat_logits is logits
