@@ -20,6 +20,7 @@ from hf_distill.cli_hub import main as cli_main
 from hf_distill.cli_hub import register
 from hf_distill.hub import HubPublishError, publish, push_space, push_to_hub, select_model_files, select_space_files
 from tests.fake_hub import FakeHub, free_port, online_client
+from tests.test_report import sample_report
 
 TOKEN = "hf_WriteTokenForTests0123456789abcdefABCDEF"
 READ_TOKEN = "hf_ReadTokenForTests0123456789abcdefABCDEFG"
@@ -38,7 +39,6 @@ tags:
 
 Distilled from tiny/teacher with hf-distill.
 """
-REPORT = {"teacher": "tiny/teacher", "student_params": 12345, "accuracy": {"teacher": 0.9, "student": 0.88}}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 EXPECTED_MODEL_FILES = {
     "README.md",
@@ -97,7 +97,7 @@ def output_dir(tmp_path, tiny_bert_cls_student_dir) -> Path:
     out = tmp_path / "out"
     shutil.copytree(tiny_bert_cls_student_dir, out)
     (out / "README.md").write_text(CARD, encoding="utf-8")
-    (out / "distillation_report.json").write_text(json.dumps(REPORT), encoding="utf-8")
+    sample_report().to_json(out / "distillation_report.json")
     (out / "distillation_chart.png").write_bytes(PNG)
     junk = {
         "checkpoint-500/model.safetensors": b"old weights",
@@ -193,13 +193,6 @@ def test_selection_keeps_generation_config_and_tokenizer_of_a_causal_lm(tiny_gpt
     assert {"generation_config.json", "model.safetensors", "config.json", "tokenizer.json"} <= files
 
 
-def test_selection_never_matches_the_client_side_ignore_patterns(output_dir):
-    from huggingface_hub.utils import filter_repo_objects
-
-    files = select_model_files(output_dir)
-    assert list(filter_repo_objects(files, ignore_patterns=hub_mod.IGNORE_PATTERNS)) == files
-
-
 def test_space_selection_drops_caches_secrets_and_the_readme(app_dir):
     assert set(select_space_files(app_dir)) == {"app.py", "requirements.txt", "helpers/compare.py", "examples.json"}
 
@@ -214,8 +207,16 @@ def test_push_uploads_exactly_the_model_card_report_and_chart(fake_hub, output_d
     files = uploaded(fake_hub, "model", "alice/tiny-student")
     assert set(files) == EXPECTED_MODEL_FILES
     for name, data in files.items():
-        assert data == (output_dir / name).read_bytes(), name
-    assert files["README.md"].decode() == CARD
+        if name != "distillation_report.json":
+            assert data == (output_dir / name).read_bytes(), name
+    assert files["README.md"].decode() == CARD  # a card written by a person is published as it is
+    # the report names the repo it is published to as the student (the rest is unchanged)
+    published, local = json.loads(files["distillation_report.json"]), json.loads(
+        (output_dir / "distillation_report.json").read_text()
+    )
+    assert published["student"].pop("name_or_path") == "alice/tiny-student"
+    local["student"].pop("name_or_path")
+    assert published == local
     repo = fake_hub.repo("model", "alice/tiny-student")
     assert repo.visibility == "public"
     assert [c.message for c in repo.commits] == ["v1"]  # one atomic commit
@@ -466,7 +467,9 @@ def test_connection_dropped_during_the_commit(fake_hub, output_dir, logs):
     before = snapshot(output_dir)
     with pytest.raises(HubPublishError) as info:
         push_to_hub(output_dir, "alice/s", token=TOKEN, endpoint=fake_hub.url)
-    assert "Network failure" in str(info.value) and "No files were committed" in str(info.value)
+    # the commit request left and no answer came: the client cannot know whether it landed, and says so
+    assert "Network failure" in str(info.value) and "may or may not have been applied" in str(info.value)
+    assert f"{fake_hub.url}/alice/s/commits" in str(info.value)
     assert uploaded(fake_hub, "model", "alice/s") == {}
     assert fake_hub.repo("model", "alice/s").commits == []
     assert snapshot(output_dir) == before
@@ -478,8 +481,7 @@ def test_connection_dropped_during_the_commit(fake_hub, output_dir, logs):
 
 def test_push_space_uploads_the_app_with_a_valid_spaces_readme(fake_hub, app_dir, tmp_path):
     before = snapshot(app_dir)
-    report = tmp_path / "distillation_report.json"
-    report.write_text(json.dumps(REPORT))
+    report = sample_report().to_json(tmp_path / "distillation_report.json")
     commit = push_space(
         "alice/student-demo",
         "alice/student",
@@ -509,7 +511,10 @@ def test_push_space_uploads_the_app_with_a_valid_spaces_readme(fake_hub, app_dir
         "student": "alice/student",
         "distillation_report": "distillation_report.json",
     }
-    assert files["distillation_report.json"] == report.read_bytes()
+    published, local = json.loads(files["distillation_report.json"]), json.loads(report.read_text())
+    assert published["student"].pop("name_or_path") == "alice/student"  # the Space shows the published student
+    local["student"].pop("name_or_path")
+    assert published == local and published["table"]  # the app renders these rows
 
     readme = files["README.md"].decode()
     assert readme.startswith("---\n")
@@ -644,7 +649,10 @@ def test_cli_push_model_and_space(fake_hub, output_dir, app_dir, monkeypatch, ca
     assert model.private and [c.message for c in model.commits] == ["first"]
     assert f"Model commit: {fake_hub.url}/alice/student/commit/{model.commits[0].oid}" in out
     space_files = uploaded(fake_hub, "space", "alice/demo")
-    assert space_files["distillation_report.json"] == (output_dir / "distillation_report.json").read_bytes()
+    # the Space shows the report the model repo carries
+    assert space_files["distillation_report.json"] == uploaded(fake_hub, "model", "alice/student")[
+        "distillation_report.json"
+    ]
     assert "Space commit:" in out
     assert_no_token_anywhere(fake_hub, out, err, *(r.getMessage() for r in logs))
 
