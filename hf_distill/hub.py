@@ -334,6 +334,13 @@ def _normalize_repo_id(repo_id: str, repo_type: str) -> str:
                 repo_id=repo_id,
             )
         path = "/".join(parts[1:])
+    elif "://" in raw and repo_type != "model" and len(parts) == 2:
+        # a Hub URL without a type prefix is a model's page
+        raise HubPublishError(
+            f"'{repo_id}' is the address of a model repository, but a {repo_type} is needed here: pass "
+            f"'{repo_type}s/{path}' or just '{path}'. Nothing was uploaded.",
+            repo_id=repo_id,
+        )
     try:
         validate_repo_id(path)
     except HFValidationError as err:
