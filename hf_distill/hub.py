@@ -958,14 +958,13 @@ def _plan_space(
     gradio_version: str | None,
     report_path: str | os.PathLike[str] | None,
     endpoint: str | None,
-    title: str | None = None,
-    emoji: str | None = None,
-    color_from: str | None = None,
-    color_to: str | None = None,
-    license: str | None = None,
-    short_description: str | None = None,
+    look: dict[str, str | None] | None = None,
 ) -> _SpacePlan:
-    """Validate the ids, the app folder and the report, and build the generated files (no network)."""
+    """Validate the ids, the app folder and the report, and build the generated files (no network).
+
+    `look` holds push_space's title, emoji, color_from, color_to, license and short_description (None: from
+    the app's README.md front matter, else a default)."""
+    look = look or {}
     repo_id = _normalize_repo_id(repo_id, "space")
     model_repo_id = _normalize_repo_id(model_repo_id, "model")
     teacher_repo_id = _normalize_repo_id(teacher_repo_id, "model")
@@ -981,20 +980,20 @@ def _plan_space(
 
     local_meta, body = _read_space_readme(app_root / "README.md")
 
-    def pick(value: str | None, key: str, default: str) -> str:
-        local = local_meta.get(key)
+    def pick(name: str, key: str, default: str) -> str:
+        value, local = look.get(name), local_meta.get(key)
         return value if value is not None else (local if isinstance(local, str) and local else default)
 
     readme = build_space_readme(
-        title=pick(title, "title", repo_id.split("/")[-1]),
+        title=pick("title", "title", repo_id.split("/")[-1]),
         teacher_repo_id=teacher_repo_id,
         model_repo_id=model_repo_id,
         sdk_version=_gradio_version(gradio_version),
-        license=pick(license, "license", "apache-2.0"),
-        emoji=pick(emoji, "emoji", "🧪"),
-        color_from=pick(color_from, "colorFrom", "indigo"),
-        color_to=pick(color_to, "colorTo", "green"),
-        short_description=pick(short_description, "short_description", "A distilled student next to its teacher"),
+        license=pick("license", "license", "apache-2.0"),
+        emoji=pick("emoji", "emoji", "🧪"),
+        color_from=pick("color_from", "colorFrom", "indigo"),
+        color_to=pick("color_to", "colorTo", "green"),
+        short_description=pick("short_description", "short_description", "A distilled student next to its teacher"),
         body=body,
         endpoint=endpoint,
     )
@@ -1056,12 +1055,14 @@ def push_space(
         gradio_version=gradio_version,
         report_path=report_path,
         endpoint=endpoint,
-        title=title,
-        emoji=emoji,
-        color_from=color_from,
-        color_to=color_to,
-        license=license,
-        short_description=short_description,
+        look={
+            "title": title,
+            "emoji": emoji,
+            "color_from": color_from,
+            "color_to": color_to,
+            "license": license,
+            "short_description": short_description,
+        },
     )
     repo_id, app_root = plan.repo_id, plan.app_root
     files = sorted({*plan.app_files, *plan.generated})

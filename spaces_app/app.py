@@ -506,14 +506,15 @@ def _message_page(markdown: str) -> gr.Blocks:
     return page
 
 
-def _classification_ui(side: SideBySide) -> None:
-    text = gr.Textbox(
-        label="Text",
-        lines=2,
-        placeholder="Type a sentence to classify",
-        elem_id="cls-input",
-        max_length=side.max_input_chars,
+def _input_box(side: SideBySide, label: str, placeholder: str, elem_id: str) -> gr.Textbox:
+    # Capped at what the models can read: the browser refuses longer input before it reaches the queue.
+    return gr.Textbox(
+        label=label, lines=2, placeholder=placeholder, elem_id=elem_id, max_length=side.max_input_chars
     )
+
+
+def _classification_ui(side: SideBySide) -> None:
+    text = _input_box(side, "Text", "Type a sentence to classify", "cls-input")
     button = gr.Button("Classify with both models", variant="primary", elem_id="cls-run")
     gr.Markdown(
         "_Timings: each model runs once to warm up, then several times (median shown); "
@@ -539,13 +540,7 @@ def _classification_ui(side: SideBySide) -> None:
 
 
 def _generation_ui(side: SideBySide) -> None:
-    prompt = gr.Textbox(
-        label="Prompt",
-        lines=2,
-        placeholder="Type the start of a text",
-        elem_id="gen-input",
-        max_length=side.max_input_chars,
-    )
+    prompt = _input_box(side, "Prompt", "Type the start of a text", "gen-input")
     with gr.Row():
         max_new = gr.Slider(1, 256, value=32, step=1, label="Max new tokens", elem_id="gen-max-new")
         temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature (when sampling)")
