@@ -537,29 +537,46 @@ def _publishing(
     """Set the request timeout, and turn any failure of the create/upload steps into a `HubPublishError`
     that says what was (not) committed."""
     progress = _Progress()
-    try:
-        with _client_timeout(timeout):
+    # The timeout also covers the requests `_explain` makes to say what went wrong.
+    with _client_timeout(timeout):
+        try:
             yield progress
-    except HubPublishError:
-        raise
-    except Exception as err:
-        reason, status = _explain(err, api=api, repo_id=repo_id, repo_type=repo_type, timeout=timeout)
-        if progress.commit_sent and isinstance(err, _network_error_types()):
-            # The commit request left: the Hub may have applied it before the answer was lost.
-            outcome = (
-                f"The commit may or may not have been applied: look at {api.endpoint}/"
-                f"{'spaces/' if repo_type == 'space' else ''}{repo_id}/commits before pushing again "
-                "(pushing the same files again is harmless). Local files were not changed."
-            )
-        else:
-            outcome = (
-                "No files were committed: the upload is a single commit that the Hub did not confirm, and local "
-                "files were not changed."
-            )
-        message = f"Could not publish to {repo_type} '{repo_id}'. {reason}\n{outcome} {_files_summary(files)}"
-        # The original exception is kept as the cause unless the server echoed the token into it.
-        cause = None if token in str(err) else err
-        raise HubPublishError(_redact(message, token), repo_id=repo_id, files=files, status=status) from cause
+        except HubPublishError:
+            raise
+        except Exception as err:
+            _raise_publish_error(err, api, progress, repo_id=repo_id, repo_type=repo_type, files=files, token=token,
+                                 timeout=timeout)
+
+
+def _raise_publish_error(
+    err: Exception,
+    api: HfApi,
+    progress: _Progress,
+    *,
+    repo_id: str,
+    repo_type: str,
+    files: Sequence[str],
+    token: str,
+    timeout: float,
+) -> None:
+    """Raise the `HubPublishError` for `err`: why, whether anything may have been committed, what was not."""
+    reason, status = _explain(err, api=api, repo_id=repo_id, repo_type=repo_type, timeout=timeout)
+    if progress.commit_sent and isinstance(err, _network_error_types()):
+        # The commit request left: the Hub may have applied it before the answer was lost.
+        outcome = (
+            f"The commit may or may not have been applied: look at {api.endpoint}/"
+            f"{'spaces/' if repo_type == 'space' else ''}{repo_id}/commits before pushing again "
+            "(pushing the same files again is harmless). Local files were not changed."
+        )
+    else:
+        outcome = (
+            "No files were committed: the upload is a single commit that the Hub did not confirm, and local "
+            "files were not changed."
+        )
+    message = f"Could not publish to {repo_type} '{repo_id}'. {reason}\n{outcome} {_files_summary(files)}"
+    # The original exception is kept as the cause unless the server echoed the token into it.
+    cause = None if token in str(err) else err
+    raise HubPublishError(_redact(message, token), repo_id=repo_id, files=files, status=status) from cause
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -574,7 +591,8 @@ def _library_version() -> str:
 
 def _refuse_if_public(api: HfApi, repo_id: str, repo_type: str, files: Sequence[str]) -> None:
     # The Hub ignores `private` for a repo that already exists: never publish into a public repo by surprise.
-    if not api.repo_info(repo_id, repo_type=repo_type).private:
+    info = _retrying(lambda: api.repo_info(repo_id, repo_type=repo_type), what="reading the repo's visibility")
+    if not info.private:
         raise HubPublishError(
             f"'{repo_id}' already exists and is public; asking for a private repo does not change an existing "
             "repo's visibility. Nothing was uploaded: make it private in its settings on the Hub, or push "
