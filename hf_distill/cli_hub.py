@@ -50,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "also remove Space files the app no longer has (.gitattributes is always kept)",
     )
     parser.add_argument("--endpoint", help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds each Hub request may wait before failing (default: HF_DISTILL_HUB_TIMEOUT or 60)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded and exit")
     parser.set_defaults(func=run_push)
     return parser
@@ -77,6 +82,7 @@ def run_push(args: argparse.Namespace) -> int:
             commit_message=args.commit_message,
             endpoint=args.endpoint,
             delete_stale=args.delete_stale,
+            timeout=args.timeout,
         )
     except HubPublishError as err:
         print(f"hf-distill push: error: {err}", file=sys.stderr)

@@ -2,6 +2,12 @@
 
 `distillation_report.json` is read by the model card, the Hub upload and the demo Space, so its
 field names are a contract: new fields may be added, existing ones keep their names.
+
+Versioning: `schema_version` is the major version (a reader refuses a newer one); `schema_minor` counts
+additive changes a reader of the same major can ignore. Minor 1 added `table` (the formatted
+teacher-vs-student rows, built once here and rendered as they are by the card and the Space app) and the
+teacher-relative ratios of lower-is-better metrics (`metric_ratio_to_teacher_by_metric`). Reports of minor 0
+are still read: their rows and ratios are computed on load.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+SCHEMA_MINOR = 1
 REPORT_FILENAME = "distillation_report.json"
 TASKS = ("text-classification", "fill-mask", "text-generation")
 # the metric whose retention headlines the report, per task
@@ -52,8 +59,11 @@ class Ratios:
     primary_metric: str
     parameters_x: float
     generation_speedup_x: float | None = None
-    # None where retention is undefined: the teacher scores 0 (or the student 0 on a lower-is-better metric)
+    # Higher-is-better metrics only; None where retention is undefined (the teacher scores 0).
     metric_retained_pct_by_metric: dict[str, float | None] = field(default_factory=dict)
+    # Lower-is-better metrics (perplexity...): student / teacher, read as "1.03× the teacher's perplexity".
+    # Nobody reads perplexity as "% retained", so these metrics never get a percentage.
+    metric_ratio_to_teacher_by_metric: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,6 +105,11 @@ class DistillationReport:
     benchmark: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
+    schema_minor: int = SCHEMA_MINOR
+    # The formatted rows (label, teacher, student, student vs teacher). Filled when the report is written and
+    # read back as is, so the card and the Space show the same cells; None on a report built in memory (the
+    # rows are then formatted from its current figures). Not part of equality: it is derived data.
+    table: list[list[str]] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -102,8 +117,11 @@ class DistillationReport:
 
     # -- JSON -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form, keys as in the documented schema."""
-        return dataclasses.asdict(self)
+        """Plain-JSON form, keys as in the documented schema, with the formatted `table` rows."""
+        data = dataclasses.asdict(self)
+        data["schema_minor"] = SCHEMA_MINOR
+        data["table"] = [list(row) for row in self.table_rows()]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DistillationReport:
@@ -122,7 +140,19 @@ class DistillationReport:
         kwargs["student"] = _build(ModelFigures, data["student"], "student")
         kwargs["ratios"] = _build(Ratios, data["ratios"], "ratios")
         kwargs["fidelity"] = _build(Fidelity, data["fidelity"], "fidelity")
-        return cls(**kwargs)
+        minor = data.get("schema_minor", 0)
+        if not isinstance(minor, int) or isinstance(minor, bool) or minor < 0:
+            raise ValueError(f"report field 'schema_minor' must be a non-negative integer, got {minor!r}")
+        if minor < 1:
+            # Written before the rows and the lower-is-better ratios were stored: derive both from the figures.
+            kwargs["ratios"] = _upgrade_ratios(kwargs["ratios"], kwargs["teacher"], kwargs["student"])
+            kwargs["table"] = None
+        kwargs["schema_minor"] = SCHEMA_MINOR
+        report = cls(**kwargs)
+        validate_report(report)
+        if report.table is None:
+            report.table = [list(row) for row in report.table_rows()]
+        return report
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write the report; a directory path gets `distillation_report.json` inside it. NaN/inf are refused."""
@@ -145,7 +175,15 @@ class DistillationReport:
 
     # -- presentation ---------------------------------------------------------------------------
     def table_rows(self) -> list[tuple[str, str, str, str]]:
-        """(metric, teacher, student, student-vs-teacher) rows, already formatted, for the card and the app."""
+        """(metric, teacher, student, student-vs-teacher) rows, already formatted, for the card and the app.
+
+        A report read from JSON returns the rows stored in it; one built in memory formats its figures.
+        """
+        if self.table is not None:
+            return [tuple(str(c) for c in row) for row in self.table]
+        return format_table_rows(self)
+
+    def _format_rows(self) -> list[tuple[str, str, str, str]]:
         t, s, r = self.teacher, self.student, self.ratios
         batch = self.benchmark.get("batch_size")
         rows = [
@@ -189,12 +227,13 @@ class DistillationReport:
         for name in ordered_metrics(t.metrics, r.primary_metric):
             if name not in s.metrics:
                 continue
-            if name in r.metric_retained_pct_by_metric:
-                pct = r.metric_retained_pct_by_metric[name]
-            else:
-                pct = _retained_or_none(t.metrics[name], s.metrics[name], name in LOWER_IS_BETTER)
             rows.append(
-                (metric_label(name), fmt_metric(t.metrics[name]), fmt_metric(s.metrics[name]), fmt_retained(pct))
+                (
+                    metric_label(name),
+                    fmt_metric(t.metrics[name]),
+                    fmt_metric(s.metrics[name]),
+                    metric_comparison(self, name),
+                )
             )
         f = self.fidelity
         rows.append(("Top-1 agreement with teacher", "—", fmt_pct(100.0 * f.agreement_top1), ""))
@@ -239,14 +278,33 @@ def _retained_or_none(teacher_value: float, student_value: float, lower_is_bette
         return None
 
 
+def ratio_to_teacher(teacher_value: float, student_value: float) -> float | None:
+    """Student / teacher for a lower-is-better metric (1.03 reads "1.03× the teacher's perplexity");
+    None when the teacher's value is 0."""
+    try:
+        return _ratio(student_value, teacher_value)
+    except ZeroDivisionError:
+        return None
+
+
 def compute_ratios(teacher: ModelFigures, student: ModelFigures, primary_metric: str) -> Ratios:
-    """Size, speed and metric-retention ratios of the student relative to the teacher."""
+    """Size, speed and metric ratios of the student relative to the teacher.
+
+    Higher-is-better metrics get "% retained" (student / teacher × 100); lower-is-better ones (perplexity,
+    losses) get the plain ratio student / teacher instead, and no percentage.
+    """
     if primary_metric not in teacher.metrics or primary_metric not in student.metrics:
         raise ValueError(f"primary metric {primary_metric!r} missing from the teacher's or the student's metrics")
+    shared = [name for name in teacher.metrics if name in student.metrics]
     by_metric = {
-        name: _retained_or_none(teacher.metrics[name], student.metrics[name], name in LOWER_IS_BETTER)
-        for name in teacher.metrics
-        if name in student.metrics
+        name: _retained_or_none(teacher.metrics[name], student.metrics[name], False)
+        for name in shared
+        if name not in LOWER_IS_BETTER
+    }
+    ratio_by_metric = {
+        name: ratio_to_teacher(teacher.metrics[name], student.metrics[name])
+        for name in shared
+        if name in LOWER_IS_BETTER
     }
     gen = None
     if teacher.generation_tokens_per_s is not None and student.generation_tokens_per_s is not None:
@@ -255,12 +313,54 @@ def compute_ratios(teacher: ModelFigures, student: ModelFigures, primary_metric:
         size_x=_ratio(teacher.disk_bytes, student.disk_bytes),
         speedup_x=_ratio(student.throughput_per_s, teacher.throughput_per_s),
         latency_x=_ratio(teacher.latency_ms_p50, student.latency_ms_p50),
-        metric_retained_pct=by_metric[primary_metric],
+        metric_retained_pct=by_metric.get(primary_metric),
         primary_metric=primary_metric,
         parameters_x=_ratio(teacher.parameters, student.parameters),
         generation_speedup_x=gen,
         metric_retained_pct_by_metric=by_metric,
+        metric_ratio_to_teacher_by_metric=ratio_by_metric,
     )
+
+
+def _upgrade_ratios(ratios: Ratios, teacher: ModelFigures, student: ModelFigures) -> Ratios:
+    """Ratios of a minor-0 report in today's convention: lower-is-better metrics lose their "% retained"
+    (teacher / student × 100 then) and get student / teacher instead."""
+    by_metric = {k: v for k, v in ratios.metric_retained_pct_by_metric.items() if k not in LOWER_IS_BETTER}
+    ratio_by_metric = {
+        name: ratio_to_teacher(teacher.metrics[name], student.metrics[name])
+        for name in teacher.metrics
+        if name in LOWER_IS_BETTER and name in student.metrics
+    }
+    primary_pct = None if ratios.primary_metric in LOWER_IS_BETTER else ratios.metric_retained_pct
+    return dataclasses.replace(
+        ratios,
+        metric_retained_pct=primary_pct,
+        metric_retained_pct_by_metric=by_metric,
+        metric_ratio_to_teacher_by_metric={**ratio_by_metric, **ratios.metric_ratio_to_teacher_by_metric},
+    )
+
+
+def format_table_rows(report: DistillationReport) -> list[tuple[str, str, str, str]]:
+    """Format the report's figures as (label, teacher, student, student vs teacher) rows.
+
+    This is the one place where the table's rounding and labels are decided; `DistillationReport.to_dict`
+    stores the result in the JSON, which the card and the Space app render as it is.
+    """
+    return report._format_rows()
+
+
+def metric_comparison(report: DistillationReport, name: str) -> str:
+    """The "student vs teacher" cell of metric `name`: "97.3% retained" for higher-is-better metrics,
+    "1.03× the teacher's perplexity" for lower-is-better ones."""
+    t, s, r = report.teacher.metrics[name], report.student.metrics[name], report.ratios
+    if name in LOWER_IS_BETTER:
+        ratio = r.metric_ratio_to_teacher_by_metric.get(name, ratio_to_teacher(t, s))
+        return fmt_ratio_to_teacher(ratio, name)
+    if name in r.metric_retained_pct_by_metric:
+        pct = r.metric_retained_pct_by_metric[name]
+    else:
+        pct = _retained_or_none(t, s, False)
+    return fmt_retained(pct)
 
 
 # -- formatting (shared by the card and the app so both show the same digits) ----------------------
@@ -297,6 +397,13 @@ def fmt_retained(pct: float | None) -> str:
 
 def fmt_x(x: float) -> str:
     return f"{x:.2f}×"
+
+
+def fmt_ratio_to_teacher(ratio: float | None, name: str) -> str:
+    """'1.03× the teacher's perplexity' (student / teacher of a lower-is-better metric)."""
+    what = metric_label(name)
+    what = what if what.isupper() else what.lower()
+    return f"undefined (teacher's {what} is 0)" if ratio is None else f"{fmt_x(ratio)} the teacher's {what}"
 
 
 _LABELS = {"accuracy": "Accuracy", "f1": "F1", "perplexity": "Perplexity"}
@@ -360,3 +467,118 @@ def check_finite(report: DistillationReport) -> None:
             for k, v in values:
                 if isinstance(v, float) and not math.isfinite(v):
                     raise ValueError(f"{who}.{k} is {v}")
+
+
+# -- validation ---------------------------------------------------------------------------------------
+# Metrics that are fractions of items (a value above 1 is a broken measurement, not a good model).
+FRACTION_METRICS = frozenset({"accuracy", "f1", "precision", "recall", "exact_match", "agreement_top1"})
+# How far a stored ratio may stray from the one its figures give (rounding by hand-edited reports).
+_RATIO_RTOL = 0.01
+
+
+class InvalidReport(ValueError):
+    """The report holds a figure no measurement can produce; the message names the field."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_number(where: str, value: Any, *, low: float, low_inclusive: bool = False, high: float | None = None,
+                  optional: bool = False, integer: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not _is_number(value) or (integer and not float(value).is_integer()):
+        kind = "an integer" if integer else "a number"
+        raise InvalidReport(f"report field {where!r} must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise InvalidReport(f"report field {where!r} is {value}: a broken measurement")
+    too_low = value < low if low_inclusive else value <= low
+    if too_low or (high is not None and value > high):
+        bound = f"{'≥' if low_inclusive else '>'} {low:g}" + (f" and ≤ {high:g}" if high is not None else "")
+        raise InvalidReport(f"report field {where!r} is {value!r}, but it must be {bound}: the report is corrupted "
+                            "or was edited by hand; measure again with `hf-distill evaluate`")
+
+
+def _check_ratio(where: str, stored: Any, expected: float | None) -> None:
+    if stored is None or expected is None:
+        return
+    _check_number(where, stored, low=0.0)
+    if not math.isclose(float(stored), expected, rel_tol=_RATIO_RTOL):
+        raise InvalidReport(
+            f"report field {where!r} is {stored!r}, but its figures give {expected:.4g}: the ratio contradicts the "
+            "measurements (the report was edited by hand or is corrupted); measure again with `hf-distill evaluate`"
+        )
+
+
+def validate_report(report: DistillationReport) -> None:
+    """Raise `InvalidReport` (naming the field) for figures no measurement produces: negative or zero sizes and
+    times, fractions outside [0, 1], a perplexity below 1, divergences below 0, or a stored ratio that
+    contradicts the figures it was computed from."""
+    for who in ("teacher", "student"):
+        fig: ModelFigures = getattr(report, who)
+        if not isinstance(fig.name_or_path, str) or not fig.name_or_path.strip():
+            raise InvalidReport(f"report field '{who}.name_or_path' must be a non-empty string")
+        _check_number(f"{who}.parameters", fig.parameters, low=1, low_inclusive=True, integer=True)
+        _check_number(f"{who}.parameters_without_embeddings", fig.parameters_without_embeddings, low=0,
+                      low_inclusive=True, high=fig.parameters, integer=True)
+        _check_number(f"{who}.disk_bytes", fig.disk_bytes, low=0, integer=True)
+        _check_number(f"{who}.latency_ms_p50", fig.latency_ms_p50, low=0)
+        _check_number(f"{who}.latency_ms_p95", fig.latency_ms_p95, low=0)
+        if fig.latency_ms_p95 < fig.latency_ms_p50:
+            raise InvalidReport(
+                f"report field '{who}.latency_ms_p95' ({fig.latency_ms_p95}) is below '{who}.latency_ms_p50' "
+                f"({fig.latency_ms_p50}): a 95th percentile cannot be smaller than the median"
+            )
+        _check_number(f"{who}.throughput_per_s", fig.throughput_per_s, low=0)
+        _check_number(f"{who}.generation_tokens_per_s", fig.generation_tokens_per_s, low=0, optional=True)
+        _check_number(f"{who}.num_layers", fig.num_layers, low=1, low_inclusive=True, optional=True, integer=True)
+        if not isinstance(fig.metrics, dict):
+            raise InvalidReport(f"report field '{who}.metrics' must be an object")
+        for name, value in fig.metrics.items():
+            where = f"{who}.metrics.{name}"
+            if name in FRACTION_METRICS:
+                _check_number(where, value, low=0, low_inclusive=True, high=1)
+            elif name == "perplexity":
+                _check_number(where, value, low=1, low_inclusive=True)
+            elif name in LOWER_IS_BETTER:
+                _check_number(where, value, low=0, low_inclusive=True)
+            else:
+                _check_number(where, value, low=-math.inf)
+    f = report.fidelity
+    _check_number("fidelity.agreement_top1", f.agreement_top1, low=0, low_inclusive=True, high=1)
+    # KL and JS are >= 0; float accumulation can leave a tiny negative number on identical models.
+    _check_number("fidelity.kl_teacher_student", f.kl_teacher_student, low=-1e-6, low_inclusive=True)
+    _check_number("fidelity.js_divergence", f.js_divergence, low=-1e-6, low_inclusive=True, high=math.log(2) + 1e-6)
+    _check_number("fidelity.num_items", f.num_items, low=0, low_inclusive=True, integer=True)
+
+    t, s, r = report.teacher, report.student, report.ratios
+    if r.primary_metric not in t.metrics or r.primary_metric not in s.metrics:
+        raise InvalidReport(
+            f"report field 'ratios.primary_metric' names {r.primary_metric!r}, which the teacher's or the "
+            "student's metrics lack"
+        )
+    _check_ratio("ratios.size_x", r.size_x, t.disk_bytes / s.disk_bytes)
+    _check_ratio("ratios.parameters_x", r.parameters_x, t.parameters / s.parameters)
+    _check_ratio("ratios.latency_x", r.latency_x, t.latency_ms_p50 / s.latency_ms_p50)
+    _check_ratio("ratios.speedup_x", r.speedup_x, s.throughput_per_s / t.throughput_per_s)
+    if t.generation_tokens_per_s and s.generation_tokens_per_s:
+        _check_ratio("ratios.generation_speedup_x", r.generation_speedup_x,
+                     s.generation_tokens_per_s / t.generation_tokens_per_s)
+    for name, pct in r.metric_retained_pct_by_metric.items():
+        if name in t.metrics and name in s.metrics and t.metrics[name]:
+            _check_ratio(f"ratios.metric_retained_pct_by_metric.{name}", pct,
+                         100.0 * s.metrics[name] / t.metrics[name])
+    for name, ratio in r.metric_ratio_to_teacher_by_metric.items():
+        if name in t.metrics and name in s.metrics and t.metrics[name]:
+            _check_ratio(f"ratios.metric_ratio_to_teacher_by_metric.{name}", ratio,
+                         s.metrics[name] / t.metrics[name])
+    if r.primary_metric not in LOWER_IS_BETTER and t.metrics[r.primary_metric]:
+        _check_ratio("ratios.metric_retained_pct", r.metric_retained_pct,
+                     100.0 * s.metrics[r.primary_metric] / t.metrics[r.primary_metric])
+    if report.table is not None:
+        if not isinstance(report.table, list) or not all(
+            isinstance(row, (list, tuple)) and len(row) == 4 and all(isinstance(c, str) for c in row)
+            for row in report.table
+        ):
+            raise InvalidReport("report field 'table' must be a list of rows of 4 strings")

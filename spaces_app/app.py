@@ -19,7 +19,6 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import inspect  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import statistics  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -42,6 +41,12 @@ CONFIG_FILENAME = "distill_config.json"
 CLASSIFICATION = "classification"
 GENERATION = "generation"
 DEFAULT_LATENCY_RUNS = 5
+# Inputs are cut to this many characters per model position before tokenizing: no tokenizer makes a token of
+# more characters than this from ordinary text, so the cut never removes text the model could have seen,
+# and a multi-megabyte paste costs no tokenizer time (one long input would hold the only queue slot).
+CHARS_PER_POSITION = 16
+MAX_INPUT_CHARS = 20_000  # also the text box's limit; for models without a known context length
+EMPTY_INPUT_MESSAGE = "**Nothing to classify**: type a sentence (or pick an example) first."
 
 CLASSIFICATION_EXAMPLES = [
     "A charming, beautifully acted film that I would happily watch again.",
@@ -122,6 +127,22 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device | Non
     tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
     name = Path(spec).name if Path(spec).exists() else spec
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, task=task, device=device)
+
+
+def max_positions(lm: LoadedModel) -> int | None:
+    """The model's context length in tokens (position table size), or None when its config does not say."""
+    cfg = lm.model.config
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def input_char_limit(*models: LoadedModel) -> int:
+    """How many characters of input are worth tokenizing for these models (and the text box's cap)."""
+    limits = [n * CHARS_PER_POSITION for n in (max_positions(lm) for lm in models) if n]
+    return min([MAX_INPUT_CHARS, *limits])
 
 
 def _as_loaded(spec: str | os.PathLike | LoadedModel) -> LoadedModel:
@@ -277,6 +298,7 @@ class SideBySide:
         self.teacher, self.student = teacher, student
         self.task = teacher.task
         self.latency_runs = max(1, int(latency_runs))
+        self.max_input_chars = input_char_limit(teacher, student)
         # Shared by all sessions: two models on the same cores at once would slow each other down.
         self._lock = threading.Lock()
 
@@ -286,8 +308,12 @@ class SideBySide:
         model, tok = lm.model, lm.tokenizer
         multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"
 
+        # The tokenizer's own model_max_length is often unset (a huge sentinel): cut to the position table.
+        limit = max_positions(lm)
+        trunc = {"truncation": True, "max_length": limit} if limit else {"truncation": True}
+
         def run() -> torch.Tensor:
-            enc = tok(text, truncation=True, return_tensors="pt").to(lm.device)
+            enc = tok(text, return_tensors="pt", **trunc).to(lm.device)
             with torch.inference_mode():
                 logits = model(**enc).logits[0].float()
             _sync(lm.device)
@@ -331,6 +357,11 @@ class SideBySide:
         An error in one model is reported in its own latency field; the other model still answers.
         """
         text = text or ""
+        if not text.strip():
+            # An empty input would still get probabilities (from the special tokens alone): say so instead.
+            return None, EMPTY_INPUT_MESSAGE, None, EMPTY_INPUT_MESSAGE, EMPTY_INPUT_MESSAGE
+        # Cut before any work: the models only see max_positions tokens of it anyway.
+        text = text[: self.max_input_chars]
         with self._lock:
             t = self._classify_one(self.teacher, text)
             s = self._classify_one(self.student, text)
@@ -352,6 +383,8 @@ class SideBySide:
         The models take turns one token at a time, so both stream at once without ever running at the same
         time; each model's timings count its own compute only. An error ends that model's stream only.
         """
+        # The continuation follows the end of the prompt: keep its last characters, cut before tokenizing.
+        prompt = (prompt or "")[-self.max_input_chars :]
         streams = [_Stream(lm, prompt, max_new_tokens, temperature, do_sample) for lm in (self.teacher, self.student)]
         with self._lock:
             for st in streams:
@@ -414,131 +447,52 @@ def find_report(student: str | os.PathLike | None, app_dir: Path = APP_DIR) -> P
     return None
 
 
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
 def _section(report: Mapping, key: str) -> Mapping:
     value = report.get(key)
     return value if isinstance(value, Mapping) else {}
 
 
-def _ratio(numerator: Any, denominator: Any) -> float | None:
-    a, b = _num(numerator), _num(denominator)
-    return a / b if a is not None and b else None
+def _table_cell(value: Any) -> str:
+    # The same escaping as the model card's table, so a row reads the same in both.
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _cell(value: Any, fmt: str) -> str:
-    x = _num(value)
-    if x is None:
-        return "—" if value is None else str(value)
-    return fmt.format(x)
+def report_rows(report: Mapping | None) -> list[tuple[str, str, str, str]] | None:
+    """The teacher-vs-student rows stored in the report's ``table`` field, exactly as hf-distill formatted them.
 
-
-# Lower-is-better metrics: "% retained" is teacher/student for these (same convention as hf_distill.report).
-_LOWER_IS_BETTER = frozenset({"perplexity", "mean_nll", "loss"})
-_METRIC_LABELS = {"accuracy": "Accuracy", "f1": "F1", "perplexity": "Perplexity"}
-
-
-def _metric_label(name: str) -> str:
-    return _METRIC_LABELS.get(name, str(name).replace("_", " ").capitalize())
-
-
-def _retained_pct(name: str, t_metrics: Mapping, s_metrics: Mapping, ratios: Mapping, n_metrics: int) -> float | None:
-    by_metric = _section(ratios, "metric_retained_pct_by_metric")
-    primary = ratios.get("primary_metric")
-    if name in by_metric:
-        return _num(by_metric[name])
-    if name == primary or (primary is None and n_metrics == 1):
-        pct = _num(ratios.get("metric_retained_pct"))
-        if pct is not None:
-            return pct
-    if name in _LOWER_IS_BETTER:
-        ratio = _ratio(t_metrics.get(name), s_metrics.get(name))
-    else:
-        ratio = _ratio(s_metrics.get(name), t_metrics.get(name))
-    return ratio * 100 if ratio is not None else None
+    The app never formats figures itself (hf-distill decides rounding, labels and wording, so the card and
+    the Space cannot disagree). Returns None when the report carries no table (written before hf-distill
+    stored it, or by hand).
+    """
+    table = (report or {}).get("table")
+    if not isinstance(table, list) or not table:
+        return None
+    rows = []
+    for row in table:
+        if not isinstance(row, (list, tuple)) or len(row) != 4:
+            return None
+        rows.append(tuple(_table_cell(c) for c in row))
+    return rows
 
 
 def report_markdown(report: Mapping | None) -> str:
-    """Render the report's teacher/student comparison as a Markdown table, showing whatever fields are present.
-
-    Ratios follow the report's convention (every "×" is > 1 when the student is smaller or faster); ratios
-    missing from the report are computed from the raw figures.
-    """
+    """Render the report's stored table (``table`` rows) and task name as a Markdown section."""
     if not report:
         return ""
+    rows = report_rows(report)
+    if rows is None:
+        return (
+            "_This distillation report carries no comparison table (it was written by an older hf-distill or by "
+            "hand): run `hf-distill card` on it, or push again with `hf-distill push`, to store one._"
+        )
     t, s = _section(report, "teacher"), _section(report, "student")
-    r, fid = _section(report, "ratios"), _section(report, "fidelity")
-    batch = _section(report, "benchmark").get("batch_size")
-
-    def mb(side: Mapping) -> float | None:
-        x = _num(side.get("disk_bytes"))
-        return x / 1e6 if x is not None else None
-
-    def given_or(key: str, fallback: float | None) -> float | None:
-        return _num(r.get(key)) if _num(r.get(key)) is not None else fallback
-
-    def tps(side: Mapping) -> Any:
-        return side.get("generation_tokens_per_s")
-
-    throughput = f"Throughput, batch {batch} (samples/s)" if batch else "Throughput (samples/s)"
-    # (label, teacher value, student value, format, student-vs-teacher ratio, what a ratio > 1 means)
-    figures = [
-        ("Parameters", t.get("parameters"), s.get("parameters"), "{:,.0f}",
-         given_or("parameters_x", _ratio(t.get("parameters"), s.get("parameters"))), "fewer"),
-        ("Parameters without embeddings", t.get("parameters_without_embeddings"),
-         s.get("parameters_without_embeddings"), "{:,.0f}",
-         _ratio(t.get("parameters_without_embeddings"), s.get("parameters_without_embeddings")), "fewer"),
-        ("Size on disk (MB)", mb(t), mb(s), "{:.2f}", given_or("size_x", _ratio(mb(t), mb(s))), "smaller"),
-        ("Latency p50, batch 1 (ms)", t.get("latency_ms_p50"), s.get("latency_ms_p50"), "{:.2f}",
-         given_or("latency_x", _ratio(t.get("latency_ms_p50"), s.get("latency_ms_p50"))), "faster"),
-        ("Latency p95, batch 1 (ms)", t.get("latency_ms_p95"), s.get("latency_ms_p95"), "{:.2f}",
-         _ratio(t.get("latency_ms_p95"), s.get("latency_ms_p95")), "faster"),
-        (throughput, t.get("throughput_per_s"), s.get("throughput_per_s"), "{:.1f}",
-         given_or("speedup_x", _ratio(s.get("throughput_per_s"), t.get("throughput_per_s"))), "faster"),
-        ("Generation (tokens/s)", tps(t), tps(s), "{:.1f}",
-         given_or("generation_speedup_x", _ratio(tps(s), tps(t))), "faster"),
-    ]
-    rows: list[tuple[str, str, str, str]] = []
-    for label, tv, sv, fmt, ratio, better in figures:
-        if tv is not None or sv is not None:
-            rows.append((label, _cell(tv, fmt), _cell(sv, fmt), f"{ratio:.2f}× {better}" if ratio is not None else ""))
-
-    t_metrics, s_metrics = _section(t, "metrics"), _section(s, "metrics")
-    primary = r.get("primary_metric")
-    names = list(dict.fromkeys([*t_metrics, *s_metrics]))
-    if primary in names:
-        names = [primary] + [n for n in names if n != primary]
-    for name in names:
-        pct = _retained_pct(name, t_metrics, s_metrics, r, len(names))
-        retained = f"{pct:.1f}% retained" if pct is not None else ""
-        tv, sv = _cell(t_metrics.get(name), "{:.4f}"), _cell(s_metrics.get(name), "{:.4f}")
-        rows.append((_metric_label(name), tv, sv, retained))
-
-    agreement = _num(fid.get("agreement_top1"))
-    if agreement is not None:
-        rows.append(("Top-1 agreement with teacher", "—", f"{100 * agreement:.1f}%", ""))
-    divergences = (
-        ("kl_teacher_student", "KL(teacher ‖ student), nats"),
-        ("js_divergence", "Jensen–Shannon divergence, nats"),
-    )
-    for key, label in divergences:
-        if _num(fid.get(key)) is not None:
-            rows.append((label, "—", _cell(fid[key], "{:.4f}"), ""))
-    if not rows:
-        return "_The distillation report has no comparison figures._"
-
-    def esc(text: Any) -> str:
-        return str(text).replace("|", "\\|")
-
     head = [
-        f"{who} `{esc(side['name_or_path'])}`" if side.get("name_or_path") else who
+        f"{who} `{_table_cell(side['name_or_path'])}`" if side.get("name_or_path") else who
         for who, side in (("Teacher", t), ("Student", s))
     ]
     lines = [f"| | {head[0]} | {head[1]} | Student vs teacher |", "|---|---|---|---|"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    task = f" · task: {esc(report['task'])}" if report.get("task") else ""
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    task = f" · task: {_table_cell(report['task'])}" if report.get("task") else ""
     return f"### Distillation report{task}\n\n" + "\n".join(lines)
 
 
@@ -552,8 +506,15 @@ def _message_page(markdown: str) -> gr.Blocks:
     return page
 
 
+def _input_box(side: SideBySide, label: str, placeholder: str, elem_id: str) -> gr.Textbox:
+    # Capped at what the models can read: the browser refuses longer input before it reaches the queue.
+    return gr.Textbox(
+        label=label, lines=2, placeholder=placeholder, elem_id=elem_id, max_length=side.max_input_chars
+    )
+
+
 def _classification_ui(side: SideBySide) -> None:
-    text = gr.Textbox(label="Text", lines=2, placeholder="Type a sentence to classify", elem_id="cls-input")
+    text = _input_box(side, "Text", "Type a sentence to classify", "cls-input")
     button = gr.Button("Classify with both models", variant="primary", elem_id="cls-run")
     gr.Markdown(
         "_Timings: each model runs once to warm up, then several times (median shown); "
@@ -579,7 +540,7 @@ def _classification_ui(side: SideBySide) -> None:
 
 
 def _generation_ui(side: SideBySide) -> None:
-    prompt = gr.Textbox(label="Prompt", lines=2, placeholder="Type the start of a text", elem_id="gen-input")
+    prompt = _input_box(side, "Prompt", "Type the start of a text", "gen-input")
     with gr.Row():
         max_new = gr.Slider(1, 256, value=32, step=1, label="Max new tokens", elem_id="gen-max-new")
         temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature (when sampling)")

@@ -98,12 +98,19 @@ class FakeHub:
         *,
         orgs: dict[str, list[str]] | None = None,
         names_unique_across_types: bool = False,
+        upload_mode: str | None = None,
     ) -> None:
         # token -> (user, role); role is "write" or "read".
         self.tokens = dict(tokens or {})
         self.orgs = dict(orgs or {})
         # When True, a name taken by a repo of one type cannot be created as another type (409).
         self.names_unique_across_types = names_unique_across_types
+        # None: "lfs" for binary suffixes and files of 10 MB or more, as the Hub does; "regular": every file
+        # goes inline in the commit. With hf_xet installed the client sends LFS files to Xet storage, which
+        # this fake does not implement: "regular" lets the real client run its Xet-enabled path end to end.
+        if upload_mode not in (None, "regular"):
+            raise ValueError(f"upload_mode must be None or 'regular', got {upload_mode!r}")
+        self.upload_mode = upload_mode
         self.repos: dict[tuple[str, str], FakeRepo] = {}
         self.lfs: dict[str, bytes] = {}
         self.requests: list[Request] = []
@@ -438,7 +445,9 @@ def _preupload(h: _Handler, hub: FakeHub, *, body: bytes, repo_type: str, repo_i
     modes = [
         {
             "path": f["path"],
-            "uploadMode": "lfs" if f["path"].endswith(LFS_SUFFIXES) or f["size"] >= 10 * 1024 * 1024 else "regular",
+            "uploadMode": "lfs"
+            if hub.upload_mode is None and (f["path"].endswith(LFS_SUFFIXES) or f["size"] >= 10 * 1024 * 1024)
+            else "regular",
             "shouldIgnore": False,
         }
         for f in files
@@ -660,6 +669,9 @@ def online_client(monkeypatch, home, *, disable_xet: bool = True, timeout: float
     if disable_xet:
         monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    else:  # whatever the outer environment says: the Xet-enabled client path (hf_xet is installed)
+        monkeypatch.delenv("HF_HUB_DISABLE_XET", raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
 
     default_factory = _http._GLOBAL_CLIENT_FACTORY
 
@@ -678,3 +690,44 @@ def online_client(monkeypatch, home, *, disable_xet: bool = True, timeout: float
         close_session()
         if not bars_were_disabled:
             enable_progress_bars()
+
+
+class SilentServer:
+    """A loopback server that accepts connections and never answers (a Hub behind a stuck proxy)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._held: list = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._held.append(conn)  # kept open, never read, never answered
+
+    @property
+    def url(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def connections(self) -> int:
+        return len(self._held)
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        self._sock.close()
+        for conn in self._held:
+            conn.close()

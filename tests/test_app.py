@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -46,40 +47,30 @@ def launch(demo) -> str:
     return f"http://127.0.0.1:{port}/"
 
 
-SAMPLE_REPORT = {
-    "schema_version": 1,
-    "task": "text-classification",
-    "teacher": {
-        "name_or_path": "tiny-teacher",
-        "parameters": 4_000_000,
-        "parameters_without_embeddings": 3_000_000,
-        "disk_bytes": 16_000_000,
-        "latency_ms_p50": 8.0,
-        "latency_ms_p95": 9.5,
-        "throughput_per_s": 100.0,
-        "generation_tokens_per_s": None,
-        "metrics": {"f1": 0.8, "accuracy": 0.9},
-    },
-    "student": {
-        "name_or_path": "tiny-student",
-        "parameters": 1_000_000,
-        "disk_bytes": 4_000_000,
-        "latency_ms_p50": 2.0,
-        "throughput_per_s": 300.0,
-        "metrics": {"accuracy": 0.87, "f1": 0.76},
-    },
-    "ratios": {
-        "size_x": 4.0,
-        "speedup_x": 3.0,
-        "latency_x": 4.0,
-        "metric_retained_pct": 96.7,
-        "primary_metric": "accuracy",
-    },
-    "fidelity": {"agreement_top1": 0.95, "kl_teacher_student": 0.0412, "js_divergence": 0.0101},
-    "distillation": {"temperature": 2.0, "alpha": 0.5},
-    "training": {"epochs": 1},
-    "environment": {"torch": "2.13"},
-}
+def _sample_report() -> dict:
+    """The JSON hf-distill writes for a small classification pair (accuracy 0.9 -> 0.87: 96.7% retained)."""
+    from hf_distill.report import DistillationReport, Fidelity, ModelFigures, compute_ratios
+
+    teacher = ModelFigures(
+        "tiny-teacher", 4_000_000, 3_000_000, 16_000_000, 8.0, 9.5, 100.0, None, {"f1": 0.8, "accuracy": 0.9}
+    )
+    student = ModelFigures(
+        "tiny-student", 1_000_000, 500_000, 4_000_000, 2.0, 2.5, 300.0, None, {"accuracy": 0.87, "f1": 0.76}
+    )
+    report = DistillationReport(
+        task="text-classification",
+        teacher=teacher,
+        student=student,
+        ratios=compute_ratios(teacher, student, "accuracy"),
+        fidelity=Fidelity(0.95, 0.0412, 0.0101, 12),
+        distillation={"temperature": 2.0, "alpha": 0.5},
+        training={"epochs": 1},
+        environment={"torch": "2.13"},
+    )
+    return json.loads(json.dumps(report.to_dict()))
+
+
+SAMPLE_REPORT = _sample_report()
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +249,46 @@ def test_generation_error_in_one_model_does_not_stop_the_other(gen_side, monkeyp
     assert "tokens/s" in s_stats and "done" in s_stats
 
 
+def test_empty_input_is_not_classified(cls_side):
+    calls: list[str] = []
+    handles = _record_calls(cls_side, calls)
+    try:
+        for text in ("", "   \n\t", None):
+            t_probs, t_lat, s_probs, s_lat, agreement = cls_side.classify(text)
+            assert t_probs is None and s_probs is None
+            assert "Nothing to classify" in agreement and "Nothing to classify" in t_lat
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == []  # neither model ran
+
+
+def test_a_huge_input_is_cut_before_tokenizing(cls_side, monkeypatch):
+    # 5 million characters: before the cap the tokenizer worked on all of them (minutes on the only queue slot)
+    seen: list[int] = []
+    for lm in (cls_side.teacher, cls_side.student):
+        real = lm.tokenizer.__class__.__call__
+
+        def spy(self, text, *args, _real=real, **kwargs):
+            seen.append(len(text))
+            assert kwargs.get("truncation") is True and kwargs.get("max_length") == 64
+            return _real(self, text, *args, **kwargs)
+
+        monkeypatch.setattr(lm.tokenizer.__class__, "__call__", spy)
+    started = time.perf_counter()
+    t_probs, t_lat, s_probs, s_lat, _ = cls_side.classify("wonderful " * 500_000)
+    assert time.perf_counter() - started < 10
+    assert t_probs and s_probs and "Latency" in t_lat and "Latency" in s_lat
+    assert seen and max(seen) <= cls_side.max_input_chars == 64 * 16
+
+
+def test_text_boxes_are_capped(app, cls_side, gen_side):
+    for side, elem in ((cls_side, "cls-input"), (gen_side, "gen-input")):
+        demo = app.build_demo(side.teacher, side.student, report={})
+        (box,) = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem]
+        assert box.max_length == side.max_input_chars <= app.MAX_INPUT_CHARS
+
+
 def test_long_prompt_is_cut_to_fit_the_context(gen_side):
     # The tiny GPT-2 has 64 positions: prompt + continuation must fit, not crash.
     *_, (t_text, t_stats, s_text, s_stats) = gen_side.generate(PROMPT * 30, 200, 0.8, False)
@@ -268,30 +299,61 @@ def test_long_prompt_is_cut_to_fit_the_context(gen_side):
 # -------------------------------------------------------------------------------------------- report
 
 
-def test_report_table_shows_figures_ratios_and_retention(app):
-    md = app.report_markdown(SAMPLE_REPORT)
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]] for line in md.splitlines()
+def _md_rows(md: str) -> dict[str, list[str]]:
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]] for line in md.splitlines()
             if line.startswith("| ") and not line.startswith("| |")}
+
+
+def test_report_table_shows_the_rows_stored_in_the_report(app):
+    md = app.report_markdown(SAMPLE_REPORT)
+    rows = _md_rows(md)
     assert rows["Parameters"] == ["4,000,000", "1,000,000", "4.00× fewer"]
-    assert rows["Parameters without embeddings"] == ["3,000,000", "—", ""]
     assert rows["Size on disk (MB)"] == ["16.00", "4.00", "4.00× smaller"]
     assert rows["Latency p50, batch 1 (ms)"] == ["8.00", "2.00", "4.00× faster"]
     assert rows["Throughput (samples/s)"] == ["100.0", "300.0", "3.00× faster"]
     assert rows["Accuracy"] == ["0.9000", "0.8700", "96.7% retained"]
-    assert rows["F1"] == ["0.8000", "0.7600", "95.0% retained"]  # computed: no per-metric figure given
+    assert rows["F1"] == ["0.8000", "0.7600", "95.0% retained"]
     assert rows["Top-1 agreement with teacher"][1] == "95.0%"
-    assert "Generation (tokens/s)" not in rows
     assert list(rows).index("Accuracy") < list(rows).index("F1")  # the primary metric first
     assert "`tiny-teacher`" in md and "`tiny-student`" in md
+    assert "task: text-classification" in md  # the task name is the report's
+    # the app formats nothing itself: whatever the report stores is what it shows
+    edited = json.loads(json.dumps(SAMPLE_REPORT))
+    edited["table"][0][3] = "as stored"
+    assert _md_rows(app.report_markdown(edited))["Parameters"][2] == "as stored"
 
 
-def test_report_table_tolerates_missing_fields(app):
+def test_report_without_a_table_says_how_to_get_one(app):
     assert app.report_markdown(None) == ""
-    md = app.report_markdown({"teacher": {"parameters": 10, "metrics": {"perplexity": 20.0}},
-                              "student": {"metrics": {"perplexity": 25.0}}})
-    assert "| Parameters | 10 | — |  |" in md
-    assert "| Perplexity | 20.0000 | 25.0000 | 80.0% retained |" in md  # lower is better
-    assert "no comparison figures" in app.report_markdown({"schema_version": 1})
+    old = {k: v for k, v in SAMPLE_REPORT.items() if k != "table"}
+    md = app.report_markdown(old)
+    assert "no comparison table" in md and "hf-distill card" in md
+    assert "|" not in md  # no half-derived table
+
+
+def test_card_and_app_show_identical_table_rows(app, tmp_path):
+    from hf_distill.card import write_card
+    from hf_distill.report import REPORT_FILENAME, DistillationReport
+    from tests.test_card import _table
+    from tests.test_report import sample_report
+
+    for task in ("text-classification", "text-generation"):
+        out = tmp_path / task
+        card_text = write_card(sample_report(task), out, repo_id="alice/student").read_text()
+        report_json = json.loads((out / REPORT_FILENAME).read_text())
+        card_rows = _table(card_text)
+        app_rows = _md_rows(app.report_markdown(app.read_report(out / REPORT_FILENAME)))
+        assert card_rows == app_rows
+        assert list(card_rows) == [row[0] for row in DistillationReport.from_dict(report_json).table_rows()]
+
+
+def test_app_shows_perplexity_as_a_multiple_of_the_teachers(app, tmp_path):
+    from tests.test_report import sample_report
+
+    report = json.loads(json.dumps(sample_report("text-generation").to_dict()))
+    md = app.report_markdown(report)
+    assert _md_rows(md)["Perplexity"] == ["20.0000", "25.0000", "1.25× the teacher's perplexity"]
+    assert "retained" not in md
 
 
 def _markdown_values(demo) -> list[str]:

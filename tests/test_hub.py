@@ -20,6 +20,7 @@ from hf_distill.cli_hub import main as cli_main
 from hf_distill.cli_hub import register
 from hf_distill.hub import HubPublishError, publish, push_space, push_to_hub, select_model_files, select_space_files
 from tests.fake_hub import FakeHub, free_port, online_client
+from tests.test_report import sample_report
 
 TOKEN = "hf_WriteTokenForTests0123456789abcdefABCDEF"
 READ_TOKEN = "hf_ReadTokenForTests0123456789abcdefABCDEFG"
@@ -38,7 +39,6 @@ tags:
 
 Distilled from tiny/teacher with hf-distill.
 """
-REPORT = {"teacher": "tiny/teacher", "student_params": 12345, "accuracy": {"teacher": 0.9, "student": 0.88}}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 EXPECTED_MODEL_FILES = {
     "README.md",
@@ -97,7 +97,7 @@ def output_dir(tmp_path, tiny_bert_cls_student_dir) -> Path:
     out = tmp_path / "out"
     shutil.copytree(tiny_bert_cls_student_dir, out)
     (out / "README.md").write_text(CARD, encoding="utf-8")
-    (out / "distillation_report.json").write_text(json.dumps(REPORT), encoding="utf-8")
+    sample_report().to_json(out / "distillation_report.json")
     (out / "distillation_chart.png").write_bytes(PNG)
     junk = {
         "checkpoint-500/model.safetensors": b"old weights",
@@ -193,13 +193,6 @@ def test_selection_keeps_generation_config_and_tokenizer_of_a_causal_lm(tiny_gpt
     assert {"generation_config.json", "model.safetensors", "config.json", "tokenizer.json"} <= files
 
 
-def test_selection_never_matches_the_client_side_ignore_patterns(output_dir):
-    from huggingface_hub.utils import filter_repo_objects
-
-    files = select_model_files(output_dir)
-    assert list(filter_repo_objects(files, ignore_patterns=hub_mod.IGNORE_PATTERNS)) == files
-
-
 def test_space_selection_drops_caches_secrets_and_the_readme(app_dir):
     assert set(select_space_files(app_dir)) == {"app.py", "requirements.txt", "helpers/compare.py", "examples.json"}
 
@@ -214,8 +207,16 @@ def test_push_uploads_exactly_the_model_card_report_and_chart(fake_hub, output_d
     files = uploaded(fake_hub, "model", "alice/tiny-student")
     assert set(files) == EXPECTED_MODEL_FILES
     for name, data in files.items():
-        assert data == (output_dir / name).read_bytes(), name
-    assert files["README.md"].decode() == CARD
+        if name != "distillation_report.json":
+            assert data == (output_dir / name).read_bytes(), name
+    assert files["README.md"].decode() == CARD  # a card written by a person is published as it is
+    # the report names the repo it is published to as the student (the rest is unchanged)
+    published, local = json.loads(files["distillation_report.json"]), json.loads(
+        (output_dir / "distillation_report.json").read_text()
+    )
+    assert published["student"].pop("name_or_path") == "alice/tiny-student"
+    local["student"].pop("name_or_path")
+    assert published == local
     repo = fake_hub.repo("model", "alice/tiny-student")
     assert repo.visibility == "public"
     assert [c.message for c in repo.commits] == ["v1"]  # one atomic commit
@@ -466,7 +467,9 @@ def test_connection_dropped_during_the_commit(fake_hub, output_dir, logs):
     before = snapshot(output_dir)
     with pytest.raises(HubPublishError) as info:
         push_to_hub(output_dir, "alice/s", token=TOKEN, endpoint=fake_hub.url)
-    assert "Network failure" in str(info.value) and "No files were committed" in str(info.value)
+    # the commit request left and no answer came: the client cannot know whether it landed, and says so
+    assert "Network failure" in str(info.value) and "may or may not have been applied" in str(info.value)
+    assert f"{fake_hub.url}/alice/s/commits" in str(info.value)
     assert uploaded(fake_hub, "model", "alice/s") == {}
     assert fake_hub.repo("model", "alice/s").commits == []
     assert snapshot(output_dir) == before
@@ -478,8 +481,7 @@ def test_connection_dropped_during_the_commit(fake_hub, output_dir, logs):
 
 def test_push_space_uploads_the_app_with_a_valid_spaces_readme(fake_hub, app_dir, tmp_path):
     before = snapshot(app_dir)
-    report = tmp_path / "distillation_report.json"
-    report.write_text(json.dumps(REPORT))
+    report = sample_report().to_json(tmp_path / "distillation_report.json")
     commit = push_space(
         "alice/student-demo",
         "alice/student",
@@ -509,7 +511,10 @@ def test_push_space_uploads_the_app_with_a_valid_spaces_readme(fake_hub, app_dir
         "student": "alice/student",
         "distillation_report": "distillation_report.json",
     }
-    assert files["distillation_report.json"] == report.read_bytes()
+    published, local = json.loads(files["distillation_report.json"]), json.loads(report.read_text())
+    assert published["student"].pop("name_or_path") == "alice/student"  # the Space shows the published student
+    local["student"].pop("name_or_path")
+    assert published == local and published["table"]  # the app renders these rows
 
     readme = files["README.md"].decode()
     assert readme.startswith("---\n")
@@ -644,7 +649,10 @@ def test_cli_push_model_and_space(fake_hub, output_dir, app_dir, monkeypatch, ca
     assert model.private and [c.message for c in model.commits] == ["first"]
     assert f"Model commit: {fake_hub.url}/alice/student/commit/{model.commits[0].oid}" in out
     space_files = uploaded(fake_hub, "space", "alice/demo")
-    assert space_files["distillation_report.json"] == (output_dir / "distillation_report.json").read_bytes()
+    # the Space shows the report the model repo carries
+    assert space_files["distillation_report.json"] == uploaded(fake_hub, "model", "alice/student")[
+        "distillation_report.json"
+    ]
     assert "Space commit:" in out
     assert_no_token_anywhere(fake_hub, out, err, *(r.getMessage() for r in logs))
 
@@ -672,3 +680,225 @@ def test_cli_errors_and_usage(fake_hub, output_dir, capsys):
 def test_cli_dry_run_lists_files_without_a_token(output_dir, capsys):
     assert cli_main(["push", str(output_dir), "--repo-id", "alice/s", "--dry-run"]) == 0
     assert set(capsys.readouterr().out.split()) == EXPECTED_MODEL_FILES
+
+
+# ------------------------------------------------------------------------------------------------ one commit
+
+
+def _count_commits_and_forbid_upload_folder(monkeypatch):
+    from huggingface_hub import HfApi
+
+    def no_upload_folder(*args, **kwargs):
+        raise AssertionError("upload_folder may split a push into several commits; create_commit must be used")
+
+    monkeypatch.setattr(HfApi, "upload_folder", no_upload_folder)
+
+
+@pytest.mark.parametrize("xet", [False, True], ids=["xet-disabled", "xet-enabled"])
+def test_a_push_is_exactly_one_commit_with_and_without_hf_xet(monkeypatch, tmp_path, output_dir, app_dir, xet):
+    from huggingface_hub.utils._runtime import is_xet_available
+
+    _count_commits_and_forbid_upload_folder(monkeypatch)
+    with online_client(monkeypatch, tmp_path / "home", disable_xet=not xet):
+        assert is_xet_available() is xet  # hf_xet is installed: the real client takes its Xet-enabled path
+        # With Xet on, the real Hub sends LFS files to Xet storage, which the fake does not speak: it answers
+        # "regular" for every file, as the Hub may, so the whole client path runs against it.
+        with FakeHub({TOKEN: ("alice", "write")}, upload_mode="regular" if xet else None) as hub:
+            result = publish(
+                output_dir,
+                "alice/student",
+                space_id="alice/demo",
+                teacher_repo_id="tiny/teacher",
+                app_dir=app_dir,
+                token=TOKEN,
+                endpoint=hub.url,
+                delete_stale=True,
+            )
+            model, space = hub.repo("model", "alice/student"), hub.repo("space", "alice/demo")
+            assert len(model.commits) == 1 and len(space.commits) == 1
+            assert set(model.commits[0].added) == EXPECTED_MODEL_FILES
+            assert model.commits[0].added["model.safetensors"] == (output_dir / "model.safetensors").read_bytes()
+            commit_posts = [r for r in hub.routes_called() if r.startswith("POST /api/models/alice/student/commit")]
+            assert len(commit_posts) == 1
+            assert result.model_commit.oid == model.commits[0].oid
+            # a second push with stale remote files: still one commit, with its deletions in it
+            hub.seed("model", "alice/other", {"pytorch_model.bin": b"old", "notes.ipynb": b"{}"})
+            push_to_hub(output_dir, "alice/other", token=TOKEN, endpoint=hub.url, delete_stale=True)
+            other = hub.repo("model", "alice/other")
+            assert len(other.commits) == 1 and other.commits[0].deleted == ["pytorch_model.bin"]
+            assert "notes.ipynb" in other.files
+
+
+def test_space_readme_is_a_space_card_that_round_trips(fake_hub, app_dir, tmp_path):
+    from huggingface_hub import SpaceCard
+
+    push_space("alice/demo", "alice/s", "tiny/t", app_dir=app_dir, token=TOKEN, endpoint=fake_hub.url)
+    path = tmp_path / "README.md"
+    path.write_bytes(uploaded(fake_hub, "space", "alice/demo")["README.md"])
+    card = SpaceCard.load(path)
+    data = card.data.to_dict()
+    assert data["sdk"] == "gradio" and data["app_file"] == "app.py" and data["models"] == ["tiny/t", "alice/s"]
+    assert data["title"] == "Local title" and data["colorFrom"] == "pink"
+    again = SpaceCard(str(card))
+    assert again.data.to_dict() == data and again.text == card.text
+    assert hub_mod.build_space_readme(
+        title="T", teacher_repo_id="a/t", model_repo_id="a/s", sdk_version="6.0.0"
+    ) == str(SpaceCard(hub_mod.build_space_readme(title="T", teacher_repo_id="a/t", model_repo_id="a/s",
+                                                  sdk_version="6.0.0")))
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def _generated_output_dir(tmp_path, tiny_bert_cls_student_dir) -> Path:
+    """What a run leaves when the card was written before the push: local paths everywhere."""
+    from hf_distill.card import write_card
+
+    out = tmp_path / "run" / "student"
+    shutil.copytree(tiny_bert_cls_student_dir, out)
+    teacher = tmp_path / "run" / "teacher"
+    teacher.mkdir()
+    data = tmp_path / "data" / "sst2"
+    data.mkdir(parents=True)
+    (data / "train.tsv").write_text("sentence\tlabel\n")
+    report = sample_report()
+    report.teacher.name_or_path = str(teacher)
+    report.student.name_or_path = str(out)
+    report.distillation["dataset"] = str(data / "train.tsv")
+    report.evaluation["dataset"] = str(data / "train.tsv")
+    report.distillation["stages"] = [f"Fine-tune the teacher in {teacher}", "Train the student"]
+    report.to_json(out / "distillation_report.json")
+    # as the pipeline's card stage does without hub_model_id: no repo id, base_model a local path
+    write_card(out / "distillation_report.json", out, base_model=str(teacher), license="mit")
+    return out
+
+
+def test_a_card_written_before_the_push_is_published_with_the_repo_id_and_no_local_path(
+    fake_hub, tmp_path, tiny_bert_cls_student_dir
+):
+    out = _generated_output_dir(tmp_path, tiny_bert_cls_student_dir)
+    local_card = (out / "README.md").read_text()
+    assert str(out) in local_card and "base_model:" in local_card  # the defect: the local card leaks paths
+    before = snapshot(out)
+    push_to_hub(out, "alice/sst2-student", token=TOKEN, endpoint=fake_hub.url)
+    files = uploaded(fake_hub, "model", "alice/sst2-student")
+    card, report = files["README.md"].decode(), files["distillation_report.json"].decode()
+    assert 'pipeline("text-classification", model="alice/sst2-student")' in card
+    for text in (card, report):
+        assert str(tmp_path) not in text and "/tmp" not in text
+    from huggingface_hub import ModelCard
+
+    (tmp_path / "published.md").write_text(card)
+    meta = ModelCard.load(tmp_path / "published.md").data.to_dict()
+    assert "base_model" not in meta  # only a Hub id may stand there, and the teacher has none
+    assert meta["license"] == "mit"  # what the earlier card said is kept
+    data = json.loads(report)
+    assert data["student"]["name_or_path"] == "alice/sst2-student"
+    assert data["teacher"]["name_or_path"] == "local:run/teacher"
+    assert data["distillation"]["dataset"] == "local:sst2/train.tsv"
+    assert data["distillation"]["stages"][0] == "Fine-tune the teacher in local:run/teacher"
+    assert snapshot(out) == before  # the local card and report are not rewritten
+
+
+def test_a_given_teacher_id_becomes_base_model_of_the_published_card(fake_hub, tmp_path, tiny_bert_cls_student_dir):
+    out = _generated_output_dir(tmp_path, tiny_bert_cls_student_dir)
+    publish(out, "alice/s", teacher_repo_id="org/teacher", token=TOKEN, endpoint=fake_hub.url)
+    card = uploaded(fake_hub, "model", "alice/s")["README.md"].decode()
+    assert "base_model: org/teacher" in card
+    assert json.loads(uploaded(fake_hub, "model", "alice/s")["distillation_report.json"])["teacher"][
+        "name_or_path"
+    ] == "org/teacher"
+
+
+def test_a_hand_written_card_with_a_local_base_model_is_refused(fake_hub, output_dir, tmp_path):
+    (output_dir / "README.md").write_text(CARD.replace("base_model: tiny/teacher", f"base_model: {tmp_path}"))
+    with pytest.raises(HubPublishError, match="base_model") as info:
+        push_to_hub(output_dir, "alice/s", token=TOKEN, endpoint=fake_hub.url)
+    assert "nothing was uploaded" in str(info.value)
+    assert fake_hub.requests == []
+
+
+def test_a_report_with_impossible_figures_is_not_published(fake_hub, output_dir):
+    data = json.loads((output_dir / "distillation_report.json").read_text())
+    data["student"]["latency_ms_p50"] = -3.0
+    (output_dir / "distillation_report.json").write_text(json.dumps(data))
+    with pytest.raises(HubPublishError, match=r"student\.latency_ms_p50"):
+        push_to_hub(output_dir, "alice/s", token=TOKEN, endpoint=fake_hub.url)
+    assert fake_hub.requests == []
+
+
+def test_a_symlink_leaving_the_folder_is_refused(fake_hub, output_dir, tmp_path, capsys):
+    private = tmp_path / "private" / "vocab.txt"
+    private.parent.mkdir()
+    private.write_text("secret words\n")
+    (output_dir / "vocab.txt").symlink_to(private)
+    with pytest.raises(HubPublishError, match="vocab.txt") as info:
+        select_model_files(output_dir)
+    assert "outside the folder" in str(info.value)
+    with pytest.raises(HubPublishError, match="vocab.txt"):
+        push_to_hub(output_dir, "alice/s", token=TOKEN, endpoint=fake_hub.url)
+    assert fake_hub.requests == []
+    code, _, err = run_cli(["push", str(output_dir), "--repo-id", "alice/s", "--dry-run"], capsys)
+    assert code == 1 and "vocab.txt" in err and "outside the folder" in err
+    # a link that stays inside the folder is an ordinary file of it
+    (output_dir / "vocab.txt").unlink()
+    (output_dir / "vocab.txt").symlink_to(output_dir / "tokenizer.json")
+    assert "vocab.txt" in select_model_files(output_dir)
+
+
+def test_a_hub_that_never_answers_fails_in_seconds_with_a_clear_message(monkeypatch, tmp_path, output_dir):
+    import threading
+
+    from tests.fake_hub import SilentServer
+
+    # timeout=None: the client as the library makes it, without any timeout of its own
+    with online_client(monkeypatch, tmp_path / "home", timeout=None), SilentServer() as silent:
+        monkeypatch.setenv(hub_mod.TIMEOUT_ENV, "0.3")
+        monkeypatch.setattr(hub_mod, "RETRY_BACKOFF_S", 0.05)
+        outcome: dict = {}
+
+        def push():
+            try:
+                push_to_hub(output_dir, "alice/s", token=TOKEN, endpoint=silent.url)
+            except BaseException as err:  # noqa: BLE001 - handed to the test thread
+                outcome["error"] = err
+
+        started = time.monotonic()
+        thread = threading.Thread(target=push, daemon=True)
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "push hung on a Hub that never answers"
+        assert time.monotonic() - started < 15
+    err = outcome["error"]
+    assert isinstance(err, HubPublishError)
+    message = str(err)
+    assert "did not answer within 0.3 s" in message and hub_mod.TIMEOUT_ENV in message
+    assert "No files were committed" in message  # it never got past creating the repo
+    assert silent.connections >= hub_mod.RETRY_ATTEMPTS  # creating the repo is idempotent: it was retried
+
+
+def test_timeout_must_be_a_positive_number(output_dir, monkeypatch):
+    monkeypatch.setenv(hub_mod.TIMEOUT_ENV, "soon")
+    with pytest.raises(HubPublishError, match="HF_DISTILL_HUB_TIMEOUT"):
+        push_to_hub(output_dir, "alice/s", token=TOKEN)
+    with pytest.raises(HubPublishError, match="timeout"):
+        push_to_hub(output_dir, "alice/s", token=TOKEN, timeout=0)
+
+
+@pytest.mark.parametrize(
+    "space_id", ["alice/bad space", "datasets/alice/data", "alice/s/extra", "https://hf.co/alice/model-not-space"]
+)
+def test_a_bad_space_id_is_refused_before_the_model_is_pushed(fake_hub, output_dir, app_dir, space_id):
+    with pytest.raises(HubPublishError) as info:
+        publish(
+            output_dir,
+            "alice/student",
+            space_id=space_id,
+            teacher_repo_id="tiny/teacher",
+            app_dir=app_dir,
+            token=TOKEN,
+            endpoint=fake_hub.url,
+        )
+    assert "model was published" not in str(info.value)
+    assert fake_hub.requests == []  # nothing was pushed, not even the model
+    assert ("model", "alice/student") not in fake_hub.repos

@@ -19,6 +19,7 @@ import pytest
 
 from hf_distill.hub import build_space_readme, push_space, push_to_hub
 from tests.fake_hub import online_client
+from tests.test_report import sample_report
 
 TOKEN = os.environ.get("HF_TOKEN")
 NAMESPACE = os.environ.get("HF_DISTILL_TEST_NAMESPACE")
@@ -45,7 +46,7 @@ def test_push_read_back_and_delete(real_hub, tmp_path, tiny_bert_cls_student_dir
     out = tmp_path / "out"
     shutil.copytree(tiny_bert_cls_student_dir, out)
     (out / "README.md").write_text(CARD)
-    (out / "distillation_report.json").write_text(json.dumps({"test": True}))
+    sample_report().to_json(out / "distillation_report.json")
     (out / "distillation_chart.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     (out / "checkpoint-1").mkdir()
     (out / "checkpoint-1" / "optimizer.pt").write_bytes(b"never uploaded")
@@ -72,7 +73,10 @@ def test_push_read_back_and_delete(real_hub, tmp_path, tiny_bert_cls_student_dir
         for name in ("README.md", "model.safetensors", "distillation_report.json"):
             path = hf_hub_download(repo_id, name, token=TOKEN, endpoint=ENDPOINT, cache_dir=tmp_path / "dl")
             data = Path(path).read_bytes()
-            assert data == (out / name).read_bytes()
+            if name == "distillation_report.json":  # published with the repo id as the student's name
+                assert json.loads(data)["student"]["name_or_path"] == repo_id
+            else:
+                assert data == (out / name).read_bytes()
             assert TOKEN.encode() not in data
     finally:
         api.delete_repo(repo_id, missing_ok=True)

@@ -75,8 +75,9 @@ def test_ratios_and_retention():
     assert r.metric_retained_pct == pytest.approx(90.0)
     assert r.metric_retained_pct_by_metric["f1"] == pytest.approx(90.0)
     lm = sample_report("text-generation").ratios
-    # lower perplexity is better: retained = teacher / student
-    assert lm.metric_retained_pct == pytest.approx(80.0)
+    # lower perplexity is better: it is reported as student / teacher, never as a "% retained"
+    assert lm.metric_retained_pct is None and "perplexity" not in lm.metric_retained_pct_by_metric
+    assert lm.metric_ratio_to_teacher_by_metric == {"perplexity": pytest.approx(1.25)}
     assert lm.generation_speedup_x == pytest.approx(2.5)
     assert retained_pct(20.0, 25.0, lower_is_better=True) == pytest.approx(80.0)
     assert retained_pct(0.9, 0.81) == pytest.approx(90.0)
@@ -167,7 +168,79 @@ def test_table_rows_are_formatted_from_the_report():
     assert all(len(r) == 4 and all(isinstance(c, str) for c in r) for r in sample_report().table_rows())
     lm_rows = {r[0]: r[1:] for r in sample_report("text-generation").table_rows()}
     assert lm_rows["Generation (tokens/s)"] == ("50.0", "125.0", "2.50× faster")
-    assert lm_rows["Perplexity"] == ("20.0000", "25.0000", "80.0% retained")
+    assert lm_rows["Perplexity"] == ("20.0000", "25.0000", "1.25× the teacher's perplexity")
+    assert not any("retained" in cell for row in sample_report("text-generation").table_rows() for cell in row)
+
+
+def test_the_report_json_carries_the_table_rows_read_back_as_they_are(tmp_path):
+    report = sample_report()
+    data = json.loads(report.to_json(tmp_path).read_text())
+    assert data["schema_version"] == 1 and data["schema_minor"] == 1
+    assert data["table"] == [list(row) for row in report.table_rows()]
+    # the stored rows are what a reader shows: they are built once, when the report is written
+    data["table"][0][3] = "1.67× fewer (stored)"
+    back = DistillationReport.from_dict(data)
+    assert back.table_rows()[0] == ("Parameters", "110,000,000", "66,000,000", "1.67× fewer (stored)")
+    assert back.to_dict()["table"][0][3] == "1.67× fewer (stored)"
+
+
+def test_a_minor_0_report_is_read_with_rows_and_ratios_computed_on_load():
+    # what hf-distill wrote before the table was stored: no schema_minor, no table, perplexity "% retained"
+    data = sample_report("text-generation").to_dict()
+    for key in ("schema_minor", "table"):
+        del data[key]
+    del data["ratios"]["metric_ratio_to_teacher_by_metric"]
+    data["ratios"]["metric_retained_pct"] = 80.0
+    data["ratios"]["metric_retained_pct_by_metric"] = {"perplexity": 80.0}
+    old = DistillationReport.from_dict(data)
+    assert old.schema_minor == 1
+    assert old.ratios.metric_retained_pct is None
+    assert old.ratios.metric_ratio_to_teacher_by_metric == {"perplexity": pytest.approx(1.25)}
+    rows = {r[0]: r[1:] for r in old.table_rows()}
+    assert rows["Perplexity"] == ("20.0000", "25.0000", "1.25× the teacher's perplexity")
+    assert old.table_rows() == sample_report("text-generation").table_rows()
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "named"),
+    [
+        ("student", "latency_ms_p50", -3.0, "student.latency_ms_p50"),
+        ("student", "disk_bytes", 0, "student.disk_bytes"),
+        ("teacher", "parameters", -1, "teacher.parameters"),
+        ("student", "parameters", 2.5, "student.parameters"),
+        ("student", "throughput_per_s", 0.0, "student.throughput_per_s"),
+        ("student", "latency_ms_p95", 10.0, "student.latency_ms_p95"),  # below the median (20)
+        ("student", "metrics", {"accuracy": 7.5, "f1": 0.792}, "student.metrics.accuracy"),
+        ("teacher", "metrics", {"accuracy": -0.1, "f1": 0.88}, "teacher.metrics.accuracy"),
+        ("fidelity", "agreement_top1", 1.2, "fidelity.agreement_top1"),
+        ("fidelity", "kl_teacher_student", -0.5, "fidelity.kl_teacher_student"),
+        ("fidelity", "js_divergence", 0.9, "fidelity.js_divergence"),
+        ("ratios", "size_x", 3.0, "ratios.size_x"),  # the figures give 1.67
+        ("ratios", "speedup_x", 0.4, "ratios.speedup_x"),
+        ("ratios", "metric_retained_pct", 99.0, "ratios.metric_retained_pct"),
+        ("ratios", "metric_retained_pct_by_metric", {"accuracy": 90.0, "f1": 50.0}, "metric_retained_pct_by_metric.f1"),
+    ],
+)
+def test_impossible_figures_are_refused_on_load_naming_the_field(section, key, value, named):
+    from hf_distill.report import InvalidReport
+
+    data = sample_report().to_dict()
+    data[section][key] = value
+    with pytest.raises(InvalidReport, match=named.replace(".", r"\.")):
+        DistillationReport.from_dict(data)
+
+
+def test_impossible_perplexity_and_contradicting_ratio_are_refused():
+    from hf_distill.report import InvalidReport
+
+    data = sample_report("text-generation").to_dict()
+    data["student"]["metrics"]["perplexity"] = 0.5
+    with pytest.raises(InvalidReport, match="student.metrics.perplexity"):
+        DistillationReport.from_dict(data)
+    data = sample_report("text-generation").to_dict()
+    data["ratios"]["metric_ratio_to_teacher_by_metric"]["perplexity"] = 0.8  # figures: 25 / 20 = 1.25
+    with pytest.raises(InvalidReport, match="perplexity"):
+        DistillationReport.from_dict(data)
 
 
 def test_evaluate_pair_end_to_end_classifier(tiny_bert_cls_dir, tiny_bert_cls_student_dir, tmp_path, monkeypatch):
