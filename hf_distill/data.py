@@ -38,19 +38,33 @@ def load_splits(
         missing = [p for p in data_files.values() if not os.path.exists(p)]
         if missing:
             raise FileNotFoundError(f"data file(s) not found: {', '.join(missing)}")
-        for path in data_files.values():
-            check_data_file(path)
+        headers = {split: check_data_file(path) for split, path in data_files.items()}
         if len({_builder_for(p)[0] for p in data_files.values()}) != 1:
             raise ValueError(f"all data files must have the same format, got {sorted(data_files.values())}")
+        if len({tuple(h) for h in headers.values() if h is not None}) > 1:
+            described = "; ".join(f"{data_files[s]} has {h}" for s, h in headers.items())
+            raise DataFileError(f"the data files have different columns ({described}): use one header in every file")
         builder, kwargs = _builder_for(next(iter(data_files.values())))
-        return load_dataset(builder, data_files=dict(data_files), **kwargs)
+        return _load(builder, data_files=dict(data_files), **kwargs)
     if not dataset:
         raise ValueError("no data: give `dataset` (a Hub id or local path) or `train_file`/`validation_file`")
     if os.path.isfile(dataset):
         check_data_file(dataset)
         builder, kwargs = _builder_for(dataset)
-        return load_dataset(builder, data_files={"train": dataset}, **kwargs)
-    return load_dataset(dataset, dataset_config, revision=revision)
+        return _load(builder, data_files={"train": dataset}, **kwargs)
+    return _load(dataset, dataset_config, revision=revision)
+
+
+def _load(*args, **kwargs) -> DatasetDict:
+    """`load_dataset`, with its generation error (a wrapper around the real cause) replaced by that cause."""
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        return load_dataset(*args, **kwargs)
+    except DatasetGenerationError as err:
+        cause = err.__cause__ or err.__context__ or err
+        text = (str(cause).strip() or type(cause).__name__).splitlines()[0]
+        raise ValueError(f"cannot read the data ({args[0]}, {kwargs.get('data_files') or ''}): {text}") from err
 
 
 def text_column_of(ds: Dataset, requested: str | None) -> str:
@@ -69,11 +83,14 @@ class DataFileError(ValueError):
     """A local data file that cannot be read as the table it should be (one line naming the file and the fix)."""
 
 
-def check_data_file(path: str | os.PathLike) -> None:
+def check_data_file(path: str | os.PathLike) -> list[str] | None:
     """Refuse a local data file that `datasets` would read wrongly or fail on with a long traceback.
 
     Args:
         path: a csv/tsv/json/jsonl/txt file.
+
+    Returns:
+        The header (column names) of a csv/tsv file, else None.
 
     Raises:
         DataFileError: the file is missing, not a file, empty, not UTF-8, or (csv/tsv) a row has another number of
@@ -103,9 +120,10 @@ def check_data_file(path: str | os.PathLike) -> None:
                         )
                 if rows.line_num <= 1:
                     raise DataFileError(f"data file {path} has a header but no rows")
-            else:
-                for _ in iter(lambda: f.read(1 << 20), ""):
-                    pass
+                return header
+            for _ in iter(lambda: f.read(1 << 20), ""):
+                pass
+            return None
     except UnicodeDecodeError as err:
         raise DataFileError(
             f"data file {path} is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset "

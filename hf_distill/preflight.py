@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,14 @@ def _check_writable(output_dir: str, problems: list[str]) -> None:
     existing = path
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        problems.append(f"output_dir {output_dir}: no write permission in {existing}")
+    if not existing.is_dir():
+        problems.append(f"output_dir {output_dir} cannot be created: {existing} is a file, not a folder")
+        return
+    try:  # a real write, not os.access: that says yes to root and on read-only mounts
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        problems.append(f"output_dir {output_dir}: no write permission in {existing} ({err.strerror})")
 
 
 def check_run(
