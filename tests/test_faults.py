@@ -197,7 +197,7 @@ def test_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
     lock_path = tmp_path / STATE_DIR / "lock"
     lock_path.parent.mkdir(parents=True)
     lock_path.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": "then"}))
-    with caplog.at_level(logging.WARNING, logger="hf_distill.run_state"), RunLock(tmp_path) as lock:
+    with caplog.at_level(logging.WARNING, logger="hf_distill.run_state"), RunLock(tmp_path):
         assert json.loads(lock_path.read_text())["pid"] == os.getpid()
         with pytest.raises(RunFolderError, match="in use"):
             RunLock(tmp_path).acquire()  # held by this (live) process now
