@@ -57,7 +57,6 @@ def test_token_never_reaches_checkpoints_or_run_settings(tmp_path, tiny_bert_cls
     args, config, settings = parse_run_config(cfg, ["--stop_after", "student"])
     config = dataclasses.replace(config, hub_token=TOKEN)  # set from Python: still never saved
     pipe = Pipeline(args, config, settings)
-    assert pipe.student_arguments(True).hub_token is None and config.hub_token == TOKEN
     pipe.run()
     run = tmp_path / "run"
     saved = list(run.rglob("training_args.bin"))
@@ -68,6 +67,7 @@ def test_token_never_reaches_checkpoints_or_run_settings(tmp_path, tiny_bert_cls
     for path in run.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
+    assert pipe.student_arguments(True).hub_token is None and config.hub_token == TOKEN
     assert pickle.dumps(pipe.student_arguments(True)).find(TOKEN.encode()) == -1
 
 
