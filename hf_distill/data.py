@@ -5,7 +5,6 @@ and prepare it for a run: label names and ids, labelled/transfer rows, tokenizat
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -132,12 +131,11 @@ def check_data_file(path: str | os.PathLike) -> list[str] | None:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's contents."""
-    digest = hashlib.sha256()
+    """SHA-256 of a file's contents (hex), read in chunks by `huggingface_hub`'s own helper."""
+    from huggingface_hub.utils.sha import sha_fileobj
+
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha_fileobj(f).hex()
 
 
 def label_names(train: Dataset, label_column: str, class_names: str | list[str] | None = None) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hf_distill.atomic import atomic_directory, staging_path
 from hf_distill.checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from hf_distill.pipeline import STATE_DIR, Pipeline, run_from_config
 from hf_distill.preflight import PreflightError
@@ -203,3 +204,25 @@ def test_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
             RunLock(tmp_path).acquire()  # held by this (live) process now
     assert f"taking over the lock of process {dead.pid}" in caplog.text
     assert not lock_path.exists()
+
+
+# ---- the atomic-directory helper ----------------------------------------------------------------------------------
+
+
+def test_atomic_directory_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path):
+    target = tmp_path / "teacher"
+    with atomic_directory(target) as tmp:
+        (tmp / "weights").write_text("v1")
+    assert (target / "weights").read_text() == "v1"
+    with pytest.raises(RuntimeError, match="killed"), atomic_directory(target) as tmp:
+        (tmp / "weights").write_text("v2 (half")
+        raise RuntimeError("killed while writing")
+    assert (target / "weights").read_text() == "v1"  # the old complete folder, never a mix
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]  # no staging folder left behind
+    leftover = staging_path(target)
+    leftover.mkdir()
+    (leftover / "stale").write_text("from a killed run")
+    with atomic_directory(target) as tmp:
+        assert not (tmp / "stale").exists()
+        (tmp / "weights").write_text("v3")
+    assert sorted(p.name for p in target.iterdir()) == ["weights"] and (target / "weights").read_text() == "v3"
