@@ -1,17 +1,44 @@
-"""The `hf-distill` command: run, evaluate, card, push, demo."""
+"""The `hf-distill` command: run, evaluate, card, push, demo.
+
+Errors reach the user as one line ``hf-distill: error: <message>`` on stderr and exit status 1; the traceback is
+shown only with ``--debug`` (anywhere on the command line), ``HF_DISTILL_DEBUG=1`` or ``--log_level debug``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import traceback
 
 from . import __version__
 
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
 
 def _run(args: argparse.Namespace) -> int:
-    from .pipeline import main as run_main
+    from transformers import HfArgumentParser
 
-    return run_main(([args.config] if args.config else []) + args.overrides)
+    from .config import DistillationConfig
+    from .pipeline import PipelineArguments, run_from_config
+
+    if args.help_fields:
+        HfArgumentParser((PipelineArguments, DistillationConfig)).print_help()
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    results = run_from_config(args.config, args.overrides, check_only=args.check)
+    if args.check:
+        print(f"[hf-distill] {args.config or 'the configuration'}: no problems found")
+        return 0
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        for stage, info in results.items():
+            state = "skipped (finished earlier)" if info.get("skipped") else f"done in {info.get('stage_seconds')} s"
+            print(f"[hf-distill] {stage}: {state}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="hf-distill", description="Knowledge distillation for the Hugging Face stack.")
     parser.add_argument("--version", action="version", version=f"hf-distill {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser(
         "run",
@@ -29,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("config", nargs="?", help="YAML config (fields of PipelineArguments and DistillationConfig)")
     run.add_argument("--help-fields", action="store_true", help="list every config field and exit")
+    run.add_argument("--check", action="store_true",
+                     help="only validate the config, data, teacher, labels and output folder (every run does this first)")
     run.set_defaults(func=_run)
     cli_measure.register(sub)
     cli_hub.register(sub)
@@ -36,21 +66,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _wants_debug(argv: list[str]) -> bool:
+    if os.environ.get("HF_DISTILL_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    for i, arg in enumerate(argv):
+        if arg in ("--log_level", "--log-level") and i + 1 < len(argv) and argv[i + 1].lower() == "debug":
+            return True
+        if arg.lower() in ("--log_level=debug", "--log-level=debug"):
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point."""
+    """Console entry point: returns the exit status (0 ok, 1 error, 2 usage error, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or _wants_debug(argv)
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     if argv and argv[0] == "run":
         # `run` passes unknown --field value pairs through to HfArgumentParser.
         args, rest = parser.parse_known_args(argv)
-        if args.help_fields:
-            from .pipeline import main as run_main
-
-            return run_main(["--help"])
         args.overrides = rest
     else:
         args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("hf-distill: interrupted (a re-run resumes from the last finished stage or checkpoint)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - the one place where any error becomes a message for a person
+        if debug:
+            traceback.print_exc()
+        message = str(err).strip() or type(err).__name__
+        if isinstance(err, (KeyError, AttributeError, TypeError, IndexError, AssertionError)) or not str(err).strip():
+            message = f"{type(err).__name__}: {message}"
+        print(f"hf-distill: error: {message}", file=sys.stderr)
+        if not debug:
+            print("hf-distill: (run with --debug or HF_DISTILL_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Read training and evaluation data through `datasets`: a Hub id, a local folder, or csv/tsv/json/jsonl/txt files."""
+"""Read training and evaluation data through `datasets` (a Hub id, a local folder, or csv/tsv/json/jsonl/txt files)
+and prepare it for a run: label names and ids, labelled/transfer rows, tokenization, and a fingerprint of the data.
+"""
 
 from __future__ import annotations
 
@@ -36,16 +38,33 @@ def load_splits(
         missing = [p for p in data_files.values() if not os.path.exists(p)]
         if missing:
             raise FileNotFoundError(f"data file(s) not found: {', '.join(missing)}")
+        headers = {split: check_data_file(path) for split, path in data_files.items()}
         if len({_builder_for(p)[0] for p in data_files.values()}) != 1:
             raise ValueError(f"all data files must have the same format, got {sorted(data_files.values())}")
+        if len({tuple(h) for h in headers.values() if h is not None}) > 1:
+            described = "; ".join(f"{data_files[s]} has {h}" for s, h in headers.items())
+            raise DataFileError(f"the data files have different columns ({described}): use one header in every file")
         builder, kwargs = _builder_for(next(iter(data_files.values())))
-        return load_dataset(builder, data_files=dict(data_files), **kwargs)
+        return _load(builder, data_files=dict(data_files), **kwargs)
     if not dataset:
         raise ValueError("no data: give `dataset` (a Hub id or local path) or `train_file`/`validation_file`")
     if os.path.isfile(dataset):
+        check_data_file(dataset)
         builder, kwargs = _builder_for(dataset)
-        return load_dataset(builder, data_files={"train": dataset}, **kwargs)
-    return load_dataset(dataset, dataset_config, revision=revision)
+        return _load(builder, data_files={"train": dataset}, **kwargs)
+    return _load(dataset, dataset_config, revision=revision)
+
+
+def _load(*args, **kwargs) -> DatasetDict:
+    """`load_dataset`, with its generation error (a wrapper around the real cause) replaced by that cause."""
+    from datasets.exceptions import DatasetGenerationError
+
+    try:
+        return load_dataset(*args, **kwargs)
+    except DatasetGenerationError as err:
+        cause = err.__cause__ or err.__context__ or err
+        text = (str(cause).strip() or type(cause).__name__).splitlines()[0]
+        raise ValueError(f"cannot read the data ({args[0]}, {kwargs.get('data_files') or ''}): {text}") from err
 
 
 def text_column_of(ds: Dataset, requested: str | None) -> str:
@@ -88,3 +107,223 @@ def label_to_id(value: Any, label2id: Mapping[str, int], *, allow_unlabelled: bo
     if str(value) in names:
         return names[str(value)]
     raise ValueError(f"label {value!r} is neither an id nor one of the model's labels {sorted(names)}")
+
+
+class DataFileError(ValueError):
+    """A local data file that cannot be read as the table it should be (one line naming the file and the fix)."""
+
+
+def check_data_file(path: str | os.PathLike) -> list[str] | None:
+    """Refuse a local data file that `datasets` would read wrongly or fail on with a long traceback.
+
+    Args:
+        path: a csv/tsv/json/jsonl/txt file.
+
+    Returns:
+        The header (column names) of a csv/tsv file, else None.
+
+    Raises:
+        DataFileError: the file is missing, not a file, empty, not UTF-8, or (csv/tsv) a row has another number of
+            fields than the header.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise DataFileError(f"data file {path} not found: check train_file/validation_file")
+    if not os.path.isfile(path):
+        raise DataFileError(f"data file {path} is a folder, not a file: give the file itself (or use `dataset`)")
+    _builder_for(path)
+    if os.path.getsize(path) == 0 or not Path(path).read_bytes().strip():
+        raise DataFileError(f"data file {path} is empty: it needs a header line and at least one row")
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            suffix = Path(path).suffix.lower()
+            if suffix in (".csv", ".tsv"):
+                dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+                rows = csv.reader(f, **dialect)
+                header = next(rows, [])
+                for row in rows:
+                    if row and len(row) != len(header):
+                        sep = "tab" if suffix == ".tsv" else "comma"
+                        raise DataFileError(
+                            f"data file {path}, line {rows.line_num}: {len(row)} fields where the header has "
+                            f"{len(header)} ({header}); a stray {sep} in the text? Fix or quote that line"
+                        )
+                if rows.line_num <= 1:
+                    raise DataFileError(f"data file {path} has a header but no rows")
+                return header
+            for _ in iter(lambda: f.read(1 << 20), ""):
+                pass
+            return None
+    except UnicodeDecodeError as err:
+        raise DataFileError(
+            f"data file {path} is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset "
+            f"{err.start}): convert it, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's contents (hex), read in chunks by `huggingface_hub`'s own helper."""
+    from huggingface_hub.utils.sha import sha_fileobj
+
+    with open(path, "rb") as f:
+        return sha_fileobj(f).hex()
+
+
+def label_names(train: Dataset, label_column: str, class_names: str | list[str] | None = None) -> list[str]:
+    """The class names of a classification data set, index = label id.
+
+    Args:
+        train: the training split.
+        label_column: its label column; values are ids (int) or names (str); None and -1 mean unlabelled.
+        class_names: names of the ids ("negative,positive" or a list). Required for names to be checked.
+
+    Returns:
+        `class_names` when given (after checking every label is one of them), else the sorted string labels,
+        else ``LABEL_0 .. LABEL_{max id}``.
+    """
+    if label_column not in train.column_names:
+        raise ValueError(f"label column {label_column!r} not found; the data has columns {train.column_names}: "
+                         "set label_column")
+    values = {v for v in train.unique(label_column) if v is not None and v != -1 and v != "-1"}
+    names = [n.strip() for n in class_names.split(",")] if isinstance(class_names, str) else class_names
+    if names:
+        unknown = sorted(str(v) for v in values if not _label_fits(v, names))
+        if unknown:
+            raise ValueError(f"labels {unknown[:5]} in column {label_column!r} are not in class_names {names}: "
+                             "add them to class_names or fix the data")
+        return list(names)
+    if not values:
+        raise ValueError(f"column {label_column!r} has no labels (every row is empty or -1)")
+    if all(isinstance(v, int) for v in values):
+        if min(values) < 0:
+            raise ValueError(f"label ids must be >= 0 (or -1 for unlabelled); column {label_column!r} has {min(values)}")
+        return [f"LABEL_{i}" for i in range(max(values) + 1)]
+    return sorted(str(v) for v in values)
+
+
+def _label_fits(value: Any, names: list[str]) -> bool:
+    if isinstance(value, int):
+        return 0 <= value < len(names)
+    return str(value) in names
+
+
+def to_label_ids(ds: Dataset, label_column: str, names: list[str], *, unlabelled: bool = False) -> Dataset:
+    """Replace `label_column` by an int ``label`` column: ids stay, names become their index, empty/-1 become -1.
+
+    Args:
+        ds: rows with a label column holding ids or names.
+        label_column: that column.
+        names: class names, index = id (e.g. the model's ``id2label`` values in order).
+        unlabelled: set every row's label to -1 (transfer rows that the student learns from the teacher only).
+    """
+    lookup = {name: i for i, name in enumerate(names)}
+
+    def convert(row: dict[str, Any]) -> dict[str, int]:
+        value = row[label_column]
+        if unlabelled or value == "-1" or value == "":
+            return {"label": -1}
+        return {"label": label_to_id(value, lookup, allow_unlabelled=True)}
+
+    from datasets import Value
+
+    features = ds.features.copy()
+    del features[label_column]
+    features["label"] = Value("int64")
+    return ds.map(convert, remove_columns=[label_column], features=features)
+
+
+class RunData:
+    """The data of one run, loaded once: splits, text column, class names, training rows, tokenized sets.
+
+    Args:
+        args: the run's `PipelineArguments` (data fields: dataset, train_file, validation_file, splits, columns,
+            class_names, num_labelled, num_transfer, max_length, task).
+        seed: shuffling seed for the labelled/transfer selection.
+    """
+
+    def __init__(self, args: Any, seed: int) -> None:
+        self.args = args
+        self.seed = seed
+        self._splits: DatasetDict | None = None
+
+    @property
+    def classification(self) -> bool:
+        return self.args.task == "sequence-classification"
+
+    def files(self) -> dict[str, str]:
+        files = {}
+        if self.args.train_file:
+            files[self.args.train_split] = self.args.train_file
+        if self.args.validation_file:
+            files[self.args.validation_split] = self.args.validation_file
+        return files
+
+    def splits(self) -> DatasetDict:
+        if self._splits is None:
+            splits = load_splits(self.args.dataset, dataset_config=self.args.dataset_config,
+                                 data_files=self.files() or None)
+            if self.args.train_split not in splits:
+                raise ValueError(f"no {self.args.train_split!r} split in the data (found {list(splits)}): "
+                                 "set train_split or train_file")
+            self._splits = splits
+        return self._splits
+
+    def train(self) -> Dataset:
+        return self.splits()[self.args.train_split]
+
+    def validation(self, max_samples: int | None = None) -> Dataset | None:
+        if self.args.validation_split not in self.splits():
+            return None
+        val = self.splits()[self.args.validation_split]
+        return val.select(range(min(max_samples, len(val)))) if max_samples else val
+
+    def text_column(self) -> str:
+        return text_column_of(self.train(), self.args.text_column)
+
+    def label_names(self) -> list[str]:
+        return label_names(self.train(), self.args.label_column, self.args.class_names)
+
+    def fingerprint(self) -> dict[str, str]:
+        """What identifies the data's contents: SHA-256 of local files, else `datasets`' fingerprint per split.
+
+        Recorded in the run settings, so a file edited in place after a finished stage is noticed (paths alone
+        would not change).
+        """
+        files = self.files()
+        if not files and self.args.dataset and os.path.isfile(self.args.dataset):
+            files = {"train": self.args.dataset}
+        if files:
+            return {split: file_sha256(path) for split, path in sorted(files.items())}
+        return {name: split._fingerprint for name, split in sorted(self.splits().items())}
+
+    def training_rows(self) -> tuple[Dataset, Dataset | None]:
+        """Labelled rows, and (classification) transfer rows whose labels are not used; shuffled with the seed."""
+        train = self.train().shuffle(seed=self.seed)
+        n_lab = len(train) if self.args.num_labelled is None else min(self.args.num_labelled, len(train))
+        n_tr = min(self.args.num_transfer, len(train) - n_lab)
+        labelled = train.select(range(n_lab))
+        if not self.classification or not n_tr:
+            return labelled, None
+        return labelled, train.select(range(n_lab, n_lab + n_tr))
+
+    def student_rows(self, names: list[str] | None) -> Dataset:
+        """Labelled rows first, then transfer rows with label -1 (classification: labels as ids of `names`)."""
+        from datasets import concatenate_datasets
+
+        labelled, transfer = self.training_rows()
+        if not self.classification:
+            return labelled
+        col = self.args.label_column
+        labelled = to_label_ids(labelled, col, names)
+        if transfer is not None:
+            labelled = concatenate_datasets([labelled, to_label_ids(transfer, col, names, unlabelled=True)])
+        return labelled
+
+    def tokenize(self, ds: Dataset, tokenizer: Any) -> Dataset:
+        """Drop empty texts, tokenize (truncated to max_length), keep only model inputs and ``label``."""
+        text, max_length = self.text_column(), self.args.max_length
+        ds = ds.filter(lambda r: isinstance(r[text], str) and r[text].strip() != "")
+        keep = {"label"} if self.classification else set()
+        remove = [c for c in ds.column_names if c not in keep]
+        return ds.map(lambda b: tokenizer(b[text], truncation=True, max_length=max_length), batched=True,
+                      remove_columns=remove)

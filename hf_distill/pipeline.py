@@ -1,17 +1,18 @@
 """`hf-distill run`: teacher → soft targets → student → evaluation → model card → push, resumable stage by stage.
 
 Each stage writes under ``output_dir`` and, when it has finished, a marker ``.hf_distill/<stage>.json``. A re-run
-skips finished stages and redoes unfinished ones (the student resumes from its last checkpoint). The settings of the
-first run are kept in ``.hf_distill/run_config.json``; a re-run with other settings is refused unless ``overwrite``.
+skips finished stages and redoes unfinished ones (the student resumes from its last checkpoint). The settings and
+data fingerprint of the finished stages are kept in ``.hf_distill/run_config.json``; a re-run with other settings or
+changed data is refused unless ``overwrite``. Before any stage, `preflight.check_run` reports every problem it can
+know. Data preparation lives in `data.RunData`, model building in `models`, folder bookkeeping in `run_state`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,17 +21,14 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from .atomic import atomic_directory, clear_staging, replace_directory, staging_path
 from .config import DistillationConfig
+from .data import RunData, to_label_ids
+from .preflight import PreflightError, check_run, run_inputs
+from .run_state import STAGES, STATE_DIR, VOLATILE, RunLock, RunState  # noqa: F401 - re-exported
 
 logger = logging.getLogger("hf_distill.pipeline")
 
-STAGES = ("teacher", "soft_targets", "student", "evaluate", "card", "push")
-STATE_DIR = ".hf_distill"
-# Settings that may change between a run and its resumption without invalidating finished stages.
-VOLATILE = {
-    "overwrite", "push_to_hub", "hub_model_id", "hub_space_id", "hub_private_repo", "hub_token", "report_to",
-    "logging_steps", "logging_strategy", "disable_tqdm", "dataloader_num_workers", "stop_after",
-}
 TASKS = ("sequence-classification", "causal-lm", "masked-lm")
 
 
@@ -108,6 +106,12 @@ class PipelineArguments:
             raise ValueError("num_labelled and num_transfer must be >= 0")
         if self.num_transfer and self.task != "sequence-classification":
             raise ValueError("num_transfer (unlabelled rows) applies to sequence classification")
+        positive = ("max_length", "tokenizer_vocab_size", "teacher_batch_size", "soft_target_batch_size",
+                    "benchmark_batch_size", "benchmark_runs", "student_layers", "eval_max_samples", "top_k")
+        bad = [f"{name}={getattr(self, name)!r}" for name in positive
+               if getattr(self, name) is not None and getattr(self, name) <= 0]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: must be > 0")
 
 
 # ---- configuration ------------------------------------------------------------------------------------------------
@@ -136,12 +140,29 @@ def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str]
     """
     values: dict[str, Any] = {}
     if config_path is not None:
-        text = Path(config_path).read_text()
-        loaded = yaml.safe_load(text) or {}
+        if not Path(config_path).is_file():
+            raise FileNotFoundError(f"config file {config_path} not found")
+        try:
+            loaded = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where is not None else ""
+            raise ValueError(f"{config_path} is not valid YAML{line}: {getattr(err, 'problem', None) or err}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{config_path} is not UTF-8 text") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"{config_path}: expected a mapping of field: value")
+            raise ValueError(
+                f"{config_path}: expected a mapping of field: value (one `field: value` per line), "
+                f"got a {type(loaded).__name__}"
+            )
         values = loaded
     overrides = list(overrides or [])
+    given = set(values) | {k[2:].split("=", 1)[0] for k in overrides if k.startswith("--")}
+    if "hub_token" in given:
+        raise ValueError(
+            "hub_token is refused: a token in the config would be written into the run folder and every checkpoint. "
+            "Set the HF_TOKEN environment variable or run `hf auth login` instead"
+        )
     for key in (k[2:].split("=", 1)[0] for k in overrides if k.startswith("--")):
         values.pop(key, None)
     parser = HfArgumentParser((PipelineArguments, DistillationConfig))
@@ -159,219 +180,65 @@ def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str]
     return pipe, cfg, settings
 
 
-# ---- stage bookkeeping --------------------------------------------------------------------------------------------
-
-
-class RunState:
-    """Completion markers and the recorded settings of a run folder."""
-
-    def __init__(self, output_dir: Path) -> None:
-        self.root = output_dir
-        self.dir = output_dir / STATE_DIR
-
-    def done(self, stage: str) -> dict[str, Any] | None:
-        path = self.dir / f"{stage}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def mark(self, stage: str, **info: Any) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{stage}.json.tmp"
-        tmp.write_text(json.dumps({"stage": stage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}, indent=1))
-        os.replace(tmp, self.dir / f"{stage}.json")
-
-    def prepare(self, settings: dict[str, Any], overwrite: bool) -> None:
-        """Refuse to mix runs: a folder holds one run's settings, unless `overwrite` starts it afresh."""
-        recorded = self.dir / "run_config.json"
-        if overwrite and self.root.exists():
-            for stage in STAGES:
-                (self.dir / f"{stage}.json").unlink(missing_ok=True)
-            for sub in ("teacher", "soft_targets", "student", "student_checkpoints"):
-                shutil.rmtree(self.root / sub, ignore_errors=True)
-        elif recorded.is_file():
-            before = json.loads(recorded.read_text())
-            changed = sorted(
-                k for k in set(before) | set(settings) if k not in VOLATILE and before.get(k) != settings.get(k)
-            )
-            if changed:
-                details = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-                raise RuntimeError(
-                    f"{self.root} holds a run with other settings ({details}). Use another output_dir, or pass "
-                    "--overwrite to redo every stage."
-                )
-        elif self.root.exists() and any(self.root.iterdir()):
-            raise RuntimeError(
-                f"{self.root} is not empty and is not an hf-distill run folder; choose another output_dir or pass "
-                "--overwrite (which deletes the stage folders teacher/, soft_targets/, student/ in it)"
-            )
-        self.dir.mkdir(parents=True, exist_ok=True)
-        recorded.write_text(json.dumps(settings, indent=1, sort_keys=True, default=str))
-
-
 # ---- the stages ---------------------------------------------------------------------------------------------------
 
 
-def _is_main_process() -> bool:
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
-
-
-def _wait_for_everyone() -> None:
-    from accelerate import PartialState
-
-    PartialState().wait_for_everyone()
-
-
 class Pipeline:
-    """The stages of one run; `run()` executes those not finished yet."""
+    """The stages of one run; `run()` executes those not finished yet.
+
+    Args:
+        args: what to distil, from which data (`PipelineArguments`).
+        config: the student's training arguments (`DistillationConfig`); never modified.
+        settings: what the user set (from `parse_run_config`), recorded with the finished stages.
+    """
+
+    MAIN_ONLY = {"evaluate", "card", "push"}
 
     def __init__(self, args: PipelineArguments, config: DistillationConfig, settings: dict[str, Any] | None = None):
+        from accelerate import PartialState
+
         self.args = args
         self.config = config
-        self.settings = settings if settings is not None else {}
+        self.settings = dict(settings) if settings is not None else {}
         self.root = Path(config.output_dir)
         self.state = RunState(self.root)
+        self.data = RunData(args, seed=config.seed)
+        self.dist = PartialState()
         self.teacher_dir = self.root / "teacher"
         self.student_dir = self.root / "student"
-        self._data = None
-        self._tokenizer = None
 
-    # -- data ---------------------------------------------------------------------------------------------------
+    @property
+    def classification(self) -> bool:
+        return self.args.task == "sequence-classification"
 
-    def raw_data(self):
-        if self._data is None:
-            from .data import load_splits
-
-            files = {}
-            if self.args.train_file:
-                files[self.args.train_split] = self.args.train_file
-            if self.args.validation_file:
-                files[self.args.validation_split] = self.args.validation_file
-            splits = load_splits(self.args.dataset, dataset_config=self.args.dataset_config, data_files=files or None)
-            if self.args.train_split not in splits:
-                raise ValueError(f"no {self.args.train_split!r} split in the data (found {list(splits)})")
-            self._data = splits
-        return self._data
-
-    def text_column(self) -> str:
-        from .data import text_column_of
-
-        return text_column_of(self.raw_data()[self.args.train_split], self.args.text_column)
-
-    def label_names(self) -> list[str]:
-        train = self.raw_data()[self.args.train_split]
-        if self.args.label_column not in train.column_names:
-            raise ValueError(f"label column {self.args.label_column!r} not found; the data has {train.column_names}")
-        values = sorted({v for v in train[self.args.label_column] if v is not None and v != -1})
-        if self.args.class_names:
-            names = [n.strip() for n in self.args.class_names.split(",")]
-            if all(isinstance(v, int) for v in values) and max(values) >= len(names):
-                raise ValueError(f"class_names has {len(names)} names but the data has label id {max(values)}")
-            return names
-        return [str(v) for v in values] if not all(isinstance(v, int) for v in values) else [f"LABEL_{i}" for i in range(max(values) + 1)]
-
-    def _label_ids(self, ds, names: list[str]):
-        col = self.args.label_column
-        lookup = {n: i for i, n in enumerate(names)}
-
-        def convert(row):
-            value = row[col]
-            if value is None or value == -1:
-                return {"label": -1}
-            return {"label": int(value) if isinstance(value, int) else lookup[str(value)]}
-
-        ds = ds.map(convert)
-        return ds if col == "label" else ds.remove_columns(col)
-
-    def training_rows(self):
-        """Labelled rows first, then transfer rows with their label replaced by -1 (shuffled with the seed)."""
-        train = self.raw_data()[self.args.train_split].shuffle(seed=self.config.seed)
-        n_lab = len(train) if self.args.num_labelled is None else min(self.args.num_labelled, len(train))
-        n_tr = min(self.args.num_transfer, len(train) - n_lab)
-        labelled = train.select(range(n_lab))
-        if self.args.task != "sequence-classification":
-            return labelled, None
-        transfer = train.select(range(n_lab, n_lab + n_tr)).map(lambda r: {self.args.label_column: -1}) if n_tr else None
-        return labelled, transfer
-
-    def tokenize(self, ds, tokenizer):
-        text = self.text_column()
-        ds = ds.filter(lambda r: isinstance(r[text], str) and r[text].strip() != "")
-        keep = {"label"} if self.args.task == "sequence-classification" else set()
-        remove = [c for c in ds.column_names if c not in keep]
-        return ds.map(
-            lambda b: tokenizer(b[text], truncation=True, max_length=self.args.max_length),
-            batched=True,
-            remove_columns=remove,
-        )
-
-    # -- stage 1: teacher ---------------------------------------------------------------------------------------
-
-    def _auto_class(self):
-        from .tasks import AUTO_CLASSES
-
-        return AUTO_CLASSES[self.args.task]
-
-    def _teacher_tokenizer(self):
-        from transformers import AutoTokenizer
-
-        if self.args.teacher_from_scratch and not self.args.tokenizer:
-            return self._train_tokenizer()
-        source = self.args.tokenizer or self.args.teacher
-        return AutoTokenizer.from_pretrained(source, revision=self.config.teacher_revision if not self.args.tokenizer else None,
-                                             trust_remote_code=self.config.trust_remote_code)
-
-    def _train_tokenizer(self):
-        """Train a tokenizer on the training text: byte-level BPE for causal LM, WordPiece otherwise."""
-        from .tokenizer_training import train_bpe_tokenizer, train_wordpiece_tokenizer
-
-        corpus = (t for t in self.raw_data()[self.args.train_split][self.text_column()] if t)
-        train = train_bpe_tokenizer if self.args.task == "causal-lm" else train_wordpiece_tokenizer
-        return train(corpus, self.args.tokenizer_vocab_size, model_max_length=self.args.max_length)
-
-    def _build_teacher(self, tokenizer):
+    def teacher_names(self) -> list[str] | None:
+        """The saved teacher's class names in id order (classification), else None."""
+        if not self.classification:
+            return None
         from transformers import AutoConfig
 
-        auto = self._auto_class()
-        extra: dict[str, Any] = {}
-        if self.args.task == "sequence-classification":
-            names = self.label_names()
-            extra = {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-        if self.args.teacher_from_scratch:
-            spec = json.loads(self.args.teacher_config)
-            model_type = spec.pop("model_type")
-            config = AutoConfig.for_model(
-                model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **spec, **extra)
-            return auto.from_config(config), True
-        model, info = auto.from_pretrained(
-            self.args.teacher, revision=self.config.teacher_revision, trust_remote_code=self.config.trust_remote_code,
-            output_loading_info=True, **extra)
-        fresh_head = bool(info.get("missing_keys"))
-        if fresh_head and self.args.train_teacher == "no":
-            raise ValueError(
-                f"the teacher {self.args.teacher} has newly initialised weights ({sorted(info['missing_keys'])[:4]}...): "
-                "it is not trained for this task; set train_teacher: auto or yes"
-            )
-        return model, fresh_head
+        return list(AutoConfig.from_pretrained(self.teacher_dir).id2label.values())
+
+    # -- stage 1: teacher ---------------------------------------------------------------------------------------
 
     def stage_teacher(self) -> dict[str, Any]:
         from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding, Trainer, TrainingArguments
 
-        tokenizer = self._teacher_tokenizer()
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model, needs_training = self._build_teacher(tokenizer)
+        from .models import build_teacher, teacher_tokenizer
+
+        corpus = self.data.train()[self.data.text_column()] if self.args.teacher_from_scratch else None
+        tokenizer = teacher_tokenizer(self.args, self.config, corpus)
+        names = self.data.label_names() if self.classification else None
+        model, needs_training = build_teacher(self.args, self.config, tokenizer, names)
         train = self.args.train_teacher == "yes" or (self.args.train_teacher == "auto" and needs_training)
         info: dict[str, Any] = {"trained": train, "source": self.args.teacher}
         if train:
-            labelled, _ = self.training_rows()
-            names = self.label_names() if self.args.task == "sequence-classification" else None
+            labelled, _ = self.data.training_rows()
             if names is not None:
-                labelled = self._label_ids(labelled, names)
-            data = self.tokenize(labelled, tokenizer)
+                labelled = to_label_ids(labelled, self.args.label_column, names)
+            data = self.data.tokenize(labelled, tokenizer)
             collator = (
-                DataCollatorWithPadding(tokenizer) if self.args.task == "sequence-classification"
+                DataCollatorWithPadding(tokenizer) if self.classification
                 else DataCollatorForLanguageModeling(tokenizer, mlm=self.args.task == "masked-lm")
             )
             targs = TrainingArguments(
@@ -387,129 +254,102 @@ class Pipeline:
             result = trainer.train()
             info.update(train_seconds=round(time.perf_counter() - started, 1), train_loss=result.training_loss,
                         train_rows=len(data))
-        if _is_main_process():
-            tmp = self.root / "teacher.partial"
-            shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            shutil.rmtree(self.teacher_dir, ignore_errors=True)
-            os.replace(tmp, self.teacher_dir)
-        _wait_for_everyone()
+        if self.dist.is_main_process:
+            with atomic_directory(self.teacher_dir) as tmp:
+                model.save_pretrained(tmp, safe_serialization=True)
+                tokenizer.save_pretrained(tmp)
+        self.dist.wait_for_everyone()
         return info
 
     # -- stage 2: soft targets ----------------------------------------------------------------------------------
 
-    def _load_teacher(self):
-        from transformers import AutoTokenizer
-
-        model = self._auto_class().from_pretrained(self.teacher_dir)
-        return model, AutoTokenizer.from_pretrained(self.teacher_dir)
-
-    def student_train_data(self, tokenizer):
-        from datasets import concatenate_datasets
-
-        labelled, transfer = self.training_rows()
-        if self.args.task == "sequence-classification":
-            names = list(self._teacher_config().id2label.values())
-            labelled = self._label_ids(labelled, names)
-            if transfer is not None:
-                transfer = self._label_ids(transfer, names)
-                labelled = concatenate_datasets([labelled, transfer])
-        return self.tokenize(labelled, tokenizer)
-
-    def _teacher_config(self):
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(self.teacher_dir)
-
-    def stage_soft_targets(self) -> dict[str, Any]:
+    def soft_targets(self, teacher, tokenizer):
+        """The training rows with the teacher's cached outputs: reused when the cache verifies against its
+        manifest (same teacher weights, data and settings, files intact), regenerated otherwise."""
         from .soft_targets import generate_soft_targets
 
-        teacher, tokenizer = self._load_teacher()
-        data = self.student_train_data(tokenizer)
+        data = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer)
+        # The main process runs the teacher (or verifies the cache) first; the others then find and verify it.
+        with self.dist.main_process_first():
+            return generate_soft_targets(
+                teacher, data, top_k=self.args.top_k, batch_size=self.args.soft_target_batch_size,
+                max_length=self.args.max_length, temperature=self.config.temperature,
+                cache_dir=self.root / "soft_targets", teacher_id=str(self.teacher_dir),
+                progress=self.dist.is_main_process,
+            )
+
+    def stage_soft_targets(self) -> dict[str, Any]:
+        from .models import load_saved
+
+        teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
         started = time.perf_counter()
-        options = dict(
-            top_k=self.args.top_k, batch_size=self.args.soft_target_batch_size, max_length=self.args.max_length,
-            temperature=self.config.temperature, cache_dir=self.root / "soft_targets", teacher_id=str(self.teacher_dir),
-        )
-        # One process runs the teacher; the others then find the same cache (same key) and only verify it.
-        if _is_main_process():
-            result = generate_soft_targets(teacher, data, **options)
-        _wait_for_everyone()
-        if not _is_main_process():
-            result = generate_soft_targets(teacher, data, progress=False, **options)
+        result = self.soft_targets(teacher, tokenizer)
         return {"rows": len(result), "seconds": round(time.perf_counter() - started, 1),
                 "path": str(Path(result.cache_files[0]["filename"]).parent.relative_to(self.root.resolve()))
                 if result.cache_files else None}
 
     # -- stage 3: student ---------------------------------------------------------------------------------------
 
-    def _build_student(self, teacher):
-        from .students import student_from_teacher
+    def build_student(self, teacher):
+        """The student before training (a hook: other ways of building it go here)."""
+        from .models import build_student
 
-        if self.args.student:
-            extra = {}
-            if self.args.task == "sequence-classification":
-                cfg = teacher.config
-                extra = {"num_labels": cfg.num_labels, "id2label": cfg.id2label, "label2id": cfg.label2id}
-            return self._auto_class().from_pretrained(self.args.student, trust_remote_code=self.config.trust_remote_code, **extra)
-        return student_from_teacher(teacher, num_layers=self.args.student_layers, strategy=self.args.student_layer_strategy)
+        return build_student(self.args, self.config, teacher)
+
+    def student_arguments(self, has_eval_data: bool) -> DistillationConfig:
+        """The student's training arguments: the config with the stage's own folder, as a copy."""
+        changes: dict[str, Any] = {
+            "output_dir": str(self.root / "student_checkpoints"),
+            "push_to_hub": False,  # the push stage publishes model, card and report together
+            "hub_token": None,  # never pickled into a checkpoint's training_args.bin
+        }
+        if not has_eval_data and self.config.eval_strategy != "no":
+            changes["eval_strategy"] = "no"
+        return dataclasses.replace(self.config, **changes)
 
     def stage_student(self) -> dict[str, Any]:
-        from datasets import load_from_disk
-
+        from .checkpoints import last_complete_checkpoint
+        from .models import load_saved
         from .trainer import DistillationTrainer
 
-        teacher, tokenizer = self._load_teacher()
-        student = self._build_student(teacher)
-        marker = self.state.done("soft_targets")
+        teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
+        student = self.build_student(teacher)
         # With cached soft targets the teacher does not run on training batches; it stays for the evaluation
-        # loss (whose data has no cached columns) and for hidden-state/attention losses.
-        if self.args.use_soft_targets and marker and marker.get("path"):
-            train = load_from_disk(str(self.root / marker["path"]))
+        # loss (whose data has no cached columns) and for hidden-state/attention losses. The cache is verified
+        # again here: it may have been deleted or damaged since the soft-target stage.
+        if self.args.use_soft_targets:
+            train = self.soft_targets(teacher, tokenizer)
         else:
-            train = self.student_train_data(tokenizer)
-        eval_data = None
-        if self.args.validation_split in self.raw_data():
-            val = self.raw_data()[self.args.validation_split]
-            if self.args.eval_max_samples:
-                val = val.select(range(min(self.args.eval_max_samples, len(val))))
-            if self.args.task == "sequence-classification":
-                val = self._label_ids(val, list(teacher.config.id2label.values()))
-            eval_data = self.tokenize(val, tokenizer)
-        cfg = self.config
-        work = self.root / "student_checkpoints"
-        cfg.output_dir = str(work)
-        cfg.push_to_hub = False  # the push stage publishes model, card and report together
-        if eval_data is None and cfg.eval_strategy != "no":
-            cfg.eval_strategy = "no"
+            train = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer)
+        eval_data = self.data.validation(self.args.eval_max_samples)
+        if eval_data is not None:
+            if self.classification:
+                eval_data = to_label_ids(eval_data, self.args.label_column, self.teacher_names())
+            eval_data = self.data.tokenize(eval_data, tokenizer)
+        targs = self.student_arguments(eval_data is not None)
         trainer = DistillationTrainer(
-            model=student, teacher_model=teacher, args=cfg, train_dataset=train, eval_dataset=eval_data,
+            model=student, teacher_model=teacher, args=targs, train_dataset=train, eval_dataset=eval_data,
             processing_class=tokenizer,
         )
-        from .checkpoints import last_complete_checkpoint
-
-        last = last_complete_checkpoint(work, remove_incomplete=_is_main_process())
-        _wait_for_everyone()
+        last = last_complete_checkpoint(targs.output_dir, remove_incomplete=self.dist.is_main_process)
+        self.dist.wait_for_everyone()
         if last:
             logger.info("student: resuming from %s", last)
         started = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=last)
         seconds = time.perf_counter() - started
         metrics = trainer.evaluate() if eval_data is not None else {}
-        tmp = self.root / "student.partial"
-        if _is_main_process():
-            shutil.rmtree(tmp, ignore_errors=True)
-        _wait_for_everyone()
-        trainer.save_model(str(tmp))  # every process joins (sharded set-ups gather weights); the main one writes
-        if _is_main_process():
-            tokenizer.save_pretrained(tmp)
+        if self.dist.is_main_process:
+            clear_staging(self.student_dir)
+        self.dist.wait_for_everyone()
+        staging = staging_path(self.student_dir)
+        trainer.save_model(str(staging))  # every process joins (sharded set-ups gather weights); the main one writes
+        if self.dist.is_main_process:
+            tokenizer.save_pretrained(staging)
             # The publishable folder holds safetensors and JSON only; the pickled arguments stay in the checkpoints.
-            (tmp / "training_args.bin").unlink(missing_ok=True)
-            shutil.rmtree(self.student_dir, ignore_errors=True)
-            os.replace(tmp, self.student_dir)
-        _wait_for_everyone()
-        cfg.output_dir = str(self.root)
+            (staging / "training_args.bin").unlink(missing_ok=True)
+            replace_directory(staging, self.student_dir)
+        self.dist.wait_for_everyone()
         return {"train_seconds": round(seconds, 1), "resumed_from": last, "global_step": result.global_step,
                 "train_loss": result.training_loss, "rows": len(train),
                 "eval": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
@@ -519,17 +359,18 @@ class Pipeline:
     def _validation_file_or_data(self):
         from .evaluation import EvalData
 
-        val = self.raw_data()[self.args.validation_split]
-        text = self.text_column()
+        val = self.data.validation()
+        text = self.data.text_column()
         labels = None
-        if self.args.task == "sequence-classification":
-            names = list(self._teacher_config().id2label.values())
-            labels = self._label_ids(val, names)["label"]
+        if self.classification:
+            labels = to_label_ids(val, self.args.label_column, self.teacher_names())["label"]
         source = self.args.validation_file or self.args.dataset or "custom"
         return EvalData(texts=list(val[text]), labels=labels, dataset=str(source), split=self.args.validation_split,
                         text_column=text, label_column=self.args.label_column if labels else None)
 
     def stage_evaluate(self) -> dict[str, Any]:
+        from transformers import AutoConfig
+
         from .benchmark import BenchmarkSettings
         from .evaluation import evaluate_pair
 
@@ -538,7 +379,7 @@ class Pipeline:
         cfg = self.config
         settings = {
             "loss_type": cfg.loss_type, "temperature": cfg.temperature, "alpha": cfg.alpha,
-            "layers_kept": getattr(self._student_config(), "distilled_from_layers", None),
+            "layers_kept": getattr(AutoConfig.from_pretrained(self.student_dir), "distilled_from_layers", None),
             "steps": student_info.get("global_step"), "dataset": str(self.args.train_file or self.args.dataset),
             "labelled_rows": self.args.num_labelled, "transfer_rows": self.args.num_transfer,
             "soft_targets": "cached" + (f" top-{self.args.top_k}" if self.args.top_k else " full logits")
@@ -558,11 +399,6 @@ class Pipeline:
             benchmark=bench, distillation=settings, training=training, output_dir=str(self.student_dir),
         )
         return {"report": "student/distillation_report.json", "ratios": asdict(report.ratios) if hasattr(report, "ratios") else None}
-
-    def _student_config(self):
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(self.student_dir)
 
     def stage_card(self) -> dict[str, Any]:
         from .card import write_card
@@ -590,13 +426,36 @@ class Pipeline:
 
     # -- driver -------------------------------------------------------------------------------------------------
 
-    MAIN_ONLY = {"evaluate", "card", "push"}
+    def run_settings(self) -> dict[str, Any]:
+        """The user's settings plus the fingerprint of the data (so a file edited in place is noticed)."""
+        return {**self.settings, "data_fingerprint": self.data.fingerprint()}
+
+    def check(self) -> list[str]:
+        """The validation pass: every problem knowable before the first stage (see `preflight.check_run`)."""
+        try:
+            settings = self.run_settings()
+        except Exception:  # noqa: BLE001 - unreadable data: check_run reports it with the other problems
+            settings = self.settings
+        return check_run(self.args, self.config, data=self.data, settings=settings)
 
     def run(self) -> dict[str, Any]:
-        """Run the unfinished stages in order; returns each stage's marker."""
-        if _is_main_process():
-            self.state.prepare(self.settings, self.args.overwrite)
-        _wait_for_everyone()
+        """Check the configuration, then run the unfinished stages in order; returns each stage's marker."""
+        problems = self.check()
+        if problems:
+            raise PreflightError(problems)
+        settings = self.run_settings()
+        lock = RunLock(self.root)
+        if self.dist.is_main_process:
+            lock.acquire()
+        try:
+            if self.dist.is_main_process:
+                self.state.prepare(settings, self.args.overwrite, inputs=run_inputs(self.args))
+            self.dist.wait_for_everyone()
+            return self._run_stages(settings)
+        finally:
+            lock.release()
+
+    def _run_stages(self, settings: dict[str, Any]) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for stage in STAGES:
             if stage == "soft_targets" and not self.args.use_soft_targets:
@@ -606,47 +465,41 @@ class Pipeline:
                 logger.info("stage %s: finished earlier, skipping", stage)
                 results[stage] = {**done, "skipped": True}
             else:
-                if stage in self.MAIN_ONLY and not _is_main_process():
-                    _wait_for_everyone()
+                if stage in self.MAIN_ONLY and not self.dist.is_main_process:
+                    self.dist.wait_for_everyone()
                     continue
                 logger.info("stage %s: running", stage)
                 started = time.perf_counter()
                 info = getattr(self, f"stage_{stage}")()
                 info["stage_seconds"] = round(time.perf_counter() - started, 1)
                 # A run without push leaves that stage open, so a later `--push_to_hub true` run publishes.
-                if _is_main_process() and not (stage == "push" and not self.config.push_to_hub):
-                    self.state.mark(stage, **info)
-                _wait_for_everyone()
+                if self.dist.is_main_process and not (stage == "push" and not self.config.push_to_hub):
+                    self.state.mark(stage, settings, **info)
+                self.dist.wait_for_everyone()
                 results[stage] = info
             if self.args.stop_after == stage:
                 break
         return results
 
 
-def run_from_config(config_path: str | os.PathLike | None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """`hf-distill run` from Python: parse the YAML (and overrides) and run the unfinished stages."""
+def run_from_config(
+    config_path: str | os.PathLike | None, overrides: list[str] | None = None, *, check_only: bool = False
+) -> dict[str, Any]:
+    """`hf-distill run` from Python: parse the YAML (and overrides), check it, and run the unfinished stages.
+
+    Args:
+        config_path: a YAML file of `PipelineArguments` and `DistillationConfig` fields, or None.
+        overrides: ``--field value`` pairs that win over the YAML.
+        check_only: only the validation pass (`hf-distill run --check`): nothing is written.
+
+    Raises:
+        PreflightError: the configuration has problems (all of them are listed).
+    """
     args, config, settings = parse_run_config(config_path, overrides)
-    return Pipeline(args, config, settings).run()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point used by `hf-distill run` (and `python -m hf_distill.pipeline`)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "-h"):
-        config_path, overrides = None, argv
-    elif argv[0] in ("--help", "-h"):
-        HfArgumentParser((PipelineArguments, DistillationConfig)).print_help()
-        return 0
-    else:
-        config_path, overrides = argv[0], argv[1:]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    results = run_from_config(config_path, overrides)
-    if _is_main_process():
-        for stage, info in results.items():
-            state = "skipped (finished earlier)" if info.get("skipped") else f"done in {info.get('stage_seconds')} s"
-            print(f"[hf-distill] {stage}: {state}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    pipeline = Pipeline(args, config, settings)
+    if check_only:
+        problems = pipeline.check()
+        if problems:
+            raise PreflightError(problems, source=str(config_path) if config_path else None)
+        return {}
+    return pipeline.run()

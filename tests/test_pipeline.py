@@ -15,6 +15,7 @@ import yaml
 from huggingface_hub import ModelCard
 
 from hf_distill.pipeline import STATE_DIR, parse_run_config, run_from_config
+from hf_distill.preflight import PreflightError
 from tests import tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,7 +115,7 @@ def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatc
 def test_other_settings_are_refused_unless_overwrite(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
-    with pytest.raises(RuntimeError, match=r"other settings \(alpha: None -> 0.9\).*--overwrite"):
+    with pytest.raises(PreflightError, match=r"other settings \(alpha: None -> 0.9\).*--overwrite"):
         run_from_config(cfg, ["--alpha", "0.9", "--stop_after", "teacher"])
     first = (tmp_path / "run" / STATE_DIR / "teacher.json").read_text()
     time.sleep(1.1)
@@ -127,7 +128,7 @@ def test_foreign_output_dir_is_not_touched(tmp_path, tiny_bert_cls_dir):
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, output_dir=str(out))
-    with pytest.raises(RuntimeError, match="not an hf-distill run folder"):
+    with pytest.raises(PreflightError, match="not an hf-distill run folder"):
         run_from_config(cfg)
     assert (out / "precious.txt").read_text() == "keep me" and not (out / STATE_DIR).exists()
 

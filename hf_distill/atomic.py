@@ -1,0 +1,90 @@
+"""Write a folder (or a small file) so that readers see either the old complete version or the new one, never a mix.
+
+The pattern everywhere: write into a staging path beside the target, then `os.replace` it into place (a rename on
+one file system). A process killed half way leaves only the staging path, which the next attempt clears.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def staging_path(target: str | os.PathLike) -> Path:
+    """The staging folder for `target`: ``<target>.partial`` beside it (same file system, so the rename is atomic).
+
+    Args:
+        target: the folder that will be replaced.
+
+    Returns:
+        The staging path. It is the same for every process of a distributed run, so all of them can write into it.
+    """
+    target = Path(target)
+    return target.with_name(target.name + PARTIAL_SUFFIX)
+
+
+def clear_staging(target: str | os.PathLike) -> Path:
+    """Remove what an interrupted earlier attempt left in `target`'s staging folder; return the (absent) path."""
+    staging = staging_path(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
+def replace_directory(staging: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Move a finished staging folder into place, replacing `target` if it exists.
+
+    The old folder is first renamed aside and deleted only after the new one is in place, so at every moment
+    `target` is absent, the old complete folder, or the new complete folder.
+
+    Args:
+        staging: the fully written folder.
+        target: where it belongs.
+
+    Returns:
+        `target` as a `Path`.
+    """
+    staging, target = Path(staging), Path(target)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+@contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a staging folder to write into; on success it replaces `target`, on an exception it is removed.
+
+    Args:
+        target: the folder to (re)write, e.g. ``output_dir / "teacher"``.
+
+    Example:
+        >>> with atomic_directory(out / "teacher") as tmp:  # doctest: +SKIP
+        ...     model.save_pretrained(tmp)
+        ...     tokenizer.save_pretrained(tmp)
+    """
+    staging = clear_staging(target)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_directory(staging, target)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a small text file through a temporary file and a rename, so it is never seen half written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

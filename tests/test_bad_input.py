@@ -1,0 +1,264 @@
+"""Bad input to `hf-distill run` and the CLI: one clear line naming the problem and the fix, before any work.
+
+The validation pass (`hf-distill run --check`, and automatically at the start of every run) reports every problem
+at once; the CLI turns any error into ``hf-distill: error: <message>`` without a traceback (unless --debug).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from hf_distill.cli import main
+from hf_distill.pipeline import STATE_DIR, Pipeline, parse_run_config, run_from_config
+from hf_distill.preflight import PreflightError
+from tests import tiny
+from tests.test_pipeline import cls_config, markers
+
+TOKEN = "hf_BadInputTokenForTests0123456789abcdefAB"
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("hf-distill: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# ---- the token ----------------------------------------------------------------------------------------------------
+
+
+def test_hub_token_in_config_or_command_line_is_refused(tmp_path, tiny_bert_cls_dir):
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    with pytest.raises(ValueError, match=r"hub_token is refused.*HF_TOKEN.*hf auth login"):
+        parse_run_config(cfg, ["--hub_token", TOKEN])
+    data = yaml.safe_load(cfg.read_text())
+    data["hub_token"] = TOKEN
+    cfg.write_text(yaml.safe_dump(data))
+    with pytest.raises(ValueError, match="hub_token is refused"):
+        parse_run_config(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_token_never_reaches_checkpoints_or_run_settings(tmp_path, tiny_bert_cls_dir, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, save_strategy="steps", save_steps=2)
+    args, config, settings = parse_run_config(cfg, ["--stop_after", "student"])
+    config = dataclasses.replace(config, hub_token=TOKEN)  # set from Python: still never saved
+    pipe = Pipeline(args, config, settings)
+    pipe.run()
+    run = tmp_path / "run"
+    saved = list(run.rglob("training_args.bin"))
+    assert saved, "no checkpoint was written"
+    for path in saved:
+        assert TOKEN.encode() not in path.read_bytes()
+        assert torch.load(path, weights_only=False).hub_token is None
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    assert pipe.student_arguments(True).hub_token is None and config.hub_token == TOKEN
+    assert pickle.dumps(pipe.student_arguments(True)).find(TOKEN.encode()) == -1
+
+
+# ---- labels -------------------------------------------------------------------------------------------------------
+
+
+def write_named_labels(tmp_path: Path) -> tuple[Path, Path]:
+    names = ("negative", "positive")
+    train, val = tmp_path / "named_train.tsv", tmp_path / "named_val.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{names[y]}\n" for t, y in tiny.SENTIMENT * 6))
+    val.write_text("sentence\tlabel\n" + "".join(f"{t}\t{names[y]}\n" for t, y in tiny.SENTIMENT))
+    return train, val
+
+
+def test_string_labels_with_class_names_are_mapped_to_ids(tmp_path, tiny_bert_cls_dir):
+    train, val = write_named_labels(tmp_path)
+    # class_names in the other order than sorted: the ids must follow class_names, not the data.
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val),
+                     class_names="positive,negative")
+    results = run_from_config(cfg, ["--stop_after", "student"])
+    assert results["student"]["global_step"] == 4 and results["soft_targets"]["rows"] == 40
+    teacher = json.loads((tmp_path / "run" / "teacher" / "config.json").read_text())
+    assert teacher["id2label"] == {"0": "positive", "1": "negative"}
+    from datasets import load_from_disk
+
+    cached = load_from_disk(str(tmp_path / "run" / results["soft_targets"]["path"]))
+    labels = cached["label"]
+    assert labels[:24].count(-1) == 0 and labels[24:] == [-1] * 16 and set(labels[:24]) == {0, 1}
+
+
+def test_labels_outside_class_names_are_reported_before_any_stage(tmp_path, tiny_bert_cls_dir):
+    train, val = write_named_labels(tmp_path)
+    val.write_text(val.read_text() + "so so\tneutral\n")
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val),
+                     class_names="negative,good")
+    with pytest.raises(PreflightError) as err:
+        run_from_config(cfg)
+    problems = err.value.problems
+    assert any("labels ['positive']" in p and "class_names ['negative', 'good']" in p for p in problems), problems
+    assert not (tmp_path / "run").exists()
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val))
+    with pytest.raises(PreflightError, match=r"validation data: label 'neutral' is not one of the model's classes"):
+        run_from_config(cfg)
+
+
+def test_all_unlabelled_training_set_is_reported(tmp_path, tiny_bert_cls_dir):
+    train = tmp_path / "unlabelled.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{t}\t-1\n" for t, _ in tiny.SENTIMENT * 6))
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train))
+    with pytest.raises(PreflightError, match=r"training rows have no labels"):
+        run_from_config(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+# ---- the validation pass ------------------------------------------------------------------------------------------
+
+
+def test_student_layers_out_of_range_is_refused_before_the_teacher_stage(tmp_path, tiny_bert_cls_dir):
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, student_layers=9)
+    with pytest.raises(PreflightError, match=r"student_layers=9 is out of range: the teacher has 4 blocks, choose 1..4"):
+        run_from_config(cfg)
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_check_reports_every_problem_at_once_and_writes_nothing(tmp_path, tiny_bert_cls_dir, capsys):
+    train, val = write_named_labels(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cfg = cls_config(tmp_path, tmp_path / "no" / "such" / "teacher", student_layers=3,
+                     train_file=str(train), validation_file=str(val), class_names="negative,good", top_k=4,
+                     hub_model_id="not a repo id", push_to_hub=True, hub_space_id="alice/x/y",
+                     output_dir=str(blocker / "run"))
+    code, out, err = cli(capsys, "run", cfg, "--check")
+    assert code == 1 and "Traceback" not in err
+    assert "6 problem(s)" in err, err
+    for expected in ("teacher", "does not exist (a local path)", "labels ['positive'] in column 'label' are not in "
+                     "class_names", "top_k applies to token tasks", "hub_model_id='not a repo id'",
+                     "hub_space_id='alice/x/y'", "a-file is a file, not a folder"):
+        assert expected in err, (expected, err)
+    (teacher_line,) = [line for line in err.splitlines() if "such/teacher" in line]
+    assert "does not exist" in teacher_line and "repo id" not in teacher_line.lower() and "hub" not in teacher_line.lower()
+
+
+def test_check_on_a_good_config_passes_and_writes_nothing(tmp_path, tiny_bert_cls_dir, capsys):
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    code, out, err = cli(capsys, "run", cfg, "--check")
+    assert code == 0 and "no problems found" in out, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_check_uses_the_finished_teacher_not_the_hub(tmp_path, tiny_bert_cls_dir, capsys):
+    # After the teacher stage the original teacher id is no longer needed (e.g. offline): it is not resolved again.
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    run_from_config(cfg, ["--stop_after", "teacher"])
+    code, out, err = cli(capsys, "run", cfg, "--check", "--student_layers", "5")
+    assert code == 1 and "student_layers=5 is out of range: the teacher has 4 blocks" in err
+
+
+BAD_CONFIGS = {
+    "a list": ("- teacher: x\n- task: causal-lm\n", r"expected a mapping of field: value .* got a list"),
+    "bad YAML": ("teacher: [unclosed\n", r"is not valid YAML at line \d"),
+    "unknown field": ("teacher: x\ntemprature: 2\n", r"unknown config field\(s\) --temprature"),
+    "alpha out of range": ("teacher: x\nalpha: 2\n", r"alpha=2.0 is invalid: must be in \[0, 1\]"),
+    "max_length 0": ("teacher: x\nmax_length: 0\n", r"max_length=0: must be > 0"),
+    "bad task": ("teacher: x\ntask: translation\n", r"invalid choice|task='translation' is invalid"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIGS))
+def test_bad_config_is_one_clear_line(tmp_path, capsys, name):
+    text, message = BAD_CONFIGS[name]
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    try:
+        code, out, err = cli(capsys, "run", path, "--check", "--output_dir", tmp_path / "out")
+    except SystemExit as exit_:  # argparse's own usage errors (invalid choice) exit 2 with one line
+        code, err = exit_.code, capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err
+    else:
+        assert code == 1
+        one_error_line(err)
+    import re
+
+    assert re.search(message, err), err
+
+
+def _ragged(p: Path) -> None:
+    p.write_text("sentence\tlabel\na fine film\t1\na\tstray tab\t0\n")
+
+
+BAD_FILES = {
+    "missing": (None, r"data file\(s\) not found|data file .* not found"),
+    "empty": (lambda p: p.write_text(""), r"is empty: it needs a header line"),
+    "header only": (lambda p: p.write_text("sentence\tlabel\n"), r"has a header but no rows"),
+    "ragged": (_ragged, r"line 3: 3 fields where the header has 2 .*stray tab"),
+    "not utf-8": (lambda p: p.write_bytes("sentence\tlabel\ncaf\xe9 cr\xe8me\t1\n".encode("latin-1")),
+                  r"is not UTF-8 text .*iconv"),
+    "other columns than validation": (lambda p: p.write_text("text\tlabel\nfine\t1\n"),
+                                      r"data files have different columns .*use one header in every file"),
+    "no text column": (lambda p: p.write_text("words\tlabel\nfine\t1\n"), r"text column 'sentence' not found"),
+    "no label column": (lambda p: p.write_text("sentence\ty\nfine\t1\n"), r"label column 'label' not found"),
+}
+SAME_FILE_FOR_VALIDATION = {"no text column", "no label column"}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_bad_training_file_is_one_clear_line(tmp_path, tiny_bert_cls_dir, capsys, name):
+    write, message = BAD_FILES[name]
+    train = tmp_path / "bad_train.tsv"
+    if write is not None:
+        write(train)
+    extra = {"validation_file": str(train)} if name in SAME_FILE_FOR_VALIDATION else {}
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), **extra)
+    code, out, err = cli(capsys, "run", cfg)
+    assert code == 1
+    one_error_line(err)
+    import re
+
+    assert re.search(message, err), err
+    assert not (tmp_path / "run").exists()
+
+
+# ---- the CLI ------------------------------------------------------------------------------------------------------
+
+
+def test_cli_errors_are_one_line_and_the_traceback_needs_debug(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "missing.json"
+    for argv in (["card", "--report", missing, "--output", tmp_path / "card"],
+                 ["evaluate", "--teacher", tmp_path / "t", "--student", tmp_path / "s", "--dataset",
+                  tmp_path / "d.tsv", "--output", tmp_path / "e"],
+                 ["run", tmp_path / "missing.yaml"]):
+        code, out, err = cli(capsys, *argv)
+        assert code != 0
+        if "hf-distill: error:" in err:
+            one_error_line(err)
+        assert "Traceback" not in err, (argv, err)
+    code, out, err = cli(capsys, "run", tmp_path / "missing.yaml")
+    assert code == 1 and one_error_line(err) == f"hf-distill: error: config file {tmp_path / 'missing.yaml'} not found"
+    code, out, err = cli(capsys, "--debug", "run", tmp_path / "missing.yaml")
+    assert code == 1 and "Traceback" in err and "FileNotFoundError" in err
+    code, out, err = cli(capsys, "run", tmp_path / "missing.yaml", "--debug")
+    assert code == 1 and "Traceback" in err
+    monkeypatch.setenv("HF_DISTILL_DEBUG", "1")
+    code, out, err = cli(capsys, "run", tmp_path / "missing.yaml")
+    assert code == 1 and "Traceback" in err
+
+
+def test_run_error_after_a_stage_is_one_line(tmp_path, tiny_bert_cls_dir, capsys):
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    run_from_config(cfg, ["--stop_after", "teacher"])
+    code, out, err = cli(capsys, "run", cfg, "--alpha", "0.9")
+    assert code == 1
+    assert "other settings (alpha: None -> 0.9)" in err and "Traceback" not in err
+    assert markers(tmp_path / "run") == {"teacher"} and (tmp_path / "run" / STATE_DIR / "run_config.json").is_file()
