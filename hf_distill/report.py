@@ -503,7 +503,8 @@ def _check_number(where: str, value: Any, *, low: float, low_inclusive: bool = F
 def _check_ratio(where: str, stored: Any, expected: float | None) -> None:
     if stored is None or expected is None:
         return
-    _check_number(where, stored, low=0.0)
+    # 0 is a real outcome (a student that scores 0 keeps 0% of the teacher's score)
+    _check_number(where, stored, low=0.0, low_inclusive=True)
     if not math.isclose(float(stored), expected, rel_tol=_RATIO_RTOL):
         raise InvalidReport(
             f"report field {where!r} is {stored!r}, but its figures give {expected:.4g}: the ratio contradicts the "

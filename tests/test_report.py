@@ -230,6 +230,15 @@ def test_impossible_figures_are_refused_on_load_naming_the_field(section, key, v
         DistillationReport.from_dict(data)
 
 
+def test_a_student_that_scores_zero_is_a_valid_report():
+    # tiny models often score 0 on some metric: "0.0% retained" is a measurement, not a broken report
+    report = sample_report()
+    report.student.metrics["f1"] = 0.0
+    report.ratios = compute_ratios(report.teacher, report.student, "accuracy")
+    back = DistillationReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert {r[0]: r[3] for r in back.table_rows()}["F1"] == "0.0% retained"
+
+
 def test_impossible_perplexity_and_contradicting_ratio_are_refused():
     from hf_distill.report import InvalidReport
 
