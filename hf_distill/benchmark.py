@@ -131,22 +131,39 @@ def interleaved_timings(
 
     Each function receives the run index so both get the same input for that run.
     """
-    fns = (teacher_fn, student_fn)
+    (sec_t, sec_s), (res_t, res_s) = interleaved_runs((teacher_fn, student_fn), runs, warmup, device)
+    return sec_t, sec_s, res_t, res_s
+
+
+def interleaved_runs(
+    fns: Sequence[Callable[[int], Any]], runs: int, warmup: int = 0, device: str = "cpu"
+) -> tuple[list[list[float]], list[list[Any]]]:
+    """Run several models round-robin, rotating which goes first each run, so machine drift lands on all equally.
+
+    Args:
+        fns: one callable per model; each receives the run index so all get the same input for that run.
+        runs: timed runs per callable.
+        warmup: untimed runs per callable first.
+        device: synchronised around each timed call when it is a CUDA device.
+
+    Returns:
+        ``(seconds, results)``: per callable, the seconds and the return value of each timed run.
+    """
     for i in range(warmup):
         for fn in fns:
             fn(i)
-    seconds: tuple[list[float], list[float]] = ([], [])
-    results: tuple[list[Any], list[Any]] = ([], [])
+    seconds: list[list[float]] = [[] for _ in fns]
+    results: list[list[Any]] = [[] for _ in fns]
+    n = len(fns)
     for i in range(runs):
-        order = (0, 1) if i % 2 == 0 else (1, 0)
-        for which in order:
+        for which in [(i + k) % n for k in range(n)] if n > 2 else ((0, 1) if i % 2 == 0 else (1, 0)):
             _sync(device)
             start = time.perf_counter()
             out = fns[which](i)
             _sync(device)
             seconds[which].append(time.perf_counter() - start)
             results[which].append(out)
-    return seconds[0], seconds[1], results[0], results[1]
+    return seconds, results
 
 
 def _sync(device: str) -> None:
