@@ -81,8 +81,12 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(total, without embeddings): each tensor counted once, so tied input/output embeddings count once.
 
     "Without embeddings" leaves out every `nn.Embedding` (token, position, type) and the output
-    embedding matrix (the LM head) when the model has one.
+    embedding matrix (the LM head) when the model has one. An exported model (`hf_distill.export.OnnxModel`) is
+    not an `nn.Module`: it reports the counts of the PyTorch model it was exported from (same weights, stored
+    differently).
     """
+    if not isinstance(model, nn.Module):
+        return model.parameter_counts
     unique = {id(p): p for p in model.parameters()}
     total = sum(p.numel() for p in unique.values())
     embedding_ids: set[int] = set()
@@ -99,7 +103,10 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 def disk_size_bytes(model: nn.Module) -> int:
-    """Bytes of the safetensors files `save_pretrained` writes for the model as loaded (same dtype for both models)."""
+    """Bytes of the safetensors files `save_pretrained` writes for the model as loaded (same dtype for both models);
+    for an exported model, the bytes of its file."""
+    if not isinstance(model, nn.Module):
+        return model.disk_bytes
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()

@@ -31,6 +31,7 @@ from hf_distill.report import (
     fmt_ratio_to_teacher,
     fmt_x,
     metric_label,
+    recommended_variant,
     validate_report,
 )
 
@@ -107,23 +108,28 @@ def write_chart(report: DistillationReport, path: str | os.PathLike) -> Path:
     except ImportError as err:
         raise ImportError("the model card's chart needs matplotlib: pip install 'hf-distill[card]'") from err
 
-    t, s = report.teacher, report.student
     primary = report.ratios.primary_metric
+    # Teacher, student, then each exported variant (its latency/throughput from its own session with the teacher).
+    models = [("teacher", report.teacher), ("student", report.student)]
+    models += [(v.name.replace("Student ", "student\n"), v.figures) for v in report.variants]
+    names = [name for name, _ in models]
+    colors = ["#8c8c8c", "#ff9d00", "#ffc266", "#ffd699", "#ffe5bf"][: len(models)]
     panels = [
-        ("Size on disk (MB)", t.disk_bytes / 1e6, s.disk_bytes / 1e6, lambda v: f"{v:.2f}"),
-        ("Latency p50, batch 1 (ms)", t.latency_ms_p50, s.latency_ms_p50, lambda v: f"{v:.2f}"),
-        ("Throughput (samples/s)", t.throughput_per_s, s.throughput_per_s, fmt_rate),
-        (metric_label(primary), t.metrics[primary], s.metrics[primary], fmt_metric),
+        ("Size on disk (MB)", [m.disk_bytes / 1e6 for _, m in models], lambda v: f"{v:.2f}"),
+        ("Latency p50, batch 1 (ms)", [m.latency_ms_p50 for _, m in models], lambda v: f"{v:.2f}"),
+        ("Throughput (samples/s)", [m.throughput_per_s for _, m in models], fmt_rate),
+        (metric_label(primary), [m.metrics[primary] for _, m in models], fmt_metric),
     ]
     # a Figure with its own Agg canvas leaves pyplot's global backend alone
-    fig = Figure(figsize=(11, 3.2), dpi=100)
+    fig = Figure(figsize=(11 + 2 * len(report.variants), 3.2), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels))
-    for ax, (title, tv, sv, fmt) in zip(axes, panels):
-        bars = ax.bar(["teacher", "student"], [tv, sv], color=["#8c8c8c", "#ff9d00"])
-        ax.bar_label(bars, labels=[fmt(tv), fmt(sv)], padding=2, fontsize=9)
+    for ax, (title, values, fmt) in zip(axes, panels):
+        bars = ax.bar(names, values, color=colors)
+        ax.bar_label(bars, labels=[fmt(v) for v in values], padding=2, fontsize=9)
         ax.set_title(title, fontsize=10)
-        ax.set_ylim(0, max(tv, sv) * 1.2 or 1)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_ylim(0, max(values) * 1.2 or 1)
         ax.spines[["top", "right"]].set_visible(False)
     fig.suptitle(
         f"{fmt_x(report.ratios.size_x)} smaller, {fmt_x(report.ratios.speedup_x)} the throughput, "
@@ -201,6 +207,9 @@ def build_card_data(
     datasets = [
         d for d in dict.fromkeys([report.distillation.get("dataset"), ev.get("dataset")]) if looks_like_hub_id(d)
     ]
+    # The model-index reports the form the card recommends: an exported variant when one keeps the student's score.
+    recommended = recommended_variant(report)
+    metrics = recommended.figures.metrics if recommended else report.student.metrics
     eval_results = [
         EvalResult(
             task_type=report.task,
@@ -211,7 +220,7 @@ def build_card_data(
             metric_name=metric_label(name),
             metric_value=float(value),
         )
-        for name, value in report.student.metrics.items()
+        for name, value in metrics.items()
     ]
     return ModelCardData(
         language=language,
@@ -318,7 +327,11 @@ def card_variables(
         "summary": summary,
         "eval_dataset": _dataset_display(ev["dataset"]),
         "eval_samples": _cell(ev["num_samples"]),
+        "table_header": [_cell(c) for c in report.table_columns()],
         "table_rows": [tuple(_cell(c) for c in row) for row in report.table_rows()],
+        "repo_id": repo_id,
+        "pipeline_tag": report.task,
+        **_onnx_variables(report, repo_id),
         "primary_metric_label": label.lower(),
         "chart_file": chart_file,
         "report_file": REPORT_FILENAME,
@@ -332,6 +345,38 @@ def card_variables(
         "environment_rows": environment_rows,
         "hf_distill_version": _version(),
     }
+
+
+def _onnx_variables(report: DistillationReport, repo_id: str) -> dict[str, Any]:
+    """The card's ONNX usage section: which files the repository holds and how to run the recommended one."""
+    if not report.variants:
+        return {"onnx_snippet": None, "onnx_files": "", "recommended": None}
+    recommended = recommended_variant(report)
+    chosen = recommended or report.variants[-1]
+    file = chosen.figures.name_or_path
+    if report.task == "text-classification":
+        run = [
+            'enc = tokenizer(["A gorgeous, witty film."], return_tensors="np")',
+            "feed = {i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()}",
+            'logits = session.run(["logits"], feed)[0]',
+        ]
+    else:
+        run = [
+            "# inputs and outputs are named as optimum names them: input_ids, attention_mask, logits"
+            + (", past_key_values.N.key/value → present.N.key/value" if report.task == "text-generation" else ""),
+        ]
+    snippet = "\n".join([
+        "import numpy as np",
+        "import onnxruntime as ort",
+        "from huggingface_hub import hf_hub_download",
+        "from transformers import AutoTokenizer",
+        "",
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+        f'session = ort.InferenceSession(hf_hub_download("{repo_id}", "{file}"))',
+        *run,
+    ])
+    files = ", ".join(f"`{v.figures.name_or_path}` ({v.name})" for v in report.variants)
+    return {"onnx_snippet": snippet, "onnx_files": files, "recommended": f"`{file}`" if recommended else None}
 
 
 def _items(report: DistillationReport) -> str:

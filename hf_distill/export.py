@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .tasks import AUTO_CLASSES, detect_task
+from .tasks import Task, detect_task
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
@@ -50,6 +50,8 @@ DEFAULT_ATOL = 1e-4
 QUANTIZED_OPERATORS = ("MatMul", "Gather")
 QUANTIZATIONS = ("int8",)
 OPSET = 18
+# Report / card names of the exported variants, keyed as `load_onnx_variants` returns them.
+VARIANT_NAMES = {"onnx": "Student ONNX fp32", "onnx-int8": "Student ONNX int8"}
 
 
 class OnnxExportError(RuntimeError):
@@ -152,17 +154,17 @@ def _uses_token_types(model: nn.Module) -> bool:
     return getattr(model.config, "type_vocab_size", 0) > 1
 
 
-def io_names(model: nn.Module, task: str) -> tuple[list[str], list[str]]:
+def io_names(model: nn.Module, task: Task) -> tuple[list[str], list[str]]:
     """The ONNX input and output names of a model, as optimum names them.
 
     Args:
         model: the PyTorch model.
-        task: its task name (``sequence-classification``, ``masked-lm``, ``causal-lm``).
+        task: its task (`hf_distill.tasks.detect_task`); generating tasks get the key/value cache inputs.
 
     Returns:
         ``(input_names, output_names)``.
     """
-    if task == "causal-lm":
+    if task.generates:
         layers, _, _ = _decoder_dims(model.config)
         past = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
         present = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
@@ -171,11 +173,11 @@ def io_names(model: nn.Module, task: str) -> tuple[list[str], list[str]]:
     return inputs, ["logits"]
 
 
-def _export_fp32(model: nn.Module, task: str, path: Path, opset: int) -> None:
+def _export_fp32(model: nn.Module, task: Task, path: Path, opset: int) -> None:
     inputs, outputs = io_names(model, task)
     batch, seq = 2, 8
     ids = torch.randint(0, min(model.config.vocab_size, 100), (batch, seq))
-    if task == "causal-lm":
+    if task.generates:
         layers, heads, head_dim = _decoder_dims(model.config)
         past_len = 3
         mask = torch.ones(batch, past_len + seq, dtype=torch.long)
@@ -264,6 +266,17 @@ class OnnxModel:
             ) from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.task = detect_task(config)
+        # (total, without embeddings) of the PyTorch model this was exported from: the same weights, stored
+        # differently; set by whoever loaded both (see `load_onnx_variants`).
+        self.parameter_counts: tuple[int, int] | None = None
+
+    def to(self, device: Any) -> OnnxModel:
+        """onnxruntime runs on the CPU here; kept so code written for PyTorch models can call it."""
+        return self
+
+    def eval(self) -> OnnxModel:
+        """An ONNX graph has no training mode; kept so code written for PyTorch models can call it."""
+        return self
 
     @property
     def disk_bytes(self) -> int:
@@ -281,7 +294,7 @@ class OnnxModel:
         feed = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
         if "token_type_ids" in self.input_names:
             feed["token_type_ids"] = extra.get("token_type_ids", np.zeros_like(input_ids)).astype(np.int64)
-        if self.task == "causal-lm":
+        if self.task.generates:
             layers, heads, head_dim = _decoder_dims(self.config)
             past = extra.get("past")
             if past is None:
@@ -298,20 +311,23 @@ class OnnxModel:
 
     def logits(self, input_ids: Any, attention_mask: Any, **extra: Any) -> np.ndarray:
         """Logits for one tokenized batch (numpy arrays or torch tensors)."""
-        arrays = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in extra.items()}
+        arrays = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in extra.items()
+                  if k in ("token_type_ids", "position_ids", "past")}
         ids = input_ids.cpu().numpy() if isinstance(input_ids, torch.Tensor) else input_ids
         mask = attention_mask.cpu().numpy() if isinstance(attention_mask, torch.Tensor) else attention_mask
         return self.session.run(["logits"], self._feed(ids, mask, **arrays))[0]
 
-    def __call__(self, input_ids=None, attention_mask=None, **extra):
+    def forward(self, input_ids=None, attention_mask=None, **extra):
         """Run like a transformers model: returns an object with a torch `.logits`."""
         from transformers.modeling_outputs import ModelOutput
 
         return ModelOutput(logits=torch.from_numpy(self.logits(input_ids, attention_mask, **extra)))
 
+    __call__ = forward
+
     def generate_greedy(self, input_ids: Sequence[int], max_new_tokens: int) -> list[int]:
         """Greedy continuation of one prompt, reusing the key/value cache between steps (causal LM only)."""
-        if self.task != "causal-lm":
+        if not self.task.generates:
             raise OnnxExportError("generation needs a causal-LM export")
         tokens = list(input_ids)
         step = np.array([tokens], dtype=np.int64)
@@ -332,9 +348,9 @@ class OnnxModel:
 # -- verification ----------------------------------------------------------------------------------------------------
 
 
-def _valid_rows(task: str, logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _valid_rows(task: Task, logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Logit rows to compare: every example (classification), every real token (token tasks)."""
-    if task == "sequence-classification":
+    if not task.per_token:
         return logits
     return logits[mask.astype(bool)]
 
@@ -390,8 +406,7 @@ def load_for_export(model_dir: str | Path) -> tuple[nn.Module, Any]:
     if not (model_dir / "config.json").is_file():
         raise OnnxExportError(f"{model_dir} has no config.json: pass a folder written by save_pretrained")
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
-    task = detect_task(config)
-    model = AUTO_CLASSES[task].from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
+    model = detect_task(config).auto_class.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     return model.eval(), tokenizer
 
@@ -460,7 +475,7 @@ def export_onnx(
             (staging / ORT_CONFIG_FILE).write_text(json.dumps({"quantization": quantization}, indent=2) + "\n")
             files += [f"{ONNX_DIR}/{INT8_FILE}", f"{ONNX_DIR}/{ORT_CONFIG_FILE}"]
         result = ExportResult(
-            output_dir=str(target.parent), task=task, files=[*files, f"{ONNX_DIR}/{REPORT_FILE}"], checks=checks,
+            output_dir=str(target.parent), task=task.name, files=[*files, f"{ONNX_DIR}/{REPORT_FILE}"], checks=checks,
             atol=atol, opset=opset, quantization=quantization, texts=len(texts), input_names=inputs,
             output_names=outputs,
         )
@@ -491,6 +506,14 @@ def load_onnx_variants(model_dir: str | Path, config: Any, threads: int | None =
         if f"{ONNX_DIR}/{file}" in listed:
             variants[name] = OnnxModel(folder / file, config, threads=threads)
     return variants
+
+
+def export_checks(model_dir: str | Path) -> dict[str, VariantCheck]:
+    """The verification figures `export_onnx` recorded, by file (``onnx/model_quantized.onnx``)."""
+    report = Path(model_dir) / ONNX_DIR / REPORT_FILE
+    if not report.is_file():
+        return {}
+    return {c["file"]: VariantCheck(**c) for c in json.loads(report.read_text())["checks"]}
 
 
 DEFAULT_TEXTS = [

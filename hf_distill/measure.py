@@ -15,7 +15,7 @@ from .benchmark import BenchmarkSettings, benchmark_pair, fixed_threads
 from .eval_data import EvalData, load_texts
 from .evaluation import evaluate_models
 from .model_loading import load_model
-from .report import DistillationReport, ModelFigures, collect_environment, compute_ratios
+from .report import DistillationReport, ModelFigures, VariantFigures, collect_environment, compute_ratios
 from .tasks import Task
 
 
@@ -92,8 +92,13 @@ def evaluate_pair(
     distillation: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     output_dir: str | os.PathLike | None = None,
+    include_exports: bool = True,
 ) -> DistillationReport:
     """Load both models, evaluate and benchmark them on the same data, and build the report.
+
+    With `include_exports`, the student's exported variants (``onnx/model.onnx``, ``onnx/model_quantized.onnx``
+    written by `hf_distill.export.export_onnx`) are measured the same way, each timed interleaved with the teacher
+    under the same thread count, and become the report's `variants` (a column each in the card's table).
 
     `distillation` (loss_type, temperature, alpha, layers_kept, steps, dataset, ...) and `training`
     (train_seconds, ...) are copied into the report; `training` is completed from the student's
@@ -120,6 +125,7 @@ def evaluate_pair(
     if threads is not None:
         bench.threads = threads
     started = time.perf_counter()
+    exported = _load_exports(student, s) if include_exports else {}
     with fixed_threads(bench.threads) as used_threads:
         ev = evaluate_models(
             t.model,
@@ -144,6 +150,10 @@ def evaluate_pair(
             causal_lm=t.task.generates,
             settings=bench,
         )
+        variant_runs = {
+            name: _measure_variant(t, s, model, data, bench, batch_size, max_length, metric_source)
+            for name, model in exported.items()
+        }
     figures = []
     for loaded, params, disk, speed, metrics in (
         (t, pb.teacher_parameters, pb.teacher_disk_bytes, pb.teacher_speed, ev.teacher_metrics),
@@ -172,8 +182,13 @@ def evaluate_pair(
         distillation["layers_kept"] = list(kept)
     if "steps" not in distillation and "steps" in training_info:
         distillation["steps"] = training_info["steps"]
+    variants = [
+        _variant_figures(name, exported[name], figures[0], figures[1], run, t.task.primary_metric, student)
+        for name, run in variant_runs.items()
+    ]
     report = DistillationReport(
         task=t.task.pipeline_tag,
+        variants=variants,
         teacher=figures[0],
         student=figures[1],
         ratios=compute_ratios(figures[0], figures[1], t.task.primary_metric),
@@ -196,3 +211,70 @@ def evaluate_pair(
     if output_dir is not None:
         report.to_json(Path(output_dir))
     return report
+
+
+def _load_exports(student: str | os.PathLike, s: Any) -> dict[str, Any]:
+    """The student's exported variants, if `hf-distill export` wrote any beside it."""
+    if not Path(student).is_dir():
+        return {}
+    from .benchmark import count_parameters
+    from .export import load_onnx_variants
+
+    variants = load_onnx_variants(student, s.model.config)
+    for model in variants.values():
+        model.parameter_counts = count_parameters(s.model)
+    return variants
+
+
+def _measure_variant(t: Any, s: Any, model: Any, data: EvalData, bench: BenchmarkSettings, batch_size: int,
+                     max_length: int, metric_source: str) -> tuple[Any, Any]:
+    """Task metrics and fidelity of an exported variant against the teacher, and its speed interleaved with the
+    teacher's (its own session, so machine drift lands on both)."""
+    import dataclasses
+
+    ev = evaluate_models(
+        t.model, model, t.tokenizer, data.texts, data.labels, task=t.task, student_tokenizer=s.tokenizer,
+        batch_size=batch_size, max_length=max_length, metric_source=metric_source, device="cpu",
+    )
+    pb = benchmark_pair(
+        t.model, model, t.tokenizer, s.tokenizer,
+        data.texts[: max(bench.batch_size * bench.throughput_runs, bench.latency_runs)],
+        causal_lm=False,  # generation speed is measured for the PyTorch student only
+        settings=dataclasses.replace(bench, device="cpu"),
+    )
+    return ev, pb
+
+
+def _variant_figures(name: str, model: Any, teacher: ModelFigures, student: ModelFigures, run: tuple[Any, Any],
+                     primary_metric: str, student_dir: str | os.PathLike) -> VariantFigures:
+    import dataclasses
+
+    from .export import VARIANT_NAMES, export_checks
+
+    ev, pb = run
+    file = f"{model.path.parent.name}/{model.path.name}"
+    figures = ModelFigures(
+        name_or_path=file,
+        parameters=student.parameters,
+        parameters_without_embeddings=student.parameters_without_embeddings,
+        disk_bytes=pb.student_disk_bytes,
+        latency_ms_p50=pb.student_speed.latency_ms_p50,
+        latency_ms_p95=pb.student_speed.latency_ms_p95,
+        throughput_per_s=pb.student_speed.throughput_per_s,
+        generation_tokens_per_s=None,
+        metrics=ev.student_metrics,
+        num_layers=student.num_layers,
+    )
+    # Speed ratios against the teacher as timed in the variant's own interleaved session.
+    session_teacher = dataclasses.replace(
+        teacher, latency_ms_p50=pb.teacher_speed.latency_ms_p50, latency_ms_p95=pb.teacher_speed.latency_ms_p95,
+        throughput_per_s=pb.teacher_speed.throughput_per_s, generation_tokens_per_s=None,
+    )
+    check = export_checks(student_dir).get(file)
+    return VariantFigures(
+        name=VARIANT_NAMES[name],
+        figures=figures,
+        ratios=compute_ratios(session_teacher, figures, primary_metric),
+        fidelity=ev.fidelity,
+        max_abs_logit_diff_vs_student=check.max_abs_logit_diff if check else None,
+    )

@@ -7,7 +7,9 @@ Versioning: `schema_version` is the major version (a reader refuses a newer one)
 additive changes a reader of the same major can ignore. Minor 1 added `table` (the formatted
 teacher-vs-student rows, built once here and rendered as they are by the card and the Space app) and the
 teacher-relative ratios of lower-is-better metrics (`metric_ratio_to_teacher_by_metric`). Reports of minor 0
-are still read: their rows and ratios are computed on load.
+are still read: their rows and ratios are computed on load. Minor 2 added `variants` (exported forms of the
+student, e.g. ONNX int8, measured like the student) and `table_header` (the table's column names: a column per
+variant sits between the student's and the comparison column).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-SCHEMA_MINOR = 1
+SCHEMA_MINOR = 2
 REPORT_FILENAME = "distillation_report.json"
 TASKS = ("text-classification", "fill-mask", "text-generation")
 # the metric whose retention headlines the report, per task
@@ -76,6 +78,22 @@ class Fidelity:
     num_items: int = 0
 
 
+@dataclass
+class VariantFigures:
+    """An exported form of the student (e.g. ONNX int8), measured on the same data and hardware as the student.
+
+    `figures.name_or_path` is the file inside the student's repository (``onnx/model_quantized.onnx``);
+    `ratios` and `fidelity` compare the variant with the teacher, timed in a session interleaved with it.
+    """
+
+    name: str
+    figures: ModelFigures
+    ratios: Ratios
+    fidelity: Fidelity
+    # Largest |logit difference| from the PyTorch student on the evaluation texts (how faithful the export is).
+    max_abs_logit_diff_vs_student: float | None = None
+
+
 _REQUIRED_TOP = (
     "schema_version",
     "task",
@@ -110,6 +128,9 @@ class DistillationReport:
     # read back as is, so the card and the Space show the same cells; None on a report built in memory (the
     # rows are then formatted from its current figures). Not part of equality: it is derived data.
     table: list[list[str]] | None = field(default=None, compare=False)
+    variants: list[VariantFigures] = field(default_factory=list)
+    # Column names of `table` (first the row label's empty header), stored beside the rows for the same reason.
+    table_header: list[str] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -121,6 +142,7 @@ class DistillationReport:
         data = dataclasses.asdict(self)
         data["schema_minor"] = SCHEMA_MINOR
         data["table"] = [list(row) for row in self.table_rows()]
+        data["table_header"] = self.table_columns()
         return data
 
     @classmethod
@@ -140,6 +162,7 @@ class DistillationReport:
         kwargs["student"] = _build(ModelFigures, data["student"], "student")
         kwargs["ratios"] = _build(Ratios, data["ratios"], "ratios")
         kwargs["fidelity"] = _build(Fidelity, data["fidelity"], "fidelity")
+        kwargs["variants"] = [_build_variant(v, f"variants[{i}]") for i, v in enumerate(data.get("variants") or [])]
         minor = data.get("schema_minor", 0)
         if not isinstance(minor, int) or isinstance(minor, bool) or minor < 0:
             raise ValueError(f"report field 'schema_minor' must be a non-negative integer, got {minor!r}")
@@ -147,11 +170,14 @@ class DistillationReport:
             # Written before the rows and the lower-is-better ratios were stored: derive both from the figures.
             kwargs["ratios"] = _upgrade_ratios(kwargs["ratios"], kwargs["teacher"], kwargs["student"])
             kwargs["table"] = None
+        if minor < 2 or kwargs.get("table_header") is None:
+            kwargs["table_header"] = None if kwargs.get("table") is None else default_header(len(kwargs["variants"]))
         kwargs["schema_minor"] = SCHEMA_MINOR
         report = cls(**kwargs)
         validate_report(report)
         if report.table is None:
             report.table = [list(row) for row in report.table_rows()]
+            report.table_header = report.table_columns()
         return report
 
     def to_json(self, path: str | os.PathLike) -> Path:
@@ -174,8 +200,14 @@ class DistillationReport:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
     # -- presentation ---------------------------------------------------------------------------
-    def table_rows(self) -> list[tuple[str, str, str, str]]:
-        """(metric, teacher, student, student-vs-teacher) rows, already formatted, for the card and the app.
+    def table_columns(self) -> list[str]:
+        """The table's header: "", Teacher, Student, one column per variant, Student vs teacher."""
+        if self.table is not None and self.table_header is not None:
+            return list(self.table_header)
+        return default_header(len(self.variants), [v.name for v in self.variants])
+
+    def table_rows(self) -> list[tuple[str, ...]]:
+        """(metric, teacher, student, [variants...], student-vs-teacher) rows, formatted, for the card and the app.
 
         A report read from JSON returns the rows stored in it; one built in memory formats its figures.
         """
@@ -183,7 +215,10 @@ class DistillationReport:
             return [tuple(str(c) for c in row) for row in self.table]
         return format_table_rows(self)
 
-    def _format_rows(self) -> list[tuple[str, str, str, str]]:
+    def _format_rows(self) -> list[tuple[str, ...]]:
+        return _with_variant_cells(self, self._base_rows())
+
+    def _base_rows(self) -> list[tuple[str, str, str, str]]:
         t, s, r = self.teacher, self.student, self.ratios
         batch = self.benchmark.get("batch_size")
         rows = [
@@ -240,6 +275,83 @@ class DistillationReport:
         rows.append(("KL(teacher ‖ student), nats", "—", fmt_metric(f.kl_teacher_student), ""))
         rows.append(("Jensen–Shannon divergence, nats", "—", fmt_metric(f.js_divergence), ""))
         return rows
+
+
+def default_header(num_variants: int, names: list[str] | None = None) -> list[str]:
+    """The table header for a report with `num_variants` exported variants."""
+    names = names or [f"Variant {i + 1}" for i in range(num_variants)]
+    return ["", "Teacher", "Student", *names, "Student vs teacher"]
+
+
+def _variant_cell(report: DistillationReport, variant: VariantFigures, label: str) -> str:
+    """The cell of one variant in the row labelled `label`: its figure and its ratio to the teacher."""
+    f, r = variant.figures, variant.ratios
+    if label == "Parameters":
+        return fmt_int(f.parameters)
+    if label == "Size on disk (MB)":
+        return f"{fmt_mb(f.disk_bytes)} ({fmt_x(r.size_x)} smaller)"
+    if label == "Latency p50, batch 1 (ms)":
+        return f"{fmt_ms(f.latency_ms_p50)} ({fmt_x(r.latency_x)} faster)"
+    if label == "Latency p95, batch 1 (ms)":
+        return fmt_ms(f.latency_ms_p95)
+    if label.startswith("Throughput"):
+        return f"{fmt_rate(f.throughput_per_s)} ({fmt_x(r.speedup_x)} faster)"
+    if label == "Top-1 agreement with teacher":
+        return fmt_pct(100.0 * variant.fidelity.agreement_top1)
+    if label == "KL(teacher ‖ student), nats":
+        return fmt_metric(variant.fidelity.kl_teacher_student)
+    if label == "Jensen–Shannon divergence, nats":
+        return fmt_metric(variant.fidelity.js_divergence)
+    for name, value in f.metrics.items():
+        if metric_label(name) == label:
+            if name in LOWER_IS_BETTER:
+                ratio = r.metric_ratio_to_teacher_by_metric.get(name)
+                return f"{fmt_metric(value)} ({fmt_ratio_to_teacher(ratio, name)})"
+            return f"{fmt_metric(value)} ({fmt_retained(r.metric_retained_pct_by_metric.get(name))})"
+    return "—"
+
+
+def _with_variant_cells(report: DistillationReport, rows: list[tuple[str, str, str, str]]) -> list[tuple[str, ...]]:
+    """Insert one column per variant between the student's and the comparison column."""
+    if not report.variants:
+        return rows
+    return [(label, t, s, *[_variant_cell(report, v, label) for v in report.variants], cmp) for label, t, s, cmp in rows]
+
+
+def recommended_variant(report: DistillationReport, tolerance: float = 0.005) -> VariantFigures | None:
+    """The exported variant to recommend for CPU deployment: the smallest one whose headline metric is within
+    `tolerance` of the PyTorch student's (absolute for scores such as accuracy, relative for perplexity).
+
+    Args:
+        report: a report with `variants`.
+        tolerance: how much worse than the PyTorch student a variant may score and still be recommended.
+
+    Returns:
+        The variant, or None when none qualifies (the PyTorch student is then the recommendation).
+    """
+    primary = report.ratios.primary_metric
+    base = report.student.metrics.get(primary)
+    fits = []
+    for v in report.variants:
+        value = v.figures.metrics.get(primary)
+        if value is None or base is None:
+            continue
+        ok = value <= base * (1 + tolerance) if primary in LOWER_IS_BETTER else value >= base - tolerance
+        if ok:
+            fits.append(v)
+    return min(fits, key=lambda v: v.figures.disk_bytes) if fits else None
+
+
+def _build_variant(data: Any, where: str) -> VariantFigures:
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"report field {where!r} must be an object with a name")
+    return VariantFigures(
+        name=str(data["name"]),
+        figures=_build(ModelFigures, data.get("figures"), f"{where}.figures"),
+        ratios=_build(Ratios, data.get("ratios"), f"{where}.ratios"),
+        fidelity=_build(Fidelity, data.get("fidelity"), f"{where}.fidelity"),
+        max_abs_logit_diff_vs_student=data.get("max_abs_logit_diff_vs_student"),
+    )
 
 
 def _build(cls, data: Any, where: str):
@@ -577,9 +689,25 @@ def validate_report(report: DistillationReport) -> None:
     if r.primary_metric not in LOWER_IS_BETTER and t.metrics[r.primary_metric]:
         _check_ratio("ratios.metric_retained_pct", r.metric_retained_pct,
                      100.0 * s.metrics[r.primary_metric] / t.metrics[r.primary_metric])
+    for i, v in enumerate(report.variants):
+        where = f"variants[{i}]"
+        vf = v.figures
+        _check_number(f"{where}.figures.disk_bytes", vf.disk_bytes, low=0, integer=True)
+        _check_number(f"{where}.figures.latency_ms_p50", vf.latency_ms_p50, low=0)
+        _check_number(f"{where}.figures.throughput_per_s", vf.throughput_per_s, low=0)
+        _check_number(f"{where}.fidelity.agreement_top1", v.fidelity.agreement_top1, low=0, low_inclusive=True,
+                      high=1)
+        for name, value in vf.metrics.items():
+            if name in FRACTION_METRICS:
+                _check_number(f"{where}.figures.metrics.{name}", value, low=0, low_inclusive=True, high=1)
+    width = 4 + len(report.variants)
     if report.table is not None:
         if not isinstance(report.table, list) or not all(
-            isinstance(row, (list, tuple)) and len(row) == 4 and all(isinstance(c, str) for c in row)
+            isinstance(row, (list, tuple)) and len(row) == width and all(isinstance(c, str) for c in row)
             for row in report.table
         ):
-            raise InvalidReport("report field 'table' must be a list of rows of 4 strings")
+            raise InvalidReport(f"report field 'table' must be a list of rows of {width} strings")
+    if report.table_header is not None and (
+        not isinstance(report.table_header, list) or len(report.table_header) != width
+    ):
+        raise InvalidReport(f"report field 'table_header' must be a list of {width} column names")

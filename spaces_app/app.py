@@ -467,12 +467,22 @@ def report_rows(report: Mapping | None) -> list[tuple[str, str, str, str]] | Non
     table = (report or {}).get("table")
     if not isinstance(table, list) or not table:
         return None
+    width = len(report_header(report))
     rows = []
     for row in table:
-        if not isinstance(row, (list, tuple)) or len(row) != 4:
+        if not isinstance(row, (list, tuple)) or len(row) != width:
             return None
         rows.append(tuple(_table_cell(c) for c in row))
     return rows
+
+
+def report_header(report: Mapping | None) -> list[str]:
+    """The table's column names as the report stores them (``table_header``; a column per exported variant such
+    as "Student ONNX int8"), or the four columns of reports written before variants existed."""
+    header = (report or {}).get("table_header")
+    if isinstance(header, list) and len(header) >= 4 and all(isinstance(c, str) for c in header):
+        return [_table_cell(c) for c in header]
+    return ["", "Teacher", "Student", "Student vs teacher"]
 
 
 def report_markdown(report: Mapping | None) -> str:
@@ -490,7 +500,9 @@ def report_markdown(report: Mapping | None) -> str:
         f"{who} `{_table_cell(side['name_or_path'])}`" if side.get("name_or_path") else who
         for who, side in (("Teacher", t), ("Student", s))
     ]
-    lines = [f"| | {head[0]} | {head[1]} | Student vs teacher |", "|---|---|---|---|"]
+    columns = report_header(report)
+    columns = [columns[0], *head, *columns[3:]]
+    lines = ["| " + " | ".join(columns).lstrip() + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     task = f" · task: {_table_cell(report['task'])}" if report.get("task") else ""
     return f"### Distillation report{task}\n\n" + "\n".join(lines)

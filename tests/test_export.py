@@ -114,3 +114,64 @@ def test_cli_export_prints_each_variant(tmp_path, tiny_bert_cls_dir, capsys):
     assert main(["export", str(folder), "--dataset", str(data), "--text-column", "sentence"]) == 0
     out = capsys.readouterr().out
     assert "onnx/model.onnx" in out and "onnx/model_quantized.onnx" in out and "over 8 positions" in out
+
+
+def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_bert_cls_dir, tiny_bert_cls_student_dir):
+    from huggingface_hub import ModelCard
+
+    from hf_distill.card import write_card
+    from hf_distill.evaluation import EvalData
+    from hf_distill.measure import evaluate_pair
+    from hf_distill.report import REPORT_FILENAME, DistillationReport
+    from hf_distill.benchmark import BenchmarkSettings
+    from tests.test_card import _table
+
+    student = _copy(tiny_bert_cls_student_dir, tmp_path, "student")
+    export_onnx(student, texts=TEXTS)
+    texts = [t for t, _ in tiny.SENTIMENT]
+    data = EvalData(texts=texts, labels=[y for _, y in tiny.SENTIMENT], dataset="local", split=None,
+                    text_column="sentence", label_column="label")
+    report = evaluate_pair(
+        tiny_bert_cls_dir, student, data, threads=1, metric_source="local",
+        benchmark=BenchmarkSettings(batch_size=4, latency_runs=3, throughput_runs=2, warmup=1),
+        distillation={"loss_type": "forward_kl", "temperature": 2.0, "alpha": 0.5, "layers_kept": [1, 3],
+                      "dataset": "local", "steps": 4},
+        training={"train_seconds": 1.0},
+    )
+    assert [v.name for v in report.variants] == ["Student ONNX fp32", "Student ONNX int8"]
+    fp32, int8 = report.variants
+    assert fp32.figures.name_or_path == "onnx/model.onnx" and int8.figures.name_or_path == "onnx/model_quantized.onnx"
+    # the float32 export gives the PyTorch student's predictions, so the same accuracy and agreement
+    assert fp32.figures.metrics["accuracy"] == report.student.metrics["accuracy"]
+    assert fp32.fidelity.agreement_top1 == report.fidelity.agreement_top1
+    assert int8.figures.disk_bytes < fp32.figures.disk_bytes
+    assert report.table_columns() == ["", "Teacher", "Student", "Student ONNX fp32", "Student ONNX int8",
+                                      "Student vs teacher"]
+    rows = {row[0]: row for row in report.table_rows()}
+    assert all(len(row) == 6 for row in rows.values())
+    assert rows["Size on disk (MB)"][4].endswith("smaller)")
+    # JSON round trip keeps the columns; card and app show the same cells
+    out = tmp_path / "card"
+    card = write_card(report, out, repo_id="alice/student").read_text()
+    stored = json.loads((out / REPORT_FILENAME).read_text())
+    assert stored["table_header"][3:5] == ["Student ONNX fp32", "Student ONNX int8"]
+    assert DistillationReport.from_dict(stored).table_rows() == report.table_rows()
+    assert "| | Teacher | Student | Student ONNX fp32 | Student ONNX int8 | Student vs teacher |" in card
+    assert _table(card)["Size on disk (MB)"] == list(rows["Size on disk (MB)"][1:])
+    assert 'ort.InferenceSession(hf_hub_download("alice/student", "onnx/' in card
+    from tests.test_app import load_app_module
+
+    app = load_app_module()
+    md = app.report_markdown(app.read_report(out / REPORT_FILENAME))
+    app_rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md.splitlines()
+                if line.startswith("| ") and not line.startswith("| |")}
+    assert app_rows == {k: list(v[1:]) for k, v in rows.items()}
+    assert "Student ONNX int8" in md
+    # the model-index reports the form the card recommends (an export that keeps the student's accuracy)
+    from hf_distill.report import recommended_variant
+
+    chosen = recommended_variant(report)
+    expected = (chosen.figures if chosen else report.student).metrics["accuracy"]
+    assert ModelCard(card).data.eval_results[0].metric_value == expected
+    if chosen:
+        assert f"**`{chosen.figures.name_or_path}`** is the one this card recommends" in card

@@ -12,6 +12,7 @@ from hf_distill.benchmark import BenchmarkSettings
 from hf_distill.evaluation import EvalData, evaluate_pair
 from hf_distill.report import (
     REPORT_FILENAME,
+    SCHEMA_MINOR,
     DistillationReport,
     Fidelity,
     ModelFigures,
@@ -175,7 +176,7 @@ def test_table_rows_are_formatted_from_the_report():
 def test_the_report_json_carries_the_table_rows_read_back_as_they_are(tmp_path):
     report = sample_report()
     data = json.loads(report.to_json(tmp_path).read_text())
-    assert data["schema_version"] == 1 and data["schema_minor"] == 1
+    assert data["schema_version"] == 1 and data["schema_minor"] == SCHEMA_MINOR == 2
     assert data["table"] == [list(row) for row in report.table_rows()]
     # the stored rows are what a reader shows: they are built once, when the report is written
     data["table"][0][3] = "1.67× fewer (stored)"
@@ -193,7 +194,7 @@ def test_a_minor_0_report_is_read_with_rows_and_ratios_computed_on_load():
     data["ratios"]["metric_retained_pct"] = 80.0
     data["ratios"]["metric_retained_pct_by_metric"] = {"perplexity": 80.0}
     old = DistillationReport.from_dict(data)
-    assert old.schema_minor == 1
+    assert old.schema_minor == SCHEMA_MINOR
     assert old.ratios.metric_retained_pct is None
     assert old.ratios.metric_ratio_to_teacher_by_metric == {"perplexity": pytest.approx(1.25)}
     rows = {r[0]: r[1:] for r in old.table_rows()}
