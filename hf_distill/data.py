@@ -106,7 +106,7 @@ def label_to_id(value: Any, label2id: Mapping[str, int], *, allow_unlabelled: bo
         return value
     if str(value) in names:
         return names[str(value)]
-    raise ValueError(f"label {value!r} is neither an id nor one of the model's labels {sorted(names)}")
+    raise ValueError(f"label {value!r} is not one of the model's classes {sorted(names)}")
 
 
 class DataFileError(ValueError):
