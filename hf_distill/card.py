@@ -34,6 +34,7 @@ from hf_distill.report import (
     recommended_variant,
     validate_report,
 )
+from hf_distill.tasks import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -354,7 +355,8 @@ def _onnx_variables(report: DistillationReport, repo_id: str) -> dict[str, Any]:
     recommended = recommended_variant(report)
     chosen = recommended or report.variants[-1]
     file = chosen.figures.name_or_path
-    if report.task == "text-classification":
+    task = get_task(report.task)
+    if task.has_class_labels:
         run = [
             'enc = tokenizer(["A gorgeous, witty film."], return_tensors="np")',
             "feed = {i.name: enc[i.name].astype(np.int64) for i in session.get_inputs()}",
@@ -363,7 +365,7 @@ def _onnx_variables(report: DistillationReport, repo_id: str) -> dict[str, Any]:
     else:
         run = [
             "# inputs and outputs are named as optimum names them: input_ids, attention_mask, logits"
-            + (", past_key_values.N.key/value → present.N.key/value" if report.task == "text-generation" else ""),
+            + (", past_key_values.N.key/value → present.N.key/value" if task.generates else ""),
         ]
     snippet = "\n".join([
         "import numpy as np",

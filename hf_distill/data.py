@@ -248,7 +248,9 @@ class RunData:
 
     @property
     def classification(self) -> bool:
-        return self.args.task == "sequence-classification"
+        from .tasks import get_task
+
+        return get_task(self.args.task).has_class_labels
 
     def files(self) -> dict[str, str]:
         files = {}

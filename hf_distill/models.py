@@ -10,6 +10,8 @@ from typing import Any
 
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from .tasks import get_task
+
 
 def auto_class(task: str):
     """The `AutoModelFor...` class of a pipeline task name."""
@@ -36,7 +38,8 @@ def teacher_tokenizer(args: Any, config: Any, corpus: Iterable[str] | None = Non
     if args.teacher_from_scratch and not args.tokenizer:
         from .tokenizer_training import train_bpe_tokenizer, train_wordpiece_tokenizer
 
-        train = train_bpe_tokenizer if args.task == "causal-lm" else train_wordpiece_tokenizer
+        # Decoders get GPT-2's byte-level BPE, encoders BERT's WordPiece.
+        train = train_bpe_tokenizer if get_task(args.task).generates else train_wordpiece_tokenizer
         tokenizer = train((t for t in corpus if t), args.tokenizer_vocab_size, model_max_length=args.max_length)
     else:
         tokenizer = AutoTokenizer.from_pretrained(
@@ -91,7 +94,7 @@ def build_student(args: Any, config: Any, teacher: PreTrainedModel) -> PreTraine
 
     if args.student:
         extra = {}
-        if args.task == "sequence-classification":
+        if get_task(args.task).has_class_labels:
             extra = label_config(list(teacher.config.id2label.values()))
         return auto_class(args.task).from_pretrained(args.student, trust_remote_code=config.trust_remote_code, **extra)
     return student_from_teacher(teacher, num_layers=args.student_layers, strategy=args.student_layer_strategy)

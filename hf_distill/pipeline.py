@@ -26,10 +26,11 @@ from .config import DistillationConfig
 from .data import RunData, to_label_ids
 from .preflight import PreflightError, check_run, run_inputs
 from .run_state import STAGES, STATE_DIR, VOLATILE, RunLock, RunState  # noqa: F401 - re-exported
+from .tasks import TASK_NAMES, get_task
 
 logger = logging.getLogger("hf_distill.pipeline")
 
-TASKS = ("sequence-classification", "causal-lm", "masked-lm")
+TASKS = TASK_NAMES
 
 
 @dataclass
@@ -104,7 +105,7 @@ class PipelineArguments:
             raise ValueError("teacher_from_scratch needs teacher_config (a JSON object with model_type and sizes)")
         if self.num_transfer < 0 or (self.num_labelled is not None and self.num_labelled < 0):
             raise ValueError("num_labelled and num_transfer must be >= 0")
-        if self.num_transfer and self.task != "sequence-classification":
+        if self.num_transfer and not get_task(self.task).has_class_labels:
             raise ValueError("num_transfer (unlabelled rows) applies to sequence classification")
         positive = ("max_length", "tokenizer_vocab_size", "teacher_batch_size", "soft_target_batch_size",
                     "benchmark_batch_size", "benchmark_runs", "student_layers", "eval_max_samples", "top_k")
@@ -209,7 +210,7 @@ class Pipeline:
 
     @property
     def classification(self) -> bool:
-        return self.args.task == "sequence-classification"
+        return get_task(self.args.task).has_class_labels
 
     def teacher_names(self) -> list[str] | None:
         """The saved teacher's class names in id order (classification), else None."""
@@ -222,7 +223,7 @@ class Pipeline:
     # -- stage 1: teacher ---------------------------------------------------------------------------------------
 
     def stage_teacher(self) -> dict[str, Any]:
-        from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding, Trainer, TrainingArguments
+        from transformers import Trainer, TrainingArguments
 
         from .models import build_teacher, teacher_tokenizer
 
@@ -237,10 +238,7 @@ class Pipeline:
             if names is not None:
                 labelled = to_label_ids(labelled, self.args.label_column, names)
             data = self.data.tokenize(labelled, tokenizer)
-            collator = (
-                DataCollatorWithPadding(tokenizer) if self.classification
-                else DataCollatorForLanguageModeling(tokenizer, mlm=self.args.task == "masked-lm")
-            )
+            collator = get_task(self.args.task).default_collator(tokenizer)
             targs = TrainingArguments(
                 output_dir=str(self.root / "teacher_checkpoints"), num_train_epochs=self.args.teacher_epochs,
                 max_steps=self.args.teacher_max_steps, learning_rate=self.args.teacher_learning_rate,

@@ -15,6 +15,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from .data import RunData, to_label_ids
 from .models import layer_count
 from .run_state import RunState
+from .tasks import get_task
 
 # A Hub id is "name" or "owner/name"; anything else (./x, /abs, a/b/c, ~/x) can only be a local path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -115,7 +116,7 @@ def check_run(
     problems: list[str] = []
     data = data or RunData(args, seed=config.seed)
     state = RunState(config.output_dir)
-    classification = args.task == "sequence-classification"
+    classification = get_task(args.task).has_class_labels
 
     # The teacher (as it will be loaded by the next stage) and its size.
     teacher_cfg: Any = None

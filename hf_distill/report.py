@@ -25,12 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .tasks import all_tasks
+
 SCHEMA_VERSION = 1
 SCHEMA_MINOR = 2
 REPORT_FILENAME = "distillation_report.json"
-TASKS = ("text-classification", "fill-mask", "text-generation")
-# the metric whose retention headlines the report, per task
-PRIMARY_METRIC = {"text-classification": "accuracy", "fill-mask": "perplexity", "text-generation": "perplexity"}
+# A report names its task by pipeline tag; the per-task rules (headline metric, which way is good) are the Task's.
+TASKS = tuple(t.pipeline_tag for t in all_tasks())
+PRIMARY_METRIC = {t.pipeline_tag: t.primary_metric for t in all_tasks()}
 LOWER_IS_BETTER = frozenset({"perplexity", "mean_nll", "loss"})
 
 
