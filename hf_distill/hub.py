@@ -122,7 +122,10 @@ MODEL_TOP_LEVEL_PATTERNS = (
     "README.md",
     REPORT_FILENAME,
 )
-MODEL_NESTED_PATTERNS = ("*.png", "additional_chat_templates/*.jinja")
+# onnx/: the exports `hf-distill export` writes beside the weights (the layout transformers.js and optimum load).
+MODEL_NESTED_PATTERNS = (
+    "*.png", "additional_chat_templates/*.jinja", "onnx/*.onnx", "onnx/ort_config.json", "onnx/export_report.json",
+)
 # Pickled weights are refused (arbitrary code on load); these names tell the user why nothing was pushed.
 PICKLE_WEIGHT_PATTERNS = ("pytorch_model*.bin", "adapter_model.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 # Trainer state files are pickles too, but not weights: they do not explain a refusal.

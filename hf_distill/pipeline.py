@@ -92,6 +92,12 @@ class PipelineArguments:
     benchmark_threads: int | None = field(default=None, metadata={"help": "CPU threads for the speed benchmark."})
     benchmark_batch_size: int = field(default=32, metadata={"help": "Batch size of the throughput benchmark."})
     benchmark_runs: int = field(default=20, metadata={"help": "Timed batches per model for throughput (latency: 50)."})
+    export_onnx: bool = field(
+        default=False, metadata={"help": "Export the student to ONNX (student/onnx/model.onnx), verified, measured."}
+    )
+    quantize: str | None = field(
+        default=None, metadata={"help": "Also write a dynamic int8 ONNX file (needs export_onnx).", "choices": ["int8"]}
+    )
     license: str = field(default="apache-2.0", metadata={"help": "License of the published student."})
     base_model: str | None = field(default=None, metadata={"help": "Card `base_model` (default: the teacher)."})
     hub_space_id: str | None = field(default=None, metadata={"help": "Also publish the demo Space under this id."})
@@ -107,6 +113,8 @@ class PipelineArguments:
             raise ValueError("num_labelled and num_transfer must be >= 0")
         if self.num_transfer and not get_task(self.task).has_class_labels:
             raise ValueError("num_transfer (unlabelled rows) applies to sequence classification")
+        if self.quantize and not self.export_onnx:
+            raise ValueError(f"quantize={self.quantize!r} needs export_onnx: true (the int8 file is made from the ONNX export)")
         positive = ("max_length", "tokenizer_vocab_size", "teacher_batch_size", "soft_target_batch_size",
                     "benchmark_batch_size", "benchmark_runs", "student_layers", "eval_max_samples", "top_k")
         bad = [f"{name}={getattr(self, name)!r}" for name in positive
@@ -193,7 +201,7 @@ class Pipeline:
         settings: what the user set (from `parse_run_config`), recorded with the finished stages.
     """
 
-    MAIN_ONLY = {"evaluate", "card", "push"}
+    MAIN_ONLY = {"export", "evaluate", "card", "push"}
 
     def __init__(self, args: PipelineArguments, config: DistillationConfig, settings: dict[str, Any] | None = None):
         from accelerate import PartialState
@@ -366,6 +374,17 @@ class Pipeline:
         return EvalData(texts=list(val[text]), labels=labels, dataset=str(source), split=self.args.validation_split,
                         text_column=text, label_column=self.args.label_column if labels else None)
 
+    def stage_export(self) -> dict[str, Any]:
+        from .export import export_onnx
+
+        # Verified on the validation texts (the training texts when there is no validation split).
+        rows = self.data.validation() or self.data.train()
+        texts = [t for t in rows[self.data.text_column()][:256] if isinstance(t, str) and t.strip()]
+        # The student folder is this run's own output: a previous export in it is replaced.
+        result = export_onnx(self.student_dir, quantize=self.args.quantize, texts=texts, max_length=self.args.max_length,
+                             overwrite=True)
+        return {"files": result.files, "checks": [dataclasses.asdict(c) for c in result.checks]}
+
     def stage_evaluate(self) -> dict[str, Any]:
         from transformers import AutoConfig
 
@@ -456,7 +475,9 @@ class Pipeline:
     def _run_stages(self, settings: dict[str, Any]) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for stage in STAGES:
-            if stage == "soft_targets" and not self.args.use_soft_targets:
+            if (stage == "soft_targets" and not self.args.use_soft_targets) or (
+                stage == "export" and not self.args.export_onnx
+            ):
                 continue
             done = self.state.done(stage)
             if done is not None:

@@ -3,6 +3,7 @@ known to be wrong before hours of work, reported all at once, one line per probl
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -144,6 +145,11 @@ def check_run(
         problems.append(f"tokenizer {args.tokenizer!r} does not exist (a local path): check the path")
     if args.top_k is not None and classification:
         problems.append("top_k applies to token tasks (causal-lm, masked-lm); remove it for sequence-classification")
+    if getattr(args, "export_onnx", False):
+        missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
+        if missing:
+            problems.append(f"export_onnx needs {', '.join(missing)}: pip install 'hf-distill[onnx]' "
+                            "(or set export_onnx: false)")
 
     # The data: readable, columns, labels.
     try:

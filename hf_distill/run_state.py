@@ -19,7 +19,7 @@ from .atomic import PARTIAL_SUFFIX, atomic_write_text
 
 logger = logging.getLogger("hf_distill.run_state")
 
-STAGES = ("teacher", "soft_targets", "student", "evaluate", "card", "push")
+STAGES = ("teacher", "soft_targets", "student", "export", "evaluate", "card", "push")
 STATE_DIR = ".hf_distill"
 # What `--overwrite` deletes (with the stage markers and the recorded settings); everything else in the folder stays.
 STAGE_FOLDERS = ("teacher", "teacher_checkpoints", "soft_targets", "student", "student_checkpoints")

@@ -175,3 +175,30 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
     assert ModelCard(card).data.eval_results[0].metric_value == expected
     if chosen:
         assert f"**`{chosen.figures.name_or_path}`** is the one this card recommends" in card
+
+
+def test_pipeline_export_stage_measures_and_publishes_the_int8_student(tmp_path, tiny_bert_cls_dir):
+    from hf_distill.hub import select_model_files
+    from hf_distill.pipeline import run_from_config
+    from tests.test_pipeline import cls_config, markers
+
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, export_onnx=True, quantize="int8")
+    results = run_from_config(cfg)
+    run = tmp_path / "run"
+    assert markers(run) == {"teacher", "soft_targets", "student", "export", "evaluate", "card"}
+    assert results["export"]["checks"][0]["max_abs_logit_diff"] <= 1e-4
+    report = json.loads((run / "student" / "distillation_report.json").read_text())
+    assert [v["name"] for v in report["variants"]] == ["Student ONNX fp32", "Student ONNX int8"]
+    assert "Student ONNX int8" in (run / "student" / "README.md").read_text()
+    files = set(select_model_files(run / "student"))
+    assert {"onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/ort_config.json"} <= files
+    # a re-run skips the finished export
+    assert run_from_config(cfg)["export"]["skipped"]
+
+
+def test_quantize_without_export_is_refused(tmp_path, tiny_bert_cls_dir):
+    from hf_distill.pipeline import parse_run_config
+    from tests.test_pipeline import cls_config
+
+    with pytest.raises(ValueError, match="quantize='int8' needs export_onnx"):
+        parse_run_config(cls_config(tmp_path, tiny_bert_cls_dir, quantize="int8"))

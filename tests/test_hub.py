@@ -227,6 +227,19 @@ def test_push_uploads_exactly_the_model_card_report_and_chart(fake_hub, output_d
     assert snapshot(output_dir) == before
 
 
+def test_push_uploads_the_onnx_exports_in_the_same_commit(fake_hub, output_dir):
+    from hf_distill.export import export_onnx
+
+    export_onnx(output_dir, texts=["a wonderful film", "a boring plot"])
+    push_to_hub(output_dir, "alice/tiny-student", token=TOKEN, endpoint=fake_hub.url, commit_message="v1")
+    files = uploaded(fake_hub, "model", "alice/tiny-student")
+    onnx = {"onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/ort_config.json", "onnx/export_report.json"}
+    assert set(files) == EXPECTED_MODEL_FILES | onnx
+    assert files["onnx/model_quantized.onnx"] == (output_dir / "onnx" / "model_quantized.onnx").read_bytes()
+    assert len(fake_hub.repo("model", "alice/tiny-student").commits) == 1
+    assert str(output_dir) not in files["onnx/export_report.json"].decode()
+
+
 def test_published_files_read_back_through_the_client(fake_hub, output_dir, tmp_path):
     from huggingface_hub import HfApi, hf_hub_download
 
