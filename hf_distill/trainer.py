@@ -11,7 +11,7 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, Trainer
 from transformers.utils import logging
 
-from . import losses
+from . import losses, vocabulary
 from .config import DistillationConfig
 from .soft_targets import SOFT_TARGET_COLUMNS, SoftTargetCollator, soft_target_info
 from .tasks import AUTO_CLASSES, Task, detect_task, unwrap
@@ -68,6 +68,7 @@ class DistillationTrainer(Trainer):
             teacher_processing_class = teacher_processing_class or loaded_tok
         self.teacher = teacher_model
         self._check_soft_targets(train_dataset, args)
+        vocabulary.check_trimmed_student(model, self.teacher, train_dataset, processing_class, teacher_processing_class)
         self._needs_teacher_forward = self.teacher is not None and (
             args.alpha > 0 or args.hidden_loss_weight > 0 or args.attention_loss_weight > 0
         )
@@ -186,6 +187,8 @@ class DistillationTrainer(Trainer):
                     f"student with num_labels={t_cfg.num_labels} (and the same id2label)"
                 )
             return
+        if vocabulary.kept_ids_of(s_cfg) is not None:
+            return  # a trimmed vocabulary: vocabulary.check_trimmed_student compared it with the teacher's
         if student_tok is not None and teacher_tok is not None and hasattr(student_tok, "get_vocab"):
             if student_tok.get_vocab() != teacher_tok.get_vocab():
                 raise ValueError(
@@ -391,6 +394,8 @@ class DistillationTrainer(Trainer):
             teacher.eval()
         device = next(teacher.parameters()).device
         t_inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        if vocabulary.kept_ids_of(unwrap(self.model)) is not None:  # a trimmed student: the teacher reads its own ids
+            t_inputs["input_ids"] = vocabulary.to_teacher_ids(t_inputs["input_ids"], unwrap(self.model).config.vocabulary_kept_ids)
         with torch.no_grad():
             return teacher(**t_inputs, **extra)
 
@@ -416,6 +421,7 @@ class DistillationTrainer(Trainer):
             return losses.topk_distillation_loss(s_logits, ids, logp, tail, args.loss_type, **options).sum()
         t_logits = soft["teacher_logits"] if "teacher_logits" in soft else teacher_out.logits
         t_logits = self._at_valid(t_logits, valid).to(s_logits.device)
+        t_logits = vocabulary.teacher_logits_for_student(t_logits, unwrap(self.model), self.task)
         # Vocabularies that differ only by padding rows (50257 vs 50304) share their first ids.
         shared = min(s_logits.shape[-1], t_logits.shape[-1])
         return losses.distillation_loss(s_logits[..., :shared], t_logits[..., :shared], args.loss_type, **options).sum()

@@ -13,13 +13,21 @@ Why encodings do not change on the trimming corpus:
   build every kept token, in their original order; every merge the original applied on the corpus builds a kept
   token or a part of one, so it is kept, and the lowest-ranked applicable merge is the same at every step.
 
-What is lost on other text: a word made of pieces the corpus never used falls back to shorter kept pieces (WordPiece:
-``##`` continuations, then ``[UNK]`` when no kept piece matches; BPE: shorter tokens, down to single bytes, never
-unknown). Those encodings differ from the teacher's, so the student sees longer, rarer sequences there.
+What is lost on other text: a word made of pieces the corpus never used falls back to shorter kept pieces (WordPiece
+keeps the single-character pieces, plain and ``##``, of every character the corpus contains, so such a word splits
+into shorter pieces, down to characters; only a character the corpus never contains becomes ``[UNK]``; BPE keeps the
+256 bytes: shorter tokens, down to single bytes, never unknown). Those encodings differ from the teacher's, so the student sees longer, rarer sequences there.
 
 The kept teacher ids are recorded in ``config.vocabulary_kept_ids`` (new id = position in that list) together with
 ``config.trimmed_from_vocab_size``, so the trimming is reproducible and the teacher's outputs can be mapped onto the
 student's vocabulary (`restrict_to_kept_ids`, `remap_ids`).
+
+Distilling a language model into a trimmed student: the teacher's distribution over the full vocabulary is
+**renormalised over the kept ids** (`restrict_to_kept_ids`): the loss is the divergence between the teacher's
+distribution conditioned on a kept token and the student's. A live teacher reads the student's ids mapped back to its
+own (`to_teacher_ids`). Cached full logits are restricted the same way. Cached top-k targets hold teacher ids and a tail
+whose kept and dropped parts cannot be separated, so the trainer refuses them for a trimmed student (cache full
+logits, or use the live teacher).
 """
 
 from __future__ import annotations
@@ -40,7 +48,9 @@ __all__ = [
     "remap_ids",
     "teacher_to_student_ids",
     "restrict_to_kept_ids",
-    "restrict_topk_to_kept_ids",
+    "to_teacher_ids",
+    "teacher_logits_for_student",
+    "check_trimmed_tokenizers",
 ]
 
 # Config attributes that hold token ids and must follow the new numbering.
@@ -59,19 +69,27 @@ def _texts(texts: Any) -> Iterable[str]:
         yield text
 
 
-def _count_tokens(backend, texts: Iterable[str], batch_size: int = 4096) -> Counter:
+def _count_tokens(backend, texts: Iterable[str], batch_size: int = 4096) -> tuple[Counter, set[str]]:
+    """How often the corpus uses each id, and the characters of its normalised text."""
     counts: Counter = Counter()
+    chars: set[str] = set()
+    normalizer = backend.normalizer
     batch: list[str] = []
+
+    def flush() -> None:
+        for enc in backend.encode_batch(batch, add_special_tokens=False):
+            counts.update(enc.ids)
+        for text in batch:
+            chars.update(normalizer.normalize_str(text) if normalizer is not None else text)
+        batch.clear()
+
     for text in _texts(texts):
         batch.append(text)
         if len(batch) == batch_size:
-            for enc in backend.encode_batch(batch, add_special_tokens=False):
-                counts.update(enc.ids)
-            batch = []
+            flush()
     if batch:
-        for enc in backend.encode_batch(batch, add_special_tokens=False):
-            counts.update(enc.ids)
-    return counts
+        flush()
+    return counts, chars
 
 
 def _is_byte_level(pre_tokenizer: Any) -> bool:
@@ -241,7 +259,7 @@ def trim_vocabulary(
     id_to_token = {i: t for t, i in vocab.items()}
     old_vocab = model.get_input_embeddings().weight.shape[0]
 
-    counts = _count_tokens(backend, texts)
+    counts, chars = _count_tokens(backend, texts)
     keep_ids = {i for i, c in counts.items() if c >= min_frequency}
     keep_ids |= {t["id"] for t in data.get("added_tokens", [])}
     keep_ids |= {i for i in tokenizer.all_special_ids if i is not None}
@@ -257,6 +275,10 @@ def trim_vocabulary(
         unk = data["model"].get("unk_token")
         if unk in vocab:
             keep_ids.add(vocab[unk])
+        # The single-character pieces of the corpus's alphabet (as BPE keeps its bytes): an unseen word spelled
+        # with known characters then splits into pieces instead of becoming [UNK]. A few hundred ids at most.
+        prefix = data["model"].get("continuing_subword_prefix", "##")
+        keep_ids |= {vocab[t] for c in chars for t in (c, prefix + c) if t in vocab}
     vocab_keep = None
     if kind == "BPE":
         vocab_keep, _ = _bpe_closure(data["model"], {id_to_token[i] for i in keep_ids if i in id_to_token})
@@ -307,17 +329,22 @@ def remap_ids(input_ids: Any, kept_ids: Sequence[int], teacher_vocab_size: int |
     """
     size = teacher_vocab_size or (max(kept_ids) + 1)
     table = teacher_to_student_ids(kept_ids, size)
-    tensor = torch.as_tensor(input_ids) if not isinstance(input_ids, list) or not input_ids or not isinstance(
-        input_ids[0], list) else None
-    if tensor is None:  # ragged rows
-        return [remap_ids(row, kept_ids, size) for row in input_ids]
-    if tensor.numel() and (tensor.max() >= size or tensor.min() < 0):
-        raise ValueError(f"token id {int(tensor.max())} is outside the teacher's vocabulary of {size}")
-    mapped = table[tensor]
+    ragged = isinstance(input_ids, list) and bool(input_ids) and isinstance(input_ids[0], list)
+    # Rows of different lengths (as a tokenizer returns them) are mapped in one go, then split again.
+    flat = torch.as_tensor([i for row in input_ids for i in row] if ragged else input_ids, dtype=torch.long)
+    if flat.numel() and (flat.max() >= size or flat.min() < 0):
+        raise ValueError(f"token id {int(flat.max())} is outside the teacher's vocabulary of {size}")
+    mapped = table[flat]
     if (mapped < 0).any():
-        dropped = sorted(set(tensor[mapped < 0].tolist()))[:5]
+        dropped = sorted(set(flat[mapped < 0].tolist()))[:5]
         raise ValueError(f"teacher ids {dropped} were dropped by the vocabulary trimming: these rows are not from "
                          "the trimming corpus; tokenize them with the student's tokenizer instead")
+    if ragged:
+        values, out, start = mapped.tolist(), [], 0
+        for row in input_ids:
+            out.append(values[start:start + len(row)])
+            start += len(row)
+        return out
     return mapped.tolist() if isinstance(input_ids, list) else mapped
 
 
@@ -334,20 +361,58 @@ def restrict_to_kept_ids(teacher_logits: torch.Tensor, kept_ids: Sequence[int]) 
     return teacher_logits.index_select(-1, index)
 
 
-def restrict_topk_to_kept_ids(
-    topk_ids: torch.Tensor, topk_logprobs: torch.Tensor, kept_ids: Sequence[int], teacher_vocab_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cached top-k soft targets (teacher ids, log-probabilities) → the student's ids, renormalised over kept ids.
+def to_teacher_ids(input_ids: torch.Tensor, kept_ids: Sequence[int]) -> torch.Tensor:
+    """The trimmed student's token ids → the teacher's (every student id is a kept teacher id), for a live teacher."""
+    return torch.as_tensor(list(kept_ids), dtype=torch.long, device=input_ids.device)[input_ids]
 
-    Entries whose teacher id was dropped get id 0 and log-probability -inf (probability 0), and the remaining
-    entries are renormalised by the kept share of the cached mass, matching `restrict_to_kept_ids` (the tail mass
-    outside the top-k is scaled by the same factor where the caller keeps one: ``tail / kept_share``).
 
-    Returns:
-        `(student_ids, log_probs, log_kept_share)`: the last is ``log(sum of kept top-k probabilities)`` per row.
+def teacher_logits_for_student(teacher_logits: torch.Tensor, student, task: str) -> torch.Tensor:
+    """The teacher's token logits as targets for `student`: restricted to its kept ids when its vocabulary is trimmed.
+
+    Classification logits and untrimmed students pass through unchanged; logits that already have the student's
+    width (soft targets cached for the trimmed vocabulary) too. See `restrict_to_kept_ids` for the convention.
     """
-    table = teacher_to_student_ids(kept_ids, teacher_vocab_size).to(topk_ids.device)
-    mapped = table[topk_ids]
-    dropped = mapped < 0
-    logp = topk_logprobs.masked_fill(dropped, float("-inf"))
-    return mapped.clamp_min(0), logp
+    kept = kept_ids_of(student)
+    if kept is None or task == "sequence-classification" or teacher_logits.shape[-1] == len(kept):
+        return teacher_logits
+    if teacher_logits.shape[-1] <= max(kept):
+        raise ValueError(f"the teacher's logits have {teacher_logits.shape[-1]} ids but the student keeps teacher id "
+                         f"{max(kept)}: this student was not trimmed from this teacher's vocabulary")
+    return restrict_to_kept_ids(teacher_logits, kept)
+
+
+def check_trimmed_tokenizers(student_tokenizer, teacher_tokenizer, kept_ids: Sequence[int]) -> None:
+    """Raise unless the student's vocabulary is the teacher's restricted to `kept_ids` (token for token)."""
+    if student_tokenizer is None or teacher_tokenizer is None:
+        return
+    student_vocab, teacher_vocab = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    by_id = {i: t for t, i in teacher_vocab.items()}
+    expected = {by_id.get(old): new for new, old in enumerate(kept_ids)}
+    if student_vocab != expected:
+        raise ValueError("the student's vocabulary is trimmed, but not from this teacher's tokenizer: distil from "
+                         "the teacher whose vocabulary trim_vocabulary was given")
+
+
+def check_trimmed_student(student, teacher, train_dataset, student_tokenizer=None, teacher_tokenizer=None) -> None:
+    """What `DistillationTrainer` checks before training a trimmed student (nothing for an untrimmed one).
+
+    Raises:
+        ValueError: cached top-k soft targets (they hold teacher ids, see the module docstring), a teacher whose
+            vocabulary is smaller than the kept ids, or tokenizers that do not belong together.
+    """
+    student = getattr(student, "get_base_model", lambda: student)()
+    kept = kept_ids_of(student)
+    if kept is None:
+        return
+    columns = getattr(train_dataset, "column_names", None) or ()
+    if "teacher_topk_ids" in columns:
+        raise ValueError("cached top-k soft targets hold the teacher's ids and cannot be renormalised over a trimmed "
+                         "student's vocabulary: cache full logits (top_k=None) or distil from the live teacher")
+    if teacher is None:
+        return
+    teacher_vocab = teacher.get_input_embeddings().weight.shape[0]
+    if max(kept) >= teacher_vocab:
+        raise ValueError(f"the student keeps teacher id {max(kept)} but the teacher has {teacher_vocab} ids: this "
+                         "student was not trimmed from this teacher")
+    if hasattr(student_tokenizer, "get_vocab") and hasattr(teacher_tokenizer, "get_vocab"):
+        check_trimmed_tokenizers(student_tokenizer, teacher_tokenizer, kept)
