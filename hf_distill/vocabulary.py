@@ -327,11 +327,11 @@ def remap_ids(input_ids: Any, kept_ids: Sequence[int], teacher_vocab_size: int |
     Raises:
         ValueError: an id the trimming dropped (the text was not part of the trimming corpus).
     """
-    size = teacher_vocab_size or (max(kept_ids) + 1)
-    table = teacher_to_student_ids(kept_ids, size)
     ragged = isinstance(input_ids, list) and bool(input_ids) and isinstance(input_ids[0], list)
     # Rows of different lengths (as a tokenizer returns them) are mapped in one go, then split again.
     flat = torch.as_tensor([i for row in input_ids for i in row] if ragged else input_ids, dtype=torch.long)
+    size = teacher_vocab_size or max(max(kept_ids), int(flat.max()) if flat.numel() else 0) + 1
+    table = teacher_to_student_ids(kept_ids, size)
     if flat.numel() and (flat.max() >= size or flat.min() < 0):
         raise ValueError(f"token id {int(flat.max())} is outside the teacher's vocabulary of {size}")
     mapped = table[flat]
