@@ -70,6 +70,17 @@ class PipelineArguments:
     student_layer_strategy: str = field(
         default="uniform", metadata={"help": "Which blocks to keep.", "choices": ["uniform", "first", "last"]}
     )
+    trim_vocabulary: bool = field(
+        default=False,
+        metadata={"help": "Keep only the tokens the training text uses in the student's vocabulary and embeddings "
+                  "(sequence classification; see hf_distill.vocabulary)."},
+    )
+    student_intermediate_size: int | None = field(
+        default=None, metadata={"help": "Keep this many FFN neurons per student block, the most active ones."}
+    )
+    student_num_attention_heads: int | None = field(
+        default=None, metadata={"help": "Attention heads per student block (not supported with transformers 5)."}
+    )
     dataset: str | None = field(default=None, metadata={"help": "A Hub data set id or local path."})
     dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of the Hub data set."})
     train_file: str | None = field(default=None, metadata={"help": "Local training file (csv/tsv/json/jsonl/txt)."})
@@ -108,6 +119,9 @@ class PipelineArguments:
             raise ValueError("num_labelled and num_transfer must be >= 0")
         if self.num_transfer and self.task != "sequence-classification":
             raise ValueError("num_transfer (unlabelled rows) applies to sequence classification")
+        from .students import check_compression_arguments
+
+        check_compression_arguments(self)
 
 
 # ---- configuration ------------------------------------------------------------------------------------------------
@@ -453,7 +467,15 @@ class Pipeline:
                 cfg = teacher.config
                 extra = {"num_labels": cfg.num_labels, "id2label": cfg.id2label, "label2id": cfg.label2id}
             return self._auto_class().from_pretrained(self.args.student, trust_remote_code=self.config.trust_remote_code, **extra)
-        return student_from_teacher(teacher, num_layers=self.args.student_layers, strategy=self.args.student_layer_strategy)
+        from .students import calibration_batch
+
+        calibration = None
+        if self.args.student_intermediate_size is not None:
+            calibration = calibration_batch(self.raw_data()[self.args.train_split][self.text_column()],
+                                            self._load_teacher()[1], self.args.max_length, seed=self.config.seed)
+        return student_from_teacher(teacher, num_layers=self.args.student_layers, strategy=self.args.student_layer_strategy,
+                                    intermediate_size=self.args.student_intermediate_size,
+                                    num_attention_heads=self.args.student_num_attention_heads, calibration=calibration)
 
     def stage_student(self) -> dict[str, Any]:
         from datasets import load_from_disk
@@ -462,11 +484,19 @@ class Pipeline:
 
         teacher, tokenizer = self._load_teacher()
         student = self._build_student(teacher)
+        if self.args.trim_vocabulary:  # from here on `tokenizer` is the student's
+            from .vocabulary import trim_vocabulary
+
+            student, tokenizer = trim_vocabulary(student, tokenizer, self.raw_data()[self.args.train_split][self.text_column()])
         marker = self.state.done("soft_targets")
         # With cached soft targets the teacher does not run on training batches; it stays for the evaluation
         # loss (whose data has no cached columns) and for hidden-state/attention losses.
         if self.args.use_soft_targets and marker and marker.get("path"):
             train = load_from_disk(str(self.root / marker["path"]))
+            if self.args.trim_vocabulary:  # cached rows hold teacher ids; the trimming corpus encodes identically
+                from .vocabulary import remap_dataset
+
+                train = remap_dataset(train, student)
         else:
             train = self.student_train_data(tokenizer)
         eval_data = None
@@ -546,6 +576,9 @@ class Pipeline:
             "hidden_loss_weight": cfg.hidden_loss_weight, "attention_loss_weight": cfg.attention_loss_weight,
             "stages": "teacher fine-tuning → soft targets → student" if teacher_info.get("trained") else "soft targets → student",
         }
+        from .students import compression_facts
+
+        settings.update(compression_facts(self._student_config()))
         training = {"train_seconds": student_info.get("train_seconds"), "teacher_train_seconds": teacher_info.get("train_seconds")}
         bench = BenchmarkSettings(
             batch_size=self.args.benchmark_batch_size, throughput_runs=self.args.benchmark_runs,

@@ -254,3 +254,53 @@ def student_from_teacher(
     if getattr(teacher, "generation_config", None) is not None:
         student.generation_config = copy.deepcopy(teacher.generation_config)
     return student
+
+
+def compression_facts(config, corpus: str = "the training text") -> dict[str, str]:
+    """What was done to the student beyond dropping blocks, in words for the report and card (empty when nothing).
+
+    Args:
+        config: the student's config (`vocabulary_kept_ids`/`trimmed_from_vocab_size` from `trim_vocabulary`,
+            `pruned_from_intermediate_size` from width pruning).
+        corpus: what the vocabulary was trimmed to, in words.
+    """
+    facts: dict[str, str] = {}
+    before = getattr(config, "trimmed_from_vocab_size", None)
+    if before is not None:
+        facts["vocabulary"] = f"{before:,} → {config.vocab_size:,} tokens, trimmed to {corpus}"
+    width = getattr(config, "pruned_from_intermediate_size", None)
+    if width is not None:
+        now = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
+        facts["width"] = (f"FFN {width:,} → {now:,} neurons per block, the most active kept "
+                          "(activation importance, Minitron)")
+    return facts
+
+
+def calibration_batch(texts, tokenizer, max_length: int, num_texts: int = 256, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A tokenized batch of `num_texts` texts drawn with `seed` from `texts`, for scoring FFN neurons."""
+    texts = list(texts)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(texts), generator=generator)[:num_texts].tolist()
+    chosen = [texts[i] for i in order if isinstance(texts[i], str) and texts[i].strip()]
+    if not chosen:
+        raise ValueError("width pruning needs training text to score the FFN neurons on; the text column is empty")
+    return tokenizer(chosen, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+
+
+def check_compression_arguments(args) -> None:
+    """Refuse compression settings `hf-distill run` cannot honour, before any work (fields of PipelineArguments)."""
+    trim = getattr(args, "trim_vocabulary", False)
+    width = getattr(args, "student_intermediate_size", None)
+    heads = getattr(args, "student_num_attention_heads", None)
+    if (trim or width is not None or heads is not None) and getattr(args, "student", None):
+        raise ValueError("trim_vocabulary, student_intermediate_size and student_num_attention_heads apply to a "
+                         "student built from the teacher: leave `student` unset, or drop them")
+    if heads is not None:
+        raise ValueError("student_num_attention_heads is not supported with transformers 5 (BERT and GPT-2 derive "
+                         "the head size from hidden_size / num_attention_heads); use student_intermediate_size")
+    if width is not None and (not _is_int(width) or width < 1):
+        raise ValueError(f"student_intermediate_size={width!r} is invalid: give a number of FFN neurons >= 1")
+    if trim and getattr(args, "task", "sequence-classification") != "sequence-classification":
+        raise ValueError("trim_vocabulary in `hf-distill run` supports sequence-classification: the evaluation "
+                         "compares token-level outputs over one vocabulary. Trim a language-model student from "
+                         "Python (hf_distill.vocabulary.trim_vocabulary) or drop trim_vocabulary")

@@ -51,6 +51,8 @@ __all__ = [
     "to_teacher_ids",
     "teacher_logits_for_student",
     "check_trimmed_tokenizers",
+    "check_trimmed_student",
+    "remap_dataset",
 ]
 
 # Config attributes that hold token ids and must follow the new numbering.
@@ -416,3 +418,17 @@ def check_trimmed_student(student, teacher, train_dataset, student_tokenizer=Non
                          "student was not trimmed from this teacher")
     if hasattr(student_tokenizer, "get_vocab") and hasattr(teacher_tokenizer, "get_vocab"):
         check_trimmed_tokenizers(student_tokenizer, teacher_tokenizer, kept)
+
+
+def remap_dataset(dataset, student):
+    """A tokenized `datasets.Dataset` (e.g. cached soft targets) with its ``input_ids`` mapped to `student`'s ids.
+
+    Only rows of the trimming corpus can be mapped (their encodings are unchanged by the trimming); any other row
+    raises a clear error instead of being encoded differently in silence.
+    """
+    kept = kept_ids_of(student)
+    if kept is None:
+        return dataset
+    size = student.config.trimmed_from_vocab_size
+    return dataset.map(lambda batch: {"input_ids": remap_ids(batch["input_ids"], kept, size)}, batched=True,
+                       desc="mapping input_ids to the trimmed vocabulary")

@@ -213,3 +213,49 @@ def test_trainer_refuses_topk_targets_for_a_trimmed_student(bpe_tokenizer, tmp_p
     cfg = DistillationConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     with pytest.raises(ValueError, match="top-k soft targets"):
         DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=data, processing_class=tok)
+
+
+def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer):
+    """`hf-distill run` with trim_vocabulary + student_intermediate_size: cached rows are remapped (equal to
+    tokenizing with the trimmed tokenizer), the student keeps its own tokenizer, the card shows the facts."""
+    from datasets import load_from_disk
+
+    from hf_distill.pipeline import run_from_config
+    from hf_distill.vocabulary import remap_dataset
+    from tests.test_pipeline import cls_config
+
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, trim_vocabulary=True, student_intermediate_size=16)
+    results = run_from_config(cfg)
+    student_dir = tmp_path / "run" / "student"
+    config = json.loads((student_dir / "config.json").read_text())
+    assert config["intermediate_size"] == 16 and config["pruned_from_intermediate_size"] == 64
+    assert config["trimmed_from_vocab_size"] == len(wordpiece_tokenizer) > config["vocab_size"]
+    student_tok = AutoTokenizer.from_pretrained(student_dir)
+    assert len(student_tok) == config["vocab_size"]
+    # the cached rows, remapped, are what the trimmed tokenizer makes of the same sentences
+    cached = load_from_disk(str(tmp_path / "run" / results["soft_targets"]["path"]))
+    from transformers import AutoModelForSequenceClassification
+
+    student = AutoModelForSequenceClassification.from_pretrained(student_dir)
+    remapped = remap_dataset(cached, student)
+    teacher_tok = AutoTokenizer.from_pretrained(tmp_path / "run" / "teacher")
+    texts = [teacher_tok.decode(ids, skip_special_tokens=True) for ids in cached["input_ids"]]
+    assert remapped["input_ids"] == student_tok(texts, truncation=True, max_length=32)["input_ids"]
+    report = json.loads((student_dir / "distillation_report.json").read_text())
+    facts = report["distillation"]
+    assert facts["vocabulary"] == f"{len(wordpiece_tokenizer):,} → {config['vocab_size']:,} tokens, trimmed to the training text"
+    assert facts["width"].startswith("FFN 64 → 16 neurons per block")
+    card = (student_dir / "README.md").read_text()
+    assert f"{len(wordpiece_tokenizer):,} → {config['vocab_size']:,} tokens" in card
+
+
+def test_pipeline_refuses_compression_it_cannot_honour(tmp_path, tiny_bert_cls_dir):
+    from hf_distill.pipeline import parse_run_config
+    from tests.test_pipeline import cls_config, lm_config
+
+    with pytest.raises(ValueError, match="supports sequence-classification"):
+        parse_run_config(lm_config(tmp_path, trim_vocabulary=True))
+    with pytest.raises(ValueError, match="use student_intermediate_size"):
+        parse_run_config(cls_config(tmp_path, tiny_bert_cls_dir, student_num_attention_heads=2))
+    with pytest.raises(ValueError, match="leave `student` unset"):
+        parse_run_config(cls_config(tmp_path, tiny_bert_cls_dir, trim_vocabulary=True, student=str(tiny_bert_cls_dir)))
