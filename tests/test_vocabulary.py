@@ -199,6 +199,20 @@ def test_lm_kd_with_trimmed_student_equals_kd_on_kept_ids(bpe_tokenizer, tmp_pat
     expected = (F.softmax(t, -1) * (F.log_softmax(t, -1) - F.log_softmax(s, -1))).sum(-1).mean() * 4.0
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
+    # cached full logits (over the teacher's vocabulary, rows in teacher ids, remapped): the same loss
+    from hf_distill.soft_targets import generate_soft_targets
+    from hf_distill.vocabulary import remap_dataset
+
+    cached = generate_soft_targets(teacher, Dataset.from_dict({"input_ids": t_ids.tolist()}),
+                                   cache_dir=tmp_path / "cache", progress=False)
+    assert len(cached[0]["teacher_logits"][0]) == len(bpe_tokenizer)
+    cached = remap_dataset(cached, student)
+    assert cached[0]["input_ids"] == data[0]["input_ids"]
+    from_cache = DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=cached,
+                                     processing_class=tok)
+    loss = from_cache.compute_loss(student, from_cache.data_collator([cached[0]]))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
 
 def test_trainer_refuses_topk_targets_for_a_trimmed_student(bpe_tokenizer, tmp_path):
     from datasets import Dataset
