@@ -42,17 +42,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher  # noqa: E402
 from hf_distill.benchmark import BenchmarkSettings, benchmark_pair, count_parameters, disk_size_bytes  # noqa: E402
 from hf_distill.soft_targets import generate_soft_targets  # noqa: E402
-from hf_distill.vocabulary import remap_ids, trim_vocabulary  # noqa: E402
+from hf_distill.vocabulary import remap_dataset, trim_vocabulary  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
-
-
-def accuracy(model, data, tok, batch_size=64) -> float:
-    trainer = Trainer(model=model, args=TrainingArguments(output_dir=tempfile.mkdtemp(), report_to=[], use_cpu=True,
-                                                          per_device_eval_batch_size=batch_size, disable_tqdm=True),
-                      processing_class=tok)
-    out = trainer.predict(data)
-    return float((out.predictions.argmax(-1) == out.label_ids).mean())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sst2_transfer import DATA, accuracy  # noqa: E402  (same data and accuracy as the transfer benchmark)
 
 
 def main() -> None:
@@ -135,9 +128,7 @@ def main() -> None:
         s_tok, data, s_val = tok, cached, val
         if trim:
             student, s_tok = trim_vocabulary(student, tok, corpus)
-            kept_ids = student.config.vocabulary_kept_ids
-            size = student.config.trimmed_from_vocab_size
-            data = cached.map(lambda b: {"input_ids": remap_ids(b["input_ids"], kept_ids, size)}, batched=True)
+            data = remap_dataset(cached, student)  # the cached rows' teacher ids → the student's
             s_val = val_raw.map(enc(s_tok), batched=True, remove_columns=["sentence"])
         cfg = DistillationConfig(output_dir=str(tmp / name), num_train_epochs=a.epochs, learning_rate=1e-4,
                                  warmup_steps=50, alpha=0.5, temperature=2.0, loss_type="forward_kl", **common)
