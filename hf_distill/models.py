@@ -88,8 +88,9 @@ def load_saved(folder: str | Path, task: str) -> tuple[PreTrainedModel, PreTrain
     return auto_class(task).from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
 
 
-def build_student(args: Any, config: Any, teacher: PreTrainedModel) -> PreTrainedModel:
-    """The student: `args.student` loaded with the teacher's labels, or `student_layers` blocks of the teacher."""
+def build_student(args: Any, config: Any, teacher: PreTrainedModel, calibration: Any = None) -> PreTrainedModel:
+    """The student: `args.student` loaded with the teacher's labels, or `student_layers` blocks of the teacher
+    (FFN width pruned to `student_intermediate_size` on the `calibration` batch when set)."""
     from .students import student_from_teacher
 
     if args.student:
@@ -97,7 +98,11 @@ def build_student(args: Any, config: Any, teacher: PreTrainedModel) -> PreTraine
         if get_task(args.task).has_class_labels:
             extra = label_config(list(teacher.config.id2label.values()))
         return auto_class(args.task).from_pretrained(args.student, trust_remote_code=config.trust_remote_code, **extra)
-    return student_from_teacher(teacher, num_layers=args.student_layers, strategy=args.student_layer_strategy)
+    return student_from_teacher(
+        teacher, num_layers=args.student_layers, strategy=args.student_layer_strategy,
+        intermediate_size=args.student_intermediate_size, num_attention_heads=args.student_num_attention_heads,
+        calibration=calibration,
+    )
 
 
 def layer_count(config: Any) -> int | None:

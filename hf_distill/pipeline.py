@@ -69,6 +69,17 @@ class PipelineArguments:
     student_layer_strategy: str = field(
         default="uniform", metadata={"help": "Which blocks to keep.", "choices": ["uniform", "first", "last"]}
     )
+    trim_vocabulary: bool = field(
+        default=False,
+        metadata={"help": "Keep only the tokens the training text uses in the student's vocabulary and embeddings "
+                  "(sequence classification; see hf_distill.vocabulary)."},
+    )
+    student_intermediate_size: int | None = field(
+        default=None, metadata={"help": "Keep this many FFN neurons per student block, the most active ones."}
+    )
+    student_num_attention_heads: int | None = field(
+        default=None, metadata={"help": "Attention heads per student block (not supported with transformers 5)."}
+    )
     dataset: str | None = field(default=None, metadata={"help": "A Hub data set id or local path."})
     dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of the Hub data set."})
     train_file: str | None = field(default=None, metadata={"help": "Local training file (csv/tsv/json/jsonl/txt)."})
@@ -121,6 +132,9 @@ class PipelineArguments:
                if getattr(self, name) is not None and getattr(self, name) <= 0]
         if bad:
             raise ValueError(f"{', '.join(bad)}: must be > 0")
+        from .students import check_compression_arguments
+
+        check_compression_arguments(self)
 
 
 # ---- configuration ------------------------------------------------------------------------------------------------
@@ -296,11 +310,18 @@ class Pipeline:
 
     # -- stage 3: student ---------------------------------------------------------------------------------------
 
-    def build_student(self, teacher):
+    def build_student(self, teacher, tokenizer):
         """The student before training (a hook: other ways of building it go here)."""
         from .models import build_student
 
-        return build_student(self.args, self.config, teacher)
+        calibration = None
+        if self.args.student_intermediate_size is not None:
+            from .students import calibration_batch
+
+            # Width pruning keeps the FFN neurons most active on a sample of the training text (Minitron).
+            calibration = calibration_batch(self.data.train()[self.data.text_column()], tokenizer, self.args.max_length,
+                                            seed=self.config.seed)
+        return build_student(self.args, self.config, teacher, calibration=calibration)
 
     def student_arguments(self, has_eval_data: bool) -> DistillationConfig:
         """The student's training arguments: the config with the stage's own folder, as a copy."""
@@ -319,12 +340,21 @@ class Pipeline:
         from .trainer import DistillationTrainer
 
         teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
-        student = self.build_student(teacher)
+        teacher_tokenizer = tokenizer
+        student = self.build_student(teacher, tokenizer)
+        if self.args.trim_vocabulary:  # from here on `tokenizer` is the student's
+            from .vocabulary import trim_vocabulary
+
+            student, tokenizer = trim_vocabulary(student, tokenizer, self.data.train()[self.data.text_column()])
         # With cached soft targets the teacher does not run on training batches; it stays for the evaluation
         # loss (whose data has no cached columns) and for hidden-state/attention losses. The cache is verified
         # again here: it may have been deleted or damaged since the soft-target stage.
         if self.args.use_soft_targets:
-            train = self.soft_targets(teacher, tokenizer)
+            train = self.soft_targets(teacher, teacher_tokenizer)
+            if self.args.trim_vocabulary:  # cached rows hold teacher ids; the trimming corpus encodes identically
+                from .vocabulary import remap_dataset
+
+                train = remap_dataset(train, student)
         else:
             train = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer)
         eval_data = self.data.validation(self.args.eval_max_samples)
@@ -335,7 +365,7 @@ class Pipeline:
         targs = self.student_arguments(eval_data is not None)
         trainer = DistillationTrainer(
             model=student, teacher_model=teacher, args=targs, train_dataset=train, eval_dataset=eval_data,
-            processing_class=tokenizer,
+            processing_class=tokenizer, teacher_processing_class=teacher_tokenizer,
         )
         last = last_complete_checkpoint(targs.output_dir, remove_incomplete=self.dist.is_main_process)
         self.dist.wait_for_everyone()
@@ -394,9 +424,10 @@ class Pipeline:
         student_info = self.state.done("student") or {}
         teacher_info = self.state.done("teacher") or {}
         cfg = self.config
+        student_config = AutoConfig.from_pretrained(self.student_dir)
         settings = {
             "loss_type": cfg.loss_type, "temperature": cfg.temperature, "alpha": cfg.alpha,
-            "layers_kept": getattr(AutoConfig.from_pretrained(self.student_dir), "distilled_from_layers", None),
+            "layers_kept": getattr(student_config, "distilled_from_layers", None),
             "steps": student_info.get("global_step"), "dataset": str(self.args.train_file or self.args.dataset),
             "labelled_rows": self.args.num_labelled, "transfer_rows": self.args.num_transfer,
             "soft_targets": "cached" + (f" top-{self.args.top_k}" if self.args.top_k else " full logits")
@@ -404,6 +435,9 @@ class Pipeline:
             "hidden_loss_weight": cfg.hidden_loss_weight, "attention_loss_weight": cfg.attention_loss_weight,
             "stages": "teacher fine-tuning → soft targets → student" if teacher_info.get("trained") else "soft targets → student",
         }
+        from .students import compression_facts
+
+        settings.update(compression_facts(student_config))
         training = {"train_seconds": student_info.get("train_seconds"), "teacher_train_seconds": teacher_info.get("train_seconds")}
         bench = BenchmarkSettings(
             batch_size=self.args.benchmark_batch_size, throughput_runs=self.args.benchmark_runs,

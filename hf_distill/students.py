@@ -1,11 +1,14 @@
-"""Build a smaller student from a teacher by copying a subset of its transformer blocks (DistilBERT-style)."""
+"""Build a smaller student from a teacher: copy a subset of its transformer blocks (DistilBERT-style) and, optionally,
+keep only the most important FFN neurons of each kept block (width pruning, Minitron-style)."""
 
 from __future__ import annotations
 
 import copy
+import operator
 import re
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -58,17 +61,128 @@ def select_layers(num_teacher_layers: int, num_layers: int, strategy: str = "uni
     return [round((i + 1) * num_teacher_layers / num_layers) - 1 for i in range(num_layers)]
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_layers(layers) -> list[int]:
+    # Coercing with int() turned 1.7 into 1 and "13" into [1, 3]: refuse anything but a sequence of integers.
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+        raise ValueError(f"layers={layers!r} is invalid: give a list of 0-based block indices, e.g. [1, 3, 5]")
+    # numpy / torch integers have __index__; bools and floats are refused even when they look whole.
+    bad = [v for v in layers if isinstance(v, bool) or not hasattr(v, "__index__")]
+    if bad:
+        raise ValueError(f"layers={list(layers)!r} is invalid: block indices must be integers (found {bad[0]!r})")
+    return [operator.index(i) for i in layers]
+
+
+# FFN of a block: (up projection, down projection, whether they are GPT-2 `Conv1D`s (weight stored as in × out),
+# config attribute of the FFN width).
+_FFN_LAYOUTS = (
+    ("intermediate.dense", "output.dense", False, "intermediate_size"),  # BERT family
+    ("mlp.c_fc", "mlp.c_proj", True, "n_inner"),  # GPT-2 family
+)
+
+
+def _ffn_of(block: nn.Module) -> tuple[str, str, bool, str]:
+    for up, down, conv, attr in _FFN_LAYOUTS:
+        if _get(block, up) is not None and _get(block, down) is not None:
+            return up, down, conv, attr
+    raise ValueError(f"width pruning supports {SUPPORTED}; a {type(block).__name__} block has no known FFN layout")
+
+
+def _ffn_width(block: nn.Module) -> int:
+    up, _, conv, _ = _ffn_of(block)
+    weight = _get(block, up).weight
+    return weight.shape[1] if conv else weight.shape[0]
+
+
+def ffn_importance(teacher: PreTrainedModel, calibration: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Importance of every FFN neuron of every block: mean |activation| over the calibration tokens.
+
+    The activation is the input of the FFN's down projection (after the nonlinearity), averaged in absolute value
+    over the non-padding tokens of the calibration batch. This is the activation-based importance of NVIDIA's
+    Minitron width pruning (Muralidharan et al. 2024, "Compact Language Models via Pruning and Knowledge
+    Distillation", arXiv 2407.14679), which ranks neurons by the magnitude of their activations on a small
+    calibration set and needs no gradients.
+
+    Args:
+        teacher: the model to score.
+        calibration: a tokenized batch (``input_ids``, ``attention_mask``, ...) the model accepts.
+
+    Returns:
+        One tensor per block of shape ``(ffn_width,)``.
+    """
+    _, blocks = find_blocks(teacher)
+    mask = calibration.get("attention_mask")
+    scores: list[torch.Tensor | None] = [None] * len(blocks)
+
+    def hook_for(index: int):
+        def hook(_module, args):
+            act = args[0].detach().abs().float()
+            if mask is not None and act.shape[:2] == mask.shape:
+                weights = mask.to(act.device, act.dtype).unsqueeze(-1)
+                scores[index] = (act * weights).sum((0, 1)) / weights.sum().clamp_min(1)
+            else:
+                scores[index] = act.reshape(-1, act.shape[-1]).mean(0)
+
+        return hook
+
+    handles = [_get(block, _ffn_of(block)[1]).register_forward_pre_hook(hook_for(i)) for i, block in enumerate(blocks)]
+    was_training = teacher.training
+    try:
+        teacher.eval()
+        with torch.no_grad():
+            device = next(teacher.parameters()).device
+            teacher(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in calibration.items()})
+    finally:
+        for handle in handles:
+            handle.remove()
+        teacher.train(was_training)
+    if any(s is None for s in scores):
+        raise RuntimeError("the calibration forward did not reach every FFN block")
+    return [s.cpu() for s in scores]
+
+
+def _slice_ffn(state: dict, key_prefix: str, block: nn.Module, kept: torch.Tensor) -> None:
+    """Keep the FFN neurons `kept` of one block in a state dict: up-projection outputs and down-projection inputs."""
+    up, down, conv, _ = _ffn_of(block)
+    up_w, up_b, down_w = f"{key_prefix}.{up}.weight", f"{key_prefix}.{up}.bias", f"{key_prefix}.{down}.weight"
+    state[up_w] = state[up_w][:, kept] if conv else state[up_w][kept]
+    if up_b in state:
+        state[up_b] = state[up_b][kept]
+    state[down_w] = state[down_w][kept] if conv else state[down_w][:, kept]
+
+
 def student_from_teacher(
     teacher: PreTrainedModel,
     num_layers: int | None = None,
     layers: Sequence[int] | None = None,
     strategy: str = "uniform",
+    *,
+    intermediate_size: int | None = None,
+    num_attention_heads: int | None = None,
+    calibration: dict[str, torch.Tensor] | None = None,
 ) -> PreTrainedModel:
-    """A new model of the teacher's class holding a copy of the chosen blocks.
+    """A new model of the teacher's class holding a copy of the chosen blocks, optionally narrowed.
 
     Embeddings, pooler, heads and final layer norm are copied as they are; the config's layer count is updated and
     the kept teacher blocks are recorded in ``config.distilled_from_layers``. Give either ``num_layers`` (with a
     ``strategy``) or explicit 0-based ``layers``. The teacher is not modified.
+
+    Args:
+        teacher: a BERT-family encoder or GPT-2-family decoder.
+        num_layers: how many blocks to keep (default: half), chosen by ``strategy``.
+        layers: explicit 0-based block indices (instead of ``num_layers``).
+        strategy: ``uniform``, ``first`` or ``last``.
+        intermediate_size: keep this many FFN neurons in every kept block: those with the largest mean activation
+            magnitude on ``calibration`` (`ffn_importance`, as Minitron, arXiv 2407.14679). The hidden size does
+            not change, so hidden-state losses need no projection. Recorded in ``config.pruned_from_intermediate_size``.
+        num_attention_heads: not supported: transformers 5 derives BERT's and GPT-2's head size from
+            ``hidden_size / num_attention_heads`` and no longer has ``prune_heads``, so a model with fewer heads of
+            the teacher's size cannot be saved and loaded as a standard model. A clear error says so.
+        calibration: a tokenized batch the teacher accepts (e.g. ``tokenizer(texts, padding=True,
+            return_tensors="pt")``, a few hundred sentences of the training text); needed for ``intermediate_size``.
     """
     if hasattr(teacher, "get_base_model") and not isinstance(teacher, PreTrainedModel):
         raise ValueError("student_from_teacher needs a plain transformers model; merge or unwrap the PEFT teacher first")
@@ -76,18 +190,43 @@ def student_from_teacher(
     total = len(blocks)
     if layers is not None and num_layers is not None:
         raise ValueError("give either num_layers or layers, not both")
+    if num_attention_heads is not None:
+        raise ValueError(
+            "num_attention_heads pruning is not supported with transformers 5: BERT and GPT-2 derive the head size "
+            "from hidden_size / num_attention_heads, so fewer heads of the same size cannot be saved and reloaded; "
+            "prune FFN neurons with intermediate_size= instead"
+        )
     if layers is None:
         if num_layers is None:
             num_layers = max(1, total // 2)
+        if not _is_int(num_layers):
+            raise ValueError(f"num_layers={num_layers!r} is invalid: give a whole number of blocks")
         keep = select_layers(total, num_layers, strategy)
     else:
-        keep = [int(i) for i in layers]
+        keep = _check_layers(layers)
         if not keep or len(set(keep)) != len(keep) or any(not 0 <= i < total for i in keep) or keep != sorted(keep):
             raise ValueError(f"layers={list(layers)} is invalid: give distinct, increasing block indices in 0..{total - 1}")
+
+    ffn_keep: dict[int, torch.Tensor] = {}
+    if intermediate_size is not None:
+        width = _ffn_width(blocks[0])
+        if not _is_int(intermediate_size) or not 1 <= intermediate_size <= width:
+            raise ValueError(f"intermediate_size={intermediate_size!r} is invalid: the teacher's FFN has {width} "
+                             f"neurons, choose 1..{width}")
+        if calibration is None:
+            raise ValueError("intermediate_size needs calibration: a tokenized batch of training text "
+                             "(tokenizer(texts, padding=True, return_tensors='pt')) to score the FFN neurons on")
+        scores = ffn_importance(teacher, calibration)
+        # Kept neurons stay in their original order, so keeping all of them reproduces the teacher exactly.
+        ffn_keep = {i: scores[i].topk(intermediate_size).indices.sort().values for i in keep}
 
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(keep)
     config.distilled_from_layers = keep
+    if ffn_keep:
+        attr = _ffn_of(blocks[0])[3]
+        config.pruned_from_intermediate_size = _ffn_width(blocks[0])
+        setattr(config, attr, intermediate_size)
     if getattr(config, "layer_types", None) is not None and len(config.layer_types) == total:
         config.layer_types = [config.layer_types[i] for i in keep]
     student = type(teacher)(config)
@@ -101,6 +240,8 @@ def student_from_teacher(
             state[key] = value
         elif int(match.group(1)) in new_index:
             state[f"{prefix}.{new_index[int(match.group(1))]}.{match.group(2)}"] = value
+    for old, kept_neurons in ffn_keep.items():
+        _slice_ffn(state, f"{prefix}.{new_index[old]}", blocks[old], kept_neurons)
     missing, unexpected = student.load_state_dict(state, strict=False)
     # Tied weights (e.g. GPT-2's lm_head) may be absent from the teacher's state dict; anything else is a bug.
     tied = set(getattr(student, "_tied_weights_keys", None) or [])
@@ -113,3 +254,53 @@ def student_from_teacher(
     if getattr(teacher, "generation_config", None) is not None:
         student.generation_config = copy.deepcopy(teacher.generation_config)
     return student
+
+
+def compression_facts(config, corpus: str = "the training text") -> dict[str, str]:
+    """What was done to the student beyond dropping blocks, in words for the report and card (empty when nothing).
+
+    Args:
+        config: the student's config (`vocabulary_kept_ids`/`trimmed_from_vocab_size` from `trim_vocabulary`,
+            `pruned_from_intermediate_size` from width pruning).
+        corpus: what the vocabulary was trimmed to, in words.
+    """
+    facts: dict[str, str] = {}
+    before = getattr(config, "trimmed_from_vocab_size", None)
+    if before is not None:
+        facts["vocabulary"] = f"{before:,} → {config.vocab_size:,} tokens, trimmed to {corpus}"
+    width = getattr(config, "pruned_from_intermediate_size", None)
+    if width is not None:
+        now = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
+        facts["width"] = (f"FFN {width:,} → {now:,} neurons per block, the most active kept "
+                          "(activation importance, Minitron)")
+    return facts
+
+
+def calibration_batch(texts, tokenizer, max_length: int, num_texts: int = 256, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A tokenized batch of `num_texts` texts drawn with `seed` from `texts`, for scoring FFN neurons."""
+    texts = list(texts)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(texts), generator=generator)[:num_texts].tolist()
+    chosen = [texts[i] for i in order if isinstance(texts[i], str) and texts[i].strip()]
+    if not chosen:
+        raise ValueError("width pruning needs training text to score the FFN neurons on; the text column is empty")
+    return tokenizer(chosen, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+
+
+def check_compression_arguments(args) -> None:
+    """Refuse compression settings `hf-distill run` cannot honour, before any work (fields of PipelineArguments)."""
+    trim = getattr(args, "trim_vocabulary", False)
+    width = getattr(args, "student_intermediate_size", None)
+    heads = getattr(args, "student_num_attention_heads", None)
+    if (trim or width is not None or heads is not None) and getattr(args, "student", None):
+        raise ValueError("trim_vocabulary, student_intermediate_size and student_num_attention_heads apply to a "
+                         "student built from the teacher: leave `student` unset, or drop them")
+    if heads is not None:
+        raise ValueError("student_num_attention_heads is not supported with transformers 5 (BERT and GPT-2 derive "
+                         "the head size from hidden_size / num_attention_heads); use student_intermediate_size")
+    if width is not None and (not _is_int(width) or width < 1):
+        raise ValueError(f"student_intermediate_size={width!r} is invalid: give a number of FFN neurons >= 1")
+    if trim and getattr(args, "task", "sequence-classification") != "sequence-classification":
+        raise ValueError("trim_vocabulary in `hf-distill run` supports sequence-classification: the evaluation "
+                         "compares token-level outputs over one vocabulary. Trim a language-model student from "
+                         "Python (hf_distill.vocabulary.trim_vocabulary) or drop trim_vocabulary")

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, PreTrainedModel, Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import can_return_loss, find_labels, logging
 
-from . import losses
+from . import losses, vocabulary
 from .compatibility import check_label_counts, check_label_order, check_vocabularies
 from .config import DistillationConfig
 from .projections import PROJECTIONS_FILE, HiddenStateProjections, StudentWithProjections, split_state_dict
@@ -77,6 +77,7 @@ class DistillationTrainer(Trainer):
             teacher_processing_class = teacher_processing_class or loaded_tok
         self.teacher = teacher_model
         self._check_soft_targets(train_dataset, args)
+        vocabulary.check_trimmed_student(model, self.teacher, train_dataset, processing_class, teacher_processing_class)
         self._needs_teacher_forward = self.teacher is not None and (
             args.alpha > 0 or args.hidden_loss_weight > 0 or args.attention_loss_weight > 0
         )
@@ -358,6 +359,8 @@ class DistillationTrainer(Trainer):
             teacher.eval()
         device = next(teacher.parameters()).device
         t_inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        if vocabulary.kept_ids_of(unwrap(self.model)) is not None:  # a trimmed student: the teacher reads its own ids
+            t_inputs["input_ids"] = vocabulary.to_teacher_ids(t_inputs["input_ids"], unwrap(self.model).config.vocabulary_kept_ids)
         with torch.no_grad():
             return teacher(**t_inputs, **extra)
 
@@ -375,6 +378,7 @@ class DistillationTrainer(Trainer):
             return losses.topk_distillation_loss(s_logits, ids, logp, tail, args.loss_type, **options).sum()
         t_logits = soft["teacher_logits"] if "teacher_logits" in soft else teacher_out.logits
         t_logits = self.task.at_valid(t_logits, valid).to(s_logits.device)
+        t_logits = vocabulary.teacher_logits_for_student(t_logits, unwrap(self.model), self.task)
         # Vocabularies that differ only by padding rows (50257 vs 50304) share their first ids.
         shared = min(s_logits.shape[-1], t_logits.shape[-1])
         return losses.distillation_loss(s_logits[..., :shared], t_logits[..., :shared], args.loss_type, **options).sum()

@@ -72,3 +72,67 @@ def test_bad_layers_and_unsupported_architecture(wordpiece_tokenizer):
     distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, hidden_dim=32, n_layers=2, n_heads=2))
     with pytest.raises(ValueError, match="BERT-family encoders .* GPT-2-family decoders"):
         student_from_teacher(distil, num_layers=1)
+
+
+def test_non_integer_layers_are_refused(wordpiece_tokenizer):
+    teacher = tiny.bert_cls(wordpiece_tokenizer, num_layers=4)
+    with pytest.raises(ValueError, match="must be integers"):
+        student_from_teacher(teacher, layers=[1.7])
+    with pytest.raises(ValueError, match="list of 0-based block indices"):
+        student_from_teacher(teacher, layers="13")
+    with pytest.raises(ValueError, match="must be integers"):
+        student_from_teacher(teacher, layers=[True, 2])
+    with pytest.raises(ValueError, match="whole number"):
+        student_from_teacher(teacher, num_layers=2.0)
+    assert student_from_teacher(teacher, layers=(torch.tensor(0), 2)).config.distilled_from_layers == [0, 2]
+
+
+def _calibration(tokenizer):
+    return tokenizer(tiny.CORPUS[:10], padding=True, return_tensors="pt")
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_ffn_pruning_keeping_all_neurons_is_the_unpruned_student(kind, wordpiece_tokenizer, bpe_tokenizer):
+    tok = wordpiece_tokenizer if kind == "bert" else bpe_tokenizer
+    teacher = (tiny.bert_cls(tok, num_layers=4) if kind == "bert" else tiny.gpt2(tok, num_layers=4)).eval()
+    width = 64 if kind == "bert" else 4 * 32
+    plain = student_from_teacher(teacher, num_layers=2).eval()
+    full = student_from_teacher(teacher, num_layers=2, intermediate_size=width, calibration=_calibration(tok)).eval()
+    batch = _calibration(tok)
+    with torch.no_grad():
+        assert torch.equal(plain(**batch).logits, full(**batch).logits)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_ffn_pruning_lowers_parameters_by_the_computed_amount(kind, wordpiece_tokenizer, bpe_tokenizer, tmp_path):
+    tok = wordpiece_tokenizer if kind == "bert" else bpe_tokenizer
+    teacher = (tiny.bert_cls(tok, num_layers=4) if kind == "bert" else tiny.gpt2(tok, num_layers=4)).eval()
+    hidden, width, keep = 32, (64 if kind == "bert" else 128), 16
+    plain = student_from_teacher(teacher, num_layers=2)
+    pruned = student_from_teacher(teacher, num_layers=2, intermediate_size=keep, calibration=_calibration(tok)).eval()
+    # per block: up weight + up bias + down weight lose (width - keep) neurons each
+    assert n_params(plain) - n_params(pruned) == 2 * (width - keep) * (2 * hidden + 1)
+    assert pruned.config.pruned_from_intermediate_size == width
+    # the kept neurons are the most active ones, and the saved student reloads as a standard model
+    from hf_distill.students import ffn_importance
+
+    scores = ffn_importance(teacher, _calibration(tok))[1]
+    up = pruned.bert.encoder.layer[0].intermediate.dense.weight if kind == "bert" else pruned.transformer.h[0].mlp.c_fc.weight
+    t_up = teacher.bert.encoder.layer[1].intermediate.dense.weight if kind == "bert" else teacher.transformer.h[1].mlp.c_fc.weight
+    top = scores.topk(keep).indices.sort().values
+    assert torch.equal(up, t_up[top] if kind == "bert" else t_up[:, top])
+    pruned.save_pretrained(tmp_path)
+    again = type(pruned).from_pretrained(tmp_path).eval()
+    batch = _calibration(tok)
+    with torch.no_grad():
+        assert torch.equal(again(**batch).logits, pruned(**batch).logits)
+
+
+def test_width_pruning_errors(wordpiece_tokenizer):
+    teacher = tiny.bert_cls(wordpiece_tokenizer, num_layers=4)
+    with pytest.raises(ValueError, match="needs calibration"):
+        student_from_teacher(teacher, num_layers=2, intermediate_size=16)
+    with pytest.raises(ValueError, match="choose 1..64"):
+        student_from_teacher(teacher, num_layers=2, intermediate_size=65, calibration=_calibration(wordpiece_tokenizer))
+    with pytest.raises(ValueError, match="intermediate_size= instead"):
+        student_from_teacher(teacher, num_layers=2, num_attention_heads=2)
