@@ -56,16 +56,21 @@ def _run_plan(args: argparse.Namespace) -> int:
     if args.json.exists() and not args.overwrite:
         raise ValueError(f"{args.json} exists; pass --overwrite to replace it or --json another path")
     from .benchmark import BenchmarkSettings, count_parameters, disk_size_bytes
-    from .pipeline import Pipeline, parse_run_config
+    from .data import RunData
+    from .models import build_teacher, teacher_tokenizer
+    from .pipeline import parse_run_config
     from .planning import format_plan, plan_students, plans_to_json
     from .students import find_blocks
 
     pipe_args, config, _ = parse_run_config(args.config)
-    pipeline = Pipeline(pipe_args, config)
-    tokenizer = pipeline._teacher_tokenizer()
+    run_data = RunData(pipe_args, seed=config.seed)
+    corpus = run_data.train()[run_data.text_column()] if pipe_args.teacher_from_scratch else None
+    tokenizer = teacher_tokenizer(pipe_args, config, corpus)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    teacher, _ = pipeline._build_teacher(tokenizer)
+    names = run_data.label_names() if run_data.classification else None
+    # Size and speed do not depend on trained weights: the teacher as the run would start from is enough.
+    teacher, _ = build_teacher(pipe_args, config, tokenizer, names)
     total = len(find_blocks(teacher)[1])
     chosen = pipe_args.student_layers or max(1, total // 2)
     layers = _ints(args.layers, "layers") if args.layers else sorted({chosen, max(1, chosen - 1)})
@@ -75,8 +80,8 @@ def _run_plan(args: argparse.Namespace) -> int:
     else:
         widths = [None] + ([up // 2] if up else [])
     trim = {"both": [False, True], "yes": [True], "no": [False]}[args.trim]
-    data = pipeline.raw_data()
-    text = pipeline.text_column()
+    data = run_data.splits()
+    text = run_data.text_column()
     split = pipe_args.validation_split if pipe_args.validation_split in data else pipe_args.train_split
     texts = [t for t in data[split][text][: args.texts] if isinstance(t, str) and t.strip()]
     settings = BenchmarkSettings(batch_size=pipe_args.benchmark_batch_size, throughput_runs=pipe_args.benchmark_runs,
