@@ -5,7 +5,7 @@ are re-exported here, so ``from hf_distill.evaluation import ...`` keeps working
 
 * `hf_distill.fidelity`: KL / JS / top-1 agreement maths and `FidelityAccumulator`.
 * `hf_distill.task_metrics`: `load_metric` (the `evaluate` modules) and where they come from.
-* `hf_distill.model_loading`: `load_model` / `LoadedModel`.
+* `hf_distill.models`: `load_model` / `LoadedModel`.
 * `hf_distill.eval_data`: `EvalData` / `load_texts`.
 * `hf_distill.measure`: `evaluate_pair`, the whole teacher-vs-student measurement assembled into a report.
 """
@@ -32,7 +32,7 @@ from .fidelity import (
     kl_divergence,
     top1_agreement,
 )
-from .model_loading import LoadedModel, load_model
+from .models import LoadedModel, load_model
 from .report import Fidelity
 from .task_metrics import HUB_METRICS, METRICS_DIR, hub_offline, load_metric, metric_module_path
 from .tasks import Task, get_task

@@ -400,15 +400,12 @@ def compare_with_pytorch(
 
 def load_for_export(model_dir: str | Path) -> tuple[nn.Module, Any]:
     """Load a saved student (safetensors only, no remote code) and its tokenizer for export."""
-    from transformers import AutoConfig, AutoTokenizer
+    from .models import load_model
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
+    if not (Path(model_dir) / "config.json").is_file():
         raise OnnxExportError(f"{model_dir} has no config.json: pass a folder written by save_pretrained")
-    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
-    model = detect_task(config).auto_class.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
-    return model.eval(), tokenizer
+    loaded = load_model(model_dir, role="student")
+    return loaded.model, loaded.tokenizer
 
 
 def export_onnx(

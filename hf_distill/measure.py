@@ -14,7 +14,7 @@ from torch import nn
 from .benchmark import BenchmarkSettings, benchmark_pair, fixed_threads
 from .eval_data import EvalData, load_texts
 from .evaluation import evaluate_models
-from .model_loading import load_model
+from .models import load_model
 from .report import DistillationReport, ModelFigures, VariantFigures, collect_environment, compute_ratios
 from .tasks import Task
 
