@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "student_intermediate_size / trim_vocabulary in the config and `hf-distill run` it.",
     )
     plan.add_argument("config", help="the YAML config of `hf-distill run` (teacher, data, max_length, ...)")
+    plan.add_argument("--teacher", help="override the config's teacher (a local folder or Hub id)")
     plan.add_argument("--layers", help="comma-separated block counts (default: the config's student_layers and one less)")
     plan.add_argument("--widths", help="comma-separated FFN widths; 'full' keeps the teacher's (default: full and half)")
     plan.add_argument("--trim", choices=["both", "yes", "no"], default="both", help="trimmed vocabulary (default: both)")
@@ -62,7 +63,7 @@ def _run_plan(args: argparse.Namespace) -> int:
     from .planning import format_plan, plan_students, plans_to_json
     from .students import find_blocks
 
-    pipe_args, config, _ = parse_run_config(args.config)
+    pipe_args, config, _ = parse_run_config(args.config, ["--teacher", args.teacher] if args.teacher else None)
     run_data = RunData(pipe_args, seed=config.seed)
     corpus = run_data.train()[run_data.text_column()] if pipe_args.teacher_from_scratch else None
     tokenizer = teacher_tokenizer(pipe_args, config, corpus)
