@@ -67,6 +67,10 @@ class PipelineArguments:
     student_layers: int | None = field(
         default=None, metadata={"help": "Blocks to keep when building the student from the teacher (default: half)."}
     )
+    student_config: str | None = field(
+        default=None,
+        metadata={"help": 'JSON config attributes for the student, e.g. {"resid_pdrop": 0.0} (default: the teacher\'s).'},
+    )
     student_layer_strategy: str = field(
         default="uniform", metadata={"help": "Which blocks to keep.", "choices": ["uniform", "first", "last"]}
     )
@@ -447,13 +451,15 @@ class Pipeline:
     def _build_student(self, teacher):
         from .students import student_from_teacher
 
+        overrides = json.loads(self.args.student_config) if self.args.student_config else None
         if self.args.student:
-            extra = {}
+            extra = dict(overrides or {})
             if self.args.task == "sequence-classification":
                 cfg = teacher.config
-                extra = {"num_labels": cfg.num_labels, "id2label": cfg.id2label, "label2id": cfg.label2id}
+                extra.update(num_labels=cfg.num_labels, id2label=cfg.id2label, label2id=cfg.label2id)
             return self._auto_class().from_pretrained(self.args.student, trust_remote_code=self.config.trust_remote_code, **extra)
-        return student_from_teacher(teacher, num_layers=self.args.student_layers, strategy=self.args.student_layer_strategy)
+        return student_from_teacher(teacher, num_layers=self.args.student_layers, strategy=self.args.student_layer_strategy,
+                                    config_overrides=overrides)
 
     def stage_student(self) -> dict[str, Any]:
         from datasets import load_from_disk

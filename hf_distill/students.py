@@ -63,12 +63,15 @@ def student_from_teacher(
     num_layers: int | None = None,
     layers: Sequence[int] | None = None,
     strategy: str = "uniform",
+    config_overrides: dict | None = None,
 ) -> PreTrainedModel:
     """A new model of the teacher's class holding a copy of the chosen blocks.
 
     Embeddings, pooler, heads and final layer norm are copied as they are; the config's layer count is updated and
     the kept teacher blocks are recorded in ``config.distilled_from_layers``. Give either ``num_layers`` (with a
-    ``strategy``) or explicit 0-based ``layers``. The teacher is not modified.
+    ``strategy``) or explicit 0-based ``layers``. ``config_overrides`` sets config attributes of the student
+    before it is built, e.g. ``{"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}`` for a GPT-2 student
+    without the teacher's dropout. The teacher is not modified.
     """
     if hasattr(teacher, "get_base_model") and not isinstance(teacher, PreTrainedModel):
         raise ValueError("student_from_teacher needs a plain transformers model; merge or unwrap the PEFT teacher first")
@@ -88,6 +91,10 @@ def student_from_teacher(
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(keep)
     config.distilled_from_layers = keep
+    for name, value in (config_overrides or {}).items():
+        if not hasattr(config, name):
+            raise ValueError(f"config_overrides: {type(config).__name__} has no attribute {name!r}")
+        setattr(config, name, value)
     if getattr(config, "layer_types", None) is not None and len(config.layer_types) == total:
         config.layer_types = [config.layer_types[i] for i in keep]
     student = type(teacher)(config)
