@@ -94,20 +94,23 @@ def load_saved(folder: str | Path, task: str) -> tuple[PreTrainedModel, PreTrain
     return loaded.model, loaded.tokenizer
 
 
-def build_student(args: Any, config: Any, teacher: PreTrainedModel, calibration: Any = None) -> PreTrainedModel:
+def build_student(
+    args: Any, config: Any, teacher: PreTrainedModel, calibration: Any = None, config_overrides: dict | None = None
+) -> PreTrainedModel:
     """The student: `args.student` loaded with the teacher's labels, or `student_layers` blocks of the teacher
-    (FFN width pruned to `student_intermediate_size` on the `calibration` batch when set)."""
+    (FFN width pruned to `student_intermediate_size` on the `calibration` batch when set); `config_overrides`
+    (e.g. no dropout) apply to either."""
     from .students import student_from_teacher
 
     if args.student:
-        extra = {}
+        extra = dict(config_overrides or {})
         if get_task(args.task).has_class_labels:
-            extra = label_config(list(teacher.config.id2label.values()))
+            extra.update(label_config(list(teacher.config.id2label.values())))
         return auto_class(args.task).from_pretrained(args.student, trust_remote_code=config.trust_remote_code, **extra)
     return student_from_teacher(
         teacher, num_layers=args.student_layers, strategy=args.student_layer_strategy,
         intermediate_size=args.student_intermediate_size, num_attention_heads=args.student_num_attention_heads,
-        calibration=calibration,
+        calibration=calibration, config_overrides=config_overrides,
     )
 
 

@@ -66,6 +66,10 @@ class PipelineArguments:
     student_layers: int | None = field(
         default=None, metadata={"help": "Blocks to keep when building the student from the teacher (default: half)."}
     )
+    student_config: str | None = field(
+        default=None,
+        metadata={"help": 'JSON config attributes for the student, e.g. {"resid_pdrop": 0.0} (default: the teacher\'s).'},
+    )
     student_layer_strategy: str = field(
         default="uniform", metadata={"help": "Which blocks to keep.", "choices": ["uniform", "first", "last"]}
     )
@@ -321,7 +325,8 @@ class Pipeline:
             # Width pruning keeps the FFN neurons most active on a sample of the training text (Minitron).
             calibration = calibration_batch(self.data.train()[self.data.text_column()], tokenizer, self.args.max_length,
                                             seed=self.config.seed)
-        return build_student(self.args, self.config, teacher, calibration=calibration)
+        overrides = json.loads(self.args.student_config) if self.args.student_config else None
+        return build_student(self.args, self.config, teacher, calibration=calibration, config_overrides=overrides)
 
     def student_arguments(self, has_eval_data: bool) -> DistillationConfig:
         """The student's training arguments: the config with the stage's own folder, as a copy."""

@@ -163,6 +163,7 @@ def student_from_teacher(
     intermediate_size: int | None = None,
     num_attention_heads: int | None = None,
     calibration: dict[str, torch.Tensor] | None = None,
+    config_overrides: dict | None = None,
 ) -> PreTrainedModel:
     """A new model of the teacher's class holding a copy of the chosen blocks, optionally narrowed.
 
@@ -181,6 +182,8 @@ def student_from_teacher(
         num_attention_heads: not supported: transformers 5 derives BERT's and GPT-2's head size from
             ``hidden_size / num_attention_heads`` and no longer has ``prune_heads``, so a model with fewer heads of
             the teacher's size cannot be saved and loaded as a standard model. A clear error says so.
+        config_overrides: config attributes of the student set before it is built, e.g. ``{"resid_pdrop": 0.0,
+            "embd_pdrop": 0.0, "attn_pdrop": 0.0}`` for a GPT-2 student without the teacher's dropout.
         calibration: a tokenized batch the teacher accepts (e.g. ``tokenizer(texts, padding=True,
             return_tensors="pt")``, a few hundred sentences of the training text); needed for ``intermediate_size``.
     """
@@ -227,6 +230,10 @@ def student_from_teacher(
         attr = _ffn_of(blocks[0])[3]
         config.pruned_from_intermediate_size = _ffn_width(blocks[0])
         setattr(config, attr, intermediate_size)
+    for name, value in (config_overrides or {}).items():
+        if not hasattr(config, name):
+            raise ValueError(f"config_overrides: {type(config).__name__} has no attribute {name!r}")
+        setattr(config, name, value)
     if getattr(config, "layer_types", None) is not None and len(config.layer_types) == total:
         config.layer_types = [config.layer_types[i] for i in keep]
     student = type(teacher)(config)
