@@ -56,5 +56,5 @@ def test_pipeline_student_config_reaches_the_built_student(tmp_path):
         "--task", "causal-lm", "--teacher", "t", "--output_dir", str(tmp_path / "run"), "--student_layers", "2",
         "--student_config", json.dumps(NO_DROPOUT),
     ])
-    student = Pipeline(args, config)._build_student(teacher)
+    student = Pipeline(args, config).build_student(teacher, tokenizer=None)
     assert set(_dropouts(student)) == {0.0} and student.config.num_hidden_layers == 2
