@@ -12,7 +12,7 @@ import inspect
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ class PairBenchmark:
     student_speed: SpeedFigures
     threads: int
     settings: dict[str, Any]
+    # Further models timed in the same interleaved runs (e.g. the student's ONNX exports), in the order given.
+    extra_speeds: list[SpeedFigures] = field(default_factory=list)
+    extra_disk_bytes: list[int] = field(default_factory=list)
 
 
 # -- size --------------------------------------------------------------------------------------------
@@ -233,15 +236,28 @@ def benchmark_pair(
     *,
     causal_lm: bool = False,
     settings: BenchmarkSettings | None = None,
+    extra: Sequence[tuple[Any, Any]] = (),
 ) -> PairBenchmark:
-    """Measure parameters, disk size, batch-1 latency, batched throughput and (causal LMs) generation speed."""
+    """Measure parameters, disk size, batch-1 latency, batched throughput and (causal LMs) generation speed.
+
+    Args:
+        teacher: the teacher model.
+        student: the student model.
+        teacher_tokenizer: the teacher's tokenizer.
+        student_tokenizer: the student's tokenizer.
+        texts: the texts to time on (tokenised up front).
+        causal_lm: also time greedy generation (teacher and student).
+        settings: how long and how hard to measure.
+        extra: further ``(model, tokenizer)`` pairs (e.g. exported variants of the student) timed in the same
+            round-robin runs as teacher and student, so machine drift lands on all of them equally.
+    """
     settings = settings or BenchmarkSettings()
     texts = [t for t in texts if t and t.strip()]
     if not texts:
         raise ValueError("benchmark needs at least one non-empty text")
     device = settings.device
-    models = (teacher, student)
-    tokenizers = (teacher_tokenizer, student_tokenizer)
+    models = (teacher, student, *(m for m, _ in extra))
+    tokenizers = (teacher_tokenizer, student_tokenizer, *(t for _, t in extra))
     limit = min(
         [settings.max_length] + [m for m in (max_positions(mod, tok) for mod, tok in zip(models, tokenizers)) if m]
     )
@@ -271,24 +287,23 @@ def benchmark_pair(
 
             return run
 
-        lat_t, lat_s, _, _ = interleaved_timings(
-            forward(0, single[0]), forward(1, single[1]), settings.latency_runs, settings.warmup, device
-        )
-        thr_t, thr_s, _, _ = interleaved_timings(
-            forward(0, batches[0]), forward(1, batches[1]), settings.throughput_runs, min(settings.warmup, 1), device
+        n = range(len(models))
+        lat, _ = interleaved_runs([forward(i, single[i]) for i in n], settings.latency_runs, settings.warmup, device)
+        thr, _ = interleaved_runs(
+            [forward(i, batches[i]) for i in n], settings.throughput_runs, min(settings.warmup, 1), device
         )
         speeds = [
             SpeedFigures(
-                latency_ms_p50=1000.0 * percentile(lat, 50),
-                latency_ms_p95=1000.0 * percentile(lat, 95),
-                throughput_per_s=b * len(thr) / sum(thr),
+                latency_ms_p50=1000.0 * percentile(lat[i], 50),
+                latency_ms_p95=1000.0 * percentile(lat[i], 95),
+                throughput_per_s=b * len(thr[i]) / sum(thr[i]),
             )
-            for lat, thr in ((lat_t, thr_t), (lat_s, thr_s))
+            for i in n
         ]
         if causal_lm:
-            for idx, tps in enumerate(_generation_speed(models, tokenizers, texts, settings, limit)):
+            for idx, tps in enumerate(_generation_speed(models[:2], tokenizers[:2], texts, settings, limit)):
                 speeds[idx].generation_tokens_per_s = tps
-        params = [count_parameters(m) for m in models]
+        params = [count_parameters(m) for m in models[:2]]
         disk = [disk_size_bytes(m) for m in models]
     return PairBenchmark(
         teacher_parameters=params[0],
@@ -299,6 +314,8 @@ def benchmark_pair(
         student_speed=speeds[1],
         threads=threads,
         settings=asdict(settings) | {"threads": threads, "max_length": limit},
+        extra_speeds=speeds[2:],
+        extra_disk_bytes=disk[2:],
     )
 
 

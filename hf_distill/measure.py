@@ -97,8 +97,9 @@ def evaluate_pair(
     """Load both models, evaluate and benchmark them on the same data, and build the report.
 
     With `include_exports`, the student's exported variants (``onnx/model.onnx``, ``onnx/model_quantized.onnx``
-    written by `hf_distill.export.export_onnx`) are measured the same way, each timed interleaved with the teacher
-    under the same thread count, and become the report's `variants` (a column each in the card's table).
+    written by `hf_distill.export.export_onnx`) are measured the same way, timed in the same round-robin runs as
+    teacher and student with onnxruntime on the same thread count, and become the report's `variants` (a column
+    each in the card's table).
 
     `distillation` (loss_type, temperature, alpha, layers_kept, steps, dataset, ...) and `training`
     (train_seconds, ...) are copied into the report; `training` is completed from the student's
@@ -125,8 +126,9 @@ def evaluate_pair(
     if threads is not None:
         bench.threads = threads
     started = time.perf_counter()
-    exported = _load_exports(student, s) if include_exports else {}
     with fixed_threads(bench.threads) as used_threads:
+        # onnxruntime gets torch's thread count, so the exports are timed under the same conditions.
+        exported = _load_exports(student, s, used_threads) if include_exports else {}
         ev = evaluate_models(
             t.model,
             s.model,
@@ -149,9 +151,13 @@ def evaluate_pair(
             data.texts[: max(bench.batch_size * bench.throughput_runs, bench.latency_runs)],
             causal_lm=t.task.generates,
             settings=bench,
+            extra=[(model, s.tokenizer) for model in exported.values()],
         )
-        variant_runs = {
-            name: _measure_variant(t, s, model, data, bench, batch_size, max_length, metric_source)
+        variant_evals = {
+            name: evaluate_models(
+                t.model, model, t.tokenizer, data.texts, data.labels, task=t.task, student_tokenizer=s.tokenizer,
+                batch_size=batch_size, max_length=max_length, metric_source=metric_source, device="cpu",
+            )
             for name, model in exported.items()
         }
     figures = []
@@ -183,8 +189,9 @@ def evaluate_pair(
     if "steps" not in distillation and "steps" in training_info:
         distillation["steps"] = training_info["steps"]
     variants = [
-        _variant_figures(name, exported[name], figures[0], figures[1], run, t.task.primary_metric, student)
-        for name, run in variant_runs.items()
+        _variant_figures(name, exported[name], figures[0], figures[1], ev_v, speed, disk, t.task.primary_metric,
+                         student)
+        for (name, ev_v), speed, disk in zip(variant_evals.items(), pb.extra_speeds, pb.extra_disk_bytes)
     ]
     report = DistillationReport(
         task=t.task.pipeline_tag,
@@ -213,68 +220,42 @@ def evaluate_pair(
     return report
 
 
-def _load_exports(student: str | os.PathLike, s: Any) -> dict[str, Any]:
+def _load_exports(student: str | os.PathLike, s: Any, threads: int) -> dict[str, Any]:
     """The student's exported variants, if `hf-distill export` wrote any beside it."""
     if not Path(student).is_dir():
         return {}
     from .benchmark import count_parameters
     from .export import load_onnx_variants
 
-    variants = load_onnx_variants(student, s.model.config)
+    variants = load_onnx_variants(student, s.model.config, threads=threads)
     for model in variants.values():
         model.parameter_counts = count_parameters(s.model)
     return variants
 
 
-def _measure_variant(t: Any, s: Any, model: Any, data: EvalData, bench: BenchmarkSettings, batch_size: int,
-                     max_length: int, metric_source: str) -> tuple[Any, Any]:
-    """Task metrics and fidelity of an exported variant against the teacher, and its speed interleaved with the
-    teacher's (its own session, so machine drift lands on both)."""
-    import dataclasses
-
-    ev = evaluate_models(
-        t.model, model, t.tokenizer, data.texts, data.labels, task=t.task, student_tokenizer=s.tokenizer,
-        batch_size=batch_size, max_length=max_length, metric_source=metric_source, device="cpu",
-    )
-    pb = benchmark_pair(
-        t.model, model, t.tokenizer, s.tokenizer,
-        data.texts[: max(bench.batch_size * bench.throughput_runs, bench.latency_runs)],
-        causal_lm=False,  # generation speed is measured for the PyTorch student only
-        settings=dataclasses.replace(bench, device="cpu"),
-    )
-    return ev, pb
-
-
-def _variant_figures(name: str, model: Any, teacher: ModelFigures, student: ModelFigures, run: tuple[Any, Any],
-                     primary_metric: str, student_dir: str | os.PathLike) -> VariantFigures:
-    import dataclasses
-
+def _variant_figures(name: str, model: Any, teacher: ModelFigures, student: ModelFigures, ev: Any, speed: Any,
+                     disk_bytes: int, primary_metric: str, student_dir: str | os.PathLike) -> VariantFigures:
+    """An exported variant's figures, timed in the same round-robin runs as teacher and student."""
     from .export import VARIANT_NAMES, export_checks
 
-    ev, pb = run
     file = f"{model.path.parent.name}/{model.path.name}"
     figures = ModelFigures(
         name_or_path=file,
         parameters=student.parameters,
         parameters_without_embeddings=student.parameters_without_embeddings,
-        disk_bytes=pb.student_disk_bytes,
-        latency_ms_p50=pb.student_speed.latency_ms_p50,
-        latency_ms_p95=pb.student_speed.latency_ms_p95,
-        throughput_per_s=pb.student_speed.throughput_per_s,
+        disk_bytes=disk_bytes,
+        latency_ms_p50=speed.latency_ms_p50,
+        latency_ms_p95=speed.latency_ms_p95,
+        throughput_per_s=speed.throughput_per_s,
         generation_tokens_per_s=None,
         metrics=ev.student_metrics,
         num_layers=student.num_layers,
-    )
-    # Speed ratios against the teacher as timed in the variant's own interleaved session.
-    session_teacher = dataclasses.replace(
-        teacher, latency_ms_p50=pb.teacher_speed.latency_ms_p50, latency_ms_p95=pb.teacher_speed.latency_ms_p95,
-        throughput_per_s=pb.teacher_speed.throughput_per_s, generation_tokens_per_s=None,
     )
     check = export_checks(student_dir).get(file)
     return VariantFigures(
         name=VARIANT_NAMES[name],
         figures=figures,
-        ratios=compute_ratios(session_teacher, figures, primary_metric),
+        ratios=compute_ratios(teacher, figures, primary_metric),
         fidelity=ev.fidelity,
         max_abs_logit_diff_vs_student=check.max_abs_logit_diff if check else None,
     )

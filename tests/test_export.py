@@ -145,6 +145,9 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
     assert fp32.figures.metrics["accuracy"] == report.student.metrics["accuracy"]
     assert fp32.fidelity.agreement_top1 == report.fidelity.agreement_top1
     assert int8.figures.disk_bytes < fp32.figures.disk_bytes
+    # timed in the same round-robin runs as teacher and student: the ratios read off the table's own columns
+    assert int8.ratios.latency_x == pytest.approx(report.teacher.latency_ms_p50 / int8.figures.latency_ms_p50)
+    assert int8.ratios.speedup_x == pytest.approx(int8.figures.throughput_per_s / report.teacher.throughput_per_s)
     assert report.table_columns() == ["", "Teacher", "Student", "Student ONNX fp32", "Student ONNX int8",
                                       "Student vs teacher"]
     rows = {row[0]: row for row in report.table_rows()}
