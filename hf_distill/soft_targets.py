@@ -32,6 +32,8 @@ from datasets import Array2D, Dataset, Features, List, Value, concatenate_datase
 from torch import nn
 from tqdm.auto import tqdm
 
+from .atomic import replace_directory
+from .data import file_sha256
 from .tasks import Task, detect_task, get_task, unwrap
 
 logger = logging.getLogger(__name__)
@@ -64,17 +66,9 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _tree_manifest(folder: Path) -> dict[str, dict[str, Any]]:
     return {
-        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _file_sha256(p)}
+        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
@@ -98,7 +92,7 @@ def _verify(folder: Path, key: dict[str, Any]) -> None:
         path = folder / name
         if path.stat().st_size != meta["bytes"]:
             raise SoftTargetCacheError(f"{path} has {path.stat().st_size} bytes, expected {meta['bytes']} (truncated?)")
-        if _file_sha256(path) != meta["sha256"]:
+        if file_sha256(path) != meta["sha256"]:
             raise SoftTargetCacheError(f"{path} does not match its checksum (corrupted)")
 
 
@@ -278,9 +272,9 @@ def generate_soft_targets(
         shutil.rmtree(staging)
     result.save_to_disk(str(staging))
     (staging / MANIFEST).write_text(json.dumps({"key": key, "info": info, "files": _tree_manifest(staging)}, indent=1))
-    if folder.exists():  # another process finished first; ours is equally valid
-        shutil.rmtree(folder)
-    os.replace(staging, folder)
+    # Another process may have finished first; ours is equally valid. The old folder is renamed aside before
+    # the swap, so the cache folder is never half there.
+    replace_directory(staging, folder)
     return load_from_disk(str(folder))
 
 
