@@ -283,13 +283,6 @@ class OnnxModel:
         """Bytes of the ONNX file (and of external data beside it, if any)."""
         return self.path.stat().st_size + sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + ".data"))
 
-    def num_parameters(self) -> int:
-        """Elements in the graph's weight tensors (initializers), the ONNX analogue of the parameter count."""
-        import onnx
-
-        graph = onnx.load(str(self.path), load_external_data=False).graph
-        return int(sum(int(np.prod(t.dims)) for t in graph.initializer if len(t.dims) >= 1))
-
     def _feed(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         feed = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
         if "token_type_ids" in self.input_names:
