@@ -333,3 +333,45 @@ def test_refusals_name_the_problem(tmp_path, bpe_tokenizer, wordpiece_tokenizer)
     lm_batch = DataCollatorForLanguageModeling(tok, mlm=False)([{"input_ids": r["input_ids"]} for r in data.select(range(2))])
     with pytest.raises(ValueError, match="need prompts"):
         trainer.generated_batch(lm_batch, 0, 0)
+
+
+# ---- hf-distill run ----------------------------------------------------------------------------------------------
+
+
+def test_run_trains_on_policy_from_a_plain_text_corpus(tmp_path):
+    import json
+
+    from hf_distill.pipeline import run_from_config
+    from tests.test_pipeline import lm_config, markers
+
+    cfg = lm_config(tmp_path, use_soft_targets=False, top_k=None, prompt_tokens=PROMPT, lmbda=0.5, seq_kd=True,
+                    max_new_tokens=8, loss_type="jsd", jsd_beta=0.5, logging_steps=1)
+    results = run_from_config(cfg)
+    run = tmp_path / "lmrun"
+    assert markers(run) == {"teacher", "student", "evaluate", "card"}
+    assert results["student"]["global_step"] == 4
+    report = json.loads((run / "student" / "distillation_report.json").read_text())
+    assert report["distillation"]["lmbda"] == 0.5 and report["distillation"]["seq_kd"] is True
+    assert report["distillation"]["prompt_tokens"] == PROMPT and report["distillation"]["max_new_tokens"] == 8
+    assert report["student"]["metrics"]["perplexity"] > 1  # evaluated on whole held-out texts, as off-policy runs
+
+
+def test_run_check_refuses_on_policy_settings_it_cannot_serve(tmp_path, tiny_bert_cls_dir):
+    from hf_distill.pipeline import run_from_config
+    from hf_distill.preflight import PreflightError
+    from tests.test_pipeline import cls_config, lm_config
+
+    with pytest.raises(PreflightError) as err:
+        run_from_config(lm_config(tmp_path, lmbda=0.5, max_new_tokens=70), check_only=True)
+    problems = err.value.problems
+    assert any("cached soft targets cannot serve them: set use_soft_targets: false" in p for p in problems)
+    assert any("needs prompts: set prompt_tokens: N" in p for p in problems)
+    with pytest.raises(PreflightError) as err:
+        run_from_config(lm_config(tmp_path, lmbda=0.5, max_new_tokens=70, prompt_tokens=4, use_soft_targets=False),
+                        check_only=True)
+    assert err.value.problems == ["prompt_tokens=4 + max_new_tokens=70 exceed the teacher's 64 positions: lower one "
+                                  "of them"]
+    with pytest.raises(PreflightError, match="seq_kd applies to causal-lm .* for sequence-classification"):
+        run_from_config(cls_config(tmp_path, tiny_bert_cls_dir, seq_kd=True), check_only=True)
+    with pytest.raises(ValueError, match=r"prompt_tokens=32 must be in \[1, max_length=32\)"):
+        run_from_config(lm_config(tmp_path, prompt_tokens=32), check_only=True)
