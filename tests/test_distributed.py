@@ -106,6 +106,8 @@ import sys
 import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+from transformers import AutoTokenizer
+
 from hf_distill import DistillationConfig, DistillationTrainer
 from tests import tiny
 
@@ -154,3 +156,75 @@ def test_torchrun_projections_are_averaged_like_the_student(tmp_path, bpe_tokeni
             torch.testing.assert_close(w_multi[k], w_single[k], atol=WEIGHT_TOLERANCE, rtol=0, msg=f"{name}: {k}")
     proj = load_file(tmp_path / "single" / "final" / "distillation_projections.safetensors")
     assert set(proj) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+
+
+DDP_SEQ_KD_SCRIPT = """
+import sys
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer
+from transformers import AutoTokenizer
+
+from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.on_policy import tokenize_prompt_completion
+from tests import tiny
+
+out, tok_dir, ga = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tok = AutoTokenizer.from_pretrained(tok_dir)
+torch.manual_seed(0)
+teacher = tiny.gpt2(tok, 4)
+with torch.no_grad():
+    teacher.lm_head.weight.mul_(20)  # a confident teacher: clear greedy choices
+torch.manual_seed(1)
+student = tiny.gpt2(tok, 2)
+# prompts of 1 to 4 words: the processes generate from prompts of different lengths
+words = [line.split() for line in tiny.CORPUS[:12]]
+pairs = {"prompt": [" ".join(w[: 1 + i % 4]) for i, w in enumerate(words)],
+         "completion": [" " + " ".join(w[1 + i % 4 :]) for i, w in enumerate(words)]}
+data = tokenize_prompt_completion(Dataset.from_dict(pairs), tok, max_length=32)
+cfg = DistillationConfig(
+    output_dir=out, report_to=[], use_cpu=True, per_device_train_batch_size=2, gradient_accumulation_steps=ga,
+    max_steps=3, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0, alpha=0.5,
+    temperature=2.0, seq_kd=True, generation_temperature=0.0, max_new_tokens=6, save_strategy="no",
+    disable_tqdm=True, seed=0, train_sampling_strategy="sequential",
+)
+trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok)
+calls = []
+generate = trainer.teacher.generate
+trainer.teacher.generate = lambda **kw: calls.append(kw["input_ids"].shape[1]) or generate(**kw)
+trainer.train()
+print(f"rank {cfg.process_index}: teacher generated {len(calls)} times from prompts {calls}")
+trainer.save_model(out + "/final")
+"""
+
+
+def test_torchrun_seq_kd_matches_one_process(tmp_path, bpe_tokenizer):
+    """Greedy teacher completions (seq_kd) are deterministic: two processes, each generating on its own from prompts
+    of other lengths, give the weights of one process with 2 x accumulation; the run finishes (no deadlock)."""
+    from transformers import AutoTokenizer
+
+    tok_dir = tmp_path / "tok"
+    bpe_tokenizer.save_pretrained(tok_dir)
+    script = tmp_path / "train_seq_kd.py"
+    script.write_text(DDP_SEQ_KD_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    multi = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(free_port()), str(script), str(tmp_path / "multi"), str(tok_dir), "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert multi.returncode == 0, multi.stderr[-4000:]
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tok_dir), "2"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-4000:]
+    log = multi.stdout + multi.stderr
+    assert "rank 0: teacher generated 3 times" in log and "rank 1: teacher generated 3 times" in log
+    assert "rank 0: teacher generated 6 times" in single.stdout
+    w_multi = load_file(tmp_path / "multi" / "final" / "model.safetensors")
+    w_single = load_file(tmp_path / "single" / "final" / "model.safetensors")
+    init = tiny.gpt2(AutoTokenizer.from_pretrained(tok_dir), 2)
+    assert w_multi.keys() == w_single.keys()
+    moved = (w_single["transformer.ln_f.weight"] - init.transformer.ln_f.weight.detach()).abs().max().item()
+    assert moved > 1e-3  # training changed the weights, so the comparison means something
+    for k in w_multi:
+        torch.testing.assert_close(w_multi[k], w_single[k], atol=WEIGHT_TOLERANCE, rtol=0, msg=k)
