@@ -81,7 +81,9 @@ class DistillationConfig(TrainingArguments):
     )
     jsd_beta: float = field(
         default=0.5,
-        metadata={"help": "JSD mixture weight in [0, 1]; 0 gives forward KL and 1 reverse KL (GKD convention)."},
+        metadata={
+            "help": "JSD mixture weight in [0, 1]; 0 gives forward KL and 1 reverse KL (GKD convention; TRL's `beta`)."
+        },
     )
     skew_lambda: float = field(default=0.1, metadata={"help": "Skew KL mixing weight in [0, 1)."})
     scale_by_temperature_squared: bool | None = field(

@@ -142,6 +142,8 @@ class PromptCompletionCollator:
     """
 
     def __init__(self, tokenizer: Any, pad_to_multiple_of: int | None = None) -> None:
+        if tokenizer is None:
+            raise ValueError("prompt-completion batches need the tokenizer: pass processing_class=tokenizer")
         pad = getattr(tokenizer, "pad_token_id", None)
         if pad is None:
             pad = getattr(tokenizer, "eos_token_id", None)

@@ -297,11 +297,13 @@ class DistillationTrainer(Trainer):
         and the sampling are seeded from (seed, step, i * world_size + process index) for micro-batch i: runs are
         reproducible, and processes of a DDP run make the draws one process makes over the same global batch with
         gradient accumulation. Each process generates alone with the unwrapped model (no collective call, so
-        processes may generate different lengths; padding is local).
+        processes may generate different lengths; padding is local). Sharded models (ZeRO-3, FSDP) generate in
+        step on every process, so there the draw is the same on every process (seeded without the process index).
         """
         args: DistillationConfig = self.args
         seed = on_policy.generation_seed(args.seed, step, index * args.world_size + args.process_index)
-        on_policy_batch = args.lmbda > 0 and np.random.default_rng(seed).random() < args.lmbda
+        draw_seed = on_policy.generation_seed(args.seed, step, index) if self._synced_generation() else seed
+        on_policy_batch = args.lmbda > 0 and np.random.default_rng(draw_seed).random() < args.lmbda
         if not on_policy_batch and not args.seq_kd:
             return batch
         if on_policy.PROMPT_IDS not in batch:
@@ -312,10 +314,11 @@ class DistillationTrainer(Trainer):
         model = self._generation_model() if on_policy_batch else self.teacher
         if not on_policy_batch and self.is_deepspeed_enabled:
             model = model.module  # the teacher's DeepSpeed inference engine: generate with the module it holds
-        completions, mask = on_policy.generate_completions(
-            model, batch[on_policy.PROMPT_IDS], batch[on_policy.PROMPT_MASK], self._generation_config(),
-            seed=seed, synced_gpus=self._synced_generation(),
-        )
+        with self.autocast_smart_context_manager():  # the precision the training forward runs in
+            completions, mask = on_policy.generate_completions(
+                model, batch[on_policy.PROMPT_IDS], batch[on_policy.PROMPT_MASK], self._generation_config(),
+                seed=seed, synced_gpus=self._synced_generation(),
+            )
         source = on_policy.SOURCE_STUDENT if on_policy_batch else on_policy.SOURCE_TEACHER
         return on_policy.completion_batch(
             batch[on_policy.PROMPT_IDS], batch[on_policy.PROMPT_MASK], completions, mask,
