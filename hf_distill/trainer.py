@@ -79,6 +79,7 @@ class DistillationTrainer(Trainer):
         self.teacher = teacher_model
         self._check_soft_targets(train_dataset, args)
         self._check_on_policy(model, train_dataset, args, processing_class)
+        self._generates = args.generates
         vocabulary.check_trimmed_student(model, self.teacher, train_dataset, processing_class, teacher_processing_class)
         self._needs_teacher_forward = self.teacher is not None and (
             args.alpha > 0 or args.hidden_loss_weight > 0 or args.attention_loss_weight > 0
@@ -182,6 +183,11 @@ class DistillationTrainer(Trainer):
                 f"{mode}: cached soft targets cannot serve generated completions, the live teacher must score them; "
                 "pass teacher_model and a train_dataset without teacher_* columns"
             )
+        if args.lmbda > 0 and args.alpha == 0 and args.hidden_loss_weight == 0 and args.attention_loss_weight == 0:
+            raise ValueError(
+                "lmbda > 0 with alpha=0: student-generated batches have no CE (the student's samples are no ground "
+                "truth), so they would train nothing; set alpha > 0"
+            )
         if vocabulary.kept_ids_of(unwrap(model)) is not None:
             raise ValueError(f"{mode} needs the teacher's vocabulary in the student: it does not work with a trimmed student")
         if columns and on_policy.PROMPT_LENGTH not in columns:
@@ -233,7 +239,8 @@ class DistillationTrainer(Trainer):
             teacher_tok,
             student_tok,
             task=self.task,
-            teacher_reads_student_ids=self._needs_teacher_forward,
+            # seq_kd: the student reads the teacher's generated ids too
+            teacher_reads_student_ids=self._needs_teacher_forward or self._generates,
         )
 
     def _resolve_layer_pairs(self, student, args: DistillationConfig) -> list[tuple[int, int]]:

@@ -375,3 +375,17 @@ def test_run_check_refuses_on_policy_settings_it_cannot_serve(tmp_path, tiny_ber
         run_from_config(cls_config(tmp_path, tiny_bert_cls_dir, seq_kd=True), check_only=True)
     with pytest.raises(ValueError, match=r"prompt_tokens=32 must be in \[1, max_length=32\)"):
         run_from_config(lm_config(tmp_path, prompt_tokens=32), check_only=True)
+
+
+def test_seq_kd_with_alpha_zero_is_sequence_level_kd_and_lmbda_needs_alpha(tmp_path, bpe_tokenizer):
+    """alpha = 0 with seq_kd is Kim & Rush's sequence-level KD: CE on teacher-generated text only."""
+    tok = bpe_tokenizer
+    teacher, student = models(tok)
+    data = prompt_data(tok)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok, train_dataset=data,
+                                  args=config(tmp_path, seq_kd=True, alpha=0.0, max_steps=2))
+    trainer.train()
+    assert trainer.state.log_history[0]["loss_ce"] > 0 and trainer.state.log_history[0]["loss_kd"] == 0
+    with pytest.raises(ValueError, match="lmbda > 0 with alpha=0: .* set alpha > 0"):
+        DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok, train_dataset=data,
+                            args=config(tmp_path, lmbda=0.5, alpha=0.0))
