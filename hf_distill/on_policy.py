@@ -19,6 +19,16 @@ re-packed (`completion_batch`: each row's real prompt tokens, then its completio
 then padding). Right padding keeps every real token at the position it has unpadded, so the student and the teacher
 see exactly what they would see one row at a time, without position ids (a left-padded GPT-2 forward without them
 shifts every position and changes the logits).
+
+The trainer side lives in `DistillationTrainer.get_batch_samples` (see `DistillationConfig.lmbda` / `seq_kd`)::
+
+    from hf_distill import DistillationConfig, DistillationTrainer
+    from hf_distill.on_policy import tokenize_prompt_completion
+
+    train = tokenize_prompt_completion(texts, tokenizer, max_length=128, prompt_tokens=8)
+    args = DistillationConfig(output_dir="out", lmbda=0.5, max_new_tokens=32, loss_type="jsd", jsd_beta=0.5, alpha=1.0)
+    DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=train,
+                        processing_class=tokenizer).train()  # the default collator is PromptCompletionCollator
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ from .losses import IGNORE_INDEX
 
 __all__ = [
     "PROMPT_LENGTH",
+    "PROMPT_IDS",
+    "PROMPT_MASK",
     "BATCH_KEYS",
     "SOURCE_KEY",
     "SOURCE_DATA",
