@@ -258,7 +258,8 @@ def generation_seed(seed: int, step: int, batch_index: int) -> int:
     micro-batch's index in the step's global batch (so DDP matches one process with accumulation)."""
     import numpy as np
 
-    return int(np.random.SeedSequence([seed, step, batch_index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+    entropy = [int(x) & 0xFFFFFFFFFFFFFFFF for x in (seed, step, batch_index)]  # SeedSequence takes no negatives
+    return int(np.random.SeedSequence(entropy).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 @contextmanager

@@ -178,7 +178,9 @@ class DistillationTrainer(Trainer):
         if not (self.task.per_token and self.task.shift):
             raise ValueError(f"{mode} applies to causal LMs (the student generates text); this is a {self.task} model")
         columns = set(getattr(train_dataset, "column_names", None) or [])
-        if columns & set(SOFT_TARGET_COLUMNS) or self.teacher is None:
+        if self.teacher is None:
+            raise ValueError(f"{mode} needs a live teacher_model to score the generated completions: pass teacher_model")
+        if columns & set(SOFT_TARGET_COLUMNS):
             raise ValueError(
                 f"{mode}: cached soft targets cannot serve generated completions, the live teacher must score them; "
                 "pass teacher_model and a train_dataset without teacher_* columns"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -169,7 +170,7 @@ from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.on_policy import tokenize_prompt_completion
 from tests import tiny
 
-out, tok_dir, ga = sys.argv[1], sys.argv[2], int(sys.argv[3])
+out, tok_dir, ga, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 tok = AutoTokenizer.from_pretrained(tok_dir)
 torch.manual_seed(0)
 teacher = tiny.gpt2(tok, 4)
@@ -185,22 +186,27 @@ data = tokenize_prompt_completion(Dataset.from_dict(pairs), tok, max_length=32)
 cfg = DistillationConfig(
     output_dir=out, report_to=[], use_cpu=True, per_device_train_batch_size=2, gradient_accumulation_steps=ga,
     max_steps=3, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0, alpha=0.5,
-    temperature=2.0, seq_kd=True, generation_temperature=0.0, max_new_tokens=6, save_strategy="no",
-    disable_tqdm=True, seed=0, train_sampling_strategy="sequential",
+    temperature=2.0, max_new_tokens=6, save_strategy="no", disable_tqdm=True, seed=0,
+    train_sampling_strategy="sequential",
+    **(dict(seq_kd=True, generation_temperature=0.0) if mode == "seq_kd" else dict(lmbda=0.5, generation_temperature=1.0)),
 )
 trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok)
 calls = []
-generate = trainer.teacher.generate
-trainer.teacher.generate = lambda **kw: calls.append(kw["input_ids"].shape[1]) or generate(**kw)
+generator = trainer.teacher if mode == "seq_kd" else student
+generate = generator.generate
+generator.generate = lambda **kw: calls.append(kw["input_ids"].shape[1]) or generate(**kw)
 trainer.train()
-print(f"rank {cfg.process_index}: teacher generated {len(calls)} times from prompts {calls}")
+print(f"rank {cfg.process_index}: generated {len(calls)} times from prompts of widths {calls}")
 trainer.save_model(out + "/final")
 """
 
 
-def test_torchrun_seq_kd_matches_one_process(tmp_path, bpe_tokenizer):
-    """Greedy teacher completions (seq_kd) are deterministic: two processes, each generating on its own from prompts
-    of other lengths, give the weights of one process with 2 x accumulation; the run finishes (no deadlock)."""
+@pytest.mark.parametrize("mode", ["seq_kd", "lmbda"])
+def test_torchrun_generated_batches_match_one_process(tmp_path, bpe_tokenizer, mode):
+    """Two processes, each generating on its own from prompts of other lengths, finish (no deadlock) and give the
+    weights of one process with 2 x accumulation. seq_kd: greedy teacher completions, deterministic. lmbda = 0.5 with
+    sampling: the draws and the sampling are seeded by the micro-batch's index in the global batch, so process p's
+    batch is drawn and sampled as micro-batch p of the one-process run."""
     from transformers import AutoTokenizer
 
     tok_dir = tmp_path / "tok"
@@ -210,16 +216,18 @@ def test_torchrun_seq_kd_matches_one_process(tmp_path, bpe_tokenizer):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     multi = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(free_port()), str(script), str(tmp_path / "multi"), str(tok_dir), "1"],
+         "--master_port", str(free_port()), str(script), str(tmp_path / "multi"), str(tok_dir), "1", mode],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert multi.returncode == 0, multi.stderr[-4000:]
-    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tok_dir), "2"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=600)
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tok_dir), "2", mode],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-4000:]
-    log = multi.stdout + multi.stderr
-    assert "rank 0: teacher generated 3 times" in log and "rank 1: teacher generated 3 times" in log
-    assert "rank 0: teacher generated 6 times" in single.stdout
+    counts = [int(n) for n in re.findall(r"rank (?:0|1): generated (\d+) times", multi.stdout + multi.stderr)]
+    (total,) = [int(n) for n in re.findall(r"rank 0: generated (\d+) times", single.stdout)]
+    assert len(counts) == 2 and sum(counts) == total > 0
+    if mode == "seq_kd":
+        assert counts == [3, 3]  # every batch
     w_multi = load_file(tmp_path / "multi" / "final" / "model.safetensors")
     w_single = load_file(tmp_path / "single" / "final" / "model.safetensors")
     init = tiny.gpt2(AutoTokenizer.from_pretrained(tok_dir), 2)

@@ -308,11 +308,13 @@ def test_refusals_name_the_problem(tmp_path, bpe_tokenizer, wordpiece_tokenizer)
     teacher, student = models(tok)
     data = prompt_data(tok)
     with_soft = data.add_column("teacher_logits", [[[0.0] * len(tok)] * len(r) for r in data["input_ids"]])
-    for t in (None, teacher):
-        with pytest.raises(ValueError, match="cached soft targets cannot serve generated completions"):
-            DistillationTrainer(model=student, teacher_model=t, args=config(tmp_path, lmbda=0.5), train_dataset=with_soft,
-                                processing_class=tok)
-    with pytest.raises(ValueError, match="seq_kd: cached soft targets"):
+    with pytest.raises(ValueError, match="cached soft targets cannot serve generated completions"):
+        DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=0.5),
+                            train_dataset=with_soft, processing_class=tok)
+    with pytest.raises(ValueError, match="lmbda > 0 .*needs a live teacher_model"):
+        DistillationTrainer(model=student, teacher_model=None, args=config(tmp_path, lmbda=0.5),
+                            train_dataset=with_soft, processing_class=tok)
+    with pytest.raises(ValueError, match="seq_kd needs a live teacher_model to score the generated completions"):
         DistillationTrainer(model=student, teacher_model=None, args=config(tmp_path, seq_kd=True, alpha=0.0),
                             train_dataset=data, processing_class=tok)
     plain = Dataset.from_dict({"text": tiny.CORPUS[:4]}).map(lambda b: tok(b["text"]), batched=True,
