@@ -260,11 +260,11 @@ def test_seq_kd_keeps_ce_and_lmbda_draws_are_seeded(tmp_path, bpe_tokenizer):
     tok = bpe_tokenizer
     teacher, student = models(tok)
     data = prompt_data(tok)
-    cfg = config(tmp_path, lmbda=0.5, seq_kd=True, alpha=0.5)
+    cfg = config(tmp_path, lmbda=0.5, seq_kd=True, alpha=0.5, max_new_tokens=3)
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data,
                                   processing_class=tok)
     batch = trainer.data_collator([data[i] for i in range(2)])
-    keys = [(step, i) for step in range(4) for i in range(2)]
+    keys = [(step, i) for step in range(3) for i in range(2)]
     made = {k: trainer.generated_batch(batch, *k) for k in keys}
     again = {k: trainer.generated_batch(batch, *k) for k in keys}
     sources = [int(made[k][on_policy.SOURCE_KEY]) for k in keys]
