@@ -3,12 +3,29 @@ report and the card."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import re
 
 import pytest
 import torch
 
+from hf_distill.benchmark import BenchmarkSettings, fixed_threads
+from hf_distill.card import write_card
+from hf_distill.cli_measure import register
+from hf_distill.measure import evaluate_pair
+from hf_distill.models import load_model
+from hf_distill.report import (
+    SAMPLE_NLL_LABEL,
+    SCHEMA_MINOR,
+    DistillationReport,
+    InvalidReport,
+    fmt_metric,
+)
 from hf_distill.sample_quality import (
+    SampleFigures,
+    SampleQuality,
     SampleSettings,
     completions_of,
     distinct_n,
@@ -21,6 +38,7 @@ from hf_distill.sample_quality import (
     teacher_nll,
 )
 from tests import tiny
+from tests.test_report import sample_report
 
 
 # -- pure functions, against hand-computed values ----------------------------------------------------------------
@@ -113,11 +131,12 @@ def trained_teacher(bpe_tokenizer):
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(150):
-        loss = model(**enc, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
+    with fixed_threads(1):  # tiny matrices: more threads only contend with each other
+        for _ in range(100):
+            loss = model(**enc, labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
     assert loss.item() < 1.0
     return model.eval()
 
@@ -180,3 +199,168 @@ def test_greedy_decoding_is_recorded_and_deterministic(trained_teacher, bpe_toke
                        do_sample=False, seed=1)
     assert a.teacher == b.teacher and a.generation["do_sample"] is False
     assert math.isfinite(a.teacher.teacher_nll)
+
+
+# -- the report, the CLI and the card ----------------------------------------------------------------------------
+FAST = BenchmarkSettings(
+    batch_size=2, warmup=1, latency_runs=2, throughput_runs=1, generation_tokens=4, generation_runs=1, threads=1
+)
+SETTINGS = SampleSettings(num_prompts=5, prompt_tokens=4, max_new_tokens=8, batch_size=2, seed=7)
+SAMPLE_LABELS = (
+    SAMPLE_NLL_LABEL,
+    "Distinct-1 of samples",
+    "Distinct-2 of samples",
+    "Repetition rate of samples (seq-rep-4)",
+)
+
+
+def lm_report_with_samples() -> DistillationReport:
+    report = sample_report("text-generation")
+    report.sample_quality = SampleQuality(
+        teacher=SampleFigures(teacher_nll=2.5, num_tokens=1000, distinct_1=0.4, distinct_2=0.8, repetition_rate=0.02),
+        student=SampleFigures(teacher_nll=3.0, num_tokens=990, distinct_1=0.35, distinct_2=None, repetition_rate=0.1),
+        nll_ratio=1.2,
+        num_prompts=32,
+        prompt_tokens=16,
+        generation=SampleSettings().generation(),
+    )
+    return report
+
+
+@pytest.fixture(scope="module")
+def lm_eval(tiny_gpt2_dir, tiny_gpt2_student_dir, tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("lm-eval") / "corpus.txt"
+    corpus.write_text("\n".join(tiny.CORPUS[:10]) + "\n")
+    report = evaluate_pair(tiny_gpt2_dir, tiny_gpt2_student_dir, corpus, benchmark=FAST, samples=SETTINGS)
+    return report, corpus
+
+
+def test_evaluate_pair_reports_what_the_function_measures(lm_eval, tiny_gpt2_dir, tiny_gpt2_student_dir):
+    report, _ = lm_eval
+    q = report.sample_quality
+    teacher, student = load_model(tiny_gpt2_dir, role="teacher"), load_model(tiny_gpt2_student_dir, role="student")
+    with fixed_threads(1):
+        direct = measure_samples(student.model, teacher.model, teacher.tokenizer, tiny.CORPUS[:10], SETTINGS)
+    assert q.num_prompts == 5 and q.prompt_tokens == 4 and q.generation == SETTINGS.generation()
+    for who in ("teacher", "student"):
+        got, want = getattr(q, who), getattr(direct, who)
+        assert got.teacher_nll == pytest.approx(want.teacher_nll, rel=1e-6)
+        assert (got.num_tokens, got.distinct_1, got.distinct_2, got.repetition_rate) == (
+            want.num_tokens, want.distinct_1, want.distinct_2, want.repetition_rate
+        )
+    assert report.evaluation["sample_seconds"] > 0
+    # the report's rows are formatted from exactly these figures
+    rows = {r[0]: r[1:] for r in report.table_rows()}
+    assert rows[SAMPLE_NLL_LABEL] == (
+        fmt_metric(q.teacher.teacher_nll),
+        fmt_metric(q.student.teacher_nll),
+        f"{q.nll_ratio:.2f}× the teacher's NLL of its own samples",
+    )
+    assert rows["Distinct-2 of samples"][:2] == (fmt_metric(q.teacher.distinct_2), fmt_metric(q.student.distinct_2))
+    assert rows["Repetition rate of samples (seq-rep-4)"][:2] == (
+        fmt_metric(q.teacher.repetition_rate), fmt_metric(q.student.repetition_rate)
+    )
+
+
+def test_the_sample_figures_survive_the_json_round_trip(lm_eval, tmp_path):
+    report, _ = lm_eval
+    data = json.loads(report.to_json(tmp_path).read_text())
+    assert data["schema_minor"] == SCHEMA_MINOR == 3
+    assert data["sample_quality"]["student"]["teacher_nll"] == report.sample_quality.student.teacher_nll
+    back = DistillationReport.from_json(tmp_path)
+    assert back.sample_quality == report.sample_quality and back == report
+    assert [tuple(r) for r in data["table"]] == back.table_rows() == report.table_rows()
+
+
+def test_classification_reports_and_older_reports_are_unchanged(tmp_path):
+    cls = sample_report()
+    assert cls.sample_quality is None
+    assert [r[0] for r in cls.table_rows()] == [
+        "Parameters", "Parameters without embeddings", "Size on disk (MB)", "Latency p50, batch 1 (ms)",
+        "Latency p95, batch 1 (ms)", "Throughput, batch 8 (samples/s)", "Accuracy", "F1",
+        "Top-1 agreement with teacher", "KL(teacher ‖ student), nats", "Jensen–Shannon divergence, nats",
+    ]
+    assert json.loads(cls.to_json(tmp_path).read_text())["sample_quality"] is None
+    # a minor-2 report (written before sample quality existed) reads as it was, with its stored rows
+    old = sample_report("text-generation").to_dict()
+    old["schema_minor"] = 2
+    del old["sample_quality"]
+    back = DistillationReport.from_dict(old)
+    assert back.sample_quality is None and back.table_rows() == [tuple(r) for r in old["table"]]
+    assert not any(label in dict((r[0], r) for r in back.table_rows()) for label in SAMPLE_LABELS)
+
+
+def test_sample_rows_show_undefined_figures_as_dashes_and_variants_get_none():
+    report = lm_report_with_samples()
+    rows = {r[0]: r[1:] for r in report.table_rows()}
+    assert rows[SAMPLE_NLL_LABEL] == ("2.5000", "3.0000", "1.20× the teacher's NLL of its own samples")
+    assert rows["Distinct-2 of samples"] == ("0.8000", "—", "")
+    assert rows["Repetition rate of samples (seq-rep-4)"] == ("0.0200", "0.1000", "")
+    labels = [r[0] for r in report.table_rows()]
+    # after the task metrics, before the fidelity rows
+    assert labels.index("Perplexity") < labels.index(SAMPLE_NLL_LABEL) < labels.index("Top-1 agreement with teacher")
+
+
+@pytest.mark.parametrize(
+    "path, value, named",
+    [
+        (("student", "distinct_2"), 1.5, "sample_quality.student.distinct_2"),
+        (("teacher", "teacher_nll"), -0.1, "sample_quality.teacher.teacher_nll"),
+        (("teacher", "num_tokens"), 0, "sample_quality.teacher.num_tokens"),
+        (("nll_ratio",), 3.0, "sample_quality.nll_ratio"),
+        (("student", "repetition_rate"), float("nan"), "sample_quality.student.repetition_rate"),
+    ],
+)
+def test_impossible_sample_figures_are_refused_naming_the_field(path, value, named):
+    data = lm_report_with_samples().to_dict()
+    target = data["sample_quality"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(InvalidReport, match=re.escape(named)):
+        DistillationReport.from_dict(data)
+    data["sample_quality"] = {"teacher": {}}
+    with pytest.raises(ValueError, match="sample_quality"):
+        DistillationReport.from_dict(data)
+
+
+def test_card_rows_are_the_report_rows_and_say_where_the_samples_come_from(tmp_path):
+    report = lm_report_with_samples()
+    text = write_card(report, tmp_path, repo_id="alice/lm-student").read_text()
+    section = text.split("## Teacher vs student", 1)[1].split("\n## ", 1)[0]
+    card_rows = [
+        tuple(c.strip() for c in line.strip().strip("|").split("|"))
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| |")
+    ]
+    assert card_rows == report.table_rows()
+    assert "same 32 prompts (the first 16 tokens of the first 32 texts of" in section
+    assert "up to 32 new tokens (sampled at temperature 1, no top-k or top-p cut, seed 0" in section
+    assert "(1000 tokens)" in section and "(990 tokens)" in section
+    # without sample figures the card says nothing about samples
+    plain = write_card(sample_report("text-generation"), tmp_path / "plain", repo_id="alice/lm").read_text()
+    assert "The sample rows" not in plain and SAMPLE_NLL_LABEL not in plain
+
+
+def test_cli_evaluate_measures_samples_with_its_flags_and_can_skip_them(lm_eval, tiny_gpt2_dir, tiny_gpt2_student_dir,
+                                                                        tmp_path, capsys):
+    _, corpus = lm_eval
+    parser = argparse.ArgumentParser(prog="hf-distill")
+    register(parser.add_subparsers(dest="command", required=True))
+    common = ["evaluate", "--teacher", str(tiny_gpt2_dir), "--student", str(tiny_gpt2_student_dir), "--dataset",
+              str(corpus), "--threads", "1", "--warmup", "1", "--latency-runs", "2", "--throughput-runs", "1",
+              "--bench-batch-size", "2", "--generation-tokens", "2", "--generation-runs", "1"]
+    args = parser.parse_args(common + ["--output", str(tmp_path / "a"), "--sample-prompts", "3",
+                                       "--sample-prompt-tokens", "5", "--sample-new-tokens", "6", "--sample-seed", "2",
+                                       "--sample-top-k", "20", "--sample-temperature", "0.8"])
+    assert args.func(args) == 0
+    q = DistillationReport.from_json(tmp_path / "a").sample_quality
+    assert (q.num_prompts, q.prompt_tokens) == (3, 5)
+    assert q.generation | {"batch_size": 0} == {"max_new_tokens": 6, "batch_size": 0, "seed": 2, "do_sample": True,
+                                                 "temperature": 0.8, "top_p": 1.0, "top_k": 20}
+    assert SAMPLE_NLL_LABEL in capsys.readouterr().out
+    args = parser.parse_args(common + ["--output", str(tmp_path / "b"), "--sample-prompts", "0"])
+    assert args.func(args) == 0
+    assert DistillationReport.from_json(tmp_path / "b").sample_quality is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(common + ["--output", str(tmp_path / "c"), "--sample-prompts", "-1"])
