@@ -364,3 +364,18 @@ def test_cli_evaluate_measures_samples_with_its_flags_and_can_skip_them(lm_eval,
     assert DistillationReport.from_json(tmp_path / "b").sample_quality is None
     with pytest.raises(SystemExit):
         parser.parse_args(common + ["--output", str(tmp_path / "c"), "--sample-prompts", "-1"])
+
+
+def test_the_pipelines_evaluate_stage_measures_samples_with_its_settings(tmp_path):
+    from hf_distill.pipeline import PipelineArguments, run_from_config
+    from tests.test_pipeline import lm_config
+
+    run_from_config(lm_config(tmp_path, eval_sample_prompts=4, eval_sample_new_tokens=5))
+    report = DistillationReport.from_json(tmp_path / "lmrun" / "student")
+    q = report.sample_quality
+    assert q.num_prompts == 4 and q.generation["max_new_tokens"] == 5
+    assert 0 < q.student.num_tokens <= 4 * 5
+    card = (tmp_path / "lmrun" / "student" / "README.md").read_text()
+    assert f"| {SAMPLE_NLL_LABEL} | {fmt_metric(q.teacher.teacher_nll)} | {fmt_metric(q.student.teacher_nll)} |" in card
+    with pytest.raises(ValueError, match="eval_sample_prompts=-1 must be >= 0"):
+        PipelineArguments(teacher="t", task="causal-lm", eval_sample_prompts=-1)
