@@ -14,6 +14,7 @@ import torch
 from hf_distill.benchmark import BenchmarkSettings, fixed_threads
 from hf_distill.card import write_card
 from hf_distill.cli_measure import register
+from hf_distill.eval_data import EvalData
 from hf_distill.measure import evaluate_pair
 from hf_distill.models import load_model
 from hf_distill.report import (
@@ -270,6 +271,15 @@ def test_the_sample_figures_survive_the_json_round_trip(lm_eval, tmp_path):
     back = DistillationReport.from_json(tmp_path)
     assert back.sample_quality == report.sample_quality and back == report
     assert [tuple(r) for r in data["table"]] == back.table_rows() == report.table_rows()
+
+
+def test_a_classifier_pair_gets_no_sample_quality(tiny_bert_cls_dir, tiny_bert_cls_student_dir, monkeypatch):
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    texts, labels = zip(*tiny.SENTIMENT)
+    report = evaluate_pair(tiny_bert_cls_dir, tiny_bert_cls_student_dir, EvalData(list(texts), list(labels)),
+                           benchmark=FAST, samples=SETTINGS)
+    assert report.sample_quality is None and "sample_seconds" not in report.evaluation
+    assert not any(row[0] in SAMPLE_LABELS for row in report.table_rows())
 
 
 def test_classification_reports_and_older_reports_are_unchanged(tmp_path):
