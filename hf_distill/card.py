@@ -362,9 +362,11 @@ def _samples_note(report: DistillationReport) -> str:
         how = f"sampled at temperature {_cell(g.get('temperature', 1.0))}, {cut}, seed {g.get('seed')}"
     else:
         how = "greedy decoding"
+    short = f"; {q.short_prompts} shorter texts are whole prompts" if q.short_prompts else ""
+    data = _dataset_display(report.evaluation["dataset"])
     return (
         f"The sample rows: teacher and student each continued the same {q.num_prompts} prompts (the first "
-        f"{q.prompt_tokens} tokens of the first {q.num_prompts} texts of {_dataset_display(report.evaluation['dataset'])}) with up to "
+        f"{q.prompt_tokens} tokens of the first {q.num_prompts} texts of {data} that long{short}) with up to "
         f"{g.get('max_new_tokens')} new tokens ({how}, on the hardware [below](#hardware-and-software)); the teacher "
         f"scored both models' samples at temperature 1, so the teacher column is the teacher's own samples "
         f"({q.teacher.num_tokens} tokens) and the student column the student's ({q.student.num_tokens} tokens). "

@@ -775,6 +775,8 @@ def _validate_sample_quality(q: SampleQuality) -> None:
     _check_number("sample_quality.num_prompts", q.num_prompts, low=1, low_inclusive=True, integer=True)
     _check_number("sample_quality.prompt_tokens", q.prompt_tokens, low=1, low_inclusive=True, integer=True)
     _check_number("sample_quality.repetition_n", q.repetition_n, low=1, low_inclusive=True, integer=True)
+    _check_number("sample_quality.short_prompts", q.short_prompts, low=0, low_inclusive=True, high=q.num_prompts,
+                  integer=True)
     if q.teacher.teacher_nll > 0:
         _check_ratio("sample_quality.nll_ratio", q.nll_ratio, q.student.teacher_nll / q.teacher.teacher_nll)
     if not isinstance(q.generation, dict):

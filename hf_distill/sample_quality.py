@@ -225,20 +225,26 @@ class SampleSettings:
 
 
 def prompts_from_texts(tokenizer: Any, texts: Sequence[str], num_prompts: int, prompt_tokens: int) -> list[list[int]]:
-    """The first `prompt_tokens` tokens of each of the first `num_prompts` texts (shorter texts are whole prompts).
+    """The first `prompt_tokens` tokens of the first `num_prompts` texts that have that many tokens.
 
-    Special tokens are not added: a prompt is the text's own start, as a user would type it.
+    Texts are taken in order, so the prompts are reproducible; shorter texts (a line such as "Ah!") are skipped
+    while enough longer ones remain, and only fill the set, whole and in order, when there are too few. Special
+    tokens are not added: a prompt is the text's own start, as a user would type it.
 
     Raises:
         ValueError: no text gives a token.
     """
-    prompts = []
+    full: list[list[int]] = []
+    short: list[list[int]] = []
     for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:prompt_tokens]
-        if ids:
-            prompts.append(list(ids))
-        if len(prompts) == num_prompts:
-            break
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"][:prompt_tokens])
+        if len(ids) == prompt_tokens:
+            full.append(ids)
+            if len(full) == num_prompts:
+                break
+        elif ids and len(short) < num_prompts:
+            short.append(ids)
+    prompts = full + short[: num_prompts - len(full)]
     if not prompts:
         raise ValueError("no evaluation text gives a prompt token: sample quality needs non-empty texts")
     return prompts
@@ -344,9 +350,10 @@ class SampleQuality:
     student: SampleFigures
     nll_ratio: float | None
     num_prompts: int
-    prompt_tokens: int  # the longest prompt (shorter texts give shorter prompts)
+    prompt_tokens: int  # the longest prompt
     repetition_n: int = DEFAULT_REPETITION_N
     generation: dict[str, Any] = field(default_factory=dict)
+    short_prompts: int = 0  # prompts shorter than `prompt_tokens` (whole texts, when too few texts were that long)
 
 
 def _figures(nll_sum: float, count: int, completions: list[list[int]], repetition_n: int) -> SampleFigures:
@@ -463,14 +470,15 @@ def sample_quality(
         prompt_tokens=settings.prompt_tokens,
         repetition_n=repetition_n,
         generation=settings.generation(),
+        short_prompts=sum(len(p) < settings.prompt_tokens for p in prompt_ids),
     )
 
 
 def measure_samples(
     student: nn.Module, teacher: nn.Module, tokenizer: Any, texts: Sequence[str], settings: SampleSettings | None = None
 ) -> SampleQuality:
-    """`sample_quality` on prompts made from `texts` (the first `settings.prompt_tokens` tokens of the first
-    `settings.num_prompts` texts), as `hf-distill evaluate` measures causal LMs."""
+    """`sample_quality` on prompts made from `texts` by `prompts_from_texts` (the first `settings.prompt_tokens`
+    tokens of the first `settings.num_prompts` texts that long), as `hf-distill evaluate` measures causal LMs."""
     settings = settings or SampleSettings()
     prompts = prompts_from_texts(tokenizer, texts, settings.num_prompts, settings.prompt_tokens)
     return sample_quality(student, teacher, tokenizer, prompts, **settings.generation())

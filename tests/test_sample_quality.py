@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hf_distill.benchmark import BenchmarkSettings, fixed_threads
-from hf_distill.card import write_card
+from hf_distill.card import render_card, write_card
 from hf_distill.cli_measure import register
 from hf_distill.eval_data import EvalData
 from hf_distill.measure import evaluate_pair
@@ -77,6 +77,23 @@ def test_pad_left_and_completions_of():
     # a completion ends at its first EOS (kept), the filler after it is dropped
     assert completions_of(torch.tensor([[4, 2, 9, 2], [4, 5, 6, 7]]), eos_token_id=2) == [[4, 2], [4, 5, 6, 7]]
     assert completions_of(torch.tensor([[4, 2]]), eos_token_id=None) == [[4, 2]]
+
+
+def test_prompts_are_the_first_tokens_of_the_first_texts_that_long(bpe_tokenizer):
+    def ids(text):
+        return bpe_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    long_1, short, long_2, long_3 = "the wolf ate the grandmother", "ah", "once upon a time there", "the little tailor"
+    assert len(ids(short)) < 3 <= min(len(ids(t)) for t in (long_1, long_2, long_3))
+    texts = [long_1, short, long_2, long_3]
+    # a short text is skipped while enough long ones remain
+    assert prompts_from_texts(bpe_tokenizer, texts, 2, 3) == [ids(long_1)[:3], ids(long_2)[:3]]
+    # and fills in, whole and after the long ones, when there are too few
+    assert prompts_from_texts(bpe_tokenizer, texts, 5, 3) == [ids(t)[:3] for t in (long_1, long_2, long_3)] + [
+        ids(short)
+    ]
+    with pytest.raises(ValueError, match="no evaluation text gives a prompt token"):
+        prompts_from_texts(bpe_tokenizer, [""], 2, 3)
 
 
 def test_sample_settings_refuse_bad_values():
@@ -184,7 +201,7 @@ def test_a_student_identical_to_the_teacher_scores_exactly_like_it(trained_teach
     q = measure_samples(trained_teacher, trained_teacher, bpe_tokenizer, tiny.CORPUS,
                         SampleSettings(num_prompts=6, prompt_tokens=4, max_new_tokens=10, batch_size=4))
     assert q.teacher == q.student and q.nll_ratio == 1.0
-    assert q.num_prompts == 6 and q.prompt_tokens == 4
+    assert q.num_prompts == 6 and q.prompt_tokens == 4 and q.short_prompts == 0
 
 
 def test_too_long_a_generation_for_the_models_positions_is_refused(bpe_tokenizer):
@@ -318,6 +335,7 @@ def test_sample_rows_show_undefined_figures_as_dashes_and_variants_get_none():
         (("teacher", "teacher_nll"), -0.1, "sample_quality.teacher.teacher_nll"),
         (("teacher", "num_tokens"), 0, "sample_quality.teacher.num_tokens"),
         (("nll_ratio",), 3.0, "sample_quality.nll_ratio"),
+        (("short_prompts",), 33, "sample_quality.short_prompts"),
         (("student", "repetition_rate"), float("nan"), "sample_quality.student.repetition_rate"),
     ],
 )
@@ -347,6 +365,9 @@ def test_card_rows_are_the_report_rows_and_say_where_the_samples_come_from(tmp_p
     assert "same 32 prompts (the first 16 tokens of the first 32 texts of" in section
     assert "up to 32 new tokens (sampled at temperature 1, no top-k or top-p cut, seed 0" in section
     assert "(1000 tokens)" in section and "(990 tokens)" in section
+    assert "shorter texts" not in section
+    report.sample_quality.short_prompts = 3
+    assert "that long; 3 shorter texts are whole prompts) with up to" in render_card(report, repo_id="a/b").text
     # without sample figures the card says nothing about samples
     plain = write_card(sample_report("text-generation"), tmp_path / "plain", repo_id="alice/lm").read_text()
     assert "The sample rows" not in plain and SAMPLE_NLL_LABEL not in plain
