@@ -170,7 +170,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
             num_prompts=args.sample_prompts,
             prompt_tokens=args.sample_prompt_tokens,
             max_new_tokens=args.sample_new_tokens,
-            batch_size=args.batch_size,
             seed=args.sample_seed,
             do_sample=not args.sample_greedy,
             temperature=args.sample_temperature,
