@@ -172,6 +172,15 @@ def test_generation_is_seeded_and_leaves_the_callers_random_state_alone(bpe_toke
     assert all(1 <= len(c) <= 6 for c in first)
 
 
+def test_left_padding_changes_no_completion(trained_teacher, bpe_tokenizer):
+    # greedy: a prompt continued in a batch of prompts of other lengths gives what it gives alone
+    prompts = [p[:k] for p, k in zip(prompts_from_texts(bpe_tokenizer, tiny.CORPUS[:5], 5, 8), (8, 2, 5, 8, 3))]
+    settings = SampleSettings(do_sample=False, max_new_tokens=6, batch_size=5)
+    kw = dict(pad_token_id=bpe_tokenizer.pad_token_id, eos_token_id=None, settings=settings)
+    batched = generate_completions(trained_teacher, prompts, **kw)
+    assert batched == [generate_completions(trained_teacher, [p], **kw)[0] for p in prompts]
+
+
 def test_ids_past_the_tokenizer_vocabulary_are_never_sampled(bpe_tokenizer):
     # an embedding matrix padded past the tokenizer (50257 -> 50304 style), with the padding rows made likeliest
     model = tiny.gpt2(bpe_tokenizer, num_layers=1, vocab_size=len(bpe_tokenizer) + 40)
