@@ -300,8 +300,8 @@ def generate_completions(
     device = _device_of(model)
     model_vocab = getattr(model.config, "vocab_size", None) or model.get_output_embeddings().weight.shape[0]
     suppress = list(range(vocab_size, model_vocab)) if vocab_size is not None and model_vocab > vocab_size else None
-    # Every sampling knob is explicit, so a generation_config.json beside the model (top_k=50, penalties...)
-    # cannot change what is measured.
+    # The sampling knobs are explicit, so a generation_config.json beside the model (top_k=50, a repetition
+    # penalty...) cannot change them, and both models sample the same way.
     config = GenerationConfig(
         max_new_tokens=settings.max_new_tokens,
         do_sample=settings.do_sample,
