@@ -330,6 +330,7 @@ def card_variables(
         "eval_samples": _cell(ev["num_samples"]),
         "table_header": [_cell(c) for c in report.table_columns()],
         "table_rows": [tuple(_cell(c) for c in row) for row in report.table_rows()],
+        "samples_note": _samples_note(report),
         "repo_id": repo_id,
         "pipeline_tag": report.task,
         **_onnx_variables(report, repo_id),
@@ -346,6 +347,33 @@ def card_variables(
         "environment_rows": environment_rows,
         "hf_distill_version": _version(),
     }
+
+
+def _samples_note(report: DistillationReport) -> str:
+    """Where the sample rows come from: prompts, generation settings, and who scored what ('' without them)."""
+    q = report.sample_quality
+    if q is None:
+        return ""
+    g = q.generation
+    if g.get("do_sample", True):
+        cuts = [f"top-k {g['top_k']}" if g.get("top_k") else "", f"top-p {_cell(g['top_p'])}" if g.get("top_p", 1) < 1
+                else ""]
+        cut = ", ".join(c for c in cuts if c) or "no top-k or top-p cut"
+        how = f"sampled at temperature {_cell(g.get('temperature', 1.0))}, {cut}, seed {g.get('seed')}"
+    else:
+        how = "greedy decoding"
+    short = f"; {q.short_prompts} shorter texts are whole prompts" if q.short_prompts else ""
+    data = _dataset_display(report.evaluation["dataset"])
+    return (
+        f"The sample rows: teacher and student each continued the same {q.num_prompts} prompts (the first "
+        f"{q.prompt_tokens} tokens of the first {q.num_prompts} texts of {data} that long{short}) with up to "
+        f"{g.get('max_new_tokens')} new tokens ({how}, on the hardware [below](#hardware-and-software)); the teacher "
+        f"scored both models' samples at temperature 1, so the teacher column is the teacher's own samples "
+        f"({q.teacher.num_tokens} tokens) and the student column the student's ({q.student.num_tokens} tokens). "
+        "Distinct-n is the share of distinct n-grams among all n-grams of the samples; the repetition rate is the "
+        f"share of a sample's {q.repetition_n}-grams that repeat an earlier one in the same sample, averaged over "
+        "samples."
+    )
 
 
 def _onnx_variables(report: DistillationReport, repo_id: str) -> dict[str, Any]:

@@ -25,6 +25,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is invalid: give a whole number >= 0")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `evaluate` and `card` subcommands; each sets `func(args) -> int` (an exit code)."""
     from hf_distill.tasks import all_tasks
@@ -64,6 +75,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--throughput-runs", type=int, default=5, help="timed batches per model (default 5)")
     ev.add_argument("--generation-tokens", type=int, default=32, help="new tokens per generation run (causal LMs)")
     ev.add_argument("--generation-runs", type=int, default=3, help="timed generation runs per model (causal LMs)")
+    samples = ev.add_argument_group(
+        "sample quality (causal LMs): both models continue the first tokens of evaluation texts, the teacher "
+        "scores each model's samples"
+    )
+    samples.add_argument("--sample-prompts", type=_non_negative_int, default=32,
+                         help="prompts, from the first evaluation texts (default 32; 0 skips the measure)")
+    samples.add_argument("--sample-prompt-tokens", type=_positive_int, default=16,
+                         help="tokens of each text kept as its prompt (default 16)")
+    samples.add_argument("--sample-new-tokens", type=_positive_int, default=32,
+                         help="new tokens per sample (default 32)")
+    samples.add_argument("--sample-seed", type=int, default=0, help="generation seed (default 0)")
+    samples.add_argument("--sample-temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    samples.add_argument("--sample-top-p", type=float, default=1.0, help="nucleus cut (default 1.0: none)")
+    samples.add_argument("--sample-top-k", type=_non_negative_int, default=0, help="top-k cut (default 0: none)")
+    samples.add_argument("--sample-greedy", action="store_true", help="decode greedily instead of sampling")
     ev.add_argument(
         "--metric-source",
         choices=["auto", "hub", "local"],
@@ -135,8 +161,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Entry point of `hf-distill evaluate`."""
     from hf_distill.benchmark import BenchmarkSettings
     from hf_distill.evaluation import evaluate_pair
+    from hf_distill.sample_quality import SampleSettings
 
     distillation, training = _distillation_from_args(args)
+    samples = None
+    if args.sample_prompts:
+        samples = SampleSettings(
+            num_prompts=args.sample_prompts,
+            prompt_tokens=args.sample_prompt_tokens,
+            max_new_tokens=args.sample_new_tokens,
+            seed=args.sample_seed,
+            do_sample=not args.sample_greedy,
+            temperature=args.sample_temperature,
+            top_p=args.sample_top_p,
+            top_k=args.sample_top_k,
+        )
     bench = BenchmarkSettings(
         batch_size=args.bench_batch_size,
         warmup=args.warmup,
@@ -166,11 +205,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         benchmark=bench,
         distillation=distillation,
         training=training,
+        samples=samples,
+        measure_sample_quality=samples is not None,
     )
     path = report.to_json(args.output)
     width = max(len(r[0]) for r in report.table_rows())
-    for name, teacher, student, ratio in report.table_rows():
-        print(f"{name:<{width}}  {teacher:>14}  {student:>14}  {ratio}")
+    for name, *cells, comparison in report.table_rows():
+        figures = "  ".join(f"{c:>14}" for c in cells)
+        print(f"{name:<{width}}  {figures}  {comparison}")
     print(f"report written to {path}")
     return 0
 

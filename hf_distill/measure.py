@@ -16,6 +16,7 @@ from .eval_data import EvalData, load_texts
 from .evaluation import evaluate_models
 from .models import load_model
 from .report import DistillationReport, ModelFigures, VariantFigures, collect_environment, compute_ratios
+from .sample_quality import SampleSettings, measure_samples
 from .tasks import Task
 
 
@@ -93,6 +94,8 @@ def evaluate_pair(
     training: dict[str, Any] | None = None,
     output_dir: str | os.PathLike | None = None,
     include_exports: bool = True,
+    samples: SampleSettings | None = None,
+    measure_sample_quality: bool = True,
 ) -> DistillationReport:
     """Load both models, evaluate and benchmark them on the same data, and build the report.
 
@@ -105,6 +108,10 @@ def evaluate_pair(
     (train_seconds, ...) are copied into the report; `training` is completed from the student's
     `trainer_state.json` when present. With `output_dir`, the report is also written there. `task` is a task
     name or pipeline tag; detected from the teacher's config when None.
+
+    For causal LMs (unless `measure_sample_quality` is False) both models also continue prompts made from the
+    evaluation texts, and the teacher scores each model's samples (`hf_distill.sample_quality`, settings
+    `samples`, default `SampleSettings()`): the report's `sample_quality`.
     """
     t = load_model(teacher, task, trust_remote_code=trust_remote_code, role="teacher")
     s = load_model(student, task or t.task, trust_remote_code=trust_remote_code, role="student")
@@ -153,6 +160,12 @@ def evaluate_pair(
             settings=bench,
             extra=[(model, s.tokenizer) for model in exported.values()],
         )
+        quality = None
+        if t.task.generates and measure_sample_quality:
+            sample_started = time.perf_counter()
+            # the tokenizer the perplexity was measured with (shared by both models, its pad token set)
+            quality = measure_samples(s.model, t.model, t.tokenizer, data.texts, samples or SampleSettings())
+            sample_seconds = round(time.perf_counter() - sample_started, 3)
         variant_evals = {
             name: evaluate_models(
                 t.model, model, t.tokenizer, data.texts, data.labels, task=t.task, student_tokenizer=s.tokenizer,
@@ -212,8 +225,10 @@ def evaluate_pair(
             "metric_sources": ev.metric_sources,
             "measure_seconds": round(time.perf_counter() - started, 3),
             **ev.details,
+            **({"sample_seconds": sample_seconds} if quality is not None else {}),
         },
         benchmark=pb.settings,
+        sample_quality=quality,
     )
     if output_dir is not None:
         report.to_json(Path(output_dir))

@@ -104,6 +104,11 @@ class PipelineArguments:
     top_k: int | None = field(default=None, metadata={"help": "Keep the teacher's top-k per token (token tasks)."})
     soft_target_batch_size: int = field(default=64, metadata={"help": "Batch size of soft-target generation."})
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})
+    eval_sample_prompts: int = field(
+        default=32, metadata={"help": "Causal LMs: prompts (first tokens of evaluation texts) both models continue, "
+                              "scored by the teacher (hf_distill.sample_quality); 0 skips the measure."}
+    )
+    eval_sample_new_tokens: int = field(default=32, metadata={"help": "Causal LMs: new tokens per sample."})
     benchmark_threads: int | None = field(default=None, metadata={"help": "CPU threads for the speed benchmark."})
     benchmark_batch_size: int = field(default=32, metadata={"help": "Batch size of the throughput benchmark."})
     benchmark_runs: int = field(default=20, metadata={"help": "Timed batches per model for throughput (latency: 50)."})
@@ -144,6 +149,9 @@ class PipelineArguments:
             raise ValueError(f"{', '.join(bad)}: must be > 0")
         if self.prompt_tokens is not None and not 1 <= self.prompt_tokens < self.max_length:
             raise ValueError(f"prompt_tokens={self.prompt_tokens!r} must be in [1, max_length={self.max_length})")
+        if self.eval_sample_prompts < 0 or self.eval_sample_new_tokens < 1:
+            raise ValueError(f"eval_sample_prompts={self.eval_sample_prompts!r} must be >= 0 (0 skips the measure) and "
+                             f"eval_sample_new_tokens={self.eval_sample_new_tokens!r} >= 1")
         from .students import check_compression_arguments
 
         check_compression_arguments(self)
@@ -470,8 +478,18 @@ class Pipeline:
             str(self.teacher_dir), str(self.student_dir), self._validation_file_or_data(), task=None,
             max_samples=self.args.eval_max_samples, max_length=self.args.max_length, threads=self.args.benchmark_threads,
             benchmark=bench, distillation=settings, training=training, output_dir=str(self.student_dir),
+            **self._sample_arguments(),
         )
         return {"report": "student/distillation_report.json", "ratios": asdict(report.ratios) if hasattr(report, "ratios") else None}
+
+    def _sample_arguments(self) -> dict[str, Any]:
+        """evaluate_pair's sample-quality settings (causal LMs only; other tasks ignore them)."""
+        from .sample_quality import SampleSettings
+
+        if not self.args.eval_sample_prompts:
+            return {"measure_sample_quality": False}
+        return {"samples": SampleSettings(num_prompts=self.args.eval_sample_prompts,
+                                          max_new_tokens=self.args.eval_sample_new_tokens)}
 
     def stage_card(self) -> dict[str, Any]:
         from .card import write_card

@@ -9,7 +9,9 @@ teacher-vs-student rows, built once here and rendered as they are by the card an
 teacher-relative ratios of lower-is-better metrics (`metric_ratio_to_teacher_by_metric`). Reports of minor 0
 are still read: their rows and ratios are computed on load. Minor 2 added `variants` (exported forms of the
 student, e.g. ONNX int8, measured like the student) and `table_header` (the table's column names: a column per
-variant sits between the student's and the comparison column).
+variant sits between the student's and the comparison column). Minor 3 added `sample_quality` (causal LMs: the
+teacher's NLL of each model's samples, their distinct-n and repetition rate, see `hf_distill.sample_quality`) and
+its rows; reports of earlier minors have none, and read as they are.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .sample_quality import SampleFigures, SampleQuality
 from .tasks import all_tasks
 
 SCHEMA_VERSION = 1
-SCHEMA_MINOR = 2
+SCHEMA_MINOR = 3
 REPORT_FILENAME = "distillation_report.json"
 # A report names its task by pipeline tag; the per-task rules (headline metric, which way is good) are the Task's.
 TASKS = tuple(t.pipeline_tag for t in all_tasks())
@@ -133,6 +136,9 @@ class DistillationReport:
     variants: list[VariantFigures] = field(default_factory=list)
     # Column names of `table` (first the row label's empty header), stored beside the rows for the same reason.
     table_header: list[str] | None = field(default=None, compare=False)
+    # Causal LMs: how the teacher scores each model's own samples, and their diversity (None for other tasks,
+    # when the measure was switched off, and in reports of minor < 3). The prompts come from `evaluation`'s data.
+    sample_quality: SampleQuality | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -165,6 +171,8 @@ class DistillationReport:
         kwargs["ratios"] = _build(Ratios, data["ratios"], "ratios")
         kwargs["fidelity"] = _build(Fidelity, data["fidelity"], "fidelity")
         kwargs["variants"] = [_build_variant(v, f"variants[{i}]") for i, v in enumerate(data.get("variants") or [])]
+        if data.get("sample_quality") is not None:
+            kwargs["sample_quality"] = _build_sample_quality(data["sample_quality"])
         minor = data.get("schema_minor", 0)
         if not isinstance(minor, int) or isinstance(minor, bool) or minor < 0:
             raise ValueError(f"report field 'schema_minor' must be a non-negative integer, got {minor!r}")
@@ -272,11 +280,33 @@ class DistillationReport:
                     metric_comparison(self, name),
                 )
             )
+        rows += _sample_rows(self.sample_quality)
         f = self.fidelity
         rows.append(("Top-1 agreement with teacher", "—", fmt_pct(100.0 * f.agreement_top1), ""))
         rows.append(("KL(teacher ‖ student), nats", "—", fmt_metric(f.kl_teacher_student), ""))
         rows.append(("Jensen–Shannon divergence, nats", "—", fmt_metric(f.js_divergence), ""))
         return rows
+
+
+SAMPLE_NLL_LABEL = "Teacher NLL of each model's samples (nats/token)"
+
+
+def _sample_rows(q: SampleQuality | None) -> list[tuple[str, str, str, str]]:
+    """The sample-quality rows: the teacher column holds the teacher's own samples, the student column the
+    student's, both scored by the teacher (see `hf_distill.sample_quality`)."""
+    if q is None:
+        return []
+    t, s = q.teacher, q.student
+    ratio = "undefined (the teacher's NLL of its own samples is 0)" if q.nll_ratio is None else (
+        f"{fmt_x(q.nll_ratio)} the teacher's NLL of its own samples"
+    )
+    return [
+        (SAMPLE_NLL_LABEL, fmt_metric(t.teacher_nll), fmt_metric(s.teacher_nll), ratio),
+        ("Distinct-1 of samples", fmt_optional(t.distinct_1), fmt_optional(s.distinct_1), ""),
+        ("Distinct-2 of samples", fmt_optional(t.distinct_2), fmt_optional(s.distinct_2), ""),
+        (f"Repetition rate of samples (seq-rep-{q.repetition_n})", fmt_optional(t.repetition_rate),
+         fmt_optional(s.repetition_rate), ""),
+    ]
 
 
 def default_header(num_variants: int, names: list[str] | None = None) -> list[str]:
@@ -354,6 +384,15 @@ def _build_variant(data: Any, where: str) -> VariantFigures:
         fidelity=_build(Fidelity, data.get("fidelity"), f"{where}.fidelity"),
         max_abs_logit_diff_vs_student=data.get("max_abs_logit_diff_vs_student"),
     )
+
+
+def _build_sample_quality(data: Any) -> SampleQuality:
+    if not isinstance(data, dict):
+        raise ValueError(f"report field 'sample_quality' must be an object, got {type(data).__name__}")
+    quality = _build(SampleQuality, data, "sample_quality")
+    quality.teacher = _build(SampleFigures, data["teacher"], "sample_quality.teacher")
+    quality.student = _build(SampleFigures, data["student"], "sample_quality.student")
+    return quality
 
 
 def _build(cls, data: Any, where: str):
@@ -498,6 +537,11 @@ def fmt_rate(per_s: float) -> str:
 
 def fmt_metric(value: float) -> str:
     return f"{value:.4f}"
+
+
+def fmt_optional(value: float | None) -> str:
+    """A metric, or '—' where it is undefined (e.g. distinct-2 of samples too short to hold a bigram)."""
+    return "—" if value is None else fmt_metric(value)
 
 
 def fmt_pct(pct: float) -> str:
@@ -691,6 +735,8 @@ def validate_report(report: DistillationReport) -> None:
     if r.primary_metric not in LOWER_IS_BETTER and t.metrics[r.primary_metric]:
         _check_ratio("ratios.metric_retained_pct", r.metric_retained_pct,
                      100.0 * s.metrics[r.primary_metric] / t.metrics[r.primary_metric])
+    if report.sample_quality is not None:
+        _validate_sample_quality(report.sample_quality)
     for i, v in enumerate(report.variants):
         where = f"variants[{i}]"
         vf = v.figures
@@ -713,3 +759,25 @@ def validate_report(report: DistillationReport) -> None:
         not isinstance(report.table_header, list) or len(report.table_header) != width
     ):
         raise InvalidReport(f"report field 'table_header' must be a list of {width} column names")
+
+
+def _validate_sample_quality(q: SampleQuality) -> None:
+    """NLLs >= 0, distinct-n and repetition rates in [0, 1], whole counts, and a ratio that matches its NLLs."""
+    for who in ("teacher", "student"):
+        fig = getattr(q, who)
+        if not isinstance(fig, SampleFigures):
+            raise InvalidReport(f"report field 'sample_quality.{who}' must be an object")
+        where = f"sample_quality.{who}"
+        _check_number(f"{where}.teacher_nll", fig.teacher_nll, low=0, low_inclusive=True)
+        _check_number(f"{where}.num_tokens", fig.num_tokens, low=1, low_inclusive=True, integer=True)
+        for name in ("distinct_1", "distinct_2", "repetition_rate"):
+            _check_number(f"{where}.{name}", getattr(fig, name), low=0, low_inclusive=True, high=1, optional=True)
+    _check_number("sample_quality.num_prompts", q.num_prompts, low=1, low_inclusive=True, integer=True)
+    _check_number("sample_quality.prompt_tokens", q.prompt_tokens, low=1, low_inclusive=True, integer=True)
+    _check_number("sample_quality.repetition_n", q.repetition_n, low=1, low_inclusive=True, integer=True)
+    _check_number("sample_quality.short_prompts", q.short_prompts, low=0, low_inclusive=True, high=q.num_prompts,
+                  integer=True)
+    if q.teacher.teacher_nll > 0:
+        _check_ratio("sample_quality.nll_ratio", q.nll_ratio, q.student.teacher_nll / q.teacher.teacher_nll)
+    if not isinstance(q.generation, dict):
+        raise InvalidReport("report field 'sample_quality.generation' must be an object")
