@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import on_policy
+
 __all__ = [
     "DEFAULT_REPETITION_N",
     "SampleFigures",
@@ -266,17 +268,10 @@ def pad_left(rows: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Te
 
 def completions_of(generated: torch.Tensor, eos_token_id: int | None) -> list[list[int]]:
     """The new tokens of each row of a `generate` output (prompt already cut off), up to and including the
-    first EOS: what follows it is filler `generate` adds once a row has finished."""
-    out = []
-    for row in generated.tolist():
-        if eos_token_id is not None and eos_token_id in row:
-            row = row[: row.index(eos_token_id) + 1]
-        out.append(row)
-    return out
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    first EOS: what follows it is filler `generate` adds once a row has finished (`on_policy.completion_mask`,
+    the rule training uses for generated completions)."""
+    mask = on_policy.completion_mask(generated, None if eos_token_id is None else [eos_token_id]).bool()
+    return [row[keep].tolist() for row, keep in zip(generated, mask)]
 
 
 def generate_completions(
@@ -297,7 +292,6 @@ def generate_completions(
     from transformers import GenerationConfig
 
     model.eval()
-    device = _device_of(model)
     model_vocab = getattr(model.config, "vocab_size", None) or model.get_output_embeddings().weight.shape[0]
     suppress = list(range(vocab_size, model_vocab)) if vocab_size is not None and model_vocab > vocab_size else None
     # The sampling knobs are explicit, so a generation_config.json beside the model (top_k=50, a repetition
@@ -315,14 +309,15 @@ def generate_completions(
         eos_token_id=eos_token_id,
         suppress_tokens=suppress,
     )
-    devices = [device] if device.type == "cuda" else []
     completions: list[list[int]] = []
-    with torch.random.fork_rng(devices=devices), torch.inference_mode():
-        torch.manual_seed(settings.seed)
-        for start in range(0, len(prompts), settings.batch_size):
-            ids, mask = pad_left(prompts[start : start + settings.batch_size], pad_token_id)
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
-            completions += completions_of(out[:, ids.shape[1] :].cpu(), eos_token_id)
+    for index, start in enumerate(range(0, len(prompts), settings.batch_size)):
+        ids, mask = pad_left(prompts[start : start + settings.batch_size], pad_token_id)
+        # The generation training uses (eval mode, no grad, seeded without touching the caller's RNG); each batch
+        # gets its own seed derived from settings.seed, so results do not depend on what ran before.
+        new, new_mask = on_policy.generate_completions(
+            model, ids, mask, config, seed=on_policy.generation_seed(settings.seed, 0, index)
+        )
+        completions += [row[keep].tolist() for row, keep in zip(new, new_mask.bool())]
     return completions
 
 
