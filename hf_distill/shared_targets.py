@@ -54,6 +54,7 @@ __all__ = [
     "load_soft_targets",
     "push_soft_targets",
     "read_manifest",
+    "save_soft_targets",
     "vocabulary_sha256",
 ]
 
@@ -181,7 +182,7 @@ def _card(manifest: dict[str, Any], repo_id: str) -> str:
         ("Teacher weights (SHA-256)", f"`{manifest['teacher_weights_sha256']}`"),
         ("Tokenizer vocabulary (SHA-256)", f"`{manifest.get('tokenizer_sha256')}`"),
         ("Task", manifest["task"]),
-        ("Data", f"`{manifest.get('data_source')}` (fingerprint `{manifest.get('data_fingerprint')}`)"),
+        ("Data", f"`{manifest.get('data_source') or 'not recorded'}` (fingerprint `{manifest.get('data_fingerprint')}`)"),
         ("Temperature", str(manifest.get("temperature"))),
         ("Top-k", str(manifest.get("top_k") or "none (full logits)")),
         ("Max length", str(manifest.get("max_length"))),
@@ -200,8 +201,8 @@ def _card(manifest: dict[str, Any], repo_id: str) -> str:
     body = f"""# Soft targets of {teacher}
 
 The teacher's predictions over {manifest['rows']:,} examples ({kind}), published with hf-distill so that
-students can be distilled without running the teacher. Every shard's
-SHA-256 is in `{MANIFEST_FILE}` and is checked when the targets are loaded.
+students can be distilled without running the teacher. Every shard's SHA-256 is in `{MANIFEST_FILE}` and is
+checked when the targets are loaded.
 
 {table}
 {models_text}
@@ -222,6 +223,73 @@ Or in an `hf-distill run` config: `soft_targets: {repo_id}`. `load_soft_targets(
 shards one at a time (verified each) instead of building a local copy.
 """
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+
+
+def save_soft_targets(
+    dataset_or_cache_dir: Dataset | str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    *,
+    repo_id: str | None = None,
+    tokenizer: Any = None,
+    teacher_id: str | None = None,
+    teacher_revision: str | None = None,
+    data_source: str | None = None,
+    license: str | None = None,
+    models: Sequence[str] | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> dict[str, Any]:
+    """Write the files `push_soft_targets` publishes into `folder` (empty or new); returns the manifest.
+
+    `load_soft_targets(folder)` reads them offline. The arguments are those of `push_soft_targets`; `repo_id`
+    only names the dataset in the card's how-to-use snippet.
+    """
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise ValueError(f"{folder} is not empty: save soft targets into a new folder")
+    if isinstance(dataset_or_cache_dir, (str, os.PathLike)):
+        ds, info = _load_cache(Path(dataset_or_cache_dir))
+    else:
+        ds, info = dataset_or_cache_dir, soft_target_info(dataset_or_cache_dir)
+    if info is None or not set(SOFT_TARGET_COLUMNS) & set(ds.column_names):
+        raise ValueError("soft targets needed: a cache folder or the Dataset that generate_soft_targets returned "
+                         "(it has teacher_* columns and their settings)")
+    tok = _teacher_tokenizer(tokenizer, info.get("teacher_id"))
+    tokens = _num_tokens(ds)
+    shards = _write_shards(ds, folder, max_shard_bytes)
+    if tok is not None:
+        tok.save_pretrained(folder / TOKENIZER_DIR)
+    total = sum(s["bytes"] for s in shards)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "format": "hf-distill soft targets",
+        "teacher_id": _public_name(teacher_id or info.get("teacher_id")),
+        "teacher_revision": teacher_revision,
+        "teacher_weights_sha256": info["teacher_weights"],
+        "tokenizer_sha256": vocabulary_sha256(tok) if tok is not None else None,
+        "tokenizer_vocab_size": len(tok.get_vocab()) if tok is not None else None,
+        "tokenizer_files": TOKENIZER_DIR if tok is not None else None,
+        "data_source": _public_name(data_source),
+        "data_fingerprint": info.get("data"),
+        "task": info["task"],
+        "temperature": info.get("temperature"),
+        "top_k": info.get("top_k"),
+        "max_length": info.get("max_length"),
+        "logprob_dtype": info.get("logprob_dtype"),
+        "columns": list(ds.column_names),
+        "dtypes": {c: _dtype_name(ds.features[c]) for c in ds.column_names},
+        "rows": len(ds),
+        "tokens": tokens,
+        "bytes": total,
+        "bytes_per_row": round(total / max(1, len(ds)), 2),
+        "bytes_per_token": round(total / max(1, tokens), 2),
+        "license": license,
+        "models": list(models or []),
+        "features": ds.features.to_dict(),
+        "shards": shards,
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+    (folder / "README.md").write_text(_card(manifest, repo_id or "REPO_ID_OR_FOLDER"), encoding="utf-8")
+    return manifest
 
 
 def push_soft_targets(
@@ -265,63 +333,23 @@ def push_soft_targets(
         timeout: Seconds each request may wait (default `HF_DISTILL_HUB_TIMEOUT`, else 60).
 
     Returns:
-        The commit URL. Raises `HubPublishError` when the upload fails (local files are never changed),
-        `SoftTargetCacheError` for a damaged cache, `ValueError` for a data set without soft targets.
+        The commit URL. Raises `HubPublishError` when the upload fails (the files are staged in a temporary
+        folder; the cache is only read, never changed), `SoftTargetCacheError` for a damaged cache,
+        `ValueError` for a data set without soft targets.
     """
     from .hub import _normalize_repo_id, push_dataset_files
 
     repo_id = _normalize_repo_id(repo_id, "dataset")
-    if isinstance(dataset_or_cache_dir, (str, os.PathLike)):
-        ds, info = _load_cache(Path(dataset_or_cache_dir))
-    else:
-        ds, info = dataset_or_cache_dir, soft_target_info(dataset_or_cache_dir)
-    if info is None or not set(SOFT_TARGET_COLUMNS) & set(ds.column_names):
-        raise ValueError("push_soft_targets needs soft targets: a cache folder or the Dataset that "
-                         "generate_soft_targets returned (it has teacher_* columns and their settings)")
-    tok = _teacher_tokenizer(tokenizer, info.get("teacher_id"))
-    tokens = _num_tokens(ds)
     with tempfile.TemporaryDirectory(prefix="hf-distill-targets-") as tmp:
-        staging = Path(tmp)
-        shards = _write_shards(ds, staging, max_shard_bytes)
-        files = [s["path"] for s in shards]
-        if tok is not None:
-            tok.save_pretrained(staging / TOKENIZER_DIR)
-            files += sorted(f"{TOKENIZER_DIR}/{p.name}" for p in (staging / TOKENIZER_DIR).iterdir() if p.is_file())
-        total = sum(s["bytes"] for s in shards)
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "format": "hf-distill soft targets",
-            "teacher_id": _public_name(teacher_id or info.get("teacher_id")),
-            "teacher_revision": teacher_revision,
-            "teacher_weights_sha256": info["teacher_weights"],
-            "tokenizer_sha256": vocabulary_sha256(tok) if tok is not None else None,
-            "tokenizer_vocab_size": len(tok.get_vocab()) if tok is not None else None,
-            "tokenizer_files": TOKENIZER_DIR if tok is not None else None,
-            "data_source": _public_name(data_source),
-            "data_fingerprint": info.get("data"),
-            "task": info["task"],
-            "temperature": info.get("temperature"),
-            "top_k": info.get("top_k"),
-            "max_length": info.get("max_length"),
-            "logprob_dtype": info.get("logprob_dtype"),
-            "columns": list(ds.column_names),
-            "dtypes": {c: _dtype_name(ds.features[c]) for c in ds.column_names},
-            "rows": len(ds),
-            "tokens": tokens,
-            "bytes": total,
-            "bytes_per_row": total / max(1, len(ds)),
-            "bytes_per_token": total / max(1, tokens),
-            "license": license,
-            "models": list(models or []),
-            "features": ds.features.to_dict(),
-            "shards": shards,
-        }
-        generated = {
-            MANIFEST_FILE: (json.dumps(manifest, indent=1) + "\n").encode(),
-            "README.md": _card(manifest, repo_id).encode("utf-8"),
-        }
+        staging = Path(tmp) / "repo"
+        manifest = save_soft_targets(
+            dataset_or_cache_dir, staging, repo_id=repo_id, tokenizer=tokenizer, teacher_id=teacher_id,
+            teacher_revision=teacher_revision, data_source=data_source, license=license, models=models,
+            max_shard_bytes=max_shard_bytes,
+        )
+        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         commit = push_dataset_files(
-            staging, files, repo_id, generated=generated, token=token, private=private, revision=revision,
+            staging, files, repo_id, token=token, private=private, revision=revision,
             commit_message=commit_message or f"Upload soft targets of {manifest['teacher_id'] or 'a teacher'} with hf-distill",
             endpoint=endpoint,
             # a re-push with fewer shards must not leave old ones behind (they would not match the manifest)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 import torch
@@ -263,7 +262,6 @@ def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, c
 def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub, monkeypatch):
     from huggingface_hub import constants
 
-    from hf_distill import pipeline as pipeline_mod
     from hf_distill import soft_targets as soft_targets_mod
     from hf_distill.pipeline import run_from_config
     from tests.test_pipeline import lm_config
@@ -301,7 +299,7 @@ def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub
     results = run_from_config(cfg, ["--push_to_hub", "true", "--hub_model_id", "alice/lm-student-2"])
     assert results["soft_targets"]["source"] == "alice/lm-student-soft-targets"
     assert results["student"]["global_step"] == 4 and calls["train"] == 0
-    assert pipeline_mod  # imported for monkeypatch targets' clarity
+    assert calls["eval"] > 0  # the counter works: the evaluation loss still runs the teacher on validation batches
     card = (second_dir / "run" / "student" / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert "alice/lm-student-soft-targets" in meta["datasets"]
