@@ -191,6 +191,9 @@ def test_other_tokenizer_temperature_and_top_k_are_refused(tmp_path, hub, bpe_to
     other = wordpiece_tokenizer
     with pytest.raises(ValueError, match=r"tokenizer is .* but the targets were made with .*use the teacher's tokenizer"):
         load_soft_targets("alice/lm-targets", student_tokenizer=other, endpoint=hub.url)
+    _, trimmed = trim_vocabulary(tiny.gpt2(bpe_tokenizer, 2), bpe_tokenizer, tiny.CORPUS[:3])
+    with pytest.raises(ValueError, match=r"are top-16: they hold the teacher's ids .* trimmed student"):
+        load_soft_targets("alice/lm-targets", student_tokenizer=trimmed, endpoint=hub.url)
     with pytest.raises(ValueError, match=r"temperature is 2\.0 but 4\.0 was expected: train at the targets' temperature"):
         load_soft_targets("alice/lm-targets", expect={"temperature": 4.0}, endpoint=hub.url)
     with pytest.raises(ValueError, match=r"top_k is 16 but 64 was expected: use the targets' top_k"):
