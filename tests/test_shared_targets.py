@@ -309,3 +309,20 @@ def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub
     assert "Hub dataset alice/lm-student-soft-targets" in card
     pushed = hub.repo("model", "alice/lm-student-2").files["README.md"].decode()
     assert "alice/lm-student-soft-targets" in pushed
+
+
+def test_pipeline_refuses_contradictory_target_settings(tmp_path):
+    from hf_distill.pipeline import run_from_config
+    from hf_distill.preflight import PreflightError
+    from tests.test_pipeline import lm_config
+
+    cfg = lm_config(tmp_path)
+    with pytest.raises(PreflightError, match="push_soft_targets publishes in the push stage: set push_to_hub: true"):
+        run_from_config(cfg, ["--push_soft_targets", "true"], check_only=True)
+    with pytest.raises(PreflightError, match="these targets are published already"):
+        run_from_config(cfg, ["--push_soft_targets", "true", "--soft_targets", "alice/t", "--push_to_hub", "true",
+                              "--hub_model_id", "alice/m"], check_only=True)
+    with pytest.raises(PreflightError, match="soft_targets .* is not a Hub repo id"):
+        run_from_config(cfg, ["--soft_targets", "no such folder"], check_only=True)
+    with pytest.raises(ValueError, match="need use_soft_targets: true"):
+        run_from_config(cfg, ["--soft_targets", "alice/t", "--use_soft_targets", "false"], check_only=True)
