@@ -525,9 +525,13 @@ class Pipeline:
             # Pushed first: the model's card names this dataset; its card lists the model.
             cache = self.root / (self.state.done("soft_targets") or {}).get("path", "soft_targets")
             source = self.args.dataset or self.args.train_file
+            # The teacher's Hub id only when this run used it as it is; a teacher trained here is named by its
+            # weights' hash (and shown as local:RUN/teacher).
+            as_is = not self.args.teacher_from_scratch and not (self.state.done("teacher") or {}).get("trained")
             info["soft_targets_commit"] = push_soft_targets(
                 cache, self.targets_repo_id(), tokenizer=self.teacher_dir,
-                teacher_id=self.args.base_model or (self.args.teacher if not self.args.teacher_from_scratch else None),
+                teacher_id=self.args.teacher if as_is else None,
+                teacher_revision=self.config.teacher_revision if as_is else None,
                 data_source=str(source) if source else None, models=[self.config.hub_model_id],
                 private=bool(self.config.hub_private_repo), license=self.args.license,
             )

@@ -14,7 +14,7 @@ from huggingface_hub import DatasetCard
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.hub import HubPublishError
 from hf_distill.shared_targets import MANIFEST_FILE, load_soft_targets, push_soft_targets, read_manifest
-from hf_distill.soft_targets import MANIFEST, SoftTargetCacheError, _verify, generate_soft_targets
+from hf_distill.soft_targets import MANIFEST, SoftTargetCacheError, _verify, generate_soft_targets, soft_target_info
 from hf_distill.vocabulary import trim_vocabulary
 from tests import tiny
 from tests.fake_hub import FakeHub, online_client
@@ -99,7 +99,8 @@ def push(hub, cache, repo_id, tokenizer, **kw):
 
 def test_classification_full_logits_round_trip_is_exact(tmp_path, hub, wordpiece_tokenizer, cls_cache):
     cache, cached = cls_cache
-    url = push(hub, cache, "alice/cls-targets", wordpiece_tokenizer, data_source="glue/sst2", teacher_id="alice/teacher",
+    # from the Dataset generate_soft_targets returned (the LM tests push the cache folder)
+    url = push(hub, cached, "alice/cls-targets", wordpiece_tokenizer, data_source="glue/sst2", teacher_id="alice/teacher",
                models=["alice/student-a"])
     repo = hub.repo("dataset", "alice/cls-targets")
     assert "alice/cls-targets" in url and len(repo.commits) == 1  # one commit
@@ -146,6 +147,7 @@ def test_lm_topk_round_trip_is_exact_and_streams(tmp_path, hub, bpe_tokenizer, l
     streamed = load_soft_targets("alice/lm-targets", student_tokenizer=bpe_tokenizer, expect=expect, streaming=True,
                                  endpoint=hub.url)
     assert isinstance(streamed, IterableDataset)
+    assert soft_target_info(streamed)["top_k"] == 16 and soft_target_info(streamed)["temperature"] == 2.0
     streamed_loss = one_batch_loss(tmp_path, student, bpe_tokenizer, streamed, alpha=1.0, temperature=2.0, max_steps=1)
     assert torch.equal(streamed_loss, local)
     # the Trainer trains on the stream (max_steps), with no teacher at all
@@ -278,7 +280,10 @@ def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub
     assert "alice/lm-student-soft-targets" in first["push"]["soft_targets_commit"]
     targets = hub.repo("dataset", "alice/lm-student-soft-targets")
     assert "alice/lm-student" in DatasetCard(targets.files["README.md"].decode()).text
-    assert json.loads(targets.files[MANIFEST_FILE])["models"] == ["alice/lm-student"]
+    manifest = json.loads(targets.files[MANIFEST_FILE])
+    assert manifest["models"] == ["alice/lm-student"] and manifest["top_k"] == 8
+    assert manifest["teacher_id"] == "local:lmrun/teacher"  # trained in the run: named by its hash, never its path
+    assert all(str(tmp_path) not in targets.files[name].decode() for name in (MANIFEST_FILE, "README.md"))
     model_card = hub.repo("model", "alice/lm-student").files["README.md"].decode()
     assert "alice/lm-student-soft-targets" in yaml.safe_load(model_card.split("---")[1])["datasets"]
 
