@@ -206,7 +206,11 @@ def build_card_data(
     """YAML metadata: library, tags, base model, datasets, pipeline tag, license and a model-index for the student."""
     ev = report.evaluation
     datasets = [
-        d for d in dict.fromkeys([report.distillation.get("dataset"), ev.get("dataset")]) if looks_like_hub_id(d)
+        d
+        for d in dict.fromkeys(
+            [report.distillation.get("dataset"), ev.get("dataset"), report.distillation.get("soft_targets_dataset")]
+        )
+        if looks_like_hub_id(d)
     ]
     # The model-index reports the form the card recommends: an exported variant when one keeps the student's score.
     recommended = recommended_variant(report)

@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; each subcommand lives beside the code it drives."""
-    from . import cli_demo, cli_export, cli_hub, cli_measure, cli_plan
+    from . import cli_demo, cli_export, cli_hub, cli_measure, cli_plan, cli_targets
 
     parser = argparse.ArgumentParser(prog="hf-distill", description="Knowledge distillation for the Hugging Face stack.")
     parser.add_argument("--version", action="version", version=f"hf-distill {__version__}")
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_demo.register(sub)
     cli_export.register(sub)
     cli_plan.register(sub)
+    cli_targets.register(sub)
     return parser
 
 

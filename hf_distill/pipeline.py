@@ -103,6 +103,17 @@ class PipelineArguments:
     use_soft_targets: bool = field(default=True, metadata={"help": "Cache the teacher's outputs once (stage 2)."})
     top_k: int | None = field(default=None, metadata={"help": "Keep the teacher's top-k per token (token tasks)."})
     soft_target_batch_size: int = field(default=64, metadata={"help": "Batch size of soft-target generation."})
+    soft_targets: str | None = field(
+        default=None,
+        metadata={"help": "Published soft targets (a Hub dataset id or a local folder, see hf_distill.shared_targets): "
+                  "train from them, verified, instead of running the teacher over the training data."},
+    )
+    push_soft_targets: bool = field(
+        default=False, metadata={"help": "The push stage also publishes this run's soft targets as a Hub dataset."}
+    )
+    soft_targets_repo_id: str | None = field(
+        default=None, metadata={"help": "Dataset repo for push_soft_targets (default: <hub_model_id>-soft-targets)."}
+    )
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})
     eval_sample_prompts: int = field(
         default=32, metadata={"help": "Causal LMs: prompts (first tokens of evaluation texts) both models continue, "
@@ -139,6 +150,8 @@ class PipelineArguments:
             raise ValueError("num_labelled and num_transfer must be >= 0")
         if self.num_transfer and not get_task(self.task).has_class_labels:
             raise ValueError("num_transfer (unlabelled rows) applies to sequence classification")
+        if (self.soft_targets or self.push_soft_targets) and not self.use_soft_targets:
+            raise ValueError("soft_targets / push_soft_targets need use_soft_targets: true (the student learns from cached targets)")
         if self.quantize and not self.export_onnx:
             raise ValueError(f"quantize={self.quantize!r} needs export_onnx: true (the int8 file is made from the ONNX export)")
         positive = ("max_length", "tokenizer_vocab_size", "teacher_batch_size", "soft_target_batch_size",
@@ -318,9 +331,35 @@ class Pipeline:
                 progress=self.dist.is_main_process,
             )
 
+    def shared_targets(self, student_tokenizer):
+        """The published soft targets of `soft_targets`, verified (shards, tokenizer, task, top-k, temperature);
+        a trimmed student's tokenizer gets its ids mapped (see hf_distill.shared_targets)."""
+        from .shared_targets import load_soft_targets
+
+        expect: dict[str, Any] = {"task": self.args.task, "temperature": self.config.temperature}
+        if self.args.top_k is not None:
+            expect["top_k"] = self.args.top_k
+        return load_soft_targets(self.args.soft_targets, student_tokenizer=student_tokenizer, expect=expect)
+
+    def targets_repo_id(self) -> str | None:
+        """The Hub dataset the student's soft targets come from or go to, if any (named by the card)."""
+        from .card import looks_like_hub_id
+
+        if self.args.soft_targets:
+            return self.args.soft_targets if looks_like_hub_id(self.args.soft_targets) else None
+        if self.args.push_soft_targets and self.config.hub_model_id:
+            return self.args.soft_targets_repo_id or f"{self.config.hub_model_id}-soft-targets"
+        return None
+
     def stage_soft_targets(self) -> dict[str, Any]:
         from .models import load_saved
 
+        if self.args.soft_targets:  # published targets: downloaded and verified, the teacher does not run
+            started = time.perf_counter()
+            _, tokenizer = load_saved(self.teacher_dir, self.args.task)
+            result = self.shared_targets(tokenizer)
+            return {"rows": len(result), "seconds": round(time.perf_counter() - started, 1),
+                    "source": self.targets_repo_id() or "local folder"}
         teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
         started = time.perf_counter()
         result = self.soft_targets(teacher, tokenizer)
@@ -370,7 +409,9 @@ class Pipeline:
         # With cached soft targets the teacher does not run on training batches; it stays for the evaluation
         # loss (whose data has no cached columns) and for hidden-state/attention losses. The cache is verified
         # again here: it may have been deleted or damaged since the soft-target stage.
-        if self.args.use_soft_targets:
+        if self.args.soft_targets:
+            train = self.shared_targets(tokenizer)  # the student's tokenizer: a trimmed one gets its ids mapped
+        elif self.args.use_soft_targets:
             train = self.soft_targets(teacher, teacher_tokenizer)
             if self.args.trim_vocabulary:  # cached rows hold teacher ids; the trimming corpus encodes identically
                 from .vocabulary import remap_dataset
@@ -461,6 +502,10 @@ class Pipeline:
             "hidden_loss_weight": cfg.hidden_loss_weight, "attention_loss_weight": cfg.attention_loss_weight,
             "stages": "teacher fine-tuning → soft targets → student" if teacher_info.get("trained") else "soft targets → student",
         }
+        if self.targets_repo_id():
+            settings["soft_targets_dataset"] = self.targets_repo_id()
+            settings["stages"] = (f"the teacher's soft targets, published as the Hub dataset {self.targets_repo_id()} "
+                                  "→ student")
         from .students import compression_facts
 
         settings.update(compression_facts(student_config))
@@ -508,8 +553,25 @@ class Pipeline:
             raise ValueError("push_to_hub needs hub_model_id (e.g. your-name/my-distilled-model)")
         from .hub import push_space, push_to_hub
 
+        info: dict[str, Any] = {}
+        if self.args.push_soft_targets and not self.args.soft_targets:
+            from .shared_targets import push_soft_targets
+
+            # Pushed first: the model's card names this dataset; its card lists the model.
+            cache = self.root / (self.state.done("soft_targets") or {}).get("path", "soft_targets")
+            source = self.args.dataset or self.args.train_file
+            # The teacher's Hub id only when this run used it as it is; a teacher trained here is named by its
+            # weights' hash (and shown as local:RUN/teacher).
+            as_is = not self.args.teacher_from_scratch and not (self.state.done("teacher") or {}).get("trained")
+            info["soft_targets_commit"] = push_soft_targets(
+                cache, self.targets_repo_id(), tokenizer=self.teacher_dir,
+                teacher_id=self.args.teacher if as_is else None,
+                teacher_revision=self.config.teacher_revision if as_is else None,
+                data_source=str(source) if source else None, models=[self.config.hub_model_id],
+                private=bool(self.config.hub_private_repo), license=self.args.license,
+            )
         url = push_to_hub(self.student_dir, self.config.hub_model_id, private=bool(self.config.hub_private_repo))
-        info: dict[str, Any] = {"model_commit": str(url)}
+        info["model_commit"] = str(url)
         if self.args.hub_space_id:
             teacher_repo = self.args.teacher if not self.args.teacher_from_scratch else self.config.hub_model_id
             info["space_commit"] = str(push_space(self.args.hub_space_id, self.config.hub_model_id, teacher_repo))

@@ -170,6 +170,14 @@ def check_run(
         problems.append("push_to_hub needs hub_model_id (e.g. your-name/my-distilled-model)")
     _check_repo_id(config.hub_model_id, "hub_model_id", problems)
     _check_repo_id(args.hub_space_id, "hub_space_id", problems)
+    # Shared soft targets (hf_distill.shared_targets).
+    if args.push_soft_targets and not config.push_to_hub:
+        problems.append("push_soft_targets publishes in the push stage: set push_to_hub: true (and hub_model_id)")
+    if args.push_soft_targets and args.soft_targets:
+        problems.append("push_soft_targets with soft_targets: these targets are published already; drop one of them")
+    _check_repo_id(args.soft_targets_repo_id, "soft_targets_repo_id", problems)
+    if args.soft_targets and not Path(args.soft_targets).is_dir():
+        _check_repo_id(args.soft_targets, "soft_targets (not a local folder, so a Hub dataset id)", problems)
     _check_writable(config.output_dir, problems)
     if args.overwrite:
         problems += state.would_delete(run_inputs(args))
