@@ -331,12 +331,16 @@ class Pipeline:
                 progress=self.dist.is_main_process,
             )
 
-    def shared_targets(self, student_tokenizer):
-        """The published soft targets of `soft_targets`, verified (shards, tokenizer, task, top-k, temperature);
+    def shared_targets(self, student_tokenizer, teacher):
+        """The published soft targets of `soft_targets`, verified (shards, tokenizer, task, top-k, temperature,
+        and that this run's teacher is the one that made them: it builds the student and is the evaluation's
+        reference, so targets of another teacher would make the report compare against the wrong model);
         a trimmed student's tokenizer gets its ids mapped (see hf_distill.shared_targets)."""
         from .shared_targets import load_soft_targets
+        from .soft_targets import weights_fingerprint
 
-        expect: dict[str, Any] = {"task": self.args.task, "temperature": self.config.temperature}
+        expect: dict[str, Any] = {"task": self.args.task, "temperature": self.config.temperature,
+                                  "teacher_weights": weights_fingerprint(teacher)}
         if self.args.top_k is not None:
             expect["top_k"] = self.args.top_k
         return load_soft_targets(self.args.soft_targets, student_tokenizer=student_tokenizer, expect=expect)
@@ -356,8 +360,8 @@ class Pipeline:
 
         if self.args.soft_targets:  # published targets: downloaded and verified, the teacher does not run
             started = time.perf_counter()
-            _, tokenizer = load_saved(self.teacher_dir, self.args.task)
-            result = self.shared_targets(tokenizer)
+            teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
+            result = self.shared_targets(tokenizer, teacher)
             return {"rows": len(result), "seconds": round(time.perf_counter() - started, 1),
                     "source": self.targets_repo_id() or "local folder"}
         teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
@@ -410,7 +414,7 @@ class Pipeline:
         # loss (whose data has no cached columns) and for hidden-state/attention losses. The cache is verified
         # again here: it may have been deleted or damaged since the soft-target stage.
         if self.args.soft_targets:
-            train = self.shared_targets(tokenizer)  # the student's tokenizer: a trimmed one gets its ids mapped
+            train = self.shared_targets(tokenizer, teacher)  # the student's tokenizer: a trimmed one gets its ids mapped
         elif self.args.use_soft_targets:
             train = self.soft_targets(teacher, teacher_tokenizer)
             if self.args.trim_vocabulary:  # cached rows hold teacher ids; the trimming corpus encodes identically

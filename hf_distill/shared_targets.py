@@ -83,6 +83,8 @@ _FIXES = {
     "temperature": "train at the targets' temperature (DistillationConfig.temperature) or publish targets made at yours",
     "top_k": "use the targets' top_k or publish targets made with yours",
     "task": "distil a student for the targets' task",
+    "teacher_weights": "pass the teacher that made the targets (named in their card), or regenerate the targets "
+    "with this teacher",
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from datasets import Dataset, IterableDataset
+from transformers import AutoTokenizer
 from huggingface_hub import DatasetCard
 
 from hf_distill import DistillationConfig, DistillationTrainer
@@ -314,6 +315,23 @@ def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub
     assert "Hub dataset alice/lm-student-soft-targets" in card
     pushed = hub.repo("model", "alice/lm-student-2").files["README.md"].decode()
     assert "alice/lm-student-soft-targets" in pushed
+
+    # run 3: another teacher (one weight changed) with those targets is refused before training: its report would
+    # compare the student with a teacher that did not make its targets
+    from transformers import AutoModelForCausalLM
+
+    other = AutoModelForCausalLM.from_pretrained(tmp_path / "lmrun" / "teacher")
+    with torch.no_grad():
+        other.lm_head.weight[0, 0] += 1.0
+    other.save_pretrained(tmp_path / "other_teacher")
+    AutoTokenizer.from_pretrained(tmp_path / "lmrun" / "teacher").save_pretrained(tmp_path / "other_teacher")
+    third_dir = tmp_path / "third"
+    third_dir.mkdir()
+    cfg = lm_config(third_dir, teacher=str(tmp_path / "other_teacher"), teacher_from_scratch=False,
+                    train_teacher="no", soft_targets="alice/lm-student-soft-targets", output_dir=str(third_dir / "run"))
+    with pytest.raises(ValueError, match="teacher_weights is .* pass the teacher that made the targets"):
+        run_from_config(cfg)
+    assert not (third_dir / "run" / "student").exists()
 
 
 def test_pipeline_refuses_contradictory_target_settings(tmp_path):
