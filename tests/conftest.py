@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -76,3 +77,24 @@ def tiny_gpt2_dir(tmp_path_factory, bpe_tokenizer) -> Path:
 def tiny_gpt2_student_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     """A saved tiny GPT-2 causal LM with 2 layers (a student for `tiny_gpt2_dir`)."""
     return _saved(tmp_path_factory, "tiny-gpt2-student", tiny.gpt2(bpe_tokenizer, num_layers=2), bpe_tokenizer)
+
+
+@pytest.fixture
+def logs():
+    """Capture every record of our logger, the Hub client's and the HTTP library's, at DEBUG."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    names = ["hf_distill", "huggingface_hub", "httpx2", "httpx", ""]
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
+    for logger, _ in saved:
+        logger.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    yield records
+    logging.getLogger().removeHandler(handler)
+    for logger, level in saved:
+        logger.setLevel(level)

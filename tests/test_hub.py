@@ -71,27 +71,6 @@ def fake_hub(client_env):
 
 
 @pytest.fixture
-def logs():
-    """Capture every record of our logger, the Hub client's and the HTTP library's, at DEBUG."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    handler = Keep(level=logging.DEBUG)
-    names = ["hf_distill", "huggingface_hub", "httpx2", "httpx", ""]
-    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
-    for logger, _ in saved:
-        logger.setLevel(logging.DEBUG)
-    logging.getLogger().addHandler(handler)
-    yield records
-    logging.getLogger().removeHandler(handler)
-    for logger, level in saved:
-        logger.setLevel(level)
-
-
-@pytest.fixture
 def output_dir(tmp_path, tiny_bert_cls_student_dir) -> Path:
     """A training output folder: the student, card, report, chart, plus everything that must stay local."""
     out = tmp_path / "out"

@@ -29,26 +29,6 @@ def hub(monkeypatch, tmp_path):
         yield fake
 
 
-@pytest.fixture
-def logs():
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    handler = Keep(level=logging.DEBUG)
-    names = ["hf_distill", "huggingface_hub", "httpx2", "httpx", ""]
-    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
-    for logger, _ in saved:
-        logger.setLevel(logging.DEBUG)
-    logging.getLogger().addHandler(handler)
-    yield records
-    logging.getLogger().removeHandler(handler)
-    for logger, level in saved:
-        logger.setLevel(level)
-
-
 def config(tmp_path, **kw):
     base = dict(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, per_device_train_batch_size=4,
                 save_strategy="no", disable_tqdm=True, learning_rate=5e-3, logging_steps=1, seed=0)
