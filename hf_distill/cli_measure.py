@@ -14,26 +14,23 @@ __all__ = ["register", "run_evaluate", "run_card", "main"]
 logger = logging.getLogger(__name__)
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1, refused at parse time with the value and the fix."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is invalid: give a whole number >= 1")
-    return value
+def _int_at_least(minimum: int):
+    """argparse type: a whole number >= `minimum`, refused at parse time with the value and the fix."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is invalid: give a whole number >= {minimum}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is invalid: give a whole number >= 0")
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
