@@ -116,6 +116,12 @@ class PipelineArguments:
     license: str = field(default="apache-2.0", metadata={"help": "License of the published student."})
     base_model: str | None = field(default=None, metadata={"help": "Card `base_model` (default: the teacher)."})
     hub_space_id: str | None = field(default=None, metadata={"help": "Also publish the demo Space under this id."})
+    prompt_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Causal LM, prompt-completion training: the first N tokens of each training text are the "
+                  "prompt and the loss covers the rest; needed by lmbda/seq_kd (the completions are generated from "
+                  "the prompts; see hf_distill.on_policy)."},
+    )
     overwrite: bool = field(default=False, metadata={"help": "Redo every stage, replacing earlier outputs."})
     stop_after: str | None = field(default=None, metadata={"help": "Stop after this stage.", "choices": list(STAGES)})
 
@@ -136,6 +142,8 @@ class PipelineArguments:
                if getattr(self, name) is not None and getattr(self, name) <= 0]
         if bad:
             raise ValueError(f"{', '.join(bad)}: must be > 0")
+        if self.prompt_tokens is not None and not 1 <= self.prompt_tokens < self.max_length:
+            raise ValueError(f"prompt_tokens={self.prompt_tokens!r} must be in [1, max_length={self.max_length})")
         from .students import check_compression_arguments
 
         check_compression_arguments(self)
@@ -360,6 +368,11 @@ class Pipeline:
                 from .vocabulary import remap_dataset
 
                 train = remap_dataset(train, student)
+        elif self.args.prompt_tokens is not None:  # prompt-completion rows (on-policy / seq_kd need the prompts)
+            from .on_policy import tokenize_prompt_completion
+
+            train = tokenize_prompt_completion(self.data.student_rows(None), tokenizer, max_length=self.args.max_length,
+                                               prompt_tokens=self.args.prompt_tokens, text_column=self.data.text_column())
         else:
             train = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer)
         eval_data = self.data.validation(self.args.eval_max_samples)
@@ -443,6 +456,10 @@ class Pipeline:
         from .students import compression_facts
 
         settings.update(compression_facts(student_config))
+        if cfg.generates or self.args.prompt_tokens is not None:
+            settings.update(prompt_tokens=self.args.prompt_tokens, lmbda=cfg.lmbda, seq_kd=cfg.seq_kd)
+            if cfg.generates:
+                settings.update(max_new_tokens=cfg.max_new_tokens, generation_temperature=cfg.generation_temperature)
         training = {"train_seconds": student_info.get("train_seconds"), "teacher_train_seconds": teacher_info.get("train_seconds")}
         bench = BenchmarkSettings(
             batch_size=self.args.benchmark_batch_size, throughput_runs=self.args.benchmark_runs,

@@ -145,6 +145,7 @@ def check_run(
         problems.append(f"tokenizer {args.tokenizer!r} does not exist (a local path): check the path")
     if args.top_k is not None and classification:
         problems.append("top_k applies to token tasks (causal-lm, masked-lm); remove it for sequence-classification")
+    problems += _on_policy_problems(args, config, teacher_cfg)
     if getattr(args, "export_onnx", False):
         missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
         if missing:
@@ -174,6 +175,33 @@ def check_run(
         problems += state.would_delete(run_inputs(args))
     else:
         problems += state.check(settings or {}, overwrite=False)
+    return problems
+
+
+def _on_policy_problems(args: Any, config: Any, teacher_cfg: Any) -> list[str]:
+    """On-policy / sequence-level distillation: a causal LM, the live teacher, prompts, room for the completions."""
+    prompt_tokens = getattr(args, "prompt_tokens", None)
+    generates = bool(getattr(config, "generates", False))
+    if not generates and prompt_tokens is None:
+        return []
+    task = get_task(args.task)
+    mode = "lmbda > 0 (on-policy)" if getattr(config, "lmbda", 0) > 0 else "seq_kd" if generates else "prompt_tokens"
+    if not (task.per_token and task.shift):
+        return [f"{mode} applies to causal-lm (the student generates text); remove lmbda/seq_kd/prompt_tokens for {task}"]
+    problems = []
+    if args.use_soft_targets:
+        problems.append(f"{mode} trains on prompt-completion rows (completions generated during training when lmbda "
+                        "> 0 or seq_kd) scored by the live teacher; cached soft targets cannot serve them: set "
+                        "use_soft_targets: false")
+    if generates and prompt_tokens is None:
+        problems.append(f"{mode} needs prompts: set prompt_tokens: N (the first N tokens of each training text are "
+                        "the prompt the completions are generated from)")
+    if generates and prompt_tokens is not None and teacher_cfg is not None:
+        get = teacher_cfg.get if isinstance(teacher_cfg, dict) else lambda k: getattr(teacher_cfg, k, None)
+        positions = get("n_positions") or get("max_position_embeddings")
+        if isinstance(positions, int) and prompt_tokens + config.max_new_tokens > positions:
+            problems.append(f"prompt_tokens={prompt_tokens} + max_new_tokens={config.max_new_tokens} exceed the "
+                            f"teacher's {positions} positions: lower one of them")
     return problems
 
 

@@ -6,6 +6,7 @@ import inspect
 import os
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -13,7 +14,7 @@ from transformers import AutoTokenizer, PreTrainedModel, Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import can_return_loss, find_labels, logging
 
-from . import losses, vocabulary
+from . import losses, on_policy, vocabulary
 from .compatibility import check_label_counts, check_label_order, check_vocabularies
 from .config import DistillationConfig
 from .projections import PROJECTIONS_FILE, HiddenStateProjections, StudentWithProjections, split_state_dict
@@ -77,6 +78,7 @@ class DistillationTrainer(Trainer):
             teacher_processing_class = teacher_processing_class or loaded_tok
         self.teacher = teacher_model
         self._check_soft_targets(train_dataset, args)
+        self._check_on_policy(model, train_dataset, args, processing_class)
         vocabulary.check_trimmed_student(model, self.teacher, train_dataset, processing_class, teacher_processing_class)
         self._needs_teacher_forward = self.teacher is not None and (
             args.alpha > 0 or args.hidden_loss_weight > 0 or args.attention_loss_weight > 0
@@ -98,6 +100,8 @@ class DistillationTrainer(Trainer):
         if self.projections is not None:
             model = StudentWithProjections(student, self.projections)
 
+        if data_collator is None and on_policy.PROMPT_LENGTH in (getattr(train_dataset, "column_names", None) or []):
+            data_collator = on_policy.PromptCompletionCollator(processing_class)
         data_collator = SoftTargetCollator(
             data_collator if data_collator is not None else self.task.default_collator(processing_class),
             self.task,
@@ -165,6 +169,41 @@ class DistillationTrainer(Trainer):
             if args.loss_type == "mse":
                 raise ValueError("loss_type='mse' needs full teacher logits; cache soft targets with top_k=None")
 
+    def _check_on_policy(self, model, train_dataset: Any, args: DistillationConfig, processing_class: Any) -> None:
+        """Refuse, at construction, what cannot generate or score completions during training."""
+        if not args.generates:
+            return
+        mode = "lmbda > 0 (on-policy)" if args.lmbda > 0 else "seq_kd"
+        if not (self.task.per_token and self.task.shift):
+            raise ValueError(f"{mode} applies to causal LMs (the student generates text); this is a {self.task} model")
+        columns = set(getattr(train_dataset, "column_names", None) or [])
+        if columns & set(SOFT_TARGET_COLUMNS) or self.teacher is None:
+            raise ValueError(
+                f"{mode}: cached soft targets cannot serve generated completions, the live teacher must score them; "
+                "pass teacher_model and a train_dataset without teacher_* columns"
+            )
+        if vocabulary.kept_ids_of(unwrap(model)) is not None:
+            raise ValueError(f"{mode} needs the teacher's vocabulary in the student: it does not work with a trimmed student")
+        if columns and on_policy.PROMPT_LENGTH not in columns:
+            raise ValueError(
+                f"{mode} needs prompt-completion data (a {on_policy.PROMPT_LENGTH} column): tokenize with "
+                "hf_distill.on_policy.tokenize_prompt_completion (prompt/completion columns, or prompt_tokens=N)"
+            )
+        limit = min(n for n in (on_policy.max_positions(unwrap(model)), on_policy.max_positions(unwrap(self.teacher)),
+                                 10**9) if n)
+        if columns and len(train_dataset):
+            longest = max(train_dataset[on_policy.PROMPT_LENGTH])
+            if longest + args.max_new_tokens > limit:
+                raise ValueError(
+                    f"prompts of up to {longest} tokens + max_new_tokens={args.max_new_tokens} exceed the models' "
+                    f"{limit} positions: lower max_new_tokens or shorten the prompts"
+                )
+        pad = getattr(processing_class, "pad_token_id", None)
+        eos = getattr(processing_class, "eos_token_id", None)
+        gen = getattr(unwrap(model), "generation_config", None)
+        if pad is None and eos is None and getattr(gen, "pad_token_id", None) is None and getattr(gen, "eos_token_id", None) is None:
+            raise ValueError(f"{mode}: neither the tokenizer nor the student's generation config has a pad or EOS token")
+
     def _place_teacher(self, teacher: nn.Module) -> nn.Module:
         """Put the teacher where it runs: its own device, or a DeepSpeed inference engine under ZeRO-3.
 
@@ -231,7 +270,7 @@ class DistillationTrainer(Trainer):
             params = inspect.signature(unwrap(self.model).forward).parameters
             self._signature_columns = list(params) + list({"label", "label_ids", *self.label_names})
         super()._set_signature_columns_if_needed()
-        for column in SOFT_TARGET_COLUMNS:
+        for column in (*SOFT_TARGET_COLUMNS, on_policy.PROMPT_LENGTH):
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
@@ -239,13 +278,95 @@ class DistillationTrainer(Trainer):
         # The projections are trained without weight decay, as a plain linear probe would be.
         return [n for n in super().get_decay_parameter_names(model) if not n.startswith("projections.")]
 
+    # ---- generated completions (on-policy / sequence-level KD) ---------------------------------------------------
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
+        """The optimizer step's micro-batches, completions generated where due, then counted by
+        `_get_num_items_in_batch`: the counts are those of the generated tokens, over the whole accumulated batch
+        and all processes, so the loss is per generated token however the batch is split."""
+        if not self.args.generates:
+            return super().get_batch_samples(epoch_iterator, num_batches, device)
+        step = self.state.global_step
+        batches = (self.generated_batch(batch, step, i) for i, batch in enumerate(epoch_iterator))
+        return super().get_batch_samples(batches, num_batches, device)
+
+    def generated_batch(self, batch: dict[str, Any], step: int, index: int) -> dict[str, Any]:
+        """`batch` with its completions replaced, or as is (the data's completions).
+
+        With probability `lmbda` the student generates them (on-policy), else with `seq_kd` the teacher. The draw
+        and the sampling are seeded from (seed, step, i * world_size + process index) for micro-batch i: runs are
+        reproducible, and processes of a DDP run make the draws one process makes over the same global batch with
+        gradient accumulation. Each process generates alone with the unwrapped model (no collective call, so
+        processes may generate different lengths; padding is local).
+        """
+        args: DistillationConfig = self.args
+        seed = on_policy.generation_seed(args.seed, step, index * args.world_size + args.process_index)
+        on_policy_batch = args.lmbda > 0 and np.random.default_rng(seed).random() < args.lmbda
+        if not on_policy_batch and not args.seq_kd:
+            return batch
+        if on_policy.PROMPT_IDS not in batch:
+            raise ValueError(
+                "on-policy / seq_kd batches need prompts (prompt_input_ids): tokenize the data with "
+                "hf_distill.on_policy.tokenize_prompt_completion and use its PromptCompletionCollator"
+            )
+        model = self._generation_model() if on_policy_batch else self.teacher
+        if not on_policy_batch and self.is_deepspeed_enabled:
+            model = model.module  # the teacher's DeepSpeed inference engine: generate with the module it holds
+        completions, mask = on_policy.generate_completions(
+            model, batch[on_policy.PROMPT_IDS], batch[on_policy.PROMPT_MASK], self._generation_config(),
+            seed=seed, synced_gpus=self._synced_generation(),
+        )
+        source = on_policy.SOURCE_STUDENT if on_policy_batch else on_policy.SOURCE_TEACHER
+        return on_policy.completion_batch(
+            batch[on_policy.PROMPT_IDS], batch[on_policy.PROMPT_MASK], completions, mask,
+            self._generation_config().pad_token_id, source,
+        )
+
+    def _generation_model(self) -> nn.Module:
+        """The student as it generates: unwrapped from DDP/compile, the projections wrapper removed, PEFT kept."""
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        return model.student if isinstance(model, StudentWithProjections) else model
+
+    def _synced_generation(self) -> bool:
+        # Sharded parameters (ZeRO-3, FSDP) are gathered layer by layer: every process must run the same number of
+        # forwards, so generate keeps stepping on finished processes. Unsharded (DDP) processes generate alone.
+        if self.is_fsdp_enabled:
+            return True
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        return bool(self.is_deepspeed_enabled and plugin is not None and plugin.zero_stage == 3)
+
+    def _generation_config(self):
+        if getattr(self, "_gen_config", None) is None:
+            from transformers import GenerationConfig
+
+            args: DistillationConfig = self.args
+            tok = self.processing_class
+            base = getattr(unwrap(self.model), "generation_config", None)
+            eos = getattr(tok, "eos_token_id", None)
+            eos = eos if eos is not None else getattr(base, "eos_token_id", None)
+            pad = getattr(tok, "pad_token_id", None)
+            pad = pad if pad is not None else getattr(base, "pad_token_id", None)
+            pad = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
+            sample = args.generation_temperature > 0
+            options = dict(temperature=args.generation_temperature, top_p=args.generation_top_p,
+                           top_k=args.generation_top_k) if sample else {}
+            self._gen_config = GenerationConfig(
+                max_new_tokens=args.max_new_tokens, do_sample=sample, pad_token_id=pad, eos_token_id=eos,
+                use_cache=True, **options,
+            )
+        return self._gen_config
+
     # ---- item counts --------------------------------------------------------------------------------------------
 
     def _count_items(self, batch: dict[str, Any]) -> torch.Tensor:
-        """[CE items, KD items, real tokens] of one batch (the denominators of the loss terms)."""
+        """[CE items, KD items, real tokens] of one batch (the denominators of the loss terms).
+
+        A student-generated batch has no CE items: its tokens are the student's samples, not ground truth."""
         input_ids = batch["input_ids"]
         attention_mask = batch.get("attention_mask")
         n_ce, n_kd = self.task.count_items(batch.get("labels"), attention_mask, input_ids)
+        if _student_generated(batch):
+            n_ce = 0
         n_tok = int(attention_mask.sum()) if attention_mask is not None else input_ids.numel()
         return torch.tensor([n_ce, n_kd, n_tok], dtype=torch.long)
 
@@ -276,6 +397,9 @@ class DistillationTrainer(Trainer):
         args: DistillationConfig = self.args
         inputs = dict(inputs)
         labels = inputs.pop("labels", None)
+        student_generated = _student_generated(inputs)
+        for key in on_policy.BATCH_KEYS:  # prompts and the completions' source are not model inputs
+            inputs.pop(key, None)
         soft = {k: inputs.pop(k) for k in SOFT_TARGET_COLUMNS if k in inputs}
         want_hidden = args.hidden_loss_weight > 0 and bool(self.layer_pairs)
         want_attn = args.attention_loss_weight > 0 and bool(self.layer_pairs)
@@ -285,7 +409,7 @@ class DistillationTrainer(Trainer):
         if want_attn:
             extra["output_attentions"] = True
         outputs = model(**inputs, **extra)
-        counts, global_counts = self._resolve_counts(inputs, labels, num_items_in_batch)
+        counts, global_counts = self._resolve_counts(inputs, labels, num_items_in_batch, student_generated)
         n_ce, n_kd, n_tok = (c.clamp(min=1).to(outputs.logits.device, torch.float32) for c in counts)
 
         teacher_out = None
@@ -299,7 +423,7 @@ class DistillationTrainer(Trainer):
 
         zero = logits.new_zeros((), dtype=torch.float32)
         terms = {name: zero for name in COMPONENTS}
-        if labels is not None and args.alpha < 1:
+        if labels is not None and args.alpha < 1 and not student_generated:
             ce_logits, ce_labels = self.task.ce_targets(logits, labels, valid)
             terms["loss_ce"] = losses.cross_entropy_sum(ce_logits, ce_labels, args.label_smoothing_factor) / n_ce
         if args.alpha > 0 and (teacher_out is not None or soft):
@@ -344,9 +468,12 @@ class DistillationTrainer(Trainer):
         projected = outputs.get("projected_hidden_states") if hasattr(outputs, "get") else None
         return projected if projected is not None else self.projections.project(outputs.hidden_states)
 
-    def _resolve_counts(self, inputs, labels, num_items_in_batch) -> tuple[tuple[torch.Tensor, ...], bool]:
+    def _resolve_counts(
+        self, inputs, labels, num_items_in_batch, student_generated: bool = False
+    ) -> tuple[tuple[torch.Tensor, ...], bool]:
         if num_items_in_batch is None:
-            local = self._count_items({**inputs, "labels": labels})
+            source = on_policy.SOURCE_STUDENT if student_generated else on_policy.SOURCE_DATA
+            local = self._count_items({**inputs, "labels": labels, on_policy.SOURCE_KEY: source})
             return tuple(local), False
         if torch.is_tensor(num_items_in_batch) and num_items_in_batch.numel() == 3:
             return tuple(num_items_in_batch), True
@@ -447,6 +574,11 @@ class DistillationTrainer(Trainer):
                 "%s has no %s: the hidden-state projections start untrained", resume_from_checkpoint, PROJECTIONS_FILE
             )
         return None
+
+
+def _student_generated(batch: dict[str, Any]) -> bool:
+    source = batch.get(on_policy.SOURCE_KEY)
+    return source is not None and int(source) == on_policy.SOURCE_STUDENT
 
 
 def _deepspeed_inference_engine(teacher: nn.Module, accelerator) -> nn.Module:

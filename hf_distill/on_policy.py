@@ -1,0 +1,295 @@
+"""Prompt–completion data and generated completions for on-policy / sequence-level distillation (causal LMs).
+
+The GKD recipe (Agarwal et al. 2024) trains a student on completions it generates itself, scored token by token by
+the teacher; sequence-level KD (Kim & Rush 2016) on completions the teacher generates. Both need prompts, so the data
+is prompt–completion. Two forms are supported by `tokenize_prompt_completion`:
+
+1. ``prompt`` and ``completion`` text columns (EOS is appended to the completion when the tokenizer has one, so that
+   the student learns to stop, as generated completions do);
+2. plain text, where the prompt is the first ``prompt_tokens`` tokens of each text and the rest is the completion.
+
+Tokenized rows hold ``input_ids`` / ``attention_mask`` of prompt + completion and ``prompt_length``.
+`PromptCompletionCollator` pads them into a training batch whose ``labels`` are -100 on the prompt and on padding
+(cross-entropy and distillation cover completion tokens only), plus the prompts alone, left-padded, for generation
+(``prompt_input_ids`` / ``prompt_attention_mask``).
+
+Padding convention: generation reads left-padded prompts (transformers derives position ids from the attention mask
+while generating); the sequences the models are *trained* on are always right-padded, so the generated batch is
+re-packed (`completion_batch`: each row's real prompt tokens, then its completion up to and including the first EOS,
+then padding). Right padding keeps every real token at the position it has unpadded, so the student and the teacher
+see exactly what they would see one row at a time, without position ids (a left-padded GPT-2 forward without them
+shifts every position and changes the logits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from .losses import IGNORE_INDEX
+
+__all__ = [
+    "PROMPT_LENGTH",
+    "BATCH_KEYS",
+    "SOURCE_KEY",
+    "SOURCE_DATA",
+    "SOURCE_STUDENT",
+    "SOURCE_TEACHER",
+    "PromptCompletionCollator",
+    "tokenize_prompt_completion",
+    "completion_mask",
+    "completion_batch",
+    "generate_completions",
+    "generation_seed",
+    "max_positions",
+]
+
+PROMPT_LENGTH = "prompt_length"
+# Keys of a collated batch that are not model inputs: the trainer pops them before the forward.
+PROMPT_IDS, PROMPT_MASK = "prompt_input_ids", "prompt_attention_mask"
+SOURCE_KEY = "completion_source"
+BATCH_KEYS = (PROMPT_IDS, PROMPT_MASK, SOURCE_KEY)
+# Who wrote a batch's completions: the data set, the student (on-policy) or the teacher (seq_kd).
+SOURCE_DATA, SOURCE_STUDENT, SOURCE_TEACHER = 0, 1, 2
+
+
+def tokenize_prompt_completion(
+    dataset: Any,
+    tokenizer: Any,
+    *,
+    max_length: int,
+    prompt_tokens: int | None = None,
+    text_column: str | None = None,
+    add_eos: bool = True,
+) -> Any:
+    """Tokenize a `datasets.Dataset` into prompt–completion rows (``input_ids``, ``attention_mask``, ``prompt_length``).
+
+    Args:
+        dataset: rows with ``prompt`` and ``completion`` text columns, or plain text (then `prompt_tokens` is needed).
+        tokenizer: the student's tokenizer.
+        max_length: at most this many tokens of prompt + completion. A prompt keeps its last ``max_length - 1``
+            tokens (the end of a prompt is what a continuation depends on); the completion is cut at the end.
+        prompt_tokens: plain text only: the first `prompt_tokens` tokens of each text are the prompt. Texts with no
+            token after the prompt are dropped (nothing to learn or to continue from).
+        text_column: the plain-text column (default: ``text``, or the only column).
+        add_eos: append EOS to ``completion`` texts (prompt/completion columns only; plain text is kept as is, as in
+            off-policy training).
+
+    Raises:
+        ValueError: when the data has neither prompt/completion columns nor a `prompt_tokens` setting, or a bad size.
+    """
+    columns = list(dataset.column_names)
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"max_length={max_length!r}: prompt-completion rows need at least 2 tokens")
+    if "prompt" in columns and "completion" in columns:
+        if prompt_tokens is not None:
+            raise ValueError("prompt_tokens applies to plain text; this data has prompt and completion columns: drop it")
+        eos = tokenizer.eos_token_id if add_eos else None
+
+        def encode_pairs(batch: dict[str, list]) -> dict[str, list]:
+            prompts = tokenizer(batch["prompt"], add_special_tokens=True)["input_ids"]
+            completions = tokenizer(batch["completion"], add_special_tokens=False)["input_ids"]
+            out: dict[str, list] = {"input_ids": [], "attention_mask": [], PROMPT_LENGTH: []}
+            for p, c in zip(prompts, completions):
+                c = list(c) + ([eos] if eos is not None else [])
+                p = list(p)[-(max_length - 1) :]
+                ids = (p + c)[:max_length]
+                if not p or len(ids) <= len(p):
+                    ids = []  # dropped below
+                out["input_ids"].append(ids)
+                out["attention_mask"].append([1] * len(ids))
+                out[PROMPT_LENGTH].append(len(p))
+            return out
+
+        encoded = dataset.map(encode_pairs, batched=True, remove_columns=columns)
+    else:
+        if prompt_tokens is None:
+            raise ValueError(
+                f"prompt-completion data needs `prompt` and `completion` columns (found {columns}) or, for plain text, "
+                "prompt_tokens=N (the first N tokens of each text are the prompt)"
+            )
+        if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, int) or not 1 <= prompt_tokens < max_length:
+            raise ValueError(f"prompt_tokens={prompt_tokens!r} must be an integer in [1, max_length={max_length})")
+        column = text_column or ("text" if "text" in columns else columns[0] if len(columns) == 1 else None)
+        if column not in columns:
+            raise ValueError(f"text column {column!r} not found among {columns}: set text_column")
+
+        def encode_text(batch: dict[str, list]) -> dict[str, list]:
+            texts = [t if isinstance(t, str) else "" for t in batch[column]]
+            enc = tokenizer(texts, truncation=True, max_length=max_length)
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                    PROMPT_LENGTH: [prompt_tokens] * len(texts)}
+
+        encoded = dataset.map(encode_text, batched=True, remove_columns=columns)
+    return encoded.filter(lambda row: len(row["input_ids"]) > row[PROMPT_LENGTH])
+
+
+class PromptCompletionCollator:
+    """Pad prompt–completion rows into a training batch plus the left-padded prompts generation needs.
+
+    Output: ``input_ids`` / ``attention_mask`` (prompt + completion, right-padded), ``labels`` (the completion tokens;
+    -100 on prompt and padding), ``prompt_input_ids`` / ``prompt_attention_mask`` (prompts alone, left-padded).
+    Rows without ``prompt_length`` (e.g. plain evaluation text) are all completion: labels cover every real token
+    and the batch carries no prompts.
+
+    Args:
+        tokenizer: gives the padding id (its EOS when it has no pad token); padding is masked, never learnt.
+        pad_to_multiple_of: round the padded widths up to a multiple of this.
+    """
+
+    def __init__(self, tokenizer: Any, pad_to_multiple_of: int | None = None) -> None:
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is None:
+            pad = getattr(tokenizer, "eos_token_id", None)
+        if pad is None:
+            raise ValueError("the tokenizer has neither a pad nor an EOS token: set tokenizer.pad_token")
+        self.pad_token_id = int(pad)
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def _width(self, n: int) -> int:
+        m = self.pad_to_multiple_of
+        return n if not m else -(-n // m) * m
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = [list(map(int, f["input_ids"])) for f in features]
+        has_prompts = all(f.get(PROMPT_LENGTH) is not None for f in features)
+        starts = [int(f[PROMPT_LENGTH]) if has_prompts else 0 for f in features]
+        width = self._width(max(len(x) for x in ids))
+        input_ids = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(ids), width), dtype=torch.long)
+        labels = torch.full((len(ids), width), IGNORE_INDEX, dtype=torch.long)
+        for i, (row, start) in enumerate(zip(ids, starts)):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            attention[i, : len(row)] = 1
+            labels[i, start : len(row)] = torch.tensor(row[start:], dtype=torch.long)
+        batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        if has_prompts:
+            p_width = self._width(max(starts))
+            prompts = torch.full((len(ids), p_width), self.pad_token_id, dtype=torch.long)
+            p_mask = torch.zeros((len(ids), p_width), dtype=torch.long)
+            for i, (row, start) in enumerate(zip(ids, starts)):
+                prompts[i, p_width - start :] = torch.tensor(row[:start])
+                p_mask[i, p_width - start :] = 1
+            batch[PROMPT_IDS], batch[PROMPT_MASK] = prompts, p_mask
+        return batch
+
+
+def completion_mask(completions: torch.Tensor, eos_token_ids: list[int] | None) -> torch.Tensor:
+    """1 for generated tokens up to and including the first EOS of each row, 0 after it (what `generate` pads).
+
+    Decided by position, not by token value, so a pad token equal to EOS never masks a real EOS.
+    """
+    mask = torch.ones_like(completions, dtype=torch.long)
+    if not eos_token_ids:
+        return mask
+    is_eos = torch.isin(completions, torch.tensor(eos_token_ids, device=completions.device))
+    # Tokens strictly after the first EOS: the running count of EOS before them (exclusive) is > 0.
+    before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
+    return mask.masked_fill(before > 0, 0)
+
+
+def completion_batch(
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completions: torch.Tensor,
+    completions_mask: torch.Tensor,
+    pad_token_id: int,
+    source: int,
+) -> dict[str, torch.Tensor]:
+    """Re-pack left-padded prompts and their completions into a right-padded training batch.
+
+    Row i becomes its real prompt tokens, then its real completion tokens, then padding; ``labels`` hold the
+    completion tokens (-100 elsewhere), so the loss covers generated tokens only. ``completion_source`` records who
+    generated them (`SOURCE_STUDENT` / `SOURCE_TEACHER`).
+    """
+    rows, lengths, starts = [], [], []
+    for p, pm, c, cm in zip(prompt_ids, prompt_mask.bool(), completions, completions_mask.bool()):
+        prompt, completion = p[pm], c[cm]
+        rows.append(torch.cat([prompt, completion]))
+        starts.append(prompt.numel())
+        lengths.append(prompt.numel() + completion.numel())
+    width = max(lengths)
+    device = prompt_ids.device
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=device)
+    attention = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long, device=device)
+    for i, (row, start, n) in enumerate(zip(rows, starts, lengths)):
+        input_ids[i, :n] = row
+        attention[i, :n] = 1
+        labels[i, start:n] = row[start:]
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "labels": labels,
+        SOURCE_KEY: torch.tensor(source, device=device),
+    }
+
+
+def max_positions(model: nn.Module) -> int | None:
+    """The longest sequence a model's position embeddings allow (GPT-2 `n_positions`), or None when unbounded."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def generation_seed(seed: int, step: int, batch_index: int) -> int:
+    """A 63-bit seed for one micro-batch's decision and sampling, from the run seed, optimizer step and the
+    micro-batch's index in the step's global batch (so DDP matches one process with accumulation)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, step, batch_index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Sample under `seed`, leaving the training RNG (dropout, data order) where it was."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@torch.no_grad()
+def generate_completions(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    generation_config: Any,
+    *,
+    seed: int,
+    synced_gpus: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Completions of left-padded prompts by `model` (eval mode, no grad; its mode is restored afterwards).
+
+    Args:
+        model: an unwrapped causal LM, or a `PeftModel` around one (generation goes through the adapters).
+        prompt_ids: (B, P) left-padded prompt ids; `prompt_mask` their attention mask.
+        generation_config: a `transformers.GenerationConfig` (max_new_tokens, sampling, pad and EOS ids).
+        seed: sampling seed (greedy decoding ignores it).
+        synced_gpus: keep sharded models (ZeRO-3, FSDP) stepping together on every process.
+
+    Returns:
+        (completions (B, T), their mask): tokens after the prompt, 1 up to and including the first EOS.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with _seeded(seed, device):
+            out = model.generate(
+                input_ids=prompt_ids.to(device), attention_mask=prompt_mask.to(device),
+                generation_config=generation_config, synced_gpus=synced_gpus,
+            )
+    finally:
+        model.train(was_training)
+    completions = out[:, prompt_ids.shape[1] :].to(prompt_ids.device)
+    eos = generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    return completions, completion_mask(completions, eos)
