@@ -54,10 +54,15 @@ def perplexity(model, data, collator, batch_size=32) -> float:
     return math.exp(total / count)
 
 
+def grimm_text():
+    """grimm/train.txt and valid.txt, one text per non-empty line."""
+    raw = load_dataset("text", data_files={"train": str(DATA / "train.txt"), "valid": str(DATA / "valid.txt")})
+    return raw.filter(lambda r: r["text"].strip() != "")
+
+
 def grimm_lm_data(vocab: int, max_length: int):
     """Byte-level BPE tokenizer (up to `vocab` ids) trained on grimm/train.txt; train/valid tokenized; the collator."""
-    raw = load_dataset("text", data_files={"train": str(DATA / "train.txt"), "valid": str(DATA / "valid.txt")})
-    raw = raw.filter(lambda r: r["text"].strip() != "")
+    raw = grimm_text()
     tok = train_bpe_tokenizer(raw["train"]["text"], vocab, model_max_length=max_length)
     data = raw.map(lambda b: tok(b["text"], truncation=True, max_length=max_length), batched=True,
                    remove_columns=["text"])
