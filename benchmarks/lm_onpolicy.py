@@ -378,7 +378,26 @@ def main() -> None:
     if done_file.is_file():
         done = {r["row"]: r for r in map(json.loads, done_file.read_text().splitlines()) if r.get("settings") == keyed}
     results, budget = {}, None
-    teacher_samples = next((r["teacher_samples"] for r in done.values()), {})
+    teacher_samples = next((r["teacher_samples"] for r in done.values() if "teacher_samples" in r), {})
+
+    def save(row: str, result, **extra) -> None:
+        print(f"[lm_onpolicy] {row}: {json.dumps(result)}", flush=True)
+        with open(done_file, "a") as f:
+            f.write(json.dumps({"row": row, "settings": keyed, "result": result, **extra}) + "\n")
+
+    # The cross-framework checks first (they are short), so that a run cut short still has them.
+    checks = timing = None
+    timing_settings = [a.timing_rounds, a.timing_steps, a.timing_warmup]
+    if not a.skip_checks:
+        checks = done["_checks"]["result"] if "_checks" in done else None
+        if checks is None:
+            checks = identical_batch_losses(a, teacher, init, tok, data, tmp)
+            save("_checks", checks)
+        if "_timing" in done and done["_timing"].get("timing") == timing_settings:
+            timing = done["_timing"]["result"]
+        else:
+            timing = alternating_step_times(a, teacher, init, tok, data, tmp)
+            save("_timing", timing, timing=timing_settings)
     for row in order:
         if row in done:
             results[row] = done[row]["result"]
@@ -408,14 +427,9 @@ def main() -> None:
                         "mean_step": statistics.mean(timer.times[2:]), "student_generated": generated[0],
                         "ppl_budget": probe.value if probe.value is not None else ppl,
                         "budget_step": probe.step if probe.value is not None else a.student_steps, **samples}
-        print(f"[lm_onpolicy] {row}: {json.dumps(results[row])}", flush=True)
-        with open(done_file, "a") as f:
-            f.write(json.dumps({"row": row, "settings": keyed, "result": results[row],
-                                "teacher_samples": teacher_samples}) + "\n")
+        save(row, results[row], teacher_samples=teacher_samples)
 
     sweep = topk_sweep(teacher, data, collator, a.sweep_k)
-    checks = None if a.skip_checks else identical_batch_losses(a, teacher, init, tok, data, tmp)
-    timing = None if a.skip_checks else alternating_step_times(a, teacher, init, tok, data, tmp)
     total = time.perf_counter() - started
 
     print(f"\n# Grimm LM distillation modes — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
