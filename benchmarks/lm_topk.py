@@ -54,6 +54,39 @@ def perplexity(model, data, collator, batch_size=32) -> float:
     return math.exp(total / count)
 
 
+def grimm_text():
+    """grimm/train.txt and valid.txt, one text per non-empty line."""
+    raw = load_dataset("text", data_files={"train": str(DATA / "train.txt"), "valid": str(DATA / "valid.txt")})
+    return raw.filter(lambda r: r["text"].strip() != "")
+
+
+def grimm_lm_data(vocab: int, max_length: int):
+    """Byte-level BPE tokenizer (up to `vocab` ids) trained on grimm/train.txt; train/valid tokenized; the collator."""
+    raw = grimm_text()
+    tok = train_bpe_tokenizer(raw["train"]["text"], vocab, model_max_length=max_length)
+    data = raw.map(lambda b: tok(b["text"], truncation=True, max_length=max_length), batched=True,
+                   remove_columns=["text"])
+    return tok, data, DataCollatorForLanguageModeling(tok, mlm=False)
+
+
+def train_args(seed: int) -> dict:
+    """Trainer settings every run of these Grimm benchmarks shares (teacher and students)."""
+    return dict(report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, seed=seed, logging_steps=100,
+                per_device_train_batch_size=16, warmup_steps=50, lr_scheduler_type="cosine")
+
+
+def train_teacher(tok, data, collator, steps: int, max_length: int, seed: int, output_dir: str):
+    """The GPT-2 4x256 teacher trained from scratch on grimm/train.txt; returns (teacher in eval mode, seconds)."""
+    cfg = GPT2Config(vocab_size=len(tok), n_layer=4, n_embd=256, n_head=4, n_positions=max_length,
+                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    teacher = GPT2LMHeadModel(cfg)
+    t0 = time.perf_counter()
+    Trainer(model=teacher, args=TrainingArguments(output_dir=output_dir, max_steps=steps, learning_rate=1e-3,
+                                                  **train_args(seed)),
+            train_dataset=data["train"], data_collator=collator).train()
+    return teacher.eval(), time.perf_counter() - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vocab", type=int, default=8000)
@@ -65,25 +98,10 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    raw = load_dataset("text", data_files={"train": str(DATA / "train.txt"), "valid": str(DATA / "valid.txt")})
-    raw = raw.filter(lambda r: r["text"].strip() != "")
-    tok = train_bpe_tokenizer(raw["train"]["text"], a.vocab, model_max_length=a.max_length)
-    data = raw.map(lambda b: tok(b["text"], truncation=True, max_length=a.max_length), batched=True,
-                   remove_columns=["text"])
-    collator = DataCollatorForLanguageModeling(tok, mlm=False)
+    tok, data, collator = grimm_lm_data(a.vocab, a.max_length)
     tmp = Path(tempfile.mkdtemp())
-    common = dict(report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, seed=a.seed, logging_steps=100,
-                  per_device_train_batch_size=16, warmup_steps=50, lr_scheduler_type="cosine")
-
-    cfg = GPT2Config(vocab_size=len(tok), n_layer=4, n_embd=256, n_head=4, n_positions=a.max_length,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    teacher = GPT2LMHeadModel(cfg)
-    t0 = time.perf_counter()
-    Trainer(model=teacher, args=TrainingArguments(output_dir=str(tmp / "t"), max_steps=a.teacher_steps,
-                                                  learning_rate=1e-3, **common),
-            train_dataset=data["train"], data_collator=collator).train()
-    teacher_seconds = time.perf_counter() - t0
-    teacher.eval()
+    common = train_args(a.seed)
+    teacher, teacher_seconds = train_teacher(tok, data, collator, a.teacher_steps, a.max_length, a.seed, str(tmp / "t"))
     teacher_ppl = perplexity(teacher, data["valid"], collator)
 
     # fidelity and storage: on training rows (where cached targets are used) and on held-out rows
