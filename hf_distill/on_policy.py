@@ -33,7 +33,7 @@ The trainer side lives in `DistillationTrainer.get_batch_samples` (see `Distilla
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,6 +56,8 @@ __all__ = [
     "completion_mask",
     "completion_batch",
     "generate_completions",
+    "pack_right",
+    "pad_left",
     "generation_seed",
     "max_positions",
 ]
@@ -140,6 +142,34 @@ def tokenize_prompt_completion(
     return encoded.filter(lambda row: len(row["input_ids"]) > row[PROMPT_LENGTH])
 
 
+def pack_right(rows: list[torch.Tensor], starts: list[int], pad_token_id: int, width: int | None = None,
+               device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad token rows into ``input_ids`` / ``attention_mask`` / ``labels``; row i's labels are its tokens from
+    ``starts[i]`` on (-100 before and on padding), so the loss covers completion tokens only."""
+    width = width or max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=device)
+    attention = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long, device=device)
+    for i, (row, start) in enumerate(zip(rows, starts)):
+        n = len(row)
+        input_ids[i, :n] = row
+        attention[i, :n] = 1
+        labels[i, start:n] = row[start:]
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def pad_left(rows: Sequence[Sequence[int]], pad_token_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token rows to one length: (input_ids, attention_mask), as decoder-only generation wants them."""
+    width = width or max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if len(r):
+            ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+    return ids, mask
+
+
 class PromptCompletionCollator:
     """Pad prompt–completion rows into a training batch plus the left-padded prompts generation needs.
 
@@ -172,23 +202,12 @@ class PromptCompletionCollator:
         ids = [list(map(int, f["input_ids"])) for f in features]
         has_prompts = all(f.get(PROMPT_LENGTH) is not None for f in features)
         starts = [int(f[PROMPT_LENGTH]) if has_prompts else 0 for f in features]
-        width = self._width(max(len(x) for x in ids))
-        input_ids = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(ids), width), dtype=torch.long)
-        labels = torch.full((len(ids), width), IGNORE_INDEX, dtype=torch.long)
-        for i, (row, start) in enumerate(zip(ids, starts)):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            attention[i, : len(row)] = 1
-            labels[i, start : len(row)] = torch.tensor(row[start:], dtype=torch.long)
-        batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        rows = [torch.tensor(row, dtype=torch.long) for row in ids]
+        batch = pack_right(rows, starts, self.pad_token_id, width=self._width(max(len(x) for x in ids)))
         if has_prompts:
-            p_width = self._width(max(starts))
-            prompts = torch.full((len(ids), p_width), self.pad_token_id, dtype=torch.long)
-            p_mask = torch.zeros((len(ids), p_width), dtype=torch.long)
-            for i, (row, start) in enumerate(zip(ids, starts)):
-                prompts[i, p_width - start :] = torch.tensor(row[:start])
-                p_mask[i, p_width - start :] = 1
-            batch[PROMPT_IDS], batch[PROMPT_MASK] = prompts, p_mask
+            batch[PROMPT_IDS], batch[PROMPT_MASK] = pad_left(
+                [row[:start] for row, start in zip(ids, starts)], self.pad_token_id, width=self._width(max(starts))
+            )
         return batch
 
 
@@ -220,27 +239,14 @@ def completion_batch(
     completion tokens (-100 elsewhere), so the loss covers generated tokens only. ``completion_source`` records who
     generated them (`SOURCE_STUDENT` / `SOURCE_TEACHER`).
     """
-    rows, lengths, starts = [], [], []
+    rows, starts = [], []
     for p, pm, c, cm in zip(prompt_ids, prompt_mask.bool(), completions, completions_mask.bool()):
         prompt, completion = p[pm], c[cm]
         rows.append(torch.cat([prompt, completion]))
         starts.append(prompt.numel())
-        lengths.append(prompt.numel() + completion.numel())
-    width = max(lengths)
-    device = prompt_ids.device
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=device)
-    attention = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long, device=device)
-    for i, (row, start, n) in enumerate(zip(rows, starts, lengths)):
-        input_ids[i, :n] = row
-        attention[i, :n] = 1
-        labels[i, start:n] = row[start:]
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "labels": labels,
-        SOURCE_KEY: torch.tensor(source, device=device),
-    }
+    batch = pack_right(rows, starts, pad_token_id, device=prompt_ids.device)
+    batch[SOURCE_KEY] = torch.tensor(source, device=prompt_ids.device)
+    return batch
 
 
 def max_positions(model: nn.Module) -> int | None:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import on_policy
+from .on_policy import pad_left
 
 __all__ = [
     "DEFAULT_REPETITION_N",
@@ -252,18 +253,6 @@ def prompts_from_texts(tokenizer: Any, texts: Sequence[str], num_prompts: int, p
     if not prompts:
         raise ValueError("no evaluation text gives a prompt token: sample quality needs non-empty texts")
     return prompts
-
-
-def pad_left(rows: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token rows to one length: (input_ids, attention_mask), as decoder-only generation wants them."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r) :] = torch.tensor(list(r), dtype=torch.long)
-            mask[i, width - len(r) :] = 1
-    return ids, mask
 
 
 def completions_of(generated: torch.Tensor, eos_token_id: int | None) -> list[list[int]]:
