@@ -5,9 +5,10 @@ Teacher: the GPT-2 4x256 of `lm_topk.py` (byte-level BPE trained on grimm/train.
 under ``--work`` and reused by later runs with the same settings. Every student is `student_from_teacher(teacher,
 num_layers=2)` without dropout (TRL's GKDTrainer disables dropout too), from one shared init, trained for the same
 ``--student-steps`` on the same batches (batch 16, lr 1e-3, cosine, 50 warm-up steps, seed 42). All KD rows use
-alpha 1 (no CE term: GKD has none), forward KL, distillation temperature 1.
+alpha 1 (no CE term: GKD has none), forward KL (reverse KL for the _rkl rows), distillation temperature 1.
 
-Rows (hf-distill unless marked TRL):
+Rows (hf-distill unless marked TRL; ``kd_full``, ``seq_kd`` and ``onpolicy_<lmbda>`` also with the suffix ``_rkl``:
+the same with reverse KL, e.g. ``--rows onpolicy_1.0_rkl kd_full_rkl``):
   ce               alpha 0, no teacher
   kd_full          off-policy KD, live teacher, full logits
   kd_top64         off-policy KD from a top-64 soft-target cache (`generate_soft_targets(top_k=64)`); any
@@ -129,17 +130,25 @@ def new_student(teacher, init):
 
 
 def row_name(value: str) -> str:
-    """argparse type of --rows: one of ROWS or kd_top<k>."""
+    """argparse type of --rows: one of ROWS or kd_top<k>, and our kd_full / onpolicy_<lmbda> / seq_kd rows with the
+    suffix ``_rkl`` (reverse KL instead of forward KL)."""
+    base = value.removesuffix("_rkl")
     if value in ROWS or (value.startswith("kd_top") and value[6:].isdigit() and int(value[6:]) > 0):
         return value
-    raise argparse.ArgumentTypeError(f"unknown row {value!r}: choose from {', '.join(ROWS)} or kd_top<k>")
+    if value.endswith("_rkl") and (base in ("kd_full", "seq_kd") or (base in ROWS and base.startswith("onpolicy_"))):
+        return value
+    raise argparse.ArgumentTypeError(f"unknown row {value!r}: choose from {', '.join(ROWS)}, kd_top<k>, or "
+                                     "kd_full / seq_kd / onpolicy_<lmbda> + _rkl")
 
 
 def ours_trainer(row: str, a, teacher, student, tok, data, cached, out: str, steps: int, callbacks=()):
     """A DistillationTrainer for one of our rows (`data["pc"]`: the prompt-completion rows of generating modes;
     `cached`: the top-k soft-target caches by row name)."""
+    # Rows ending in _rkl use reverse KL (mode-seeking, GKD's recommended divergence on student samples).
+    loss_type = "reverse_kl" if row.endswith("_rkl") else "forward_kl"
+    row = row.removesuffix("_rkl")
     common = dict(train_args(a.seed), output_dir=out, max_steps=steps, learning_rate=a.lr, temperature=1.0,
-                  loss_type="forward_kl", logging_steps=10_000)
+                  loss_type=loss_type, logging_steps=10_000)
     if row == "ce":
         args = DistillationConfig(alpha=0.0, **common)
         return DistillationTrainer(model=student, teacher_model=None, args=args, train_dataset=data["train"],
