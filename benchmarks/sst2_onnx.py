@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--throughput-runs", type=int, default=20)
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--settle", type=int, default=1, help="untimed calls after switching models (0: none)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -96,8 +97,11 @@ def main() -> None:
             return run
 
         names = list(variants)
-        lat, _ = interleaved_runs([runner(variants[n][0], singles[n]) for n in names], args.latency_runs, warmup=3)
-        thr, _ = interleaved_runs([runner(variants[n][0], batches[n]) for n in names], args.throughput_runs, warmup=1)
+        # settle: one untimed call after switching models (`interleaved_runs`), as the evaluate stage does
+        lat, _ = interleaved_runs([runner(variants[n][0], singles[n]) for n in names], args.latency_runs, warmup=3,
+                                  settle=args.settle)
+        thr, _ = interleaved_runs([runner(variants[n][0], batches[n]) for n in names], args.throughput_runs, warmup=1,
+                                  settle=args.settle)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

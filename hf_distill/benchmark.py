@@ -23,10 +23,15 @@ from torch import nn
 
 @dataclass
 class BenchmarkSettings:
-    """How long and how hard to measure."""
+    """How long and how hard to measure.
+
+    `settle_runs`: untimed calls of a model right before each timed one that follows another model's call (see
+    `interleaved_runs`).
+    """
 
     batch_size: int = 8
     warmup: int = 3
+    settle_runs: int = 1
     latency_runs: int = 20
     throughput_runs: int = 5
     generation_tokens: int = 32
@@ -48,8 +53,8 @@ class BenchmarkSettings:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.warmup < 0:
-            raise ValueError("warmup must be >= 0")
+        if self.warmup < 0 or self.settle_runs < 0:
+            raise ValueError("warmup and settle_runs must be >= 0")
 
 
 @dataclass
@@ -146,7 +151,7 @@ def interleaved_timings(
 
 
 def interleaved_runs(
-    fns: Sequence[Callable[[int], Any]], runs: int, warmup: int = 0, device: str = "cpu"
+    fns: Sequence[Callable[[int], Any]], runs: int, warmup: int = 0, device: str = "cpu", settle: int = 0
 ) -> tuple[list[list[float]], list[list[Any]]]:
     """Run several models round-robin, rotating which goes first each run, so machine drift lands on all equally.
 
@@ -155,6 +160,10 @@ def interleaved_runs(
         runs: timed runs per callable.
         warmup: untimed runs per callable first.
         device: synchronised around each timed call when it is a CUDA device.
+        settle: untimed calls (same input) right before each timed call, when another callable ran last. The first
+            call after a switch pays for the previous model's runtime: PyTorch's OpenMP workers and onnxruntime's
+            pool both spin-wait after a call, so on a machine with few cores the next runtime starts sharing them,
+            with caches the other evicted. A deployed model runs alone; `settle` times that steady state.
 
     Returns:
         ``(seconds, results)``: per callable, the seconds and the return value of each timed run.
@@ -165,8 +174,12 @@ def interleaved_runs(
     seconds: list[list[float]] = [[] for _ in fns]
     results: list[list[Any]] = [[] for _ in fns]
     n = len(fns)
+    last = None
     for i in range(runs):
         for which in [(i + k) % n for k in range(n)] if n > 2 else ((0, 1) if i % 2 == 0 else (1, 0)):
+            for _ in range(settle if which != last else 0):
+                fns[which](i)
+            last = which
             _sync(device)
             start = time.perf_counter()
             out = fns[which](i)
@@ -288,9 +301,12 @@ def benchmark_pair(
             return run
 
         n = range(len(models))
-        lat, _ = interleaved_runs([forward(i, single[i]) for i in n], settings.latency_runs, settings.warmup, device)
+        lat, _ = interleaved_runs(
+            [forward(i, single[i]) for i in n], settings.latency_runs, settings.warmup, device, settings.settle_runs
+        )
         thr, _ = interleaved_runs(
-            [forward(i, batches[i]) for i in n], settings.throughput_runs, min(settings.warmup, 1), device
+            [forward(i, batches[i]) for i in n], settings.throughput_runs, min(settings.warmup, 1), device,
+            settings.settle_runs,
         )
         speeds = [
             SpeedFigures(

@@ -383,7 +383,7 @@ def _samples_note(report: DistillationReport) -> str:
 def _onnx_variables(report: DistillationReport, repo_id: str) -> dict[str, Any]:
     """The card's ONNX usage section: which files the repository holds and how to run the recommended one."""
     if not report.variants:
-        return {"onnx_snippet": None, "onnx_files": "", "recommended": None}
+        return {"onnx_snippet": None, "onnx_files": "", "recommended": None, "onnx_fused_operators": ""}
     recommended = recommended_variant(report)
     chosen = recommended or report.variants[-1]
     file = chosen.figures.name_or_path
@@ -410,7 +410,9 @@ def _onnx_variables(report: DistillationReport, repo_id: str) -> dict[str, Any]:
         *run,
     ])
     files = ", ".join(f"`{v.figures.name_or_path}` ({v.name})" for v in report.variants)
-    return {"onnx_snippet": snippet, "onnx_files": files, "recommended": f"`{file}`" if recommended else None}
+    fused = sorted({op for v in report.variants for op in (v.onnxruntime_operators or [])})
+    return {"onnx_snippet": snippet, "onnx_files": files, "recommended": f"`{file}`" if recommended else None,
+            "onnx_fused_operators": ", ".join(f"`{op}`" for op in fused)}
 
 
 def _items(report: DistillationReport) -> str:

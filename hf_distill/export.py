@@ -12,10 +12,20 @@ Layout (what transformers.js and optimum load): ``onnx/model.onnx`` (float32) an
 The exporter is torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)``, needs ``onnxscript``):
 ``optimum-onnx`` 0.1.0 pins transformers < 4.58 and cannot be installed beside transformers 5.
 
+Encoders are then optimized for onnxruntime (``optimize=True``, the default): onnxscript's ``optimize_for_ort``
+(the rewriter made for the dynamo exporter's graphs; onnxruntime's older ``transformers.optimizer`` finds no attention
+in them) fuses each layer's attention into one ``com.microsoft`` ``Attention`` node, residual + LayerNorm into
+``SkipLayerNormalization`` and bias + GELU into ``BiasGelu``. The decomposed attention it replaces (transposes, a
+NaN-guarded softmax) was most of the int8 model's run time, and a fused ``Attention`` can itself be quantized
+(``QAttention``). The fused files need onnxruntime (its contrib operators); ``optimize=False`` (``--no-optimize``)
+keeps standard ONNX operators only, for other runtimes. Decoders keep the plain graph: their cache inputs do not fit
+the fused attention.
+
 Quantization is ``onnxruntime.quantization.quantize_dynamic`` with int8 weights (``QInt8``, per output channel) on
-``MatMul`` and ``Gather`` nodes: ``MatMul`` holds every dense layer (the compute), ``Gather`` the embedding tables (most
-of a small model's bytes). Activations are quantised at run time (uint8), so no calibration data are needed.
-``reduce_range`` stays off: it exists for CPUs without VNNI, where 8-bit products can saturate.
+``MatMul``, ``Attention`` and ``Gather`` nodes: ``MatMul`` and ``Attention`` hold every dense layer (the compute),
+``Gather`` the embedding tables (most of a small model's bytes). Activations are quantised at run time (uint8), so no
+calibration data are needed. ``reduce_range`` stays off: it exists for CPUs without VNNI, where 8-bit products can
+saturate (onnxruntime still uses it for ``QAttention`` weights).
 
 Every export is verified on real texts before it is kept: the float32 file must match PyTorch within
 ``atol`` (max |logit difference|) and agree on every top-1 prediction, or `OnnxExportError` is raised and nothing is
@@ -47,7 +57,7 @@ REPORT_FILE = "export_report.json"
 ORT_CONFIG_FILE = "ort_config.json"
 DEFAULT_ATOL = 1e-4
 # Operators whose weights dynamic quantization turns to int8, and why: see the module docstring.
-QUANTIZED_OPERATORS = ("MatMul", "Gather")
+QUANTIZED_OPERATORS = ("MatMul", "Attention", "Gather")
 QUANTIZATIONS = ("int8",)
 OPSET = 18
 # Report / card names of the exported variants, keyed as `load_onnx_variants` returns them.
@@ -93,6 +103,7 @@ class ExportResult:
     atol: float
     opset: int
     quantization: dict[str, Any] | None = None
+    optimization: dict[str, Any] | None = None
     texts: int = 0
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
@@ -207,6 +218,35 @@ def _export_fp32(model: nn.Module, task: Task, path: Path, opset: int) -> None:
     program.save(str(path))
 
 
+def optimize_for_onnxruntime(path: str | Path) -> dict[str, Any]:
+    """Fuse an exported encoder's attention, residual LayerNorms and GELUs into onnxruntime's operators, in place.
+
+    Args:
+        path: a float32 ONNX file written by the dynamo exporter.
+
+    Returns:
+        The settings and fusion counts, as written to ``ort_config.json``.
+    """
+    from onnxscript import ir
+    from onnxscript import optimizer as onnxscript_optimizer
+    from onnxscript.rewriter import ort_fusions
+
+    model = ir.load(str(path))
+    model, counts = ort_fusions.optimize_for_ort(model)
+    # A fused Attention's Q/K/V weight is a Concat of the three projections: fold it into one initializer, or the
+    # quantizer sees an activation and leaves the projections in float32.
+    onnxscript_optimizer.fold_constants(model, input_size_limit=1 << 26, output_size_limit=1 << 26)
+    for node in model.graph:
+        sizes = node.attributes.get("qkv_hidden_sizes") if node.op_type == "Attention" else None
+        # onnxruntime's quantizer skips every Attention carrying qkv_hidden_sizes (it only matters when Q, K and V
+        # differ in width, which QAttention does not support); equal widths are the default without it.
+        if sizes is not None and len(set(sizes.as_ints())) == 1:
+            del node.attributes["qkv_hidden_sizes"]
+    ir.save(model, str(path))
+    return {"tool": "onnxscript.rewriter.ort_fusions.optimize_for_ort",
+            "fusions": {name: count for name, count in counts.items() if count}}
+
+
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path) -> dict[str, Any]:
     """Dynamic int8 quantization of an exported model (weights int8 per channel; activations at run time).
 
@@ -282,6 +322,14 @@ class OnnxModel:
     def disk_bytes(self) -> int:
         """Bytes of the ONNX file (and of external data beside it, if any)."""
         return self.path.stat().st_size + sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + ".data"))
+
+    @property
+    def onnxruntime_operators(self) -> list[str]:
+        """The ONNX Runtime-only (``com.microsoft``) operators of the graph, sorted; [] for standard ONNX only."""
+        import onnx
+
+        graph = onnx.load(str(self.path), load_external_data=False).graph
+        return sorted({n.op_type for n in graph.node if n.domain == "com.microsoft"})
 
     def _feed(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         feed = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
@@ -411,6 +459,7 @@ def export_onnx(
     max_length: int = 128,
     opset: int = OPSET,
     overwrite: bool = False,
+    optimize: bool = True,
 ) -> ExportResult:
     """Export a saved student to ONNX (and int8), verify it against PyTorch, and write ``onnx/`` beside it.
 
@@ -424,6 +473,8 @@ def export_onnx(
         max_length: truncation length of the verification texts.
         opset: the ONNX opset.
         overwrite: replace an existing ``onnx/`` folder; without it an existing one is refused.
+        optimize: fuse an encoder's attention, LayerNorms and GELUs into onnxruntime's operators before verifying
+            and quantizing (see the module docstring); False keeps standard ONNX operators. Decoders are never fused.
 
     Returns:
         What was written and measured (also saved as ``onnx/export_report.json``).
@@ -449,6 +500,8 @@ def export_onnx(
     try:
         fp32 = staging / FP32_FILE
         _export_fp32(model, task, fp32, opset)
+        # Verified after fusing, so the checked file is the published one.
+        optimization = optimize_for_onnxruntime(fp32) if optimize and not task.generates else None
         check = compare_with_pytorch(OnnxModel(fp32, model.config), model, tokenizer, texts, max_length=max_length)
         if check.max_abs_logit_diff > atol or check.top1_agreement < 1.0:
             raise OnnxExportError(
@@ -462,11 +515,15 @@ def export_onnx(
             quantization = quantize_int8(fp32, staging / INT8_FILE)
             int8 = OnnxModel(staging / INT8_FILE, model.config)
             checks.append(compare_with_pytorch(int8, model, tokenizer, texts, max_length=max_length))
-            (staging / ORT_CONFIG_FILE).write_text(json.dumps({"quantization": quantization}, indent=2) + "\n")
-            files += [f"{ONNX_DIR}/{INT8_FILE}", f"{ONNX_DIR}/{ORT_CONFIG_FILE}"]
+            files += [f"{ONNX_DIR}/{INT8_FILE}"]
+        if quantization or optimization:
+            config = {"optimization": optimization} if optimization else {}
+            config |= {"quantization": quantization} if quantization else {}
+            (staging / ORT_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+            files += [f"{ONNX_DIR}/{ORT_CONFIG_FILE}"]
         result = ExportResult(
             output_dir=str(target.parent), task=task.name, files=[*files, f"{ONNX_DIR}/{REPORT_FILE}"], checks=checks,
-            atol=atol, opset=opset, quantization=quantization, texts=len(texts), input_names=inputs,
+            atol=atol, opset=opset, quantization=quantization, optimization=optimization, texts=len(texts), input_names=inputs,
             output_names=outputs,
         )
         report = result.to_dict()

@@ -273,4 +273,5 @@ def _variant_figures(name: str, model: Any, teacher: ModelFigures, student: Mode
         ratios=compute_ratios(teacher, figures, primary_metric),
         fidelity=ev.fidelity,
         max_abs_logit_diff_vs_student=check.max_abs_logit_diff if check else None,
+        onnxruntime_operators=model.onnxruntime_operators,
     )

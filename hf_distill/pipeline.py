@@ -129,6 +129,10 @@ class PipelineArguments:
     quantize: str | None = field(
         default=None, metadata={"help": "Also write a dynamic int8 ONNX file (needs export_onnx).", "choices": ["int8"]}
     )
+    optimize_onnx: bool = field(
+        default=True, metadata={"help": "Fuse an encoder's ONNX graph for onnxruntime (attention, LayerNorm, GELU); "
+                                        "false keeps standard ONNX operators."}
+    )
     license: str = field(default="apache-2.0", metadata={"help": "License of the published student."})
     base_model: str | None = field(default=None, metadata={"help": "Card `base_model` (default: the teacher)."})
     hub_space_id: str | None = field(default=None, metadata={"help": "Also publish the demo Space under this id."})
@@ -483,7 +487,7 @@ class Pipeline:
         texts = [t for t in rows[self.data.text_column()][:256] if isinstance(t, str) and t.strip()]
         # The student folder is this run's own output: a previous export in it is replaced.
         result = export_onnx(self.student_dir, quantize=self.args.quantize, texts=texts, max_length=self.args.max_length,
-                             overwrite=True)
+                             overwrite=True, optimize=self.args.optimize_onnx)
         return {"files": result.files, "checks": [dataclasses.asdict(c) for c in result.checks]}
 
     def stage_evaluate(self) -> dict[str, Any]:

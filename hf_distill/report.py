@@ -11,7 +11,8 @@ are still read: their rows and ratios are computed on load. Minor 2 added `varia
 student, e.g. ONNX int8, measured like the student) and `table_header` (the table's column names: a column per
 variant sits between the student's and the comparison column). Minor 3 added `sample_quality` (causal LMs: the
 teacher's NLL of each model's samples, their distinct-n and repetition rate, see `hf_distill.sample_quality`) and
-its rows; reports of earlier minors have none, and read as they are.
+its rows; reports of earlier minors have none, and read as they are. Minor 4 added a variant's
+`onnxruntime_operators` (the ONNX Runtime-only operators its file uses; None where unknown).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .sample_quality import SampleFigures, SampleQuality
 from .tasks import all_tasks
 
 SCHEMA_VERSION = 1
-SCHEMA_MINOR = 3
+SCHEMA_MINOR = 4
 REPORT_FILENAME = "distillation_report.json"
 # A report names its task by pipeline tag; the per-task rules (headline metric, which way is good) are the Task's.
 TASKS = tuple(t.pipeline_tag for t in all_tasks())
@@ -97,6 +98,9 @@ class VariantFigures:
     fidelity: Fidelity
     # Largest |logit difference| from the PyTorch student on the evaluation texts (how faithful the export is).
     max_abs_logit_diff_vs_student: float | None = None
+    # ONNX Runtime-only (``com.microsoft``) operators in the file, e.g. a fused ``Attention``: [] means standard ONNX
+    # operators only (any runtime), None unknown (reports of minor < 4).
+    onnxruntime_operators: list[str] | None = None
 
 
 _REQUIRED_TOP = (
@@ -383,6 +387,7 @@ def _build_variant(data: Any, where: str) -> VariantFigures:
         ratios=_build(Ratios, data.get("ratios"), f"{where}.ratios"),
         fidelity=_build(Fidelity, data.get("fidelity"), f"{where}.fidelity"),
         max_abs_logit_diff_vs_student=data.get("max_abs_logit_diff_vs_student"),
+        onnxruntime_operators=data.get("onnxruntime_operators"),
     )
 
 

@@ -14,6 +14,7 @@ from hf_distill.benchmark import (
     count_parameters,
     disk_size_bytes,
     fixed_threads,
+    interleaved_runs,
     interleaved_timings,
     percentile,
 )
@@ -49,6 +50,17 @@ def test_runs_are_interleaved_and_alternate_order():
     assert calls == [("t", 0), ("s", 0), ("t", 0), ("s", 0), ("s", 1), ("t", 1), ("t", 2), ("s", 2), ("s", 3), ("t", 3)]
     assert res_t == [0, 1, 2, 3] and res_s == [0, -1, -2, -3]
     assert len(sec_t) == len(sec_s) == 4 and all(s >= 0 for s in sec_t + sec_s)
+
+
+def test_settle_calls_precede_a_timed_call_only_after_a_switch():
+    calls = []
+    seconds, results = interleaved_runs(
+        [lambda i: calls.append(("t", i)) or i, lambda i: calls.append(("s", i)) or -i], runs=3, settle=1
+    )
+    # round 0 (t, s), round 1 (s, t): s runs twice in a row, so no settle call; round 2 (t, s): t likewise
+    assert calls == [("t", 0), ("t", 0), ("s", 0), ("s", 0), ("s", 1), ("t", 1), ("t", 1), ("t", 2), ("s", 2), ("s", 2)]
+    # only timed calls are recorded
+    assert results == [[0, 1, 2], [0, -1, -2]] and [len(s) for s in seconds] == [3, 3]
 
 
 def test_thread_count_is_fixed_then_restored():

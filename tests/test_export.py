@@ -24,6 +24,15 @@ from tests import tiny
 TEXTS = [t for t, _ in tiny.SENTIMENT] + tiny.CORPUS[:10]
 
 
+def _contrib_ops(path) -> dict[str, int]:
+    """onnxruntime-only (com.microsoft) operators in an ONNX file, counted."""
+    import collections
+
+    import onnx
+
+    return dict(collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node if n.domain == "com.microsoft"))
+
+
 def _copy(src, tmp_path, name):
     dst = tmp_path / name
     shutil.copytree(src, dst)
@@ -40,6 +49,15 @@ def test_bert_classifier_export_matches_pytorch(tmp_path, tiny_bert_cls_dir):
     # Stated rate for the tiny random classifier (its two logits are close, the hardest case for int8).
     assert int8.top1_agreement >= 0.8
     assert int8.disk_bytes < fp32.disk_bytes
+    # Fused for onnxruntime: one Attention per layer (quantized as QAttention), residual LayerNorms, bias + GELU;
+    # the checks above were made on these fused files.
+    layers = 4
+    assert _contrib_ops(folder / ONNX_DIR / "model.onnx") == {
+        "Attention": layers, "SkipLayerNormalization": 2 * layers, "BiasGelu": layers}
+    assert _contrib_ops(folder / ONNX_DIR / INT8_FILE)["QAttention"] == layers
+    config = json.loads((folder / ONNX_DIR / "ort_config.json").read_text())
+    assert config["optimization"]["fusions"]["attention"] == layers
+    assert config["quantization"]["operators_to_quantize"] == ["MatMul", "Attention", "Gather"]
     saved = json.loads((folder / ONNX_DIR / "export_report.json").read_text())
     assert "output_dir" not in saved and saved["checks"][0]["file"] == "onnx/model.onnx"
     # The ONNX model called on a batch gives the PyTorch logits.
@@ -57,6 +75,7 @@ def test_masked_lm_export_matches_pytorch(tmp_path, wordpiece_tokenizer):
     result = export_onnx(folder, quantize=None, texts=TEXTS)
     assert result.checks[0].max_abs_logit_diff <= 1e-4
     assert not (folder / ONNX_DIR / INT8_FILE).exists()
+    assert _contrib_ops(folder / ONNX_DIR / "model.onnx")["Attention"] == 2
 
 
 def test_gpt2_export_generates_like_pytorch(tmp_path, tiny_gpt2_dir):
@@ -111,9 +130,12 @@ def test_cli_export_prints_each_variant(tmp_path, tiny_bert_cls_dir, capsys):
     folder = _copy(tiny_bert_cls_dir, tmp_path, "cls")
     data = tmp_path / "val.tsv"
     data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in tiny.SENTIMENT))
-    assert main(["export", str(folder), "--dataset", str(data), "--text-column", "sentence"]) == 0
+    assert main(["export", str(folder), "--dataset", str(data), "--text-column", "sentence", "--no-optimize"]) == 0
     out = capsys.readouterr().out
     assert "onnx/model.onnx" in out and "onnx/model_quantized.onnx" in out and "over 8 positions" in out
+    # --no-optimize: standard ONNX operators only, so any ONNX runtime can load the files.
+    assert _contrib_ops(folder / ONNX_DIR / "model.onnx") == {}
+    assert "optimization" not in json.loads((folder / ONNX_DIR / "ort_config.json").read_text())
 
 
 def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_bert_cls_dir, tiny_bert_cls_student_dir):
@@ -162,6 +184,11 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
     assert "| | Teacher | Student | Student ONNX fp32 | Student ONNX int8 | Student vs teacher |" in card
     assert _table(card)["Size on disk (MB)"] == list(rows["Size on disk (MB)"][1:])
     assert 'ort.InferenceSession(hf_hub_download("alice/student", "onnx/' in card
+    # the fused files name the ONNX Runtime operators they need (in the report and the card), and the way out
+    assert fp32.onnxruntime_operators == ["Attention", "BiasGelu", "SkipLayerNormalization"]
+    assert int8.onnxruntime_operators == ["BiasGelu", "QAttention", "SkipLayerNormalization"]
+    assert stored["variants"][1]["onnxruntime_operators"] == int8.onnxruntime_operators
+    assert "`QAttention`" in card and "hf-distill export --no-optimize" in card and "picks `onnx/" not in card
     from tests.test_app import load_app_module
 
     app = load_app_module()

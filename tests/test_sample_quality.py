@@ -292,7 +292,7 @@ def test_evaluate_pair_reports_what_the_function_measures(lm_eval, tiny_gpt2_dir
 def test_the_sample_figures_survive_the_json_round_trip(lm_eval, tmp_path):
     report, _ = lm_eval
     data = json.loads(report.to_json(tmp_path).read_text())
-    assert data["schema_minor"] == SCHEMA_MINOR == 3
+    assert data["schema_minor"] == SCHEMA_MINOR >= 3
     assert data["sample_quality"]["student"]["teacher_nll"] == report.sample_quality.student.teacher_nll
     back = DistillationReport.from_json(tmp_path)
     assert back.sample_quality == report.sample_quality and back == report
