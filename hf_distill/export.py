@@ -508,6 +508,8 @@ def export_onnx(
                 f"the float32 ONNX export disagrees with PyTorch: max |logit difference| "
                 f"{check.max_abs_logit_diff:.3g} (allowed {atol:g}), top-1 agreement {check.top1_agreement:.2%}; "
                 "nothing was written"
+                + ("; the graph was fused for onnxruntime: try again with --no-optimize (optimize=False)"
+                   if optimization else "")
             )
         checks, quantization = [check], None
         files = [f"{ONNX_DIR}/{FP32_FILE}"]

@@ -111,6 +111,29 @@ def test_a_disagreeing_export_is_refused(tmp_path, tiny_bert_cls_dir, wordpiece_
         export_onnx(folder, texts=TEXTS)
 
 
+def test_a_fused_graph_that_disagrees_is_refused_naming_no_optimize(tmp_path, tiny_bert_cls_dir, monkeypatch):
+    import onnx
+    from onnx import numpy_helper
+
+    import hf_distill.export as export
+
+    def bad_fusion(path):  # a fusion that changes the maths: every float weight doubled
+        model = onnx.load(str(path))
+        for init in model.graph.initializer:
+            if init.data_type == onnx.TensorProto.FLOAT:
+                init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 2, init.name))
+        onnx.save(model, str(path))
+        return {"tool": "test", "fusions": {}}
+
+    monkeypatch.setattr(export, "optimize_for_onnxruntime", bad_fusion)
+    folder = _copy(tiny_bert_cls_dir, tmp_path, "cls")
+    with pytest.raises(OnnxExportError, match="disagrees with PyTorch.*nothing was written.*--no-optimize"):
+        export_onnx(folder, texts=TEXTS)
+    assert not (folder / ONNX_DIR).exists()
+    export_onnx(folder, texts=TEXTS, optimize=False)  # the way out the message names
+    assert _contrib_ops(folder / ONNX_DIR / "model.onnx") == {}
+
+
 def test_missing_or_corrupted_onnx_file_is_a_clear_error(tmp_path, tiny_bert_cls_dir):
     folder = _copy(tiny_bert_cls_dir, tmp_path, "cls")
     export_onnx(folder, texts=TEXTS[:4])
