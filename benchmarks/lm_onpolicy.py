@@ -8,7 +8,8 @@ num_layers=2)` without dropout (TRL's GKDTrainer disables dropout too), from one
 alpha 1 (no CE term: GKD has none), forward KL (reverse KL for the _rkl rows), distillation temperature 1.
 
 Rows (hf-distill unless marked TRL; ``kd_full``, ``seq_kd`` and ``onpolicy_<lmbda>`` also with the suffix ``_rkl``:
-the same with reverse KL, e.g. ``--rows onpolicy_1.0_rkl kd_full_rkl``):
+the same with reverse KL, e.g. ``--rows onpolicy_1.0_rkl kd_full_rkl``; ``kd_full`` and ``kd_top<k>`` also with
+``_ce``: alpha 0.5, half CE on the true next token, e.g. ``--rows kd_full_ce kd_top64_ce``):
   ce               alpha 0, no teacher
   kd_full          off-policy KD, live teacher, full logits
   kd_top64         off-policy KD from a top-64 soft-target cache (`generate_soft_targets(top_k=64)`); any
@@ -129,24 +130,37 @@ def new_student(teacher, init):
     return student
 
 
+def _is_topk(base: str) -> bool:
+    return base.startswith("kd_top") and base[6:].isdigit() and int(base[6:]) > 0
+
+
+def row_base(row: str) -> str:
+    """A row without its suffixes: ``kd_top64_ce`` -> ``kd_top64``."""
+    return row.removesuffix("_rkl").removesuffix("_ce")
+
+
 def row_name(value: str) -> str:
-    """argparse type of --rows: one of ROWS or kd_top<k>, and our kd_full / onpolicy_<lmbda> / seq_kd rows with the
-    suffix ``_rkl`` (reverse KL instead of forward KL)."""
-    base = value.removesuffix("_rkl")
-    if value in ROWS or (value.startswith("kd_top") and value[6:].isdigit() and int(value[6:]) > 0):
+    """argparse type of --rows: one of ROWS or kd_top<k>; our kd_full / onpolicy_<lmbda> / seq_kd rows with the suffix
+    ``_rkl`` (reverse KL instead of forward KL); kd_full / kd_top<k> with the suffix ``_ce`` (alpha 0.5: half CE)."""
+    base = row_base(value)
+    if value in ROWS or _is_topk(value):
         return value
     if value.endswith("_rkl") and (base in ("kd_full", "seq_kd") or (base in ROWS and base.startswith("onpolicy_"))):
         return value
-    raise argparse.ArgumentTypeError(f"unknown row {value!r}: choose from {', '.join(ROWS)}, kd_top<k>, or "
-                                     "kd_full / seq_kd / onpolicy_<lmbda> + _rkl")
+    if value.endswith("_ce") and (base == "kd_full" or _is_topk(base)):
+        return value
+    raise argparse.ArgumentTypeError(f"unknown row {value!r}: choose from {', '.join(ROWS)}, kd_top<k>, "
+                                     "kd_full / seq_kd / onpolicy_<lmbda> + _rkl, or kd_full / kd_top<k> + _ce")
 
 
 def ours_trainer(row: str, a, teacher, student, tok, data, cached, out: str, steps: int, callbacks=()):
     """A DistillationTrainer for one of our rows (`data["pc"]`: the prompt-completion rows of generating modes;
     `cached`: the top-k soft-target caches by row name)."""
     # Rows ending in _rkl use reverse KL (mode-seeking, GKD's recommended divergence on student samples).
+    # ... and rows ending in _ce mix in half CE (alpha 0.5): the true next token, which a top-k cache's tail lacks.
     loss_type = "reverse_kl" if row.endswith("_rkl") else "forward_kl"
-    row = row.removesuffix("_rkl")
+    alpha = 0.5 if row.endswith("_ce") else 1.0
+    row = row_base(row)
     common = dict(train_args(a.seed), output_dir=out, max_steps=steps, learning_rate=a.lr, temperature=1.0,
                   loss_type=loss_type, logging_steps=10_000)
     if row == "ce":
@@ -154,7 +168,7 @@ def ours_trainer(row: str, a, teacher, student, tok, data, cached, out: str, ste
         return DistillationTrainer(model=student, teacher_model=None, args=args, train_dataset=data["train"],
                                    processing_class=tok, callbacks=list(callbacks))
     if row == "kd_full" or row.startswith("kd_top"):
-        args = DistillationConfig(alpha=1.0, **common)
+        args = DistillationConfig(alpha=alpha, **common)
         return DistillationTrainer(model=student, teacher_model=None if row in cached else teacher, args=args,
                                    train_dataset=cached[row] if row in cached else data["train"],
                                    processing_class=tok, callbacks=list(callbacks))
@@ -413,9 +427,10 @@ def main() -> None:
             budget = results[row]["seconds"] if row == "kd_full" else budget
             print(f"[lm_onpolicy] {row}: read from {done_file}", flush=True)
             continue
-        if row.startswith("kd_top"):  # made before the clock starts, as a cache would be
-            cached[row] = generate_soft_targets(teacher, data["train"], top_k=int(row[6:]), temperature=1.0,
-                                                cache_dir=tmp / "c", progress=False)
+        if row.startswith("kd_top") and row_base(row) not in cached:  # made before the clock starts, as a cache is
+            cached[row_base(row)] = generate_soft_targets(teacher, data["train"], top_k=int(row_base(row)[6:]),
+                                                          temperature=1.0, cache_dir=tmp / f"c{row_base(row)}",
+                                                          progress=False)
         student = new_student(teacher, init)
         timer, probe = StepIntervalTimer(), BudgetProbe(budget, measure)
         out = str(tmp / row)
