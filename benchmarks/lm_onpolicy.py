@@ -241,14 +241,24 @@ class BudgetProbe(TrainerCallback):
 
 def sample_measures(model, teacher, tok, prompts, a) -> tuple[dict, dict]:
     """Teacher NLL per token of `model`'s samples and their distinct-2 / repetition rate, and the same figures of the
-    teacher's own samples of the same prompts (`hf_distill.sample_quality`, one seed for every model)."""
-    q = sample_quality(model, teacher, tok, prompts, max_new_tokens=a.max_new_tokens, seed=a.seed, batch_size=32)
+    teacher's own samples of the same prompts (`hf_distill.sample_quality`, the same seeds for every model).
 
-    def figures(f):
-        return {"teacher_nll": f.teacher_nll, "distinct_2": f.distinct_2, "repetition": f.repetition_rate,
-                "sample_tokens": f.num_tokens}
+    With ``--sample-repeats R`` > 1 the prompts are sampled R times (seeds seed .. seed + R - 1): the NLL is the
+    token-weighted mean over all samples, distinct-2 and repetition the mean of the R sets (each the size of one
+    R = 1 set, so the figures compare), and ``teacher_nll_se`` the standard error of the NLL across the R sets."""
+    runs = [sample_quality(model, teacher, tok, prompts, max_new_tokens=a.max_new_tokens, seed=a.seed + r,
+                           batch_size=32) for r in range(a.sample_repeats)]
 
-    return figures(q.student), figures(q.teacher)
+    def figures(fs):
+        tokens = sum(f.num_tokens for f in fs)
+        out = {"teacher_nll": sum(f.teacher_nll * f.num_tokens for f in fs) / tokens,
+               "distinct_2": statistics.mean(f.distinct_2 for f in fs),
+               "repetition": statistics.mean(f.repetition_rate for f in fs), "sample_tokens": tokens}
+        if len(fs) > 1:
+            out["teacher_nll_se"] = statistics.stdev(f.teacher_nll for f in fs) / len(fs) ** 0.5
+        return out
+
+    return figures([q.student for q in runs]), figures([q.teacher for q in runs])
 
 
 @torch.no_grad()
@@ -365,6 +375,8 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=32, help="length of generated completions (and samples)")
     p.add_argument("--sweep-k", type=int, nargs="*", default=[16, 64, 256, 1024, 2048])
     p.add_argument("--sample-prompts", type=int, default=128, help="valid.txt prompts sampled for NLL / distinct-2")
+    p.add_argument("--sample-repeats", type=int, default=1,
+                   help="sample the prompts this many times (seeds seed..seed+R-1): more tokens and a standard error")
     p.add_argument("--timing-rounds", type=int, default=3)
     p.add_argument("--timing-steps", type=int, default=6)
     p.add_argument("--timing-warmup", type=int, default=2)
@@ -396,6 +408,8 @@ def main() -> None:
     order = sorted(a.rows, key=lambda r: r != "kd_full")
     # Finished rows are kept in --work under a key of every setting that changes them, so a killed run resumes.
     keyed = {k: v for k, v in vars(a).items() if k not in ("rows", "work", "skip_checks") and not k.startswith("timing")}
+    if a.sample_repeats == 1:  # the default: rows saved before the option existed stay valid
+        keyed.pop("sample_repeats")
     done_file = Path(a.work) / f"rows-{hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]}.jsonl"
     done = {}
     if done_file.is_file():
@@ -463,7 +477,8 @@ def main() -> None:
     print(f"# settings: {json.dumps({k: v for k, v in vars(a).items() if k != 'work'})}")
     print(f"teacher: GPT-2 4x256, vocab {len(tok)}, {a.teacher_steps} steps ({teacher_seconds:.0f} s"
           f"{', reused from --work' if reused else ''}), held-out perplexity {teacher_ppl:.2f}; its own samples: "
-          f"teacher NLL {teacher_samples.get('teacher_nll', float('nan')):.3f}, "
+          f"teacher NLL {teacher_samples.get('teacher_nll', float('nan')):.3f}"
+          f"{f' ± {se:.3f}' if (se := teacher_samples.get('teacher_nll_se')) else ''}, "
           f"distinct-2 {teacher_samples.get('distinct_2') or float('nan'):.3f}")
     print(f"students: 2 blocks, {a.student_steps} steps each, {len(prompts)} valid.txt prompts of {a.prompt_tokens} "
           f"tokens sampled to {a.max_new_tokens} new tokens (temperature 1)"
@@ -474,7 +489,8 @@ def main() -> None:
     for row, r in results.items():
         d2 = f"{r['distinct_2']:.3f}" if r.get("distinct_2") is not None else "—"
         print(f"| {row} | {r['ppl']:.2f} | {r['ppl'] / teacher_ppl:.3f} | {r['ppl_budget']:.2f} ({r['budget_step']}) "
-              f"| {r['teacher_nll']:.3f} | {d2} | {r['student_generated']} | {r['mean_step']:.3f} | {r['seconds']:.0f} |")
+              f"| {r['teacher_nll']:.3f}{f' ± {se:.3f}' if (se := r.get('teacher_nll_se')) else ''} | {d2} "
+              f"| {r['student_generated']} | {r['mean_step']:.3f} | {r['seconds']:.0f} |")
     print(f"\ntop-k fidelity on 400 training rows (teacher entropy {sweep['entropy']:.2f} nats/token):")
     print("| k | KL(full ‖ top-k) nats/token | mean tail mass |")
     print("|---|---|---|")

@@ -227,6 +227,7 @@ def optimize_for_onnxruntime(path: str | Path) -> dict[str, Any]:
     Returns:
         The settings and fusion counts, as written to ``ort_config.json``.
     """
+    import onnx
     from onnxscript import ir
     from onnxscript import optimizer as onnxscript_optimizer
     from onnxscript.rewriter import ort_fusions
@@ -236,15 +237,66 @@ def optimize_for_onnxruntime(path: str | Path) -> dict[str, Any]:
     # A fused Attention's Q/K/V weight is a Concat of the three projections: fold it into one initializer, or the
     # quantizer sees an activation and leaves the projections in float32.
     onnxscript_optimizer.fold_constants(model, input_size_limit=1 << 26, output_size_limit=1 << 26)
-    for node in model.graph:
-        sizes = node.attributes.get("qkv_hidden_sizes") if node.op_type == "Attention" else None
-        # onnxruntime's quantizer skips every Attention carrying qkv_hidden_sizes (it only matters when Q, K and V
-        # differ in width, which QAttention does not support); equal widths are the default without it.
-        if sizes is not None and len(set(sizes.as_ints())) == 1:
-            del node.attributes["qkv_hidden_sizes"]
+    proto = ir.serde.serialize_model(model)
+    masks = _attention_masks_as_index(proto)
+    model = ir.serde.deserialize_model(proto)
+    onnxscript_optimizer.remove_unused_nodes(model)  # the additive-bias subgraph the mask index replaced
     ir.save(model, str(path))
+    onnx.checker.check_model(str(path))
     return {"tool": "onnxscript.rewriter.ort_fusions.optimize_for_ort",
-            "fusions": {name: count for name, count in counts.items() if count}}
+            "fusions": {name: count for name, count in counts.items() if count}, "attention_mask_index": masks}
+
+
+def _attention_masks_as_index(model: Any) -> int:
+    """Give each fused encoder ``Attention`` the padding mask as ``mask_index`` instead of an additive bias.
+
+    onnxscript's fusion passes the padding mask as ``attention_bias`` (input 5), which onnxruntime's quantizer does not
+    carry over to ``QAttention``: the int8 model would attend to padding (SST-2 accuracy 0.83 -> 0.79 on padded
+    batches). A bias whose values come from the ``attention_mask`` input alone (other inputs only through their
+    shapes) is a padding mask, so the 2-D int32
+    ``mask_index`` (1 = attend) says the same. Also drops ``qkv_hidden_sizes`` when Q, K and V are equally wide (the
+    default without it), because the quantizer skips every Attention that carries it. Returns how many were changed.
+    """
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    graph_inputs = {i.name for i in graph.input}
+
+    def sources(name: str) -> set[str]:
+        seen, stack, found = set(), [name], set()
+        while stack:
+            value = stack.pop()
+            if value in seen or not value:
+                continue
+            seen.add(value)
+            if value in graph_inputs:
+                found.add(value)
+            elif value in producer and producer[value].op_type not in ("Shape", "Size"):
+                # Shape/Size read only a tensor's dimensions (e.g. the sequence length from input_ids), no values.
+                stack.extend(producer[value].input)
+        return found
+
+    index = "attention_mask_index"
+    changed = 0
+    for node in graph.node:
+        if node.op_type != "Attention" or node.domain != "com.microsoft":
+            continue
+        for attr in list(node.attribute):
+            if attr.name == "qkv_hidden_sizes" and len(set(attr.ints)) == 1:
+                node.attribute.remove(attr)
+        inputs = list(node.input) + [""] * (6 - len(node.input))
+        if inputs[3] or inputs[4] or not inputs[5] or sources(inputs[5]) != {"attention_mask"}:
+            continue
+        inputs[3], inputs[5] = index, ""
+        while inputs and not inputs[-1]:
+            inputs.pop()
+        del node.input[:]
+        node.input.extend(inputs)
+        changed += 1
+    if changed:
+        graph.node.insert(0, helper.make_node("Cast", ["attention_mask"], [index], to=TensorProto.INT32))
+    return changed
 
 
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path) -> dict[str, Any]:

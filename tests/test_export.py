@@ -57,6 +57,13 @@ def test_bert_classifier_export_matches_pytorch(tmp_path, tiny_bert_cls_dir):
     assert _contrib_ops(folder / ONNX_DIR / INT8_FILE)["QAttention"] == layers
     config = json.loads((folder / ONNX_DIR / "ort_config.json").read_text())
     assert config["optimization"]["fusions"]["attention"] == layers
+    # The padding mask reaches every QAttention as its mask_index (the quantizer drops an additive attention_bias,
+    # and the int8 model would then attend to padding).
+    import onnx
+
+    qattention = [n for n in onnx.load(str(folder / ONNX_DIR / INT8_FILE)).graph.node if n.op_type == "QAttention"]
+    assert config["optimization"]["attention_mask_index"] == layers
+    assert all(n.input[5] == "attention_mask_index" for n in qattention) and len(qattention) == layers
     assert config["quantization"]["operators_to_quantize"] == ["MatMul", "Attention", "Gather"]
     saved = json.loads((folder / ONNX_DIR / "export_report.json").read_text())
     assert "output_dir" not in saved and saved["checks"][0]["file"] == "onnx/model.onnx"
