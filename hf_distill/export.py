@@ -253,9 +253,9 @@ def _attention_masks_as_index(model: Any) -> int:
     onnxscript's fusion passes the padding mask as ``attention_bias`` (input 5), which onnxruntime's quantizer does not
     carry over to ``QAttention``: the int8 model would attend to padding (SST-2 accuracy 0.83 -> 0.79 on padded
     batches). A bias whose values come from the ``attention_mask`` input alone (other inputs only through their
-    shapes) is a padding mask, so the 2-D int32
-    ``mask_index`` (1 = attend) says the same. Also drops ``qkv_hidden_sizes`` when Q, K and V are equally wide (the
-    default without it), because the quantizer skips every Attention that carries it. Returns how many were changed.
+    shapes) is a padding mask, so the 2-D int32 ``mask_index`` (1 = attend) says the same. Also drops
+    ``qkv_hidden_sizes`` when Q, K and V are equally wide (the default without it), because the quantizer skips every
+    Attention that carries it. Returns how many masks were rewired.
     """
     from onnx import TensorProto, helper
 
