@@ -399,14 +399,18 @@ def _onnx_variables(report: DistillationReport, repo_id: str) -> dict[str, Any]:
             "# inputs and outputs are named as optimum names them: input_ids, attention_mask, logits"
             + (", past_key_values.N.key/value → present.N.key/value" if task.generates else ""),
         ]
+    if looks_like_hub_id(repo_id):
+        download, location = ["from huggingface_hub import hf_hub_download"], f'hf_hub_download("{repo_id}", "{file}")'
+    else:  # a local, unpublished card: hf_hub_download cannot read a folder, so the file's own path
+        download, location = [], f'"{repo_id.rstrip("/")}/{file}"'
     snippet = "\n".join([
         "import numpy as np",
         "import onnxruntime as ort",
-        "from huggingface_hub import hf_hub_download",
+        *download,
         "from transformers import AutoTokenizer",
         "",
         f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
-        f'session = ort.InferenceSession(hf_hub_download("{repo_id}", "{file}"))',
+        f"session = ort.InferenceSession({location})",
         *run,
     ])
     files = ", ".join(f"`{v.figures.name_or_path}` ({v.name})" for v in report.variants)

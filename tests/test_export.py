@@ -214,6 +214,9 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
     assert "| | Teacher | Student | Student ONNX fp32 | Student ONNX int8 | Student vs teacher |" in card
     assert _table(card)["Size on disk (MB)"] == list(rows["Size on disk (MB)"][1:])
     assert 'ort.InferenceSession(hf_hub_download("alice/student", "onnx/' in card
+    # a local, unpublished card points at the file in the folder (hf_hub_download cannot read a folder)
+    local = write_card(report, tmp_path / "local_card", repo_id=str(student)).read_text()
+    assert f'ort.InferenceSession("{student}/onnx/' in local and "hf_hub_download" not in local
     # the fused files name the ONNX Runtime operators they need (in the report and the card), and the way out
     assert fp32.onnxruntime_operators == ["Attention", "BiasGelu", "SkipLayerNormalization"]
     assert int8.onnxruntime_operators == ["BiasGelu", "QAttention", "SkipLayerNormalization"]
