@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -160,6 +161,7 @@ def test_torchrun_projections_are_averaged_like_the_student(tmp_path, bpe_tokeni
 
 
 DDP_SEQ_KD_SCRIPT = """
+import json
 import sys
 import torch
 from datasets import Dataset
@@ -187,7 +189,7 @@ cfg = DistillationConfig(
     output_dir=out, report_to=[], use_cpu=True, per_device_train_batch_size=2, gradient_accumulation_steps=ga,
     max_steps=3, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0, alpha=0.5,
     temperature=2.0, max_new_tokens=6, save_strategy="no", disable_tqdm=True, seed=0,
-    train_sampling_strategy="sequential",
+    train_sampling_strategy="sequential", logging_steps=1,
     **(dict(seq_kd=True, generation_temperature=0.0) if mode == "seq_kd" else dict(lmbda=0.5, generation_temperature=1.0)),
 )
 trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok)
@@ -197,6 +199,8 @@ generate = generator.generate
 generator.generate = lambda **kw: calls.append(kw["input_ids"].shape[1]) or generate(**kw)
 trainer.train()
 print(f"rank {cfg.process_index}: generated {len(calls)} times from prompts of widths {calls}")
+shares = [h["student_generated_share"] for h in trainer.state.log_history if "student_generated_share" in h]
+print(f"rank {cfg.process_index}: shares {json.dumps(shares)}")
 trainer.save_model(out + "/final")
 """
 
@@ -228,6 +232,10 @@ def test_torchrun_generated_batches_match_one_process(tmp_path, bpe_tokenizer, m
     assert len(counts) == 2 and sum(counts) == total > 0
     if mode == "seq_kd":
         assert counts == [3, 3]  # every batch
+    # the logged share of student-generated micro-batches is summed over processes: the one-process figures
+    shares = [json.loads(m) for m in re.findall(r"rank 0: shares (\[.*\])", multi.stdout)]
+    assert shares == [json.loads(m) for m in re.findall(r"rank 0: shares (\[.*\])", single.stdout)]
+    assert len(shares[0]) == 3 and (shares[0] == [0.0] * 3 if mode == "seq_kd" else sum(shares[0]) > 0)
     w_multi = load_file(tmp_path / "multi" / "final" / "model.safetensors")
     w_single = load_file(tmp_path / "single" / "final" / "model.safetensors")
     init = tiny.gpt2(AutoTokenizer.from_pretrained(tok_dir), 2)

@@ -278,6 +278,34 @@ def test_seq_kd_keeps_ce_and_lmbda_draws_are_seeded(tmp_path, bpe_tokenizer):
     assert trainer._component_sums["train"]["loss_ce"] > 0
 
 
+@pytest.mark.parametrize("lmbda,seq_kd", [(1.0, False), (0.0, True), (0.5, False)])
+def test_the_student_generated_share_is_logged(tmp_path, bpe_tokenizer, lmbda, seq_kd):
+    tok = bpe_tokenizer
+    teacher, student = models(tok)
+    cfg = config(tmp_path, lmbda=lmbda, seq_kd=seq_kd, max_new_tokens=2, max_steps=4, gradient_accumulation_steps=2,
+                 per_device_train_batch_size=2, logging_steps=2)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=prompt_data(tok),
+                                  processing_class=tok)
+    sources = []
+    generated = trainer.generated_batch
+
+    def recorded(*args, **kw):
+        batch = generated(*args, **kw)
+        sources.append(int(batch.get(on_policy.SOURCE_KEY, on_policy.SOURCE_DATA)) == on_policy.SOURCE_STUDENT)
+        return batch
+
+    trainer.generated_batch = recorded
+    trainer.train()
+    shares = [h["student_generated_share"] for h in trainer.state.log_history if "student_generated_share" in h]
+    # one value per log (every 2 steps of 2 micro-batches): the share of those 4 micro-batches the student generated
+    assert len(shares) == 2 and len(sources) == 8
+    assert shares == [sum(sources[:4]) / 4, sum(sources[4:]) / 4]
+    if lmbda == 1.0:
+        assert shares == [1.0, 1.0]
+    if seq_kd:
+        assert shares == [0.0, 0.0]
+
+
 def test_lora_student_trains_on_policy(tmp_path, bpe_tokenizer):
     from peft import LoraConfig
 
