@@ -38,7 +38,22 @@ def _run(args: argparse.Namespace) -> int:
         for stage, info in results.items():
             state = "skipped (finished earlier)" if info.get("skipped") else f"done in {info.get('stage_seconds')} s"
             print(f"[hf-distill] {stage}: {state}")
+    _end_process_group()
     return 0
+
+
+def _end_process_group() -> None:
+    """Destroy the torch.distributed process group of a finished torchrun run, as this process owns it.
+
+    Left to interpreter exit, gloo's worker threads are torn down during finalization and a process can abort
+    ("terminate called without an active exception", SIGABRT), so a run that finished reads as failed to torchrun
+    (pytorch/pytorch#190489). Only on success: a process that failed may leave others inside a collective, where a
+    collective teardown would hang them.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def build_parser() -> argparse.ArgumentParser:
