@@ -30,6 +30,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def two_processes_and_one(tmp_path, tokenizer, source: str, *extra: str):
+    """Run a training script (argv: output dir, tokenizer dir, accumulation, *extra) under torchrun with 2 processes
+    and accumulation 1 (into tmp_path/multi), then alone with accumulation 2 (tmp_path/single); both must succeed."""
+    tok_dir = tmp_path / "tok"
+    tokenizer.save_pretrained(tok_dir)
+    script = tmp_path / "train.py"
+    script.write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    multi = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(free_port()), str(script), str(tmp_path / "multi"), str(tok_dir), "1", *extra],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert multi.returncode == 0, multi.stderr[-4000:]
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tok_dir), "2", *extra],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-4000:]
+    return multi, single
+
+
 def run_config(tmp_path: Path, teacher: Path, name: str, **extra) -> Path:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(tiny.CORPUS[:24]) + "\n")
@@ -138,20 +158,7 @@ if torch.distributed.is_initialized():
 
 def test_torchrun_projections_are_averaged_like_the_student(tmp_path, bpe_tokenizer):
     """The projections live in the module DDP wraps: two processes give the one-process weights and projections."""
-    tok_dir = tmp_path / "tok"
-    bpe_tokenizer.save_pretrained(tok_dir)
-    script = tmp_path / "train.py"
-    script.write_text(DDP_PROJECTIONS_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    multi = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(free_port()), str(script), str(tmp_path / "multi"), str(tok_dir), "1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert multi.returncode == 0, multi.stderr[-4000:]
-    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tok_dir), "2"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-4000:]
+    two_processes_and_one(tmp_path, bpe_tokenizer, DDP_PROJECTIONS_SCRIPT)
     for name in ("model.safetensors", "distillation_projections.safetensors"):
         w_multi = load_file(tmp_path / "multi" / "final" / name)
         w_single = load_file(tmp_path / "single" / "final" / name)
@@ -220,20 +227,7 @@ def test_torchrun_generated_batches_match_one_process(tmp_path, bpe_tokenizer, m
     batch is drawn and sampled as micro-batch p of the one-process run."""
     from transformers import AutoTokenizer
 
-    tok_dir = tmp_path / "tok"
-    bpe_tokenizer.save_pretrained(tok_dir)
-    script = tmp_path / "train_seq_kd.py"
-    script.write_text(DDP_SEQ_KD_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    multi = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(free_port()), str(script), str(tmp_path / "multi"), str(tok_dir), "1", mode],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert multi.returncode == 0, multi.stderr[-4000:]
-    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tok_dir), "2", mode],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-4000:]
+    multi, single = two_processes_and_one(tmp_path, bpe_tokenizer, DDP_SEQ_KD_SCRIPT, mode)
     counts = [int(n) for n in re.findall(r"rank (?:0|1): generated (\d+) times", multi.stdout + multi.stderr)]
     (total,) = [int(n) for n in re.findall(r"rank 0: generated (\d+) times", single.stdout)]
     assert len(counts) == 2 and sum(counts) == total > 0
@@ -246,7 +240,7 @@ def test_torchrun_generated_batches_match_one_process(tmp_path, bpe_tokenizer, m
     assert len(shares[0]) == 3 and (shares[0] == [0.0] * 3 if mode == "seq_kd" else sum(shares[0]) > 0)
     w_multi = load_file(tmp_path / "multi" / "final" / "model.safetensors")
     w_single = load_file(tmp_path / "single" / "final" / "model.safetensors")
-    init = tiny.gpt2(AutoTokenizer.from_pretrained(tok_dir), 2)
+    init = tiny.gpt2(AutoTokenizer.from_pretrained(tmp_path / "tok"), 2)
     assert w_multi.keys() == w_single.keys()
     moved = (w_single["transformer.ln_f.weight"] - init.transformer.ln_f.weight.detach()).abs().max().item()
     assert moved > 1e-3  # training changed the weights, so the comparison means something
