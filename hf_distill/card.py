@@ -53,8 +53,10 @@ REQUIRED_FIELDS = {
     "benchmark": ("batch_size",),
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# What a missing value renders as: Python's None/nan/inf, JSON's NaN/Infinity, unrendered template syntax. Case
+# matters: the English word "none" or "information" in the card's own prose is not a placeholder.
 _PLACEHOLDER = re.compile(
-    r"\bNone\b|\bnan\b|\binf\b|\{\{|\}\}|\{%|%\}|\[More Information Needed\]|\bTODO\b", re.IGNORECASE
+    r"\bNone\b|\b(?:nan|NaN|inf|Infinity)\b|\{\{|\}\}|\{%|%\}|\[More Information Needed\]|\bTODO\b"
 )
 _USAGE_INPUT = {
     "text-classification": 'print(pipe("I loved every minute of it."))',
@@ -165,7 +167,7 @@ def _duration(seconds: float) -> str:
 
 def _layers_text(layers: Any, report: DistillationReport) -> str:
     if layers is None:
-        return "none (the student was not initialised from teacher blocks)"
+        return "no teacher blocks (the student was given, not initialised from the teacher's blocks)"
     layers = list(layers) if isinstance(layers, (list, tuple)) else [layers]
     of = f" of {report.teacher.num_layers}" if report.teacher.num_layers else ""
     return f"{len(layers)}{of} teacher blocks: {', '.join(str(x) for x in layers)} (0-based)"
@@ -479,13 +481,21 @@ def render_card(
     except jinja2.UndefinedError as err:
         raise MissingCardField(f"the card template uses a value that was not provided: {err}") from err
     card = ModelCard.from_template(card_data, template_str=text, **variables)
-    hit = _PLACEHOLDER.search(card.text)
+    # A line the template holds as it is (no variable in it) is the template's own wording, never a placeholder.
+    literal = {line for line in text.splitlines() if "{{" not in line and "{%" not in line}
+    hit = next((m for m in _PLACEHOLDER.finditer(card.text) if _line_at(card.text, m.start()) not in literal), None)
     if hit:
         raise MissingCardField(
             f"the rendered card contains placeholder text {hit.group(0)!r}: "
             f"{card.text[max(0, hit.start() - 60) : hit.end() + 60]!r}"
         )
     return card
+
+
+def _line_at(text: str, index: int) -> str:
+    start = text.rfind("\n", 0, index) + 1
+    end = text.find("\n", index)
+    return text[start : end if end != -1 else len(text)]
 
 
 def write_card(

@@ -143,6 +143,32 @@ def test_placeholder_text_never_reaches_a_card(tmp_path):
         render_card(report, repo_id="alice/x")
 
 
+def test_a_given_student_without_teacher_blocks_gets_a_card_through_the_card_command(tmp_path, capsys):
+    # layers_kept null: the student was given, not built from teacher blocks; the card says so in its own words,
+    # which the placeholder check must not mistake for a missing value
+    report = sample_report()
+    report.distillation["layers_kept"] = None
+    report.to_json(tmp_path / REPORT_FILENAME)
+    parser = argparse.ArgumentParser(prog="hf-distill")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["card", "--report", str(tmp_path / REPORT_FILENAME), "--output", str(tmp_path / "card"),
+                              "--repo-id", "alice/tiny", "--license", "mit"])
+    assert args.func(args) == 0, capsys.readouterr().err
+    text = (tmp_path / "card" / "README.md").read_text()
+    assert "| Layers kept | no teacher blocks (the student was given" in text
+    assert not re.search(r"\bnone\b", text, re.IGNORECASE)
+
+
+def test_the_templates_own_wording_is_not_a_placeholder_but_a_rendered_none_is(tmp_path):
+    custom = tmp_path / "tpl.md"
+    custom.write_text(template_path().read_text() + "\nNone of the figures above were measured on a GPU.\n")
+    assert "None of the figures" in render_card(sample_report(), repo_id="alice/x", template=custom).text
+    rendered = tmp_path / "tpl2.md"
+    rendered.write_text(template_path().read_text() + "\nMeasured on: {{ summary and None }}\n")
+    with pytest.raises(MissingCardField, match="placeholder text 'None'"):
+        render_card(sample_report(), repo_id="alice/x", template=rendered)
+
+
 def test_local_teacher_gives_no_base_model_and_no_local_path_in_metadata(tmp_path):
     report = sample_report()
     report.teacher.name_or_path = str(tmp_path / "teacher")

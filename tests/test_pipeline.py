@@ -91,6 +91,17 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
     assert {p: p.stat().st_mtime_ns for p in student.iterdir()} == mtimes  # nothing rewritten
 
 
+def test_a_run_with_a_given_student_finishes_with_a_card(tmp_path, tiny_bert_cls_dir, tiny_bert_cls_student_dir):
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, student=str(tiny_bert_cls_student_dir), student_layers=None)
+    run_from_config(cfg)
+    run = tmp_path / "run"
+    assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card"}
+    card = (run / "student" / "README.md").read_text()
+    assert "| Layers kept | no teacher blocks" in card
+    again = run_from_config(cfg)  # a re-run finds every stage done
+    assert all(again[stage]["skipped"] for stage in ("teacher", "soft_targets", "student", "evaluate", "card"))
+
+
 def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatch):
     from huggingface_hub import constants
 
