@@ -71,6 +71,7 @@ __all__ = [
     "resolve_token",
     "select_model_files",
     "select_space_files",
+    "write_access_problems",
 ]
 
 logger = logging.getLogger(__name__)
@@ -610,6 +611,99 @@ def _refuse_if_public(api: HfApi, repo_id: str, repo_type: str, files: Sequence[
 
 def _api(endpoint: str | None, token: str) -> HfApi:
     return HfApi(endpoint=endpoint, token=token, library_name="hf-distill", library_version=_library_version())
+
+
+def _writable_namespaces(whoami: dict[str, Any]) -> list[str]:
+    """The token's user and the organisations where it may create repos (a 'read' member cannot)."""
+    orgs = [o.get("name") for o in whoami.get("orgs") or [] if o.get("roleInOrg", "write") != "read"]
+    return [whoami.get("name"), *orgs]
+
+
+def _fine_grained_can_write(access: dict[str, Any], namespace: str) -> bool | None:
+    """Whether a fine-grained token's scopes let it write repos in `namespace` (None when the scopes are unknown)."""
+    scoped = (access.get("fineGrained") or {}).get("scoped")
+    if not isinstance(scoped, list):
+        return None
+    return any((entry.get("entity") or {}).get("name") == namespace
+               and any("write" in permission for permission in entry.get("permissions") or [])
+               for entry in scoped)
+
+
+def write_access_problems(
+    repos: Sequence[tuple[str, str]], *, token: str | None = None, endpoint: str | None = None,
+    timeout: float | None = None,
+) -> list[str]:
+    """What stops the token from publishing to `repos`, one line each; empty when it can.
+
+    Asked before any work (``hf-distill run`` with push_to_hub checks it before training): `HfApi.whoami` says
+    whether there is a valid token with the write role; `HfApi.auth_check(write=True)` whether it may write an
+    existing repo; for a repo that will be created, the repo's namespace must be the token's user or one of its
+    organisations. Nothing is created.
+
+    Args:
+        repos: (repo id, repo type) pairs, repo type "model", "dataset" or "space".
+        token: the token (default: `HF_TOKEN` or the stored login).
+        endpoint: the Hub's address (default: huggingface_hub's).
+        timeout: seconds per request (see `hub_timeout`).
+    """
+    if constants.is_offline_mode():
+        return ["push_to_hub with Hugging Face offline mode on (HF_HUB_OFFLINE=1): unset it, or set push_to_hub: "
+                "false and publish later with `hf-distill push`"]
+    token = token or get_token()
+    if not token:
+        return ["push_to_hub needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth login` "
+                "(checked now, before training)"]
+    try:
+        seconds = hub_timeout(timeout)
+    except HubPublishError as err:
+        return [str(err)]
+    api = _api(endpoint, token)
+    with _client_timeout(seconds):
+        try:
+            who = _retrying(lambda: api.whoami(), what="whoami")
+        except HfHubHTTPError as err:
+            status = err.response.status_code if err.response is not None else None
+            if status == 401:
+                return ["the Hugging Face token (HF_TOKEN or `hf auth login`) is invalid, expired or revoked: "
+                        "publishing needs a valid token with write access"]
+            return [f"the Hub at {api.endpoint} could not check the token (HTTP {status}): try again, or set "
+                    "push_to_hub: false and publish later with `hf-distill push`"]
+        except _network_error_types() as err:
+            return [f"the Hub at {api.endpoint} cannot be reached to check the token ({type(err).__name__}): check "
+                    "the connection, or set push_to_hub: false and publish later with `hf-distill push`"]
+        access = (who.get("auth") or {}).get("accessToken") or {}
+        user = who.get("name")
+        if access.get("role") == "read":
+            return [f"the Hugging Face token of {user!r} is read-only: publishing needs a token with the 'write' role "
+                    "(or a fine-grained token with write access to the repos)"]
+        problems = []
+        for repo_id, repo_type in repos:
+            kind = "Space" if repo_type == "space" else f"{repo_type} repo"
+            namespace = repo_id.split("/")[0]
+            try:
+                _retrying(lambda rid=repo_id, rt=repo_type: api.auth_check(rid, repo_type=rt, write=True),
+                          what="auth check")
+                continue  # it exists and the token may write it
+            except RepositoryNotFoundError:
+                pass  # not there yet (or not visible): it will be created in its namespace
+            except HfHubHTTPError as err:
+                status = err.response.status_code if err.response is not None else None
+                if status in (401, 403):
+                    problems.append(f"the token of {user!r} cannot write to the {kind} {repo_id!r} (HTTP {status}): "
+                                    f"use a token with write access to it, or another repo id")
+                    continue
+            except _network_error_types() as err:
+                problems.append(f"the Hub at {api.endpoint} cannot be reached to check {repo_id!r} "
+                                f"({type(err).__name__}): check the connection")
+                continue
+            allowed = _writable_namespaces(who)
+            if namespace not in allowed:
+                problems.append(f"the token of {user!r} cannot create the {kind} {repo_id!r}: it may create repos "
+                                f"under {', '.join(repr(n) for n in allowed)} only; use one of those namespaces")
+            elif access.get("role") == "fineGrained" and _fine_grained_can_write(access, namespace) is False:
+                problems.append(f"the fine-grained token of {user!r} has no write access to {namespace!r}, so it "
+                                f"cannot create the {kind} {repo_id!r}: grant it repo write access there")
+    return problems
 
 
 # -- what is published instead of the local card and report -------------------------------------------------

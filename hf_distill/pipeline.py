@@ -290,6 +290,13 @@ class Pipeline:
         tokenizer = teacher_tokenizer(self.args, self.config, corpus)
         names = self.data.label_names() if self.classification else None
         model, needs_training = build_teacher(self.args, self.config, tokenizer, names)
+        if self.args.teacher_from_scratch and not self.args.tokenizer:
+            # The tokenizer was trained just now: what needs it is checked before the teacher trains.
+            from .preflight import model_problems
+
+            problems = model_problems(self.args, self.data, model.config, tokenizer)
+            if problems:
+                raise PreflightError(problems)
         train = self.args.train_teacher == "yes" or (self.args.train_teacher == "auto" and needs_training)
         info: dict[str, Any] = {"trained": train, "source": self.args.teacher}
         if train:

@@ -128,19 +128,21 @@ def check_run(
             spec = json.loads(args.teacher_config)
             if not isinstance(spec, dict) or "model_type" not in spec:
                 raise ValueError("it needs a model_type")
-            teacher_cfg = spec
+            teacher_cfg = _config_from_spec(spec, problems)
         except (ValueError, TypeError) as err:
             problems.append(f"teacher_config is not a JSON object with model_type and sizes ({_first_line(err)}), "
                             'e.g. {"model_type": "gpt2", "n_layer": 4}')
     else:
         teacher_cfg = _model_config(args.teacher, "teacher", config.teacher_revision, problems)
-    if args.student:
-        _model_config(args.student, "student", None, problems)
-    elif args.student_layers is not None and teacher_cfg is not None:
+    student_cfg = _model_config(args.student, "student", None, problems) if args.student else None
+    if not args.student and args.student_layers is not None and teacher_cfg is not None:
         blocks = layer_count(teacher_cfg)
         if blocks is not None and not 1 <= args.student_layers <= blocks:
             problems.append(f"student_layers={args.student_layers} is out of range: the teacher has {blocks} blocks, "
                             f"choose 1..{blocks}")
+    if teacher_cfg is not None:
+        problems += _architecture_problems(args, teacher_cfg)
+    problems += _soft_targets_problems(args, teacher_cfg, state)
     if args.tokenizer and looks_like_local_path(args.tokenizer) and not os.path.exists(args.tokenizer):
         problems.append(f"tokenizer {args.tokenizer!r} does not exist (a local path): check the path")
     if args.top_k is not None and classification:
@@ -164,6 +166,10 @@ def check_run(
     else:
         if classification:
             problems += _label_problems(args, data, teacher_cfg if state.done("teacher") else None)
+        # What needs the teacher's tokenizer; a tokenizer trained in the teacher stage is checked there.
+        tokenizer = _teacher_tokenizer(args, config, state) if teacher_cfg is not None else None
+        if tokenizer is not None:
+            problems += model_problems(args, data, teacher_cfg, tokenizer, student_cfg=student_cfg)
 
     # Publishing and the folder.
     if config.push_to_hub and not config.hub_model_id:
@@ -178,12 +184,206 @@ def check_run(
     _check_repo_id(args.soft_targets_repo_id, "soft_targets_repo_id", problems)
     if args.soft_targets and not Path(args.soft_targets).is_dir():
         _check_repo_id(args.soft_targets, "soft_targets (not a local folder, so a Hub dataset id)", problems)
+    if config.push_to_hub and not problems and not state.done("push"):
+        from .hub import write_access_problems
+
+        problems += write_access_problems(publish_targets(args, config))
     _check_writable(config.output_dir, problems)
     if args.overwrite:
         problems += state.would_delete(run_inputs(args))
     else:
         problems += state.check(settings or {}, overwrite=False)
     return problems
+
+
+def publish_targets(args: Any, config: Any) -> list[tuple[str, str]]:
+    """The (repo id, repo type) pairs the push stage writes: the model, its Space, its soft-target dataset."""
+    repos = [(config.hub_model_id, "model")]
+    if args.hub_space_id:
+        repos.append((args.hub_space_id, "space"))
+    if args.push_soft_targets and not args.soft_targets:
+        repos.append((args.soft_targets_repo_id or f"{config.hub_model_id}-soft-targets", "dataset"))
+    return repos
+
+
+def _config_from_spec(spec: dict[str, Any], problems: list[str]) -> Any:
+    """A from-scratch teacher's `teacher_config` as a transformers config (sizes as given), or None with a problem."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    values = dict(spec)
+    model_type = values.pop("model_type")
+    if model_type not in CONFIG_MAPPING:
+        problems.append(f"teacher_config: model_type {model_type!r} is not a transformers model type: {_FAMILIES}")
+        return None
+    try:
+        return AutoConfig.for_model(model_type, **values)
+    except Exception as err:  # noqa: BLE001 - whatever the config class rejects is the one problem
+        problems.append(f"teacher_config: {model_type!r} rejects these settings ({_first_line(err)})")
+        return None
+
+
+# What `hf-distill run` can build a student from (hf_distill.students finds the blocks of these).
+_FAMILIES = ("the run builds its student from a BERT-family encoder (bert, roberta, electra, xlm-roberta) or a GPT-2-"
+             "family decoder (gpt2, gpt_neo, gptj); choose one of those")
+
+
+def _architecture_problems(args: Any, teacher_cfg: Any) -> list[str]:
+    """The teacher's architecture: a model of the task exists for it and, without `student:`, its blocks can be
+    copied (and its FFN pruned to `student_intermediate_size`). Built on the meta device: no memory, no weights."""
+    import torch
+
+    from .students import _ffn_width, find_blocks
+
+    task = get_task(args.task)
+    where = "teacher_config" if args.teacher_from_scratch else f"teacher {args.teacher!r}"
+    if type(teacher_cfg) not in task.auto_class._model_mapping:
+        return [f"{where}: a {teacher_cfg.model_type!r} model has no {task.name} class in transformers "
+                f"({task.auto_class.__name__}): {_FAMILIES}"]
+    if args.student:
+        return []
+    try:
+        with torch.device("meta"):
+            model = task.auto_class.from_config(teacher_cfg)
+        _, blocks = find_blocks(model)
+    except Exception as err:  # noqa: BLE001 - an architecture the students module cannot cut
+        return [f"{where}: a student cannot be built from a {teacher_cfg.model_type!r} teacher "
+                f"({_first_line(err).split(':')[0]}): {_FAMILIES}, or give a student: of your own"]
+    size = args.student_intermediate_size
+    if size is not None:
+        try:
+            width = _ffn_width(blocks[0])
+        except ValueError as err:
+            return [f"student_intermediate_size: {_first_line(err)}"]
+        if size > width:
+            return [f"student_intermediate_size={size} is larger than the teacher's FFN ({width} neurons per block): "
+                    f"width pruning keeps a subset of them, choose 1..{width}"]
+    return []
+
+
+def _has_task_head(model_cfg: Any, task: Any) -> bool | None:
+    """Whether a checkpoint's config names the task's model class (so its head is trained); None when unknown."""
+    expected = task.auto_class._model_mapping.get(type(model_cfg), None) if model_cfg is not None else None
+    architectures = getattr(model_cfg, "architectures", None)
+    if expected is None or not architectures:
+        return None
+    return expected.__name__ in architectures
+
+
+def _soft_targets_problems(args: Any, teacher_cfg: Any, state: RunState) -> list[str]:
+    """Published soft targets are verified against the weights of the teacher that made them; a teacher this run
+    fine-tunes (or builds) gets new weights, so no published targets can ever match it: refused up front."""
+    if not args.soft_targets or state.done("teacher"):
+        return []
+    rule = ("published soft targets serve only the teacher whose weights made them, and this run would give the "
+            "teacher new weights: set teacher: to the teacher that made them with train_teacher: no, or drop "
+            "soft_targets (the run then caches this teacher's own)")
+    if args.teacher_from_scratch:
+        return [f"soft_targets with teacher_from_scratch: {rule}"]
+    if args.train_teacher == "yes":
+        return [f"soft_targets with train_teacher: yes: {rule}"]
+    if args.train_teacher == "auto" and _has_task_head(teacher_cfg, get_task(args.task)) is False:
+        return [f"soft_targets with train_teacher: auto and a teacher without a trained "
+                f"{get_task(args.task).auto_class._model_mapping[type(teacher_cfg)].__name__} head (auto fine-tunes "
+                f"it): {rule}"]
+    return []
+
+
+def _teacher_tokenizer(args: Any, config: Any, state: RunState) -> Any:
+    """The tokenizer the run will give teacher and student, when it exists before the teacher stage; else None."""
+    from transformers import AutoTokenizer
+
+    if state.done("teacher") and (state.root / "teacher").is_dir():
+        source, revision = str(state.root / "teacher"), None
+    elif args.tokenizer:
+        source, revision = args.tokenizer, None
+    elif args.teacher_from_scratch:
+        return None  # trained on the corpus by the teacher stage, which checks it (`model_problems`)
+    else:
+        source, revision = args.teacher, config.teacher_revision
+    try:
+        return AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=config.trust_remote_code)
+    except Exception:  # noqa: BLE001 - the teacher stage reports an unloadable tokenizer with its own message
+        return None
+
+
+def model_problems(
+    args: Any, data: RunData, teacher_cfg: Any, tokenizer: Any, *, student_cfg: Any = None
+) -> list[str]:
+    """What needs the teacher's tokenizer: a given student's vocabulary and classes, and room for completions.
+
+    Run by `check_run`, and by the teacher stage once a tokenizer trained there exists (a from-scratch teacher).
+
+    Args:
+        args: `PipelineArguments`.
+        data: the run's data.
+        teacher_cfg: the teacher's config.
+        tokenizer: the teacher's tokenizer, which the run also gives the student.
+        student_cfg: the config of `args.student` (loaded here when None).
+    """
+    problems: list[str] = []
+    if args.student:
+        problems += _student_problems(args, data, teacher_cfg, tokenizer, student_cfg)
+    if args.prompt_tokens is not None:
+        problems += _prompt_problems(args, data, tokenizer)
+    return problems
+
+
+def _student_problems(args: Any, data: RunData, teacher_cfg: Any, tokenizer: Any, student_cfg: Any) -> list[str]:
+    """A given student is trained and evaluated on the teacher's token ids: its vocabulary must be the teacher's
+    (the comparison `DistillationTrainer` and `evaluate_pair` make), and a classification head needs the run's
+    number of classes (transformers cannot load it with another)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .compatibility import check_vocabularies
+
+    task = get_task(args.task)
+    try:
+        student_cfg = student_cfg or AutoConfig.from_pretrained(args.student)
+    except Exception:  # noqa: BLE001 - reported by check_run's own config check
+        return []
+    try:
+        student_tokenizer = AutoTokenizer.from_pretrained(args.student)
+    except Exception:  # noqa: BLE001 - a student folder without a tokenizer: only its embedding size can be compared
+        student_tokenizer = None
+    problems = []
+    try:
+        check_vocabularies(teacher_cfg, student_cfg, tokenizer, student_tokenizer, task=task,
+                           teacher_reads_student_ids=True)
+    except ValueError as err:
+        reason = str(err).split(":")[0]  # the comparison's finding; its advice is for the API, not for a run
+        problems.append(f"student {args.student!r} does not share the teacher's vocabulary ({reason}): the run "
+                        "feeds it the teacher's token ids; give a student built on the teacher's tokenizer, or leave "
+                        "student: out to build one from the teacher")
+    else:
+        rows = getattr(student_cfg, "vocab_size", None)
+        if isinstance(rows, int) and len(tokenizer) > rows:
+            problems.append(f"student {args.student!r} has {rows} embedding rows but the teacher's tokenizer "
+                            f"{len(tokenizer)} tokens: give a student built on the teacher's tokenizer")
+    if task.has_class_labels and _has_task_head(student_cfg, task):
+        try:
+            names = data.label_names()
+        except ValueError:
+            return problems  # reported with the data's problems
+        if student_cfg.num_labels != len(names):
+            problems.append(f"student {args.student!r} has a {student_cfg.num_labels}-class head but the run's data "
+                            f"has {len(names)} classes {names}: give a student with num_labels={len(names)}, or one "
+                            "without a classification head (a new one is then trained)")
+    return problems
+
+
+def _prompt_problems(args: Any, data: RunData, tokenizer: Any) -> list[str]:
+    """prompt_tokens leaves a completion only in texts longer than the prompt; with none, no row would remain."""
+    column, longest = data.text_column(), 0
+    for batch in data.train().select_columns([column]).iter(batch_size=256):
+        texts = [t if isinstance(t, str) else "" for t in batch[column]]
+        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=args.max_length)["input_ids"]]
+        longest = max([longest, *lengths])
+        if longest > args.prompt_tokens:
+            return []
+    return [f"prompt_tokens={args.prompt_tokens} is at least as long as every training text (the longest has "
+            f"{longest} tokens with max_length={args.max_length}), so no text has a completion to learn: lower "
+            f"prompt_tokens below {longest}"]
 
 
 def _on_policy_problems(args: Any, config: Any, teacher_cfg: Any) -> list[str]:

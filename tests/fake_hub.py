@@ -570,6 +570,14 @@ def _get_variables(h: _Handler, hub: FakeHub, *, repo_type: str, repo_id: str, *
     return 200, h.writable_repo(hub, repo_type, repo_id).variables, None
 
 
+def _auth_check(h: _Handler, hub: FakeHub, *, repo_type: str, repo_id: str, write: str | None = None, **_):
+    # As the Hub: 404 for a repo the token cannot see (or that does not exist), 403 without write access.
+    h.visible_repo(hub, repo_type, repo_id)
+    if write:
+        h.require_write(hub, repo_id.split("/")[0])
+    return 200, {}, None
+
+
 _REPO = r"(?P<plural>models|datasets|spaces)/(?P<repo_id>[^/]+/[^/]+)"
 _ROUTES = [
     ("POST", r"/api/repos/create", "create", _create),
@@ -581,6 +589,7 @@ _ROUTES = [
     ("POST", rf"/api/{_REPO}/branch/(?P<branch>[^/]+)", "branch", _branch),
     ("POST", r"/api/(?P<plural>spaces)/(?P<repo_id>[^/]+/[^/]+)/variables", "variables", _variables),
     ("GET", r"/api/(?P<plural>spaces)/(?P<repo_id>[^/]+/[^/]+)/variables", "variables", _get_variables),
+    ("GET", rf"/api/{_REPO}/auth-check(?P<write>/write)?", "auth-check", _auth_check),
     ("GET", rf"/api/{_REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?", "tree", _tree),
     ("GET", rf"/api/{_REPO}/revision/(?P<revision>[^/]+)", "repo-info", _repo_info),
     ("GET", rf"/api/{_REPO}", "repo-info", _repo_info),
