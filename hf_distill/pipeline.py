@@ -24,7 +24,7 @@ from transformers import HfArgumentParser
 from .atomic import atomic_directory, clear_staging, replace_directory, staging_path
 from .config import DistillationConfig
 from .data import RunData, to_label_ids
-from .preflight import PreflightError, check_run, run_inputs
+from .preflight import PreflightError, check_run, pushed_targets_repo_id, run_inputs
 from .run_state import STAGES, STATE_DIR, VOLATILE, RunLock, RunState  # noqa: F401 - re-exported
 from .tasks import TASK_NAMES, get_task
 
@@ -362,9 +362,7 @@ class Pipeline:
 
         if self.args.soft_targets:
             return self.args.soft_targets if looks_like_hub_id(self.args.soft_targets) else None
-        if self.args.push_soft_targets and self.config.hub_model_id:
-            return self.args.soft_targets_repo_id or f"{self.config.hub_model_id}-soft-targets"
-        return None
+        return pushed_targets_repo_id(self.args, self.config)
 
     def stage_soft_targets(self) -> dict[str, Any]:
         from .models import load_saved

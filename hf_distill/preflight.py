@@ -201,9 +201,16 @@ def publish_targets(args: Any, config: Any) -> list[tuple[str, str]]:
     repos = [(config.hub_model_id, "model")]
     if args.hub_space_id:
         repos.append((args.hub_space_id, "space"))
-    if args.push_soft_targets and not args.soft_targets:
-        repos.append((args.soft_targets_repo_id or f"{config.hub_model_id}-soft-targets", "dataset"))
+    if pushed_targets_repo_id(args, config):
+        repos.append((pushed_targets_repo_id(args, config), "dataset"))
     return repos
+
+
+def pushed_targets_repo_id(args: Any, config: Any) -> str | None:
+    """The dataset repo push_soft_targets publishes this run's soft targets to (default <hub_model_id>-soft-targets)."""
+    if not args.push_soft_targets or args.soft_targets or not config.hub_model_id:
+        return None
+    return args.soft_targets_repo_id or f"{config.hub_model_id}-soft-targets"
 
 
 def _config_from_spec(spec: dict[str, Any], problems: list[str]) -> Any:
