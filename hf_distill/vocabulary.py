@@ -249,7 +249,7 @@ def trim_vocabulary(
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ValueError(f"trim_vocabulary needs a fast tokenizer (tokenizers backend); got {type(tokenizer).__name__}")
-    if getattr(model.config, "vocabulary_kept_ids", None) is not None:
+    if kept_ids_of(model) is not None:
         raise ValueError("this model's vocabulary is trimmed already; trim the original model instead")
     data = json.loads(backend.to_str())
     kind = data["model"]["type"]
@@ -312,10 +312,35 @@ def trim_vocabulary(
 
 
 def kept_ids_of(model_or_config) -> list[int] | None:
-    """The teacher ids a trimmed model kept (new id = position), or None for an untrimmed model."""
+    """The one definition of a trimmed model: the teacher ids it kept (new id = position), or None when untrimmed.
+
+    A trimmed config holds both ``vocabulary_kept_ids`` and ``trimmed_from_vocab_size`` (as `trim_vocabulary` writes
+    them), the kept ids increasing and inside the original vocabulary, one per row of the trimmed vocabulary. Every
+    guard (compatibility, trainer, shared targets) asks this function, so a config holding only one of the two, or
+    ids that cannot be a trimming, is refused here instead of passing one guard and failing (or mapping nothing)
+    at another.
+
+    Args:
+        model_or_config: a model (its ``config`` is read) or a `PretrainedConfig`.
+
+    Raises:
+        ValueError: the config's trimming attributes are inconsistent (one line naming them and the fix).
+    """
     config = getattr(model_or_config, "config", model_or_config)
     kept = getattr(config, "vocabulary_kept_ids", None)
-    return list(kept) if kept is not None else None
+    before = getattr(config, "trimmed_from_vocab_size", None)
+    if kept is None and before is None:
+        return None
+    kept = list(kept) if kept is not None else None
+    vocab = getattr(config, "vocab_size", None)
+    if (kept is None or before is None or not kept or any(b <= a for a, b in zip(kept, kept[1:]))
+            or kept[0] < 0 or kept[-1] >= before or (isinstance(vocab, int) and len(kept) > vocab)):
+        raise ValueError(
+            "the model's config marks a trimmed vocabulary inconsistently (vocabulary_kept_ids: "
+            f"{'missing' if kept is None else f'{len(kept)} ids'}, trimmed_from_vocab_size: {before}, vocab_size: "
+            f"{vocab}): both come from trim_vocabulary, the ids increasing and below trimmed_from_vocab_size; re-trim "
+            "the student with hf_distill.vocabulary.trim_vocabulary or remove both attributes")
+    return kept
 
 
 def teacher_to_student_ids(kept_ids: Sequence[int], teacher_vocab_size: int) -> torch.Tensor:
