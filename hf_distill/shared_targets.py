@@ -317,7 +317,7 @@ def push_soft_targets(
     Args:
         dataset_or_cache_dir: A cache folder written by `generate_soft_targets` (verified against its manifest
             first; a `cache_dir` root holding one cache is accepted), or the `Dataset` it returned.
-        repo_id: The dataset repo, `namespace/name`.
+        repo_id: The dataset repo, `namespace/name` (a bare `name` goes under the token's user, as on the Hub).
         tokenizer: The teacher's tokenizer (object, folder or Hub id); default: the cache's teacher folder when
             it is one. Its vocabulary hash goes in the manifest and its files under ``teacher_vocabulary/``.
         teacher_id: The teacher's Hub id for the card and manifest; default: the cache's, when it is a Hub id
@@ -339,9 +339,10 @@ def push_soft_targets(
         folder; the cache is only read, never changed), `SoftTargetCacheError` for a damaged cache,
         `ValueError` for a data set without soft targets.
     """
-    from .hub import _normalize_repo_id, push_dataset_files
+    from .hub import push_dataset_files, resolve_namespace
 
-    repo_id = _normalize_repo_id(repo_id, "dataset")
+    # The manifest and card name the repo: a bare name is resolved to the token's user before they are written.
+    repo_id = resolve_namespace(repo_id, "dataset", token=token, endpoint=endpoint, timeout=timeout)
     with tempfile.TemporaryDirectory(prefix="hf-distill-targets-") as tmp:
         staging = Path(tmp) / "repo"
         manifest = save_soft_targets(

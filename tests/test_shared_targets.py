@@ -245,6 +245,24 @@ def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, c
     assert err.startswith("hf-distill: error:") and "not a soft-target cache" in err and len(err.strip().splitlines()) <= 2
 
 
+def test_cli_push_targets_to_a_bare_name_goes_to_the_tokens_user(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch,
+                                                                   capsys):
+    from hf_distill.cli import main
+
+    cache, _ = lm_cache
+    tok_dir = tmp_path / "tok"
+    bpe_tokenizer.save_pretrained(tok_dir)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert main(["push-targets", str(cache), "--repo-id", "bare-targets", "--tokenizer", str(tok_dir),
+                 "--endpoint", hub.url]) == 0
+    assert f"{hub.url}/datasets/alice/bare-targets/commit/" in capsys.readouterr().out
+    assert list(hub.repos) == [("dataset", "alice/bare-targets")]
+    repo = hub.repo("dataset", "alice/bare-targets")
+    assert len(repo.commits) == 1 and MANIFEST_FILE in repo.files
+    # the card's snippet names the repo the targets are in
+    assert 'load_soft_targets("alice/bare-targets"' in repo.files["README.md"].decode()
+
+
 def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub, monkeypatch):
     from huggingface_hub import constants
 
