@@ -78,6 +78,11 @@ class PipelineArguments:
         metadata={"help": "Keep only the tokens the training text uses in the student's vocabulary and embeddings "
                   "(sequence classification; see hf_distill.vocabulary)."},
     )
+    trim_min_corpus_tokens: int = field(
+        default=1000,
+        metadata={"help": "trim_vocabulary refuses a training text of fewer tokens (its vocabulary would turn ordinary "
+                  "words into characters or [UNK]); lower it only for a text that is all the model will read."},
+    )
     student_intermediate_size: int | None = field(
         default=None, metadata={"help": "Keep this many FFN neurons per student block, the most active ones."}
     )
@@ -391,6 +396,24 @@ class Pipeline:
         overrides = json.loads(self.args.student_config) if self.args.student_config else None
         return build_student(self.args, self.config, teacher, calibration=calibration, config_overrides=overrides)
 
+    def trim_student(self, student, tokenizer):
+        """Trim the student's vocabulary to the training text and measure what that changes on the validation
+        text (the training text without one): `(student, its tokenizer, the change as a dict)`, the change logged."""
+        from .vocabulary import trim_vocabulary, trimming_change
+
+        text = self.data.text_column()
+        student, trimmed = trim_vocabulary(student, tokenizer, self.data.train()[text],
+                                           min_corpus_tokens=self.args.trim_min_corpus_tokens)
+        measured = self.data.validation(self.args.eval_max_samples)
+        what = "the validation text" if measured is not None else "the training text"
+        measured = measured if measured is not None else self.data.train()
+        change = trimming_change(tokenizer, trimmed, student.config.vocabulary_kept_ids,
+                                 [t for t in measured[text] if isinstance(t, str)])
+        logger.info("student: vocabulary trimmed %d -> %d tokens; %s", len(tokenizer), len(trimmed),
+                    change.describe(what))
+        return student, trimmed, {**asdict(change), "changed_share": change.changed_share,
+                                  "unk_share": change.unk_share, "measured_on": what}
+
     def student_arguments(self, has_eval_data: bool) -> DistillationConfig:
         """The student's training arguments: the config with the stage's own folder, as a copy."""
         changes: dict[str, Any] = {
@@ -410,10 +433,9 @@ class Pipeline:
         teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
         teacher_tokenizer = tokenizer
         student = self.build_student(teacher, tokenizer)
+        trimming = None
         if self.args.trim_vocabulary:  # from here on `tokenizer` is the student's
-            from .vocabulary import trim_vocabulary
-
-            student, tokenizer = trim_vocabulary(student, tokenizer, self.data.train()[self.data.text_column()])
+            student, tokenizer, trimming = self.trim_student(student, tokenizer)
         # With cached soft targets the teacher does not run on training batches; it stays for the evaluation
         # loss (whose data has no cached columns) and for hidden-state/attention losses. The cache is verified
         # again here: it may have been deleted or damaged since the soft-target stage.
@@ -462,7 +484,7 @@ class Pipeline:
             replace_directory(staging, self.student_dir)
         self.dist.wait_for_everyone()
         return {"train_seconds": round(seconds, 1), "resumed_from": last, "global_step": result.global_step,
-                "train_loss": result.training_loss, "rows": len(train),
+                "train_loss": result.training_loss, "rows": len(train), "trimming": trimming,
                 "eval": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
 
     # -- stages 4-6: evaluation, card, push ---------------------------------------------------------------------
@@ -517,6 +539,12 @@ class Pipeline:
         from .students import compression_facts
 
         settings.update(compression_facts(student_config))
+        trimming = student_info.get("trimming")
+        if trimming:  # what trimming changes on text it was not cut to, in words (the card shows it as a row)
+            from .vocabulary import TrimmingChange
+
+            change = TrimmingChange(**{k: trimming[k] for k in ("texts", "tokens", "changed_tokens", "unk_tokens")})
+            settings["vocabulary_changes"] = change.describe(trimming["measured_on"])
         if cfg.generates or self.args.prompt_tokens is not None:
             settings.update(prompt_tokens=self.args.prompt_tokens, lmbda=cfg.lmbda, seq_kd=cfg.seq_kd)
             if cfg.generates:

@@ -117,7 +117,8 @@ def test_classifier_pairs_that_work_are_still_accepted(tmp_path, wordpiece_token
     assert math.isfinite(result.training_loss) and result.training_loss > 0
     # a student whose vocabulary was trimmed from the teacher's: the live teacher reads the student's ids mapped
     # back to its own, so it sees exactly what it sees on the teacher's tokenization
-    trimmed, trimmed_tok = trim_vocabulary(tiny.bert_cls(tok, 2), copy.deepcopy(tok), texts)
+    trimmed, trimmed_tok = trim_vocabulary(tiny.bert_cls(tok, 2), copy.deepcopy(tok), texts,
+                                           min_corpus_tokens=10)
     assert len(trimmed_tok) < len(tok)
     teacher = tiny.bert_cls(tok, 4).eval()
     trainer = DistillationTrainer(

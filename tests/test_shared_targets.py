@@ -174,7 +174,7 @@ def test_other_tokenizer_temperature_and_top_k_are_refused(tmp_path, hub, bpe_to
     other = wordpiece_tokenizer
     with pytest.raises(ValueError, match=r"tokenizer is .* but the targets were made with .*use the teacher's tokenizer"):
         load_soft_targets("alice/lm-targets", student_tokenizer=other, endpoint=hub.url)
-    _, trimmed = trim_vocabulary(tiny.gpt2(bpe_tokenizer, 2), bpe_tokenizer, tiny.CORPUS[:3])
+    _, trimmed = trim_vocabulary(tiny.gpt2(bpe_tokenizer, 2), bpe_tokenizer, tiny.CORPUS[:3], min_corpus_tokens=10)
     with pytest.raises(ValueError, match=r"are top-16: they hold the teacher's ids .* trimmed student"):
         load_soft_targets("alice/lm-targets", student_tokenizer=trimmed, endpoint=hub.url)
     with pytest.raises(ValueError, match=r"temperature is 2\.0 but 4\.0 was expected: train at the targets' temperature"):
@@ -189,7 +189,8 @@ def test_trimmed_student_tokenizer_gets_its_ids(tmp_path, hub, wordpiece_tokeniz
     cache, cached = cls_cache
     push(hub, cache, "alice/cls-targets", wordpiece_tokenizer)
     student = tiny.bert_cls(wordpiece_tokenizer, 2)
-    student, trimmed = trim_vocabulary(student, wordpiece_tokenizer, [t for t, _ in tiny.SENTIMENT])
+    student, trimmed = trim_vocabulary(student, wordpiece_tokenizer, [t for t, _ in tiny.SENTIMENT],
+                                       min_corpus_tokens=10)
     assert len(trimmed) < len(wordpiece_tokenizer)
     loaded = load_soft_targets("alice/cls-targets", student_tokenizer=trimmed, endpoint=hub.url)
     texts = [t for t, _ in tiny.SENTIMENT]
