@@ -368,11 +368,15 @@ class Pipeline:
         from .models import load_saved
 
         if self.args.soft_targets:  # published targets: downloaded and verified, the teacher does not run
+            from .soft_targets import count_training_rows, soft_target_info
+
             started = time.perf_counter()
             teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
             result = self.shared_targets(tokenizer, teacher)
+            # The student trains on these rows, not on train_file: the report records them.
             return {"rows": len(result), "seconds": round(time.perf_counter() - started, 1),
-                    "source": self.targets_repo_id() or "local folder"}
+                    "source": self.targets_repo_id() or "local folder",
+                    "revision": (soft_target_info(result) or {}).get("revision"), **count_training_rows(result)}
         teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
         started = time.perf_counter()
         result = self.soft_targets(teacher, tokenizer)
@@ -532,6 +536,14 @@ class Pipeline:
             "hidden_loss_weight": cfg.hidden_loss_weight, "attention_loss_weight": cfg.attention_loss_weight,
             "stages": "teacher fine-tuning → soft targets → student" if teacher_info.get("trained") else "soft targets → student",
         }
+        targets = self.state.done("soft_targets") or {}
+        if self.args.soft_targets:
+            # The student trained on the published rows: name them (a repo id; a local folder by its name only)
+            # and count them, instead of the run's train file and its labelled/transfer settings.
+            settings["dataset"] = self.targets_repo_id() or f"local:{Path(self.args.soft_targets).name}"
+            settings["soft_targets_revision"] = targets.get("revision")
+            settings["labelled_rows"] = targets.get("labelled_rows")
+            settings["transfer_rows"] = targets.get("transfer_rows")
         if self.targets_repo_id():
             settings["soft_targets_dataset"] = self.targets_repo_id()
             settings["stages"] = (f"the teacher's soft targets, published as the Hub dataset {self.targets_repo_id()} "

@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -382,6 +383,7 @@ class _Source:
         self.local = Path(repo_id_or_path) if Path(repo_id_or_path).is_dir() else None
         self.name = str(repo_id_or_path)
         self.revision, self.token, self.endpoint = revision, token, endpoint
+        self.commit: str | None = None  # the Hub commit the manifest was read from (then every shard too)
 
     def fetch(self, rel: str, local_dir: str | None = None) -> Path:
         if self.local is not None:
@@ -403,6 +405,10 @@ def read_manifest(repo_id_or_path: str | os.PathLike[str], *, revision: str | No
 
 def _read_manifest(source: _Source) -> dict[str, Any]:
     path = source.fetch(MANIFEST_FILE)
+    # hf_hub_download returns the cache's snapshots/<commit>/<file>: the commit is recorded (the report names the
+    # revision the student trained on).
+    if source.local is None and re.fullmatch(r"[0-9a-f]{40}", path.parent.name):
+        source.commit = path.parent.name
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -492,7 +498,7 @@ def _info(manifest: dict[str, Any], source: _Source) -> str:
             "task": manifest["task"], "top_k": manifest.get("top_k"), "max_length": manifest.get("max_length"),
             "temperature": manifest.get("temperature"), "logprob_dtype": manifest.get("logprob_dtype"),
             "teacher_id": manifest.get("teacher_id"), "columns": sorted(c for c in manifest["columns"] if c.startswith("teacher_")),
-            "source": source.name if source.local is None else None}
+            "source": source.name if source.local is None else None, "revision": source.commit}
     return json.dumps({INFO_KEY: info})
 
 
