@@ -637,7 +637,27 @@ class Pipeline:
             settings = self.run_settings()
         except Exception:  # noqa: BLE001 - unreadable data: check_run reports it with the other problems
             settings = self.settings
-        return check_run(self.args, self.config, data=self.data, settings=settings)
+        return check_run(self.args, self.config, data=self.data, settings=settings) + self._trimming_problems()
+
+    def _trimming_problems(self) -> list[str]:
+        """trim_vocabulary's corpus rule, checked before the teacher trains (the student stage trims after it).
+        A from-scratch teacher's tokenizer does not exist yet; unreadable data or teachers are reported by
+        check_run, so they are not reported again here."""
+        if not self.args.trim_vocabulary or (self.args.teacher_from_scratch and not self.args.tokenizer):
+            return []
+        from .models import teacher_tokenizer
+        from .vocabulary import check_trimming_corpus
+
+        try:
+            tokenizer = teacher_tokenizer(self.args, self.config)
+            texts = self.data.train()[self.data.text_column()]
+        except Exception:  # noqa: BLE001 - reported by check_run
+            return []
+        try:
+            check_trimming_corpus(tokenizer, [t for t in texts if isinstance(t, str)], self.args.trim_min_corpus_tokens)
+        except ValueError as err:
+            return [f"trim_vocabulary: {err}"]
+        return []
 
     def run(self) -> dict[str, Any]:
         """Check the configuration, then run the unfinished stages in order; returns each stage's marker."""

@@ -56,6 +56,7 @@ __all__ = [
     "restrict_to_kept_ids",
     "to_teacher_ids",
     "teacher_logits_for_student",
+    "check_trimming_corpus",
     "check_trimmed_tokenizers",
     "check_trimmed_student",
     "remap_dataset",
@@ -104,6 +105,41 @@ def _count_tokens(backend, texts: Iterable[str], batch_size: int = 4096) -> tupl
     if batch:
         flush()
     return counts, chars
+
+
+def _refuse_small_corpus(total: int, min_corpus_tokens: int) -> None:
+    if total < min_corpus_tokens:
+        raise ValueError(
+            f"the trimming corpus holds {total:,} tokens but trim_vocabulary needs at least {min_corpus_tokens:,} "
+            "(min_corpus_tokens): so little text keeps a vocabulary in which ordinary words split into characters or "
+            "become [UNK]; trim to the training text (the text column of the whole training split), or lower "
+            "min_corpus_tokens for a corpus that is all the model will read")
+
+
+def check_trimming_corpus(tokenizer, texts: Iterable[str], min_corpus_tokens: int = MIN_CORPUS_TOKENS) -> None:
+    """Refuse, before anything is trained, a corpus `trim_vocabulary` would refuse for holding too few tokens.
+
+    Counts only until the minimum is reached, so a large training text costs little.
+
+    Args:
+        tokenizer: the fast tokenizer that will be trimmed (the teacher's).
+        texts: the trimming corpus.
+        min_corpus_tokens: the rule of `trim_vocabulary`.
+
+    Raises:
+        ValueError: the same one line `trim_vocabulary` raises.
+    """
+    backend = _plain_backend(tokenizer)
+    total, batch = 0, []
+    for text in _texts(texts):
+        batch.append(text)
+        if len(batch) == 1024:
+            total += sum(len(e.ids) for e in backend.encode_batch(batch, add_special_tokens=False))
+            batch.clear()
+            if total >= min_corpus_tokens:
+                return
+    total += sum(len(e.ids) for e in backend.encode_batch(batch, add_special_tokens=False))
+    _refuse_small_corpus(total, min_corpus_tokens)
 
 
 def _is_byte_level(pre_tokenizer: Any) -> bool:
@@ -288,13 +324,7 @@ def trim_vocabulary(
     old_vocab = model.get_input_embeddings().weight.shape[0]
 
     counts, chars = _count_tokens(_plain_backend(tokenizer), texts)
-    total = sum(counts.values())
-    if total < min_corpus_tokens:
-        raise ValueError(
-            f"the trimming corpus holds {total:,} tokens but trim_vocabulary needs at least {min_corpus_tokens:,} "
-            "(min_corpus_tokens): so little text keeps a vocabulary in which ordinary words split into characters or "
-            "become [UNK]; trim to the training text (the text column of the whole training split), or lower "
-            "min_corpus_tokens for a corpus that is all the model will read")
+    _refuse_small_corpus(sum(counts.values()), min_corpus_tokens)
     keep_ids = {i for i, c in counts.items() if c >= min_frequency}
     keep_ids |= {t["id"] for t in data.get("added_tokens", [])}
     keep_ids |= {i for i in tokenizer.all_special_ids if i is not None}

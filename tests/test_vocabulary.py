@@ -315,6 +315,20 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     assert f"| Vocabulary changes | {change.describe('the validation text')} |" in card
 
 
+def test_pipeline_refuses_a_small_trimming_corpus_before_training(tmp_path, tiny_bert_cls_dir):
+    from hf_distill.pipeline import run_from_config
+    from hf_distill.preflight import PreflightError
+    from tests.test_pipeline import cls_config
+
+    # the training text holds ~500 tokens: under the default 1,000, refused by --check and by run before the teacher
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, trim_vocabulary=True)
+    for check_only in (True, False):
+        with pytest.raises(PreflightError, match=r"trim_vocabulary: the trimming corpus holds \d+ tokens but "
+                                                 r"trim_vocabulary needs at least 1,000"):
+            run_from_config(cfg, check_only=check_only)
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
 def test_pipeline_refuses_compression_it_cannot_honour(tmp_path, tiny_bert_cls_dir):
     from hf_distill.pipeline import parse_run_config
     from tests.test_pipeline import cls_config, lm_config
