@@ -352,8 +352,8 @@ def test_a_classifier_from_hub_targets_reports_their_rows(tmp_path, hub, tiny_be
     first = tmp_path / "first"
     first.mkdir()
     # run 1: 24 labelled and 16 transfer rows get the teacher's targets, published with the model
-    run_from_config(cls_config(first, tiny_bert_cls_dir), ["--push_to_hub", "true", "--hub_model_id", "alice/cls-student",
-                                                           "--push_soft_targets", "true"])
+    run_from_config(cls_config(first, tiny_bert_cls_dir),
+                    ["--push_to_hub", "true", "--hub_model_id", "alice/cls-student", "--push_soft_targets", "true"])
     rows = json.loads(hub.repo("dataset", "alice/cls-student-soft-targets").files[MANIFEST_FILE])["rows"]
     assert rows == 40
     # run 2: its own data settings say 8 labelled, 0 transfer; the student trains on the 40 published rows

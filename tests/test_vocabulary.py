@@ -157,8 +157,8 @@ def test_clear_errors(wordpiece_tokenizer, bpe_tokenizer):
 def test_a_corpus_that_covers_too_little_is_refused(wordpiece_tokenizer):
     # empty: a vocabulary of the special tokens only, every word [UNK]; refused whatever the minimum
     for corpus, kw in (([], {}), ([], {"min_corpus_tokens": 1}), ([""] * 5, {}), (CORPUS, {})):
-        with pytest.raises(ValueError, match=r"^the trimming corpus holds \d+ tokens but trim_vocabulary needs at least "
-                                             r"[\d,]+ \(min_corpus_tokens\).*trim to the training text"):
+        with pytest.raises(ValueError, match=r"^the trimming corpus holds \d+ tokens but trim_vocabulary needs at "
+                                             r"least [\d,]+ \(min_corpus_tokens\).*trim to the training text"):
             trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, corpus, **kw)
     with pytest.raises(ValueError, match="min_corpus_tokens=0 is invalid"):
         trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, min_corpus_tokens=0)
@@ -188,7 +188,8 @@ def test_trimming_change_counts_the_tokens_of_words_that_encode_differently(word
     assert 0 < expected_changed < total
     assert (change.tokens, change.changed_tokens, change.unk_tokens) == (total, expected_changed, expected_unk)
     assert change.changed_share == pytest.approx(expected_changed / total)
-    assert change.describe().startswith(f"{100 * expected_changed / total:.2f}% of the validation text's {total:,} tokens")
+    share = f"{100 * expected_changed / total:.2f}%"
+    assert change.describe().startswith(f"{share} of the validation text's {total:,} tokens")
 
 
 def test_restrict_to_kept_ids_renormalises_hand_computed():
