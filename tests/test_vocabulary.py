@@ -3,6 +3,7 @@ with a trimmed student is KD renormalised over the kept ids."""
 
 import copy
 import json
+import logging
 
 import pytest
 import torch
@@ -271,7 +272,8 @@ def test_trainer_refuses_topk_targets_for_a_trimmed_student(bpe_tokenizer, tmp_p
         DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=data, processing_class=tok)
 
 
-def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer):
+def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer,
+                                                              caplog):
     """`hf-distill run` with trim_vocabulary + student_intermediate_size: cached rows are remapped (equal to
     tokenizing with the trimmed tokenizer), the student keeps its own tokenizer, the card shows the facts."""
     from datasets import load_from_disk
@@ -286,6 +288,7 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     val_texts = [t for t, _ in tiny.SENTIMENT] + [UNSEEN]
     (tmp_path / "validation.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in
                                                                          enumerate(val_texts)))
+    caplog.set_level(logging.INFO, logger="hf_distill.pipeline")
     results = run_from_config(cfg)
     student_dir = tmp_path / "run" / "student"
     config = json.loads((student_dir / "config.json").read_text())
@@ -314,6 +317,8 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     assert results["student"]["trimming"]["changed_share"] == change.changed_share
     assert facts["vocabulary_changes"] == change.describe("the validation text")
     assert f"| Vocabulary changes | {change.describe('the validation text')} |" in card
+    assert f"vocabulary trimmed {len(wordpiece_tokenizer)} -> {config['vocab_size']} tokens; " \
+           f"{change.describe('the validation text')}" in caplog.text
 
 
 def test_pipeline_refuses_a_small_trimming_corpus_before_training(tmp_path, tiny_bert_cls_dir):
