@@ -33,7 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="OUTPUT_DIR",
         help="the student folder: safetensors weights, config, tokenizer, README.md card, report, chart",
     )
-    parser.add_argument("--repo-id", required=True, help="model repo to create or update, e.g. alice/tiny-student")
+    parser.add_argument(
+        "--repo-id",
+        required=True,
+        help="model repo to create or update, e.g. alice/tiny-student (a bare name goes under the token's user)",
+    )
     parser.add_argument(
         "--private", action="store_true", help="create the repo(s) as private (an existing public repo is refused)"
     )

@@ -90,12 +90,18 @@ def _run_plan(args: argparse.Namespace) -> int:
                                  threads=pipe_args.benchmark_threads)
     plans = plan_students(teacher, tokenizer, texts, layers=layers, intermediate_sizes=widths, trim=trim,
                           trimming_texts=data[pipe_args.train_split][text] if any(trim) else None,
-                          settings=settings, strategy=pipe_args.student_layer_strategy)
+                          settings=settings, strategy=pipe_args.student_layer_strategy,
+                          min_corpus_tokens=pipe_args.trim_min_corpus_tokens)
     params = count_parameters(teacher)[0]
     print(f"teacher {pipe_args.teacher}: {total} layers, {params / 1e6:.1f}M parameters, "
           f"{disk_size_bytes(teacher) / 1e6:.1f} MB; timed on {len(texts)} texts of {split}, batch "
           f"{settings.batch_size}, max length {settings.max_length}, on this machine")
     print(format_plan(plans))
+    trimmed = next((p for p in plans if p.trimmed), None)
+    if trimmed is not None:  # the same corpus trims every candidate: one change for all
+        print(f"trimming to the {pipe_args.train_split} text changes the encoding of "
+              f"{100 * trimmed.trim_changed_token_share:.2f}% of the {len(texts)} {split} texts' tokens "
+              f"({100 * trimmed.trim_unk_token_share:.2f}% become [UNK])")
     figures = plans_to_json(
         plans, teacher=pipe_args.teacher if not os.path.isabs(pipe_args.teacher) else Path(pipe_args.teacher).name,
         teacher_parameters=params, timed_on=f"{len(texts)} texts of the {split} split", benchmark=asdict(settings),

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "tokenizer, data and every shard), the teacher's tokenizer and a dataset card, in one commit.",
     )
     parser.add_argument("cache_dir", type=Path, metavar="CACHE_DIR", help="the soft-target cache folder")
-    parser.add_argument("--repo-id", required=True, help="dataset repo to create or update, e.g. alice/gpt2-grimm-top64")
+    parser.add_argument("--repo-id", required=True,
+                        help="dataset repo to create or update, e.g. alice/gpt2-grimm-top64 (a bare name goes under "
+                        "the token's user)")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--token-env", default=None,
                         help="name of the environment variable holding the token (default: HF_TOKEN or `hf auth login`)")

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from .tasks import Task
+from .vocabulary import kept_ids_of
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ def check_vocabularies(
     or distilled from cached soft targets never shows the student's ids to the teacher, so its tokenizer may
     differ. Vocabularies that differ only by padding rows (50257 vs 50304) share their ids and are accepted.
 
-    A student whose config has ``trimmed_from_vocab_size`` was trimmed from the teacher's vocabulary and maps
-    its ids to the teacher's through an id map (`hf_distill.vocabulary`); only the original size is checked
-    here, the map is that module's responsibility.
+    A trimmed student (`hf_distill.vocabulary.kept_ids_of`, the one definition) was cut from the teacher's
+    vocabulary and maps its ids to the teacher's through an id map; only the original size is checked here, the
+    map is that module's responsibility. A config marking a trimming inconsistently is refused there.
 
     Args:
         teacher_config: the teacher's `PretrainedConfig`.
@@ -48,8 +49,8 @@ def check_vocabularies(
     if not (task.per_token or teacher_reads_student_ids):
         return
     t_size, s_size = teacher_config.vocab_size, student_config.vocab_size
-    trimmed_from = getattr(student_config, "trimmed_from_vocab_size", None)
-    if trimmed_from is not None:
+    if kept_ids_of(student_config) is not None:
+        trimmed_from = student_config.trimmed_from_vocab_size
         if trimmed_from != t_size:
             raise ValueError(
                 f"the student's vocabulary was trimmed from one of {trimmed_from} ids but the teacher has {t_size}: "

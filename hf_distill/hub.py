@@ -68,6 +68,7 @@ __all__ = [
     "push_dataset_files",
     "push_space",
     "push_to_hub",
+    "resolve_namespace",
     "resolve_token",
     "select_model_files",
     "select_space_files",
@@ -353,6 +354,51 @@ def _normalize_repo_id(repo_id: str, repo_type: str) -> str:
     except HFValidationError as err:
         raise HubPublishError(f"Invalid repo id '{repo_id}': {err}", repo_id=repo_id) from None
     return path
+
+
+def resolve_namespace(
+    repo_id: str,
+    repo_type: str,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+    timeout: float | None = None,
+) -> str:
+    """`repo_id` as `namespace/name`, asking the Hub whose token this is when it names no namespace.
+
+    `HfApi.create_repo("name")` creates the repo under the token's user, but every later call (commit, branch,
+    variables) needs the full id: with the bare name they fail with "not found" after an empty repo was created.
+    So a bare name is resolved first (`whoami`) to the token's user, as the Hub would, and the full id is used
+    everywhere, including the card and manifest that name the repo. An id with a namespace makes no request.
+
+    Args:
+        repo_id: The repo to create or update: `namespace/name`, `name`, or a Hub URL of a `repo_type` repo.
+        repo_type: "model", "dataset" or "space".
+        token: The token to publish with; default `HF_TOKEN` or the stored login (only read for a bare name).
+        endpoint: Hub URL (default `HF_ENDPOINT`).
+        timeout: Seconds the request may wait (default `HF_DISTILL_HUB_TIMEOUT`, else 60).
+
+    Raises:
+        HubPublishError: the id is invalid, or the token's user cannot be read (nothing was created).
+    """
+    repo_id = _normalize_repo_id(repo_id, repo_type)
+    if "/" in repo_id:
+        return repo_id
+    token = resolve_token(token)
+    _check_online()
+    seconds = hub_timeout(timeout)
+    api = _api(endpoint, token)
+    try:
+        with _client_timeout(seconds):
+            user = _retrying(lambda: api.whoami(), what="reading the token's user")["name"]
+    except Exception as err:
+        reason, status = _explain(err, api=api, repo_id=repo_id, repo_type=repo_type, timeout=seconds)
+        message = (f"'{repo_id}' names no namespace and the token's user could not be read to put it under: {reason} "
+                   f"Nothing was created; pass 'namespace/{repo_id}' or fix the token.")
+        raise HubPublishError(_redact(message, token), repo_id=repo_id, status=status) from None
+    logger.info("'%s' names no namespace: publishing to '%s/%s' (the token's user), as the Hub does", repo_id, user,
+                repo_id)
+    return f"{user}/{repo_id}"
 
 
 def _redact(text: str, token: str | None) -> str:
@@ -908,7 +954,8 @@ def push_to_hub(
 
     Args:
         output_dir: The student folder; only the files listed by `select_model_files` are sent.
-        repo_id: The model repo, `namespace/name` (a Hub URL of a model repo is accepted).
+        repo_id: The model repo, `namespace/name` (a Hub URL of a model repo is accepted; a bare `name` goes
+            under the token's user, see `resolve_namespace`).
         token: A token with write access; default `HF_TOKEN` or the stored login.
         private: Create the repo private (an existing public repo is refused).
         revision: Branch to commit to (created from main if missing).
@@ -938,6 +985,8 @@ def push_to_hub(
             repo_id=repo_id,
             files=files,
         )
+    # The card and report name the repo: a bare name is resolved to the token's user first.
+    repo_id = resolve_namespace(repo_id, "model", token=token, endpoint=endpoint, timeout=seconds)
     generated = prepare_model_publication(root, repo_id, base_model=base_model)
     token = resolve_token(token)
     _check_online()
@@ -1044,7 +1093,8 @@ def push_dataset_files(
         root: The folder the files (relative POSIX paths) are read from.
         files: The files to send, chosen by the caller; names on the secrets deny-list and links that leave
             `root` are refused, as for models.
-        repo_id: The dataset repo, `namespace/name` (a Hub URL of a dataset repo is accepted).
+        repo_id: The dataset repo, `namespace/name` (a Hub URL of a dataset repo is accepted; a bare `name` goes
+            under the token's user).
         generated: Contents (bytes) sent instead of reading `root`, e.g. a card rendered for the Hub.
         token: A token with write access; default `HF_TOKEN` or the stored login. Any file holding it is refused.
         private: Create the repo private (an existing public repo is refused).
@@ -1070,6 +1120,7 @@ def push_dataset_files(
     _refuse_links_leaving(base, [f for f in files if f not in generated])
     token = resolve_token(token)
     _check_online()
+    repo_id = resolve_namespace(repo_id, "dataset", token=token, endpoint=endpoint, timeout=seconds)
     _assert_token_absent(base, files, token, generated)
     return _commit_files(
         base,
@@ -1289,10 +1340,11 @@ def push_space(
             "short_description": short_description,
         },
     )
-    repo_id, app_root = plan.repo_id, plan.app_root
+    app_root = plan.app_root
     files = sorted({*plan.app_files, *plan.generated})
     token = resolve_token(token)
     _check_online()
+    repo_id = resolve_namespace(plan.repo_id, "space", token=token, endpoint=endpoint, timeout=seconds)
     _assert_token_absent(app_root, files, token, plan.generated)
 
     api = _api(endpoint, token)
@@ -1377,6 +1429,10 @@ def publish(
             endpoint=endpoint,
         )
     token = resolve_token(token)
+    # A bare name goes under the token's user: the Space must name the model by the id it was published to.
+    model_id = resolve_namespace(model_id, "model", token=token, endpoint=endpoint, timeout=seconds)
+    if space_id is not None:
+        space_id = resolve_namespace(space_id, "space", token=token, endpoint=endpoint, timeout=seconds)
     model_commit = push_to_hub(
         output_dir,
         model_id,

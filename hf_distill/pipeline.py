@@ -78,6 +78,11 @@ class PipelineArguments:
         metadata={"help": "Keep only the tokens the training text uses in the student's vocabulary and embeddings "
                   "(sequence classification; see hf_distill.vocabulary)."},
     )
+    trim_min_corpus_tokens: int = field(
+        default=1000,
+        metadata={"help": "trim_vocabulary refuses a training text of fewer tokens (its vocabulary would turn ordinary "
+                  "words into characters or [UNK]); lower it only for a text that is all the model will read."},
+    )
     student_intermediate_size: int | None = field(
         default=None, metadata={"help": "Keep this many FFN neurons per student block, the most active ones."}
     )
@@ -368,11 +373,15 @@ class Pipeline:
         from .models import load_saved
 
         if self.args.soft_targets:  # published targets: downloaded and verified, the teacher does not run
+            from .soft_targets import count_training_rows, soft_target_info
+
             started = time.perf_counter()
             teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
             result = self.shared_targets(tokenizer, teacher)
+            # The student trains on these rows, not on train_file: the report records them.
             return {"rows": len(result), "seconds": round(time.perf_counter() - started, 1),
-                    "source": self.targets_repo_id() or "local folder"}
+                    "source": self.targets_repo_id() or "local folder",
+                    "revision": (soft_target_info(result) or {}).get("revision"), **count_training_rows(result)}
         teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
         started = time.perf_counter()
         result = self.soft_targets(teacher, tokenizer)
@@ -396,6 +405,24 @@ class Pipeline:
         overrides = json.loads(self.args.student_config) if self.args.student_config else None
         return build_student(self.args, self.config, teacher, calibration=calibration, config_overrides=overrides)
 
+    def trim_student(self, student, tokenizer):
+        """Trim the student's vocabulary to the training text and measure what that changes on the validation
+        text (the training text without one): `(student, its tokenizer, the change as a dict)`, the change logged."""
+        from .vocabulary import trim_vocabulary, trimming_change
+
+        text = self.data.text_column()
+        student, trimmed = trim_vocabulary(student, tokenizer, self.data.train()[text],
+                                           min_corpus_tokens=self.args.trim_min_corpus_tokens)
+        measured = self.data.validation(self.args.eval_max_samples)
+        what = "the validation text" if measured is not None else "the training text"
+        measured = measured if measured is not None else self.data.train()
+        change = trimming_change(tokenizer, trimmed, student.config.vocabulary_kept_ids,
+                                 [t for t in measured[text] if isinstance(t, str)])
+        logger.info("student: vocabulary trimmed %d -> %d tokens; %s", len(tokenizer), len(trimmed),
+                    change.describe(what))
+        return student, trimmed, {**asdict(change), "changed_share": change.changed_share,
+                                  "unk_share": change.unk_share, "measured_on": what}
+
     def student_arguments(self, has_eval_data: bool) -> DistillationConfig:
         """The student's training arguments: the config with the stage's own folder, as a copy."""
         changes: dict[str, Any] = {
@@ -415,10 +442,9 @@ class Pipeline:
         teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
         teacher_tokenizer = tokenizer
         student = self.build_student(teacher, tokenizer)
+        trimming = None
         if self.args.trim_vocabulary:  # from here on `tokenizer` is the student's
-            from .vocabulary import trim_vocabulary
-
-            student, tokenizer = trim_vocabulary(student, tokenizer, self.data.train()[self.data.text_column()])
+            student, tokenizer, trimming = self.trim_student(student, tokenizer)
         # With cached soft targets the teacher does not run on training batches; it stays for the evaluation
         # loss (whose data has no cached columns) and for hidden-state/attention losses. The cache is verified
         # again here: it may have been deleted or damaged since the soft-target stage.
@@ -467,7 +493,7 @@ class Pipeline:
             replace_directory(staging, self.student_dir)
         self.dist.wait_for_everyone()
         return {"train_seconds": round(seconds, 1), "resumed_from": last, "global_step": result.global_step,
-                "train_loss": result.training_loss, "rows": len(train),
+                "train_loss": result.training_loss, "rows": len(train), "trimming": trimming,
                 "eval": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
 
     # -- stages 4-6: evaluation, card, push ---------------------------------------------------------------------
@@ -515,6 +541,14 @@ class Pipeline:
             "hidden_loss_weight": cfg.hidden_loss_weight, "attention_loss_weight": cfg.attention_loss_weight,
             "stages": "teacher fine-tuning → soft targets → student" if teacher_info.get("trained") else "soft targets → student",
         }
+        targets = self.state.done("soft_targets") or {}
+        if self.args.soft_targets:
+            # The student trained on the published rows: name them (a repo id; a local folder by its name only)
+            # and count them, instead of the run's train file and its labelled/transfer settings.
+            settings["dataset"] = self.targets_repo_id() or f"local:{Path(self.args.soft_targets).name}"
+            settings["soft_targets_revision"] = targets.get("revision")
+            settings["labelled_rows"] = targets.get("labelled_rows")
+            settings["transfer_rows"] = targets.get("transfer_rows")
         if self.targets_repo_id():
             settings["soft_targets_dataset"] = self.targets_repo_id()
             settings["stages"] = (f"the teacher's soft targets, published as the Hub dataset {self.targets_repo_id()} "
@@ -522,6 +556,12 @@ class Pipeline:
         from .students import compression_facts
 
         settings.update(compression_facts(student_config))
+        trimming = student_info.get("trimming")
+        if trimming:  # what trimming changes on text it was not cut to, in words (the card shows it as a row)
+            from .vocabulary import TrimmingChange
+
+            change = TrimmingChange(**{k: trimming[k] for k in ("texts", "tokens", "changed_tokens", "unk_tokens")})
+            settings["vocabulary_changes"] = change.describe(trimming["measured_on"])
         if cfg.generates or self.args.prompt_tokens is not None:
             settings.update(prompt_tokens=self.args.prompt_tokens, lmbda=cfg.lmbda, seq_kd=cfg.seq_kd)
             if cfg.generates:
@@ -602,7 +642,27 @@ class Pipeline:
             settings = self.run_settings()
         except Exception:  # noqa: BLE001 - unreadable data: check_run reports it with the other problems
             settings = self.settings
-        return check_run(self.args, self.config, data=self.data, settings=settings)
+        return check_run(self.args, self.config, data=self.data, settings=settings) + self._trimming_problems()
+
+    def _trimming_problems(self) -> list[str]:
+        """trim_vocabulary's corpus rule, checked before the teacher trains (the student stage trims after it).
+        A from-scratch teacher's tokenizer does not exist yet; unreadable data or teachers are reported by
+        check_run, so they are not reported again here."""
+        if not self.args.trim_vocabulary or (self.args.teacher_from_scratch and not self.args.tokenizer):
+            return []
+        from .models import teacher_tokenizer
+        from .vocabulary import check_trimming_corpus
+
+        try:
+            tokenizer = teacher_tokenizer(self.args, self.config)
+            texts = self.data.train()[self.data.text_column()]
+        except Exception:  # noqa: BLE001 - reported by check_run
+            return []
+        try:
+            check_trimming_corpus(tokenizer, [t for t in texts if isinstance(t, str)], self.args.trim_min_corpus_tokens)
+        except ValueError as err:
+            return [f"trim_vocabulary: {err}"]
+        return []
 
     def run(self) -> dict[str, Any]:
         """Check the configuration, then run the unfinished stages in order; returns each stage's marker."""

@@ -39,6 +39,10 @@ class CandidatePlan:
     throughput_ratio: float  # student / teacher, at the benchmark's batch size
     teacher_latency_ms_p50: float
     teacher_throughput_per_s: float
+    # Trimmed candidates: the share of the timing texts' tokens (the validation text) that trimming encodes
+    # differently, and the share that becomes [UNK] (`hf_distill.vocabulary.trimming_change`); None untrimmed.
+    trim_changed_token_share: float | None = None
+    trim_unk_token_share: float | None = None
 
 
 def plan_students(
@@ -52,6 +56,7 @@ def plan_students(
     trimming_texts: Iterable[str] | None = None,
     settings: BenchmarkSettings | None = None,
     strategy: str = "uniform",
+    min_corpus_tokens: int | None = None,
 ) -> list[CandidatePlan]:
     """Build every candidate student and measure parameters, disk bytes, batch-1 latency and batched throughput.
 
@@ -65,11 +70,12 @@ def plan_students(
         trimming_texts: the corpus to trim the vocabulary to (the training text); needed when `trim` holds True.
         settings: benchmark settings (batch size, runs, threads); defaults to batch 32.
         strategy: which blocks to keep (`select_layers`).
+        min_corpus_tokens: the fewest tokens `trimming_texts` may hold (default: `trim_vocabulary`'s rule).
 
     Returns:
         One `CandidatePlan` per candidate, in the order layers × widths × trim.
     """
-    from .vocabulary import trim_vocabulary
+    from .vocabulary import MIN_CORPUS_TOKENS, trim_vocabulary, trimming_change
 
     settings = settings or BenchmarkSettings(batch_size=32)
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
@@ -92,8 +98,11 @@ def plan_students(
                 student = student_from_teacher(teacher, num_layers=depth, strategy=strategy, intermediate_size=width,
                                                calibration=calibration if width is not None else None)
                 s_tok = tokenizer
+                change = None
                 if trimmed:
-                    student, s_tok = trim_vocabulary(student, copy.deepcopy(tokenizer), corpus)
+                    student, s_tok = trim_vocabulary(student, copy.deepcopy(tokenizer), corpus,
+                                                     min_corpus_tokens=min_corpus_tokens or MIN_CORPUS_TOKENS)
+                    change = trimming_change(tokenizer, s_tok, student.config.vocabulary_kept_ids, texts)
                 student.eval()
                 pb = benchmark_pair(teacher, student, tokenizer, s_tok, texts, settings=settings)
                 t, s = pb.teacher_speed, pb.student_speed
@@ -108,17 +117,22 @@ def plan_students(
                     latency_ms_p50=s.latency_ms_p50, latency_speedup=t.latency_ms_p50 / s.latency_ms_p50,
                     throughput_per_s=s.throughput_per_s, throughput_ratio=s.throughput_per_s / t.throughput_per_s,
                     teacher_latency_ms_p50=t.latency_ms_p50, teacher_throughput_per_s=t.throughput_per_s,
+                    trim_changed_token_share=change.changed_share if change else None,
+                    trim_unk_token_share=change.unk_share if change else None,
                 ))
     return plans
 
 
 def format_plan(plans: Sequence[CandidatePlan]) -> str:
     """A Markdown table of the candidates."""
-    lines = ["| candidate | vocabulary | parameters | fewer params | disk MB | latency (batch 1) | throughput |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| candidate | vocabulary | tokens changed by trimming | parameters | fewer params | disk MB "
+             "| latency (batch 1) | throughput |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for p in plans:
+        changed = "—" if p.trim_changed_token_share is None else (
+            f"{100 * p.trim_changed_token_share:.2f}% ({100 * (p.trim_unk_token_share or 0):.2f}% [UNK])")
         lines.append(
-            f"| {p.name} | {p.vocab_size:,} | {p.parameters / 1e6:.1f}M | {p.parameter_ratio:.2f}× "
+            f"| {p.name} | {p.vocab_size:,} | {changed} | {p.parameters / 1e6:.1f}M | {p.parameter_ratio:.2f}× "
             f"| {p.disk_bytes / 1e6:.1f} | {p.latency_ms_p50:.1f} ms ({p.latency_speedup:.2f}× faster) "
             f"| {p.throughput_ratio:.2f}× the teacher's |"
         )

@@ -12,7 +12,11 @@ student, e.g. ONNX int8, measured like the student) and `table_header` (the tabl
 variant sits between the student's and the comparison column). Minor 3 added `sample_quality` (causal LMs: the
 teacher's NLL of each model's samples, their distinct-n and repetition rate, see `hf_distill.sample_quality`) and
 its rows; reports of earlier minors have none, and read as they are. Minor 4 added a variant's
-`onnxruntime_operators` (the ONNX Runtime-only operators its file uses; None where unknown).
+`onnxruntime_operators` (the ONNX Runtime-only operators its file uses; None where unknown). Minor 5: a student
+trained on published soft targets has `distillation.dataset` name the targets dataset (its repo id), with
+`soft_targets_revision` (the commit read) and `labelled_rows` / `transfer_rows` counted in its rows, not the run's
+train file and settings; a trimmed student has `distillation.vocabulary_changes` (the share of the validation
+text's tokens the trimming encodes differently).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from .sample_quality import SampleFigures, SampleQuality
 from .tasks import all_tasks
 
 SCHEMA_VERSION = 1
-SCHEMA_MINOR = 4
+SCHEMA_MINOR = 5
 REPORT_FILENAME = "distillation_report.json"
 # A report names its task by pipeline tag; the per-task rules (headline metric, which way is good) are the Task's.
 TASKS = tuple(t.pipeline_tag for t in all_tasks())

@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -317,7 +318,7 @@ def push_soft_targets(
     Args:
         dataset_or_cache_dir: A cache folder written by `generate_soft_targets` (verified against its manifest
             first; a `cache_dir` root holding one cache is accepted), or the `Dataset` it returned.
-        repo_id: The dataset repo, `namespace/name`.
+        repo_id: The dataset repo, `namespace/name` (a bare `name` goes under the token's user, as on the Hub).
         tokenizer: The teacher's tokenizer (object, folder or Hub id); default: the cache's teacher folder when
             it is one. Its vocabulary hash goes in the manifest and its files under ``teacher_vocabulary/``.
         teacher_id: The teacher's Hub id for the card and manifest; default: the cache's, when it is a Hub id
@@ -339,9 +340,10 @@ def push_soft_targets(
         folder; the cache is only read, never changed), `SoftTargetCacheError` for a damaged cache,
         `ValueError` for a data set without soft targets.
     """
-    from .hub import _normalize_repo_id, push_dataset_files
+    from .hub import push_dataset_files, resolve_namespace
 
-    repo_id = _normalize_repo_id(repo_id, "dataset")
+    # The manifest and card name the repo: a bare name is resolved to the token's user before they are written.
+    repo_id = resolve_namespace(repo_id, "dataset", token=token, endpoint=endpoint, timeout=timeout)
     with tempfile.TemporaryDirectory(prefix="hf-distill-targets-") as tmp:
         staging = Path(tmp) / "repo"
         manifest = save_soft_targets(
@@ -381,6 +383,7 @@ class _Source:
         self.local = Path(repo_id_or_path) if Path(repo_id_or_path).is_dir() else None
         self.name = str(repo_id_or_path)
         self.revision, self.token, self.endpoint = revision, token, endpoint
+        self.commit: str | None = None  # the Hub commit the manifest was read from (then every shard too)
 
     def fetch(self, rel: str, local_dir: str | None = None) -> Path:
         if self.local is not None:
@@ -402,6 +405,10 @@ def read_manifest(repo_id_or_path: str | os.PathLike[str], *, revision: str | No
 
 def _read_manifest(source: _Source) -> dict[str, Any]:
     path = source.fetch(MANIFEST_FILE)
+    # hf_hub_download returns the cache's snapshots/<commit>/<file>: the commit is recorded (the report names the
+    # revision the student trained on).
+    if source.local is None and re.fullmatch(r"[0-9a-f]{40}", path.parent.name):
+        source.commit = path.parent.name
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -491,7 +498,7 @@ def _info(manifest: dict[str, Any], source: _Source) -> str:
             "task": manifest["task"], "top_k": manifest.get("top_k"), "max_length": manifest.get("max_length"),
             "temperature": manifest.get("temperature"), "logprob_dtype": manifest.get("logprob_dtype"),
             "teacher_id": manifest.get("teacher_id"), "columns": sorted(c for c in manifest["columns"] if c.startswith("teacher_")),
-            "source": source.name if source.local is None else None}
+            "source": source.name if source.local is None else None, "revision": source.commit}
     return json.dumps({INFO_KEY: info})
 
 

@@ -289,6 +289,21 @@ def soft_target_info(dataset: Any) -> dict[str, Any] | None:
         return None
 
 
+def count_training_rows(dataset: Any) -> dict[str, int]:
+    """How many rows of a training set carry a label and how many are transfer rows (label -1 or missing).
+
+    Rows of token tasks (no label column, or per-token ``labels``) are their own labels: all count as labelled.
+    What the report records as the data the student trained on, e.g. for published soft targets.
+    """
+    columns = getattr(dataset, "column_names", None) or []
+    name = next((c for c in ("label", "labels") if c in columns), None)
+    total = len(dataset)
+    if name is None:
+        return {"labelled_rows": total, "transfer_rows": 0}
+    transfer = sum(1 for y in dataset[name] if y is None or (isinstance(y, int) and y < 0))
+    return {"labelled_rows": total - transfer, "transfer_rows": transfer}
+
+
 SOFT_TARGET_COLUMNS = ("teacher_logits", "teacher_topk_ids", "teacher_topk_logprobs", "teacher_tail_mass")
 _PAD_DTYPES = {
     "teacher_logits": torch.float32,

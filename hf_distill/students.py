@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from .vocabulary import kept_ids_of
+
 # (attribute path of the block list inside the base model, config attribute holding the layer count)
 _BLOCK_LAYOUTS = (
     ("encoder.layer", "num_hidden_layers"),  # BERT, RoBERTa, ELECTRA, XLM-R, MiniLM, ...
@@ -272,8 +274,8 @@ def compression_facts(config, corpus: str = "the training text") -> dict[str, st
         corpus: what the vocabulary was trimmed to, in words.
     """
     facts: dict[str, str] = {}
-    before = getattr(config, "trimmed_from_vocab_size", None)
-    if before is not None:
+    if kept_ids_of(config) is not None:
+        before = config.trimmed_from_vocab_size
         facts["vocabulary"] = f"{before:,} → {config.vocab_size:,} tokens, trimmed to {corpus}"
     width = getattr(config, "pruned_from_intermediate_size", None)
     if width is not None:

@@ -502,8 +502,9 @@ class DistillationTrainer(Trainer):
             teacher.eval()
         device = next(teacher.parameters()).device
         t_inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
-        if vocabulary.kept_ids_of(unwrap(self.model)) is not None:  # a trimmed student: the teacher reads its own ids
-            t_inputs["input_ids"] = vocabulary.to_teacher_ids(t_inputs["input_ids"], unwrap(self.model).config.vocabulary_kept_ids)
+        kept = vocabulary.kept_ids_of(unwrap(self.model))
+        if kept is not None:  # a trimmed student: the teacher reads its own ids
+            t_inputs["input_ids"] = vocabulary.to_teacher_ids(t_inputs["input_ids"], kept)
         with torch.no_grad():
             return teacher(**t_inputs, **extra)
 

@@ -36,6 +36,7 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +46,27 @@ from torch import nn
 from .tasks import Task, get_task
 
 __all__ = [
+    "MIN_CORPUS_TOKENS",
+    "TrimmingChange",
     "trim_vocabulary",
+    "trimming_change",
     "kept_ids_of",
     "remap_ids",
     "teacher_to_student_ids",
     "restrict_to_kept_ids",
     "to_teacher_ids",
     "teacher_logits_for_student",
+    "check_trimming_corpus",
     "check_trimmed_tokenizers",
     "check_trimmed_student",
     "remap_dataset",
 ]
+
+# The smallest trimming corpus accepted by default, in tokens of the original tokenizer. A corpus smaller than this
+# (an empty file, the wrong column, a handful of test sentences) keeps a vocabulary so small that ordinary words of
+# other text split into single characters or become [UNK]; the real training text of a task has far more (SST-2's:
+# ~0.7M). A deliberate small corpus is accepted with `min_corpus_tokens=`.
+MIN_CORPUS_TOKENS = 1000
 
 # Config attributes that hold token ids and must follow the new numbering.
 _ID_ATTRIBUTES = (
@@ -94,6 +105,41 @@ def _count_tokens(backend, texts: Iterable[str], batch_size: int = 4096) -> tupl
     if batch:
         flush()
     return counts, chars
+
+
+def _refuse_small_corpus(total: int, min_corpus_tokens: int) -> None:
+    if total < min_corpus_tokens:
+        raise ValueError(
+            f"the trimming corpus holds {total:,} tokens but trim_vocabulary needs at least {min_corpus_tokens:,} "
+            "(min_corpus_tokens): so little text keeps a vocabulary in which ordinary words split into characters or "
+            "become [UNK]; trim to the training text (the text column of the whole training split), or lower "
+            "min_corpus_tokens for a corpus that is all the model will read")
+
+
+def check_trimming_corpus(tokenizer, texts: Iterable[str], min_corpus_tokens: int = MIN_CORPUS_TOKENS) -> None:
+    """Refuse, before anything is trained, a corpus `trim_vocabulary` would refuse for holding too few tokens.
+
+    Counts only until the minimum is reached, so a large training text costs little.
+
+    Args:
+        tokenizer: the fast tokenizer that will be trimmed (the teacher's).
+        texts: the trimming corpus.
+        min_corpus_tokens: the rule of `trim_vocabulary`.
+
+    Raises:
+        ValueError: the same one line `trim_vocabulary` raises.
+    """
+    backend = _plain_backend(tokenizer)
+    total, batch = 0, []
+    for text in _texts(texts):
+        batch.append(text)
+        if len(batch) == 1024:
+            total += sum(len(e.ids) for e in backend.encode_batch(batch, add_special_tokens=False))
+            batch.clear()
+            if total >= min_corpus_tokens:
+                return
+    total += sum(len(e.ids) for e in backend.encode_batch(batch, add_special_tokens=False))
+    _refuse_small_corpus(total, min_corpus_tokens)
 
 
 def _is_byte_level(pre_tokenizer: Any) -> bool:
@@ -228,8 +274,13 @@ def trim_vocabulary(
     *,
     min_frequency: int = 1,
     keep_tokens: Sequence[str] | None = None,
+    min_corpus_tokens: int = MIN_CORPUS_TOKENS,
 ):
     """Keep only the special tokens and the tokens `texts` use, in the tokenizer and in the model.
+
+    The corpus must cover enough text: at least `min_corpus_tokens` tokens of the original tokenizer (1,000 by
+    default, `MIN_CORPUS_TOKENS`), and never none. A smaller corpus is refused: it would keep a vocabulary of a
+    few tokens, in which ordinary words of any other text split into characters or become ``[UNK]``.
 
     Args:
         model: a transformers model whose vocabulary lives in `nn.Embedding` input embeddings and (optionally) an
@@ -239,6 +290,12 @@ def trim_vocabulary(
         min_frequency: keep a token only if the corpus uses it at least this often. With 1 (the default) the corpus
             encodes exactly as before; a higher value trades that for a smaller vocabulary.
         keep_tokens: further tokens (strings of the vocabulary) to keep whatever the corpus holds.
+        min_corpus_tokens: the fewest tokens the corpus may hold (at least 1). Lower it only for a corpus known
+            to be all the model will read.
+
+    Raises:
+        ValueError: the corpus holds fewer than `min_corpus_tokens` tokens (one line naming both counts and the
+            fix), or the model or tokenizer cannot be trimmed.
 
     Returns:
         `(model, tokenizer)`: the trimmed model (same object) and a new tokenizer. The model's config records
@@ -246,10 +303,13 @@ def trim_vocabulary(
     """
     if min_frequency < 1:
         raise ValueError(f"min_frequency={min_frequency} is invalid: use 1 or more")
+    if min_corpus_tokens < 1:
+        raise ValueError(f"min_corpus_tokens={min_corpus_tokens} is invalid: use 1 or more (an empty corpus keeps "
+                         "no word at all)")
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ValueError(f"trim_vocabulary needs a fast tokenizer (tokenizers backend); got {type(tokenizer).__name__}")
-    if getattr(model.config, "vocabulary_kept_ids", None) is not None:
+    if kept_ids_of(model) is not None:
         raise ValueError("this model's vocabulary is trimmed already; trim the original model instead")
     data = json.loads(backend.to_str())
     kind = data["model"]["type"]
@@ -263,7 +323,8 @@ def trim_vocabulary(
     id_to_token = {i: t for t, i in vocab.items()}
     old_vocab = model.get_input_embeddings().weight.shape[0]
 
-    counts, chars = _count_tokens(backend, texts)
+    counts, chars = _count_tokens(_plain_backend(tokenizer), texts)
+    _refuse_small_corpus(sum(counts.values()), min_corpus_tokens)
     keep_ids = {i for i, c in counts.items() if c >= min_frequency}
     keep_ids |= {t["id"] for t in data.get("added_tokens", [])}
     keep_ids |= {i for i in tokenizer.all_special_ids if i is not None}
@@ -308,14 +369,132 @@ def trim_vocabulary(
     return model, new_tokenizer
 
 
+def _plain_backend(tokenizer):
+    """A copy of the tokenizers backend without the padding and truncation an earlier call may have left set
+    (padding would count pad tokens as text, truncation would hide tokens)."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
+@dataclass(frozen=True)
+class TrimmingChange:
+    """How trimming changes the encoding of a text it was not cut to (e.g. the validation text).
+
+    Counted in tokens of the original tokenizer: `changed_tokens` are those of words the trimmed tokenizer encodes
+    differently (a piece the corpus never used was dropped, so the word splits into shorter pieces), `unk_tokens`
+    the ``[UNK]`` tokens the trimmed tokenizer produces there that the original did not.
+    """
+
+    texts: int
+    tokens: int
+    changed_tokens: int
+    unk_tokens: int
+
+    @property
+    def changed_share(self) -> float:
+        return self.changed_tokens / self.tokens if self.tokens else 0.0
+
+    @property
+    def unk_share(self) -> float:
+        return self.unk_tokens / self.tokens if self.tokens else 0.0
+
+    def describe(self, what: str = "the validation text") -> str:
+        """One sentence for the log, the plan and the card."""
+        return (f"{100 * self.changed_share:.2f}% of {what}'s {self.tokens:,} tokens encode differently after "
+                f"trimming ({100 * self.unk_share:.2f}% become [UNK])")
+
+
+def trimming_change(original_tokenizer, trimmed_tokenizer, kept_ids: Sequence[int], texts: Iterable[str],
+                    batch_size: int = 1024) -> TrimmingChange:
+    """Measure how much of `texts` the trimmed tokenizer encodes differently from the original.
+
+    Both tokenizers share the pre-tokenizer, so their words align: a word is changed when the trimmed tokenizer's
+    pieces, mapped back to original ids, differ from the original's; its original tokens are counted.
+
+    Args:
+        original_tokenizer: the fast tokenizer before trimming (the teacher's).
+        trimmed_tokenizer: the one `trim_vocabulary` returned.
+        kept_ids: the trimmed model's `vocabulary_kept_ids` (new id = position).
+        texts: the text to measure (e.g. the validation text column).
+        batch_size: texts encoded at a time.
+    """
+    kept = list(kept_ids)
+    original, trimmed = _plain_backend(original_tokenizer), _plain_backend(trimmed_tokenizer)
+    unk = trimmed_tokenizer.unk_token_id
+    unk_before = original_tokenizer.unk_token_id
+    n_texts = tokens = changed = unks = 0
+    batch: list[str] = []
+
+    def words(ids: Sequence[int], word_ids: Sequence[int | None]) -> dict[int | None, list[int]]:
+        grouped: dict[int | None, list[int]] = {}
+        for i, w in zip(ids, word_ids):
+            grouped.setdefault(w, []).append(i)
+        return grouped
+
+    def flush() -> None:
+        nonlocal tokens, changed, unks
+        pairs = zip(original.encode_batch(batch, add_special_tokens=False),
+                    trimmed.encode_batch(batch, add_special_tokens=False))
+        for before, after in pairs:
+            tokens += len(before.ids)
+            mapped = [kept[i] for i in after.ids]
+            if mapped == before.ids:
+                continue
+            old, new = words(before.ids, before.word_ids), words(mapped, after.word_ids)
+            new_raw = words(after.ids, after.word_ids)
+            for word, ids in old.items():
+                if new.get(word) != ids:
+                    changed += len(ids)
+                    unks += max(0, new_raw.get(word, []).count(unk) - ids.count(unk_before)) if unk is not None else 0
+        batch.clear()
+
+    for text in _texts(texts):
+        n_texts += 1
+        batch.append(text)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    return TrimmingChange(texts=n_texts, tokens=tokens, changed_tokens=changed, unk_tokens=unks)
+
+
 # ---- mapping teacher ids and distributions onto a trimmed student -------------------------------------------------
 
 
 def kept_ids_of(model_or_config) -> list[int] | None:
-    """The teacher ids a trimmed model kept (new id = position), or None for an untrimmed model."""
+    """The one definition of a trimmed model: the teacher ids it kept (new id = position), or None when untrimmed.
+
+    A trimmed config holds both ``vocabulary_kept_ids`` and ``trimmed_from_vocab_size`` (as `trim_vocabulary` writes
+    them), the kept ids increasing and inside the original vocabulary, one per row of the trimmed vocabulary. Every
+    guard (compatibility, trainer, shared targets) asks this function, so a config holding only one of the two, or
+    ids that cannot be a trimming, is refused here instead of passing one guard and failing (or mapping nothing)
+    at another.
+
+    Args:
+        model_or_config: a model (its ``config`` is read) or a `PretrainedConfig`.
+
+    Raises:
+        ValueError: the config's trimming attributes are inconsistent (one line naming them and the fix).
+    """
     config = getattr(model_or_config, "config", model_or_config)
     kept = getattr(config, "vocabulary_kept_ids", None)
-    return list(kept) if kept is not None else None
+    before = getattr(config, "trimmed_from_vocab_size", None)
+    if kept is None and before is None:
+        return None
+    kept = list(kept) if kept is not None else None
+    vocab = getattr(config, "vocab_size", None)
+    if (kept is None or before is None or not kept or any(b <= a for a, b in zip(kept, kept[1:]))
+            or kept[0] < 0 or kept[-1] >= before or (isinstance(vocab, int) and len(kept) > vocab)):
+        raise ValueError(
+            "the model's config marks a trimmed vocabulary inconsistently (vocabulary_kept_ids: "
+            f"{'missing' if kept is None else f'{len(kept)} ids'}, trimmed_from_vocab_size: {before}, vocab_size: "
+            f"{vocab}): both come from trim_vocabulary, the ids increasing and below trimmed_from_vocab_size; re-trim "
+            "the student with hf_distill.vocabulary.trim_vocabulary or remove both attributes")
+    return kept
 
 
 def teacher_to_student_ids(kept_ids: Sequence[int], teacher_vocab_size: int) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -10,7 +11,10 @@ from datasets import Dataset
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.cli_measure import main as measure_main
+from hf_distill.compatibility import check_vocabularies
 from hf_distill.evaluation import evaluate_models, load_texts
+from hf_distill.tasks import get_task
+from hf_distill.vocabulary import trim_vocabulary
 from tests import tiny
 
 
@@ -77,21 +81,31 @@ def test_classifier_teacher_reading_ids_past_its_vocabulary_is_refused(tmp_path,
         )
 
 
-def test_classifier_pairs_that_work_are_still_accepted(tmp_path, wordpiece_tokenizer, other_wordpiece):
+def _batch(tok, texts):
+    return {k: torch.as_tensor(v) for k, v in tok(texts, padding=True).items()}
+
+
+def test_classifier_pairs_that_work_are_still_accepted(tmp_path, wordpiece_tokenizer):
     tok = wordpiece_tokenizer
-    # padded teacher vocabulary: the same tokenizer, extra embedding rows
+    texts = [t for t, _ in tiny.SENTIMENT]
+    rows = tiny.SENTIMENT[:4]
+    labelled = Dataset.from_dict({**tok([t for t, _ in rows]), "label": [y for _, y in rows]})
+    # padded teacher vocabulary: the same tokenizer, extra embedding rows; it trains with a live teacher
     padded = tiny.bert_cls(tok, 4)
     padded.resize_token_embeddings(len(tok) + 12)
-    DistillationTrainer(model=tiny.bert_cls(tok, 2), teacher_model=padded, args=config(tmp_path), processing_class=tok)
-    # cached soft targets: the teacher (another tokenizer) ran on its own tokenization; it never sees the student's ids
-    rows = tiny.SENTIMENT[:4]
-    cached = Dataset.from_dict(
-        {
-            **tok([t for t, _ in rows]),
-            "label": [y for _, y in rows],
-            "teacher_logits": [[0.5, -0.5]] * len(rows),
-        }
+    trainer = DistillationTrainer(
+        model=tiny.bert_cls(tok, 2),
+        teacher_model=padded,
+        args=config(tmp_path, max_steps=2, learning_rate=1e-2),
+        train_dataset=labelled,
+        processing_class=tok,
     )
+    before = trainer.model.classifier.weight.detach().clone()
+    result = trainer.train()
+    assert math.isfinite(result.training_loss) and result.training_loss > 0
+    assert not torch.equal(trainer.model.classifier.weight, before)
+    # cached soft targets: the teacher (another tokenizer) ran on its own tokenization; it never sees the student's ids
+    cached = labelled.add_column("teacher_logits", [[0.5, -0.5]] * len(rows))
     trainer = DistillationTrainer(
         model=tiny.bert_cls(tok, 2),
         teacher_model=None,
@@ -99,17 +113,47 @@ def test_classifier_pairs_that_work_are_still_accepted(tmp_path, wordpiece_token
         train_dataset=cached,
         processing_class=tok,
     )
-    trainer.train()
-    # a student whose vocabulary was trimmed from the teacher's (hf_distill.vocabulary maps its ids)
-    trimmed = tiny.bert_cls(other_wordpiece, 2)
-    trimmed.config.trimmed_from_vocab_size = len(tok)
-    DistillationTrainer(
+    result = trainer.train()
+    assert math.isfinite(result.training_loss) and result.training_loss > 0
+    # a student whose vocabulary was trimmed from the teacher's: the live teacher reads the student's ids mapped
+    # back to its own, so it sees exactly what it sees on the teacher's tokenization
+    trimmed, trimmed_tok = trim_vocabulary(tiny.bert_cls(tok, 2), copy.deepcopy(tok), texts,
+                                           min_corpus_tokens=10)
+    assert len(trimmed_tok) < len(tok)
+    teacher = tiny.bert_cls(tok, 4).eval()
+    trainer = DistillationTrainer(
         model=trimmed,
-        teacher_model=tiny.bert_cls(tok, 4),
+        teacher_model=teacher,
         args=config(tmp_path),
-        processing_class=other_wordpiece,
+        processing_class=trimmed_tok,
         teacher_processing_class=tok,
     )
+    seen = trainer._teacher_forward(_batch(trimmed_tok, texts), {}).logits
+    with torch.no_grad():
+        expected = teacher(**_batch(tok, texts)).logits
+    torch.testing.assert_close(seen, expected)
+
+
+def test_a_half_marked_trimmed_student_is_refused(tmp_path, wordpiece_tokenizer, other_wordpiece):
+    tok = wordpiece_tokenizer
+    # trimmed_from_vocab_size without vocabulary_kept_ids: no id map, so the live teacher would read the student's
+    # ids (other words in its vocabulary) unmapped; compatibility and the trainer share one definition and refuse it
+    half = tiny.bert_cls(other_wordpiece, 2)
+    half.config.trimmed_from_vocab_size = len(tok)
+    with pytest.raises(ValueError, match=r"^the model's config marks a trimmed vocabulary inconsistently.*re-trim"):
+        DistillationTrainer(
+            model=half,
+            teacher_model=tiny.bert_cls(tok, 4),
+            args=config(tmp_path),
+            processing_class=other_wordpiece,
+            teacher_processing_class=tok,
+        )
+    # and the other half: kept ids without the size they were cut from
+    other = tiny.bert_cls(other_wordpiece, 2)
+    other.config.vocabulary_kept_ids = list(range(len(other_wordpiece)))
+    with pytest.raises(ValueError, match="inconsistently"):
+        check_vocabularies(tiny.bert_cls(tok, 4).config, other.config, task=get_task("text-classification"),
+                           teacher_reads_student_ids=True)
 
 
 # -- evaluation: labels matched by name -----------------------------------------------------------------------------

@@ -669,6 +669,33 @@ def test_cli_errors_and_usage(fake_hub, output_dir, capsys):
     assert fake_hub.requests == []
 
 
+def test_cli_push_a_bare_name_goes_to_the_tokens_user(fake_hub, output_dir, app_dir, monkeypatch, capsys):
+    # `create_repo("student")` puts the repo under the token's user (as on the Hub); every later call must then use
+    # that full id, or the commit goes to a repo that does not exist and an empty repo is left behind
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    code, out, err = run_cli(
+        ["push", str(output_dir), "--repo-id", "student", "--space-id", "demo", "--teacher-repo-id", "tiny/teacher",
+         "--app-dir", str(app_dir), "--endpoint", fake_hub.url],
+        capsys,
+    )
+    assert code == 0, err
+    assert sorted(fake_hub.repos) == [("model", "alice/student"), ("space", "alice/demo")]
+    model = fake_hub.repo("model", "alice/student")
+    assert len(model.commits) == 1 and f"Model commit: {fake_hub.url}/alice/student/commit/" in out
+    report = json.loads(uploaded(fake_hub, "model", "alice/student")["distillation_report.json"])
+    assert report["student"]["name_or_path"] == "alice/student"
+    space = uploaded(fake_hub, "space", "alice/demo")
+    assert json.loads(space["distill_config.json"])["student"] == "alice/student"
+    assert fake_hub.repo("space", "alice/demo").variables["STUDENT_MODEL"]["value"] == "alice/student"
+    # an unknown token is refused before anything is created
+    monkeypatch.setenv("HF_TOKEN", UNKNOWN_TOKEN)
+    code, out, err = run_cli(["push", str(output_dir), "--repo-id", "other", "--endpoint", fake_hub.url], capsys)
+    assert code == 1 and "401" in err and "namespace" in err and "'other'" in err
+    assert not any("create" in r for r in fake_hub.routes_called()[-3:])
+    assert sorted(fake_hub.repos) == [("model", "alice/student"), ("space", "alice/demo")]
+    assert_no_token_anywhere(fake_hub, out, err)
+
+
 def test_cli_dry_run_lists_files_without_a_token(output_dir, capsys):
     assert cli_main(["push", str(output_dir), "--repo-id", "alice/s", "--dry-run"]) == 0
     assert set(capsys.readouterr().out.split()) == EXPECTED_MODEL_FILES

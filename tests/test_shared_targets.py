@@ -10,7 +10,7 @@ import torch
 import yaml
 from datasets import Dataset, IterableDataset
 from transformers import AutoTokenizer
-from huggingface_hub import DatasetCard
+from huggingface_hub import DatasetCard, HfApi
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.hub import HubPublishError
@@ -174,7 +174,7 @@ def test_other_tokenizer_temperature_and_top_k_are_refused(tmp_path, hub, bpe_to
     other = wordpiece_tokenizer
     with pytest.raises(ValueError, match=r"tokenizer is .* but the targets were made with .*use the teacher's tokenizer"):
         load_soft_targets("alice/lm-targets", student_tokenizer=other, endpoint=hub.url)
-    _, trimmed = trim_vocabulary(tiny.gpt2(bpe_tokenizer, 2), bpe_tokenizer, tiny.CORPUS[:3])
+    _, trimmed = trim_vocabulary(tiny.gpt2(bpe_tokenizer, 2), bpe_tokenizer, tiny.CORPUS[:3], min_corpus_tokens=10)
     with pytest.raises(ValueError, match=r"are top-16: they hold the teacher's ids .* trimmed student"):
         load_soft_targets("alice/lm-targets", student_tokenizer=trimmed, endpoint=hub.url)
     with pytest.raises(ValueError, match=r"temperature is 2\.0 but 4\.0 was expected: train at the targets' temperature"):
@@ -189,7 +189,8 @@ def test_trimmed_student_tokenizer_gets_its_ids(tmp_path, hub, wordpiece_tokeniz
     cache, cached = cls_cache
     push(hub, cache, "alice/cls-targets", wordpiece_tokenizer)
     student = tiny.bert_cls(wordpiece_tokenizer, 2)
-    student, trimmed = trim_vocabulary(student, wordpiece_tokenizer, [t for t, _ in tiny.SENTIMENT])
+    student, trimmed = trim_vocabulary(student, wordpiece_tokenizer, [t for t, _ in tiny.SENTIMENT],
+                                       min_corpus_tokens=10)
     assert len(trimmed) < len(wordpiece_tokenizer)
     loaded = load_soft_targets("alice/cls-targets", student_tokenizer=trimmed, endpoint=hub.url)
     texts = [t for t, _ in tiny.SENTIMENT]
@@ -245,6 +246,24 @@ def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, c
     assert err.startswith("hf-distill: error:") and "not a soft-target cache" in err and len(err.strip().splitlines()) <= 2
 
 
+def test_cli_push_targets_to_a_bare_name_goes_to_the_tokens_user(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch,
+                                                                   capsys):
+    from hf_distill.cli import main
+
+    cache, _ = lm_cache
+    tok_dir = tmp_path / "tok"
+    bpe_tokenizer.save_pretrained(tok_dir)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert main(["push-targets", str(cache), "--repo-id", "bare-targets", "--tokenizer", str(tok_dir),
+                 "--endpoint", hub.url]) == 0
+    assert f"{hub.url}/datasets/alice/bare-targets/commit/" in capsys.readouterr().out
+    assert list(hub.repos) == [("dataset", "alice/bare-targets")]
+    repo = hub.repo("dataset", "alice/bare-targets")
+    assert len(repo.commits) == 1 and MANIFEST_FILE in repo.files
+    # the card's snippet names the repo the targets are in
+    assert 'load_soft_targets("alice/bare-targets"' in repo.files["README.md"].decode()
+
+
 def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub, monkeypatch):
     from huggingface_hub import constants
 
@@ -295,6 +314,13 @@ def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub
     assert "Hub dataset alice/lm-student-soft-targets" in card
     pushed = hub.repo("model", "alice/lm-student-2").files["README.md"].decode()
     assert "alice/lm-student-soft-targets" in pushed
+    # the report records what the student trained on: the published rows at the commit read, not the train file
+    trained_on = json.loads((second_dir / "run" / "student" / "distillation_report.json").read_text())["distillation"]
+    commit = HfApi(endpoint=hub.url).dataset_info("alice/lm-student-soft-targets").sha
+    assert (trained_on["dataset"], trained_on["soft_targets_revision"]) == ("alice/lm-student-soft-targets", commit)
+    assert (trained_on["labelled_rows"], trained_on["transfer_rows"]) == (manifest["rows"], 0)
+    assert "| Training data | [`alice/lm-student-soft-targets`](https://huggingface.co/datasets/" in card
+    assert f"| Soft targets revision | {commit} |" in card
 
     # run 3: another teacher (one weight changed) with those targets is refused before training: its report would
     # compare the student with a teacher that did not make its targets
@@ -312,6 +338,42 @@ def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub
     with pytest.raises(ValueError, match="teacher_weights is .* pass the teacher that made the targets"):
         run_from_config(cfg)
     assert not (third_dir / "run" / "student").exists()
+
+
+def test_a_classifier_from_hub_targets_reports_their_rows(tmp_path, hub, tiny_bert_cls_dir, monkeypatch):
+    from huggingface_hub import constants
+
+    from hf_distill.pipeline import run_from_config
+    from tests.test_pipeline import cls_config
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    first = tmp_path / "first"
+    first.mkdir()
+    # run 1: 24 labelled and 16 transfer rows get the teacher's targets, published with the model
+    run_from_config(cls_config(first, tiny_bert_cls_dir),
+                    ["--push_to_hub", "true", "--hub_model_id", "alice/cls-student", "--push_soft_targets", "true"])
+    rows = json.loads(hub.repo("dataset", "alice/cls-student-soft-targets").files[MANIFEST_FILE])["rows"]
+    assert rows == 40
+    # run 2: its own data settings say 8 labelled, 0 transfer; the student trains on the 40 published rows
+    second = tmp_path / "second"
+    second.mkdir()
+    cfg = cls_config(second, first / "run" / "teacher", train_teacher="no",
+                     num_labelled=8, num_transfer=0, soft_targets="alice/cls-student-soft-targets")
+    results = run_from_config(cfg)
+    assert results["student"]["rows"] == 40
+    report = json.loads((second / "run" / "student" / "distillation_report.json").read_text())
+    trained_on = report["distillation"]
+    assert trained_on["dataset"] == trained_on["soft_targets_dataset"] == "alice/cls-student-soft-targets"
+    assert (trained_on["labelled_rows"], trained_on["transfer_rows"]) == (24, 16)
+    assert trained_on["soft_targets_revision"] == HfApi(endpoint=hub.url).dataset_info(
+        "alice/cls-student-soft-targets").sha
+    assert report["schema_minor"] >= 5
+    card = (second / "run" / "student" / "README.md").read_text()
+    assert yaml.safe_load(card.split("---")[1])["datasets"] == ["alice/cls-student-soft-targets"]
+    assert "| Labelled rows | 24 |" in card and "| Transfer rows | 16 |" in card
+    assert "train.tsv" not in card  # the run's own train file is not what the student trained on
 
 
 def test_pipeline_refuses_contradictory_target_settings(tmp_path):

@@ -3,6 +3,7 @@ with a trimmed student is KD renormalised over the kept ids."""
 
 import copy
 import json
+import logging
 
 import pytest
 import torch
@@ -12,17 +13,21 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 
 from hf_distill import losses
 from hf_distill.vocabulary import (
+    MIN_CORPUS_TOKENS,
     remap_ids,
     restrict_to_kept_ids,
     teacher_logits_for_student,
     to_teacher_ids,
     trim_vocabulary,
+    trimming_change,
 )
 from tests import tiny
 
 # A corpus that uses part of the tiny tokenizers' vocabulary (they were trained on all of tiny.CORPUS).
 CORPUS = ["the movie was wonderful and the actors were great", "a dull , boring film with a terrible plot",
           "once upon a time there lived a king"]
+# The test corpora are a few sentences: below the default minimum, accepted knowingly.
+SMALL = {"min_corpus_tokens": 10}
 UNSEEN = "hansel and gretel found a house made of bread"
 
 
@@ -34,7 +39,7 @@ def _encodings_equal(original, trimmed, kept, texts):
 
 def test_wordpiece_classifier_trim_keeps_encodings_and_logits(wordpiece_tokenizer, tmp_path):
     teacher = tiny.bert_cls(wordpiece_tokenizer).eval()
-    model, tok = trim_vocabulary(copy.deepcopy(teacher), wordpiece_tokenizer, CORPUS)
+    model, tok = trim_vocabulary(copy.deepcopy(teacher), wordpiece_tokenizer, CORPUS, **SMALL)
     kept = model.config.vocabulary_kept_ids
     assert model.config.trimmed_from_vocab_size == len(wordpiece_tokenizer)
     assert len(tok) == len(kept) == model.config.vocab_size < len(wordpiece_tokenizer)
@@ -61,7 +66,7 @@ def test_wordpiece_classifier_trim_keeps_encodings_and_logits(wordpiece_tokenize
 
 
 def test_wordpiece_unseen_words_fall_back_to_shorter_pieces(wordpiece_tokenizer):
-    _, tok = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS)
+    _, tok = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, **SMALL)
     pieces = tok.tokenize(UNSEEN)
     # every character of UNSEEN occurs in CORPUS: its words split into shorter kept pieces, never [UNK]
     assert "[UNK]" not in pieces and len(pieces) > len(wordpiece_tokenizer.tokenize(UNSEEN))
@@ -74,7 +79,7 @@ def test_mlm_head_and_bias_sliced_and_tied_after_save_load(wordpiece_tokenizer, 
     teacher = tiny.bert_mlm(wordpiece_tokenizer).eval()
     with torch.no_grad():
         teacher.cls.predictions.bias.normal_()  # a non-zero bias, so slicing it is checked
-    model, tok = trim_vocabulary(copy.deepcopy(teacher), wordpiece_tokenizer, CORPUS)
+    model, tok = trim_vocabulary(copy.deepcopy(teacher), wordpiece_tokenizer, CORPUS, **SMALL)
     kept = model.config.vocabulary_kept_ids
     a = wordpiece_tokenizer(CORPUS, padding=True, return_tensors="pt")
     b = tok(CORPUS, padding=True, return_tensors="pt")
@@ -90,7 +95,7 @@ def test_mlm_head_and_bias_sliced_and_tied_after_save_load(wordpiece_tokenizer, 
 
 def test_bpe_trim_keeps_encodings_merges_and_lm_logits(bpe_tokenizer, tmp_path):
     teacher = tiny.gpt2(bpe_tokenizer).eval()
-    model, tok = trim_vocabulary(copy.deepcopy(teacher), bpe_tokenizer, CORPUS)
+    model, tok = trim_vocabulary(copy.deepcopy(teacher), bpe_tokenizer, CORPUS, **SMALL)
     kept = model.config.vocabulary_kept_ids
     assert len(tok) == len(kept) < len(bpe_tokenizer)
     # the 256 byte symbols stay, so any text still encodes (no unknown token) and decodes back
@@ -120,9 +125,9 @@ def test_bpe_trim_keeps_encodings_merges_and_lm_logits(bpe_tokenizer, tmp_path):
 
 
 def test_min_frequency_and_keep_tokens(wordpiece_tokenizer):
-    _, all_used = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS)
+    _, all_used = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, **SMALL)
     _, frequent = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, min_frequency=2,
-                                  keep_tokens=["queen"])
+                                  keep_tokens=["queen"], **SMALL)
     assert "the" in frequent.get_vocab() and "dull" not in frequent.get_vocab() and "dull" in all_used.get_vocab()
     assert "queen" in frequent.get_vocab() and "queen" not in all_used.get_vocab()
 
@@ -132,7 +137,7 @@ def test_clear_errors(wordpiece_tokenizer, bpe_tokenizer):
     with pytest.raises(ValueError, match="not one string"):
         trim_vocabulary(model, wordpiece_tokenizer, "the movie")
     with pytest.raises(ValueError, match="not in the tokenizer's vocabulary"):
-        trim_vocabulary(model, wordpiece_tokenizer, CORPUS, keep_tokens=["notaword"])
+        trim_vocabulary(model, wordpiece_tokenizer, CORPUS, keep_tokens=["notaword"], **SMALL)
     unigram = Tokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0), ("b", -2.0)], unk_id=0))
     uni = PreTrainedTokenizerFast(tokenizer_object=unigram, unk_token="<unk>")
     with pytest.raises(ValueError, match="this one is Unigram"):
@@ -141,13 +146,51 @@ def test_clear_errors(wordpiece_tokenizer, bpe_tokenizer):
     plain_bpe.pre_tokenizer = pre_tokenizers.Whitespace()
     with pytest.raises(ValueError, match="not byte-level"):
         trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), PreTrainedTokenizerFast(tokenizer_object=plain_bpe), ["ab"])
-    trimmed, tok = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS)
+    trimmed, tok = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, **SMALL)
     with pytest.raises(ValueError, match="trimmed already"):
-        trim_vocabulary(trimmed, tok, CORPUS)
+        trim_vocabulary(trimmed, tok, CORPUS, **SMALL)
     with pytest.raises(ValueError, match="do not belong together"):
-        trim_vocabulary(tiny.gpt2(bpe_tokenizer, vocab_size=10), bpe_tokenizer, CORPUS)
+        trim_vocabulary(tiny.gpt2(bpe_tokenizer, vocab_size=10), bpe_tokenizer, CORPUS, **SMALL)
     with pytest.raises(ValueError, match="dropped by the vocabulary trimming"):
         remap_ids(wordpiece_tokenizer(UNSEEN)["input_ids"], trimmed.config.vocabulary_kept_ids)
+
+
+def test_a_corpus_that_covers_too_little_is_refused(wordpiece_tokenizer):
+    # empty: a vocabulary of the special tokens only, every word [UNK]; refused whatever the minimum
+    for corpus, kw in (([], {}), ([], {"min_corpus_tokens": 1}), ([""] * 5, {}), (CORPUS, {})):
+        with pytest.raises(ValueError, match=r"^the trimming corpus holds \d+ tokens but trim_vocabulary needs at "
+                                             r"least [\d,]+ \(min_corpus_tokens\).*trim to the training text"):
+            trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, corpus, **kw)
+    with pytest.raises(ValueError, match="min_corpus_tokens=0 is invalid"):
+        trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, min_corpus_tokens=0)
+    # the default rule: 1,000 tokens (tiny.CORPUS holds more; CORPUS, a few sentences, less)
+    assert MIN_CORPUS_TOKENS == 1000
+    model, tok = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, tiny.CORPUS)
+    assert len(tok) < len(wordpiece_tokenizer)
+
+
+def test_trimming_change_counts_the_tokens_of_words_that_encode_differently(wordpiece_tokenizer):
+    model, tok = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, **SMALL)
+    kept = model.config.vocabulary_kept_ids
+    # the trimming corpus itself: nothing changes
+    same = trimming_change(wordpiece_tokenizer, tok, kept, CORPUS)
+    assert same.changed_tokens == same.unk_tokens == 0 and same.tokens > 0 and same.texts == len(CORPUS)
+    # by hand: each word of UNSEEN whose pieces differ counts its original tokens; [UNK] where a character is new
+    texts = [UNSEEN, CORPUS[0]]
+    expected_changed = expected_unk = 0
+    for word in UNSEEN.split():
+        before = wordpiece_tokenizer(word, add_special_tokens=False)["input_ids"]
+        after = [kept[i] for i in tok(word, add_special_tokens=False)["input_ids"]]
+        if before != after:
+            expected_changed += len(before)
+            expected_unk += after.count(wordpiece_tokenizer.unk_token_id)
+    change = trimming_change(wordpiece_tokenizer, tok, kept, texts)
+    total = sum(len(wordpiece_tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    assert 0 < expected_changed < total
+    assert (change.tokens, change.changed_tokens, change.unk_tokens) == (total, expected_changed, expected_unk)
+    assert change.changed_share == pytest.approx(expected_changed / total)
+    share = f"{100 * expected_changed / total:.2f}%"
+    assert change.describe().startswith(f"{share} of the validation text's {total:,} tokens")
 
 
 def test_restrict_to_kept_ids_renormalises_hand_computed():
@@ -164,7 +207,7 @@ def test_restrict_to_kept_ids_renormalises_hand_computed():
 
 
 def test_teacher_logits_for_student_and_teacher_ids(bpe_tokenizer):
-    model, _ = trim_vocabulary(tiny.gpt2(bpe_tokenizer), bpe_tokenizer, CORPUS)
+    model, _ = trim_vocabulary(tiny.gpt2(bpe_tokenizer), bpe_tokenizer, CORPUS, **SMALL)
     kept = model.config.vocabulary_kept_ids
     t = torch.randn(3, len(bpe_tokenizer))
     assert torch.equal(teacher_logits_for_student(t, model, "causal-lm"), t[:, kept])
@@ -182,7 +225,7 @@ def test_lm_kd_with_trimmed_student_equals_kd_on_kept_ids(bpe_tokenizer, tmp_pat
     from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher
 
     teacher = tiny.gpt2(bpe_tokenizer, num_layers=2).eval()
-    student, tok = trim_vocabulary(student_from_teacher(teacher, num_layers=1), bpe_tokenizer, CORPUS)
+    student, tok = trim_vocabulary(student_from_teacher(teacher, num_layers=1), bpe_tokenizer, CORPUS, **SMALL)
     data = Dataset.from_dict({"input_ids": [tok(CORPUS[0])["input_ids"]]})
     cfg = DistillationConfig(output_dir=str(tmp_path), alpha=1.0, temperature=2.0, report_to=[], use_cpu=True,
                              per_device_train_batch_size=1)
@@ -219,7 +262,7 @@ def test_trainer_refuses_topk_targets_for_a_trimmed_student(bpe_tokenizer, tmp_p
 
     from hf_distill import DistillationConfig, DistillationTrainer
 
-    student, tok = trim_vocabulary(tiny.gpt2(bpe_tokenizer, num_layers=1), bpe_tokenizer, CORPUS)
+    student, tok = trim_vocabulary(tiny.gpt2(bpe_tokenizer, num_layers=1), bpe_tokenizer, CORPUS, **SMALL)
     ids = tok(CORPUS[0])["input_ids"]
     data = Dataset.from_dict({"input_ids": [ids], "teacher_topk_ids": [[[0, 1]] * len(ids)],
                               "teacher_topk_logprobs": [[[-1.0, -2.0]] * len(ids)],
@@ -229,7 +272,8 @@ def test_trainer_refuses_topk_targets_for_a_trimmed_student(bpe_tokenizer, tmp_p
         DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=data, processing_class=tok)
 
 
-def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer):
+def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer,
+                                                              caplog):
     """`hf-distill run` with trim_vocabulary + student_intermediate_size: cached rows are remapped (equal to
     tokenizing with the trimmed tokenizer), the student keeps its own tokenizer, the card shows the facts."""
     from datasets import load_from_disk
@@ -238,7 +282,13 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     from hf_distill.vocabulary import remap_dataset
     from tests.test_pipeline import cls_config
 
-    cfg = cls_config(tmp_path, tiny_bert_cls_dir, trim_vocabulary=True, student_intermediate_size=16)
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, trim_vocabulary=True, student_intermediate_size=16,
+                     trim_min_corpus_tokens=100)
+    # validation text the trimming was not cut to: some of its words encode differently
+    val_texts = [t for t, _ in tiny.SENTIMENT] + [UNSEEN]
+    (tmp_path / "validation.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in
+                                                                         enumerate(val_texts)))
+    caplog.set_level(logging.INFO, logger="hf_distill.pipeline")
     results = run_from_config(cfg)
     student_dir = tmp_path / "run" / "student"
     config = json.loads((student_dir / "config.json").read_text())
@@ -261,6 +311,28 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     assert facts["width"].startswith("FFN 64 → 16 neurons per block")
     card = (student_dir / "README.md").read_text()
     assert f"{len(wordpiece_tokenizer):,} → {config['vocab_size']:,} tokens" in card
+    # the share of the validation text's tokens that trimming changes: in the run's results, report and card
+    change = trimming_change(teacher_tok, student_tok, config["vocabulary_kept_ids"], val_texts)
+    assert change.changed_tokens > 0 and change.tokens == results["student"]["trimming"]["tokens"]
+    assert results["student"]["trimming"]["changed_share"] == change.changed_share
+    assert facts["vocabulary_changes"] == change.describe("the validation text")
+    assert f"| Vocabulary changes | {change.describe('the validation text')} |" in card
+    assert f"vocabulary trimmed {len(wordpiece_tokenizer)} -> {config['vocab_size']} tokens; " \
+           f"{change.describe('the validation text')}" in caplog.text
+
+
+def test_pipeline_refuses_a_small_trimming_corpus_before_training(tmp_path, tiny_bert_cls_dir):
+    from hf_distill.pipeline import run_from_config
+    from hf_distill.preflight import PreflightError
+    from tests.test_pipeline import cls_config
+
+    # the training text holds ~500 tokens: under the default 1,000, refused by --check and by run before the teacher
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, trim_vocabulary=True)
+    for check_only in (True, False):
+        with pytest.raises(PreflightError, match=r"trim_vocabulary: the trimming corpus holds \d+ tokens but "
+                                                 r"trim_vocabulary needs at least 1,000"):
+            run_from_config(cfg, check_only=check_only)
+    assert not (tmp_path / "run" / "teacher").exists()
 
 
 def test_pipeline_refuses_compression_it_cannot_honour(tmp_path, tiny_bert_cls_dir):
