@@ -274,7 +274,9 @@ def select_model_files(output_dir: str | os.PathLike[str]) -> list[str]:
         try:  # a truncated, altered or stale export is not published as the student's variant
             verify_export(root)
         except OnnxExportError as err:
-            raise HubPublishError(f"Refusing to publish {root}: {err} (nothing was uploaded).", files=selected) from None
+            raise HubPublishError(
+                f"Refusing to publish {root}: {err} (nothing was uploaded).", files=selected
+            ) from None
     if "README.md" not in selected:
         logger.warning("%s has no README.md: the model will be published without its card.", root)
     return selected
