@@ -148,14 +148,17 @@ cfg = DistillationConfig(
     max_steps=3, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0, alpha=0.5,
     hidden_loss_weight=1.0, attention_loss_weight=1.0, layer_mapping="1:2,2:4", save_strategy="no",
     disable_tqdm=True, seed=0, train_sampling_strategy="sequential", logging_steps=1,
+    per_device_eval_batch_size=2 * ga,  # evaluation batches of 4 in all, like the training ones
 )
 trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok,
+                              eval_dataset=data.select(range(8)),
                               data_collator=DataCollatorForLanguageModeling(tok, mlm=False))
 trainer.train()
 trainer.save_model(out + "/final")
+logs = [h for h in trainer.state.log_history if "loss_kd" in h] + [trainer.evaluate()]
 os.makedirs(out, exist_ok=True)
 with open(f"{out}/logs-{cfg.process_index}.json", "w") as f:  # a file: the ranks' prints share one pipe
-    json.dump([h for h in trainer.state.log_history if "loss_kd" in h], f)
+    json.dump(logs, f)
 if torch.distributed.is_initialized():
     torch.distributed.destroy_process_group()  # gloo threads torn down at exit can abort the process (SIGABRT)
 """
@@ -187,9 +190,11 @@ def test_torchrun_logs_the_loss_components_of_one_process(projections_runs):
     summed, not averaged, they are the one-process values, like `loss`; both ranks log the same figures."""
     multi, other, single = (json.loads((projections_runs / run / f"logs-{rank}.json").read_text())
                             for run, rank in (("multi", 0), ("multi", 1), ("single", 0)))
-    assert len(multi) == len(single) == 3 and multi == other
-    for got, want in zip(multi, single):
-        for name in ("loss", "loss_kd", "loss_ce", "loss_hidden", "loss_attn"):
+    assert len(multi) == len(single) == 4 and multi[:3] == other[:3]
+    names = ("loss", "loss_kd", "loss_ce", "loss_hidden", "loss_attn")
+    for got, want in zip(multi, single):  # three training logs, then the evaluation (eval_loss_kd, ...)
+        prefix = "eval_" if "eval_loss" in want else ""
+        for name in (prefix + n for n in names):
             assert want[name] > 0, name  # every term is active, so the comparison means something
             assert got[name] == pytest.approx(want[name], rel=1e-4, abs=2e-6), name
 
