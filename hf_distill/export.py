@@ -613,9 +613,14 @@ def file_digest(path: str | Path) -> dict[str, Any]:
     return {"bytes": Path(path).stat().st_size, "sha256": digest}
 
 
+# The files a saved model's weights load from: one file, the shards of a large one, or a PEFT adapter. Other
+# safetensors beside them (e.g. the training projections) are not part of what the ONNX files compute.
+WEIGHT_PATTERNS = ("model.safetensors", "model-*-of-*.safetensors", "adapter_model.safetensors")
+
+
 def _weight_files(model_dir: Path) -> list[Path]:
-    """The safetensors weights of a saved model (one file, or the shards of a large one)."""
-    return sorted(p for p in Path(model_dir).glob("*.safetensors") if p.is_file())
+    """The safetensors weights of a saved model (`WEIGHT_PATTERNS`), sorted."""
+    return sorted({p for pattern in WEIGHT_PATTERNS for p in Path(model_dir).glob(pattern) if p.is_file()})
 
 
 def _is_onnx_payload(name: str) -> bool:

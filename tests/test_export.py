@@ -238,6 +238,8 @@ def test_verify_export_refuses_unchecked_and_missing_files(tmp_path, exported_st
     from hf_distill.export import verify_export
 
     folder = _copy(exported_student, tmp_path, "student")
+    (folder / "distillation_projections.safetensors").write_bytes(b"training only")  # not the model's weights
+    assert verify_export(folder) is not None
     extra = folder / ONNX_DIR / "model_fp16.onnx"
     extra.write_bytes((folder / ONNX_DIR / "model.onnx").read_bytes())
     with pytest.raises(OnnxExportError, match="model_fp16.onnx is not a file the export checked.*hf-distill export"):
