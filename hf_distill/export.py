@@ -41,7 +41,6 @@ uploaded as the student's variant.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -608,9 +607,9 @@ def export_onnx(
 
 def file_digest(path: str | Path) -> dict[str, Any]:
     """``{"bytes": size, "sha256": hex digest}`` of a file, as ``onnx/export_report.json`` records it."""
-    with Path(path).open("rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    return {"bytes": Path(path).stat().st_size, "sha256": digest}
+    from .data import file_sha256
+
+    return {"bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
 
 
 # The files a saved model's weights load from: one file, the shards of a large one, or a PEFT adapter. Other
