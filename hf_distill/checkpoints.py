@@ -2,7 +2,9 @@
 
 `transformers.Trainer` writes a checkpoint file by file (weights, optimizer, scheduler, RNG state, and
 `trainer_state.json` last) into its final folder, so a process killed while saving leaves a `checkpoint-N` folder
-that `get_last_checkpoint` still returns and `Trainer.train(resume_from_checkpoint=...)` then fails on.
+that `get_last_checkpoint` still returns and `Trainer.train(resume_from_checkpoint=...)` then fails on. A checkpoint
+written to the end can still have damaged weights (a disk error, a truncated copy): its safetensors header must parse
+and its data cover the file exactly, or loading fails with "Error while deserializing header".
 """
 
 from __future__ import annotations
@@ -40,6 +42,48 @@ def is_complete_checkpoint(folder: str | Path) -> bool:
     return True
 
 
+def damaged_weights(folder: str | Path) -> str | None:
+    """Why a checkpoint's safetensors weights cannot be loaded, or None when they can.
+
+    Args:
+        folder: a `checkpoint-N` folder.
+
+    Returns:
+        None when every safetensors file (the shards an index lists included) has a header that parses and data
+        offsets that cover the file exactly, as `safetensors.safe_open` checks before reading a tensor; else the
+        file and the problem. Pickled weights (`pytorch_model.bin`) are not read, so not checked.
+    """
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    files = [folder / name for name in ("model.safetensors", "adapter_model.safetensors") if (folder / name).is_file()]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            files += [folder / shard for shard in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            return f"{index.name} is unreadable ({type(err).__name__})"
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as err:  # noqa: BLE001 - SafetensorError, OSError: any failure means it cannot be loaded
+            return f"{path.name}: {err}"
+    return None
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to `damaged-checkpoint-N` (a name the Trainer neither resumes from, writes into
+    nor rotates away), so the run's next checkpoint of that step does not overwrite it."""
+    target = path.with_name(f"damaged-{path.name}")
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = path.with_name(f"damaged-{path.name}-{suffix}")
+    path.rename(target)
+    return target
+
+
 def last_complete_checkpoint(folder: str | Path, *, remove_incomplete: bool = False) -> str | None:
     """The newest complete `checkpoint-N` folder under `folder`, or None.
 
@@ -47,10 +91,13 @@ def last_complete_checkpoint(folder: str | Path, *, remove_incomplete: bool = Fa
         folder: the Trainer's `output_dir`.
         remove_incomplete: delete checkpoint folders that are newer than the one returned and incomplete. They were
             left by a run killed while saving; the Trainer would otherwise write its next checkpoint of the same step
-            into them and mix stale files with new ones. Only folders named `checkpoint-N` are considered.
+            into them and mix stale files with new ones. Only folders named `checkpoint-N` are considered. A newer
+            checkpoint with damaged weights (`damaged_weights`) is never deleted: it is renamed
+            `damaged-checkpoint-N`, out of the Trainer's way.
 
     Returns:
-        The path of the checkpoint to pass to `Trainer.train(resume_from_checkpoint=...)`.
+        The path of the checkpoint to pass to `Trainer.train(resume_from_checkpoint=...)`: the newest one written to
+        the end whose weights load. Each one passed over is named in a warning.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -60,7 +107,13 @@ def last_complete_checkpoint(folder: str | Path, *, remove_incomplete: bool = Fa
     )
     for _, path in reversed(found):
         if is_complete_checkpoint(path):
-            return str(path)
+            problem = damaged_weights(path)
+            if problem is None:
+                return str(path)
+            kept = _move_aside(path) if remove_incomplete else path
+            logger.warning("checkpoint %s has damaged weights (%s): not resuming from it, but from the newest intact "
+                           "checkpoint before it, if any. It is kept, not deleted, as %s", path.name, problem, kept)
+            continue
         logger.warning("checkpoint %s is incomplete (the run was stopped while saving it); not resuming from it",
                        path.name)
         if remove_incomplete:

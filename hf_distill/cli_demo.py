@@ -57,6 +57,14 @@ def load_app(path: str | os.PathLike | None = None) -> ModuleType:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Build the app for ``args.teacher`` / ``args.student`` and serve it until interrupted; return an exit code."""
+    if Path(args.student).is_dir():
+        from .export import OnnxExportError, verify_export
+
+        try:  # the report the app shows measured the student's exports: they must still be those files
+            verify_export(args.student)
+        except OnnxExportError as exc:
+            print(f"hf-distill demo: {exc}", file=sys.stderr)
+            return 2
     try:
         app = load_app()
         demo = app.build_demo(args.teacher, args.student, args.report, latency_runs=args.runs)

@@ -31,6 +31,12 @@ Every export is verified on real texts before it is kept: the float32 file must 
 ``atol`` (max |logit difference|) and agree on every top-1 prediction, or `OnnxExportError` is raised and nothing is
 written; the int8 file's max difference and top-1 agreement are measured and recorded in
 ``onnx/export_report.json``.
+
+That report also ties each file to its check and to the weights it came from: the size and SHA-256 of every file
+the export wrote (``file_digests``) and of the safetensors weights it was exported from (``source_weights``).
+`verify_export` compares them with the folder before evaluate, demo and push use or publish the files, so a file
+truncated or altered after its check, or left over after the weights were re-saved, is refused, not measured or
+uploaded as the student's variant.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .tasks import Task, detect_task
+from .tasks import CAUSAL_LM, Task, detect_task
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
@@ -107,6 +113,10 @@ class ExportResult:
     texts: int = 0
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
+    # {"onnx/model.onnx": {"bytes": ..., "sha256": ...}, ...}: every file the export wrote (external data included),
+    # and the weights it was exported from ({"model.safetensors": {...}}); checked by `verify_export`.
+    file_digests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source_weights: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with paths relative to the model folder."""
@@ -542,6 +552,8 @@ def export_onnx(
     target = Path(output_dir or model_dir) / ONNX_DIR
     if target.exists() and not overwrite:
         raise OnnxExportError(f"{target} exists: pass overwrite=True (--overwrite) to replace it")
+    # Digested before loading: the weights the export reads are the ones recorded.
+    source_weights = {p.name: file_digest(p) for p in _weight_files(model_dir)}
     model, tokenizer = load_for_export(model_dir)
     task = detect_task(model)
     texts = list(texts or DEFAULT_TEXTS)
@@ -578,7 +590,9 @@ def export_onnx(
         result = ExportResult(
             output_dir=str(target.parent), task=task.name, files=[*files, f"{ONNX_DIR}/{REPORT_FILE}"], checks=checks,
             atol=atol, opset=opset, quantization=quantization, optimization=optimization, texts=len(texts), input_names=inputs,
-            output_names=outputs,
+            output_names=outputs, source_weights=source_weights,
+            # Every file in the staging folder is the export's own (external data included), the report aside.
+            file_digests={f"{ONNX_DIR}/{p.name}": file_digest(p) for p in sorted(staging.iterdir()) if p.is_file()},
         )
         report = result.to_dict()
         report.pop("output_dir")  # the published file names no local path
@@ -591,17 +605,115 @@ def export_onnx(
     return result
 
 
+def file_digest(path: str | Path) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex digest}`` of a file, as ``onnx/export_report.json`` records it."""
+    from .data import file_sha256
+
+    return {"bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
+
+
+# The files a saved model's weights load from: one file, the shards of a large one, or a PEFT adapter. Other
+# safetensors beside them (e.g. the training projections) are not part of what the ONNX files compute.
+WEIGHT_PATTERNS = ("model.safetensors", "model-*-of-*.safetensors", "adapter_model.safetensors")
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    """The safetensors weights of a saved model (`WEIGHT_PATTERNS`), sorted."""
+    return sorted({p for pattern in WEIGHT_PATTERNS for p in Path(model_dir).glob(pattern) if p.is_file()})
+
+
+def _is_onnx_payload(name: str) -> bool:
+    """An ONNX graph or its external data: what a runtime loads and `push` uploads."""
+    return name.endswith((".onnx", ".onnx.data", ".onnx_data"))
+
+
+def _export_command(model_dir: Path, report: dict[str, Any] | None) -> str:
+    """The `hf-distill export` command that writes the same kind of files again (int8 or not, fused or not)."""
+    flags = " --overwrite"
+    if report is not None and report.get("quantization") is None:
+        flags += " --quantize none"
+    # Decoders are never fused, so only an encoder's unfused export asks for --no-optimize.
+    if report is not None and report.get("optimization") is None and report.get("task") != CAUSAL_LM.name:
+        flags += " --no-optimize"
+    return f"`hf-distill export {model_dir}{flags}`"
+
+
+def verify_export(model_dir: str | Path) -> dict[str, Any] | None:
+    """Check the ONNX files beside a model against the export that checked them and the weights they came from.
+
+    Every ONNX file (and external data file) in ``onnx/`` must be one the export wrote, with the size and SHA-256
+    recorded in ``onnx/export_report.json``, and the folder's safetensors weights must be those it was exported from.
+    Evaluate, demo and push call this before they measure, show or upload an export.
+
+    Args:
+        model_dir: the model folder holding ``onnx/`` beside its weights.
+
+    Returns:
+        The export report, or None when the folder holds no ONNX export.
+
+    Raises:
+        OnnxExportError: one line naming the file that does not match (missing, truncated, altered, unchecked, or
+            exported from other weights) and the `hf-distill export` command that writes it again.
+    """
+    model_dir = Path(model_dir)
+    folder = model_dir / ONNX_DIR
+    report_path = folder / REPORT_FILE
+    payload = sorted(p for p in folder.iterdir() if _is_onnx_payload(p.name)) if folder.is_dir() else []
+    if not report_path.is_file():
+        if payload:
+            raise OnnxExportError(
+                f"{payload[0]} has no export check ({report_path} is missing): "
+                f"export it again with {_export_command(model_dir, None)}"
+            )
+        return None
+    try:
+        report = json.loads(report_path.read_text())
+        digests, weights = dict(report["file_digests"]), dict(report["source_weights"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise OnnxExportError(
+            f"{report_path} is unreadable or records no checksums of the files (written before hf-distill recorded "
+            f"them): export again with {_export_command(model_dir, None)}"
+        ) from None
+    fix = f"export again with {_export_command(model_dir, report)}"
+    for path in payload:
+        if f"{ONNX_DIR}/{path.name}" not in digests:
+            raise OnnxExportError(f"{path} is not a file the export checked ({report_path} does not list it): "
+                                  f"remove it, or {fix}")
+    for rel, expected in digests.items():
+        path = model_dir / rel
+        if not path.is_file():
+            raise OnnxExportError(f"{path} does not exist (the export wrote it): {fix}")
+        size = path.stat().st_size
+        if size != expected.get("bytes"):
+            raise OnnxExportError(f"{path} is {size} bytes, but the export checked {expected.get('bytes')} bytes "
+                                  f"(truncated or altered since): {fix}")
+        if file_digest(path)["sha256"] != expected.get("sha256"):
+            raise OnnxExportError(f"{path} is not the file the export checked (its SHA-256 differs: altered since): "
+                                  f"{fix}")
+    current = {p.name: p for p in _weight_files(model_dir)}
+    for name in sorted(set(weights) | set(current)):
+        if name not in current or name not in weights or file_digest(current[name]) != weights[name]:
+            raise OnnxExportError(
+                f"{folder} was exported from other weights: {model_dir / name} "
+                f"{'is missing' if name not in current else 'changed'} since the export (the ONNX files are "
+                f"stale): {fix}"
+            )
+    return report
+
+
 def load_onnx_variants(model_dir: str | Path, config: Any, threads: int | None = None) -> dict[str, OnnxModel]:
     """The exported variants beside a model: ``{"onnx": ..., "onnx-int8": ...}`` for the files that exist.
 
+    The files are first checked against their export (`verify_export`).
+
     Raises:
-        OnnxExportError: ``onnx/export_report.json`` lists a file that is missing, or a file is unreadable.
+        OnnxExportError: a file does not match its export check or the weights, is missing, or is unreadable.
     """
     folder = Path(model_dir) / ONNX_DIR
-    report = folder / REPORT_FILE
-    if not report.is_file():
+    report = verify_export(model_dir)
+    if report is None:
         return {}
-    listed = json.loads(report.read_text())["files"]
+    listed = report["files"]
     variants = {}
     for name, file in (("onnx", FP32_FILE), ("onnx-int8", INT8_FILE)):
         if f"{ONNX_DIR}/{file}" in listed:

@@ -127,9 +127,11 @@ MODEL_TOP_LEVEL_PATTERNS = (
     "README.md",
     REPORT_FILENAME,
 )
-# onnx/: the exports `hf-distill export` writes beside the weights (the layout transformers.js and optimum load).
+# onnx/: the exports `hf-distill export` writes beside the weights (the layout transformers.js and optimum load),
+# with a large graph's external data; each is checked against its export report before it is selected.
 MODEL_NESTED_PATTERNS = (
-    "*.png", "additional_chat_templates/*.jinja", "onnx/*.onnx", "onnx/ort_config.json", "onnx/export_report.json",
+    "*.png", "additional_chat_templates/*.jinja", "onnx/*.onnx", "onnx/*.onnx.data", "onnx/*.onnx_data",
+    "onnx/ort_config.json", "onnx/export_report.json",
 )
 # Pickled weights are refused (arbitrary code on load); these names tell the user why nothing was pushed.
 PICKLE_WEIGHT_PATTERNS = ("pytorch_model*.bin", "adapter_model.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
@@ -238,7 +240,8 @@ def select_model_files(output_dir: str | os.PathLike[str]) -> list[str]:
     """List the files `push_to_hub` uploads from `output_dir` (sorted relative paths).
 
     Raises `HubPublishError` when the folder has no `*.safetensors` weights (pickled weights alone are
-    refused) or no `config.json` / `adapter_config.json`.
+    refused), no `config.json` / `adapter_config.json`, or ONNX files that do not match their export check or the
+    weights (`hf_distill.export.verify_export`).
     """
     root = Path(output_dir)
     if not root.is_dir():
@@ -267,6 +270,15 @@ def select_model_files(output_dir: str | os.PathLike[str]) -> list[str]:
             f"Refusing to publish {root}: no config.json (or adapter_config.json), so the weights could not be loaded."
         )
     _refuse_links_leaving(root, selected)
+    if any(rel.startswith("onnx/") for rel in selected):
+        from .export import OnnxExportError, verify_export
+
+        try:  # a truncated, altered or stale export is not published as the student's variant
+            verify_export(root)
+        except OnnxExportError as err:
+            raise HubPublishError(
+                f"Refusing to publish {root}: {err} (nothing was uploaded).", files=selected
+            ) from None
     if "README.md" not in selected:
         logger.warning("%s has no README.md: the model will be published without its card.", root)
     return selected

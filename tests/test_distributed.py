@@ -124,6 +124,8 @@ def tiny_batch(tok):
 
 
 DDP_PROJECTIONS_SCRIPT = """
+import json
+import os
 import sys
 import torch
 from datasets import Dataset
@@ -144,21 +146,35 @@ data = data.map(lambda b: tok(b["text"], truncation=True, max_length=32), batche
 cfg = DistillationConfig(
     output_dir=out, report_to=[], use_cpu=True, per_device_train_batch_size=2, gradient_accumulation_steps=ga,
     max_steps=3, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0, alpha=0.5,
-    hidden_loss_weight=1.0, layer_mapping="1:2,2:4", save_strategy="no", disable_tqdm=True, seed=0,
-    train_sampling_strategy="sequential",
+    hidden_loss_weight=1.0, attention_loss_weight=1.0, layer_mapping="1:2,2:4", save_strategy="no",
+    disable_tqdm=True, seed=0, train_sampling_strategy="sequential", logging_steps=1,
+    per_device_eval_batch_size=2 * ga,  # evaluation batches of 4 in all, like the training ones
 )
 trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok,
+                              eval_dataset=data.select(range(8)),
                               data_collator=DataCollatorForLanguageModeling(tok, mlm=False))
 trainer.train()
 trainer.save_model(out + "/final")
+logs = [h for h in trainer.state.log_history if "loss_kd" in h] + [trainer.evaluate()]
+os.makedirs(out, exist_ok=True)
+with open(f"{out}/logs-{cfg.process_index}.json", "w") as f:  # a file: the ranks' prints share one pipe
+    json.dump(logs, f)
 if torch.distributed.is_initialized():
     torch.distributed.destroy_process_group()  # gloo threads torn down at exit can abort the process (SIGABRT)
 """
 
 
-def test_torchrun_projections_are_averaged_like_the_student(tmp_path, bpe_tokenizer):
-    """The projections live in the module DDP wraps: two processes give the one-process weights and projections."""
+@pytest.fixture(scope="module")
+def projections_runs(tmp_path_factory, bpe_tokenizer) -> Path:
+    """DDP_PROJECTIONS_SCRIPT run under torchrun (``multi``) and alone with 2x accumulation (``single``), once."""
+    tmp_path = tmp_path_factory.mktemp("ddp-projections")
     two_processes_and_one(tmp_path, bpe_tokenizer, DDP_PROJECTIONS_SCRIPT)
+    return tmp_path
+
+
+def test_torchrun_projections_are_averaged_like_the_student(projections_runs):
+    """The projections live in the module DDP wraps: two processes give the one-process weights and projections."""
+    tmp_path = projections_runs
     for name in ("model.safetensors", "distillation_projections.safetensors"):
         w_multi = load_file(tmp_path / "multi" / "final" / name)
         w_single = load_file(tmp_path / "single" / "final" / name)
@@ -167,6 +183,20 @@ def test_torchrun_projections_are_averaged_like_the_student(tmp_path, bpe_tokeni
             torch.testing.assert_close(w_multi[k], w_single[k], atol=WEIGHT_TOLERANCE, rtol=0, msg=f"{name}: {k}")
     proj = load_file(tmp_path / "single" / "final" / "distillation_projections.safetensors")
     assert set(proj) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+
+
+def test_torchrun_logs_the_loss_components_of_one_process(projections_runs):
+    """Each process's components are its share of the global per-item value (divided by counts over all processes):
+    summed, not averaged, they are the one-process values, like `loss`; both ranks log the same figures."""
+    multi, other, single = (json.loads((projections_runs / run / f"logs-{rank}.json").read_text())
+                            for run, rank in (("multi", 0), ("multi", 1), ("single", 0)))
+    assert len(multi) == len(single) == 4 and multi[:3] == other[:3]
+    names = ("loss", "loss_kd", "loss_ce", "loss_hidden", "loss_attn")
+    for got, want in zip(multi, single):  # three training logs, then the evaluation (eval_loss_kd, ...)
+        prefix = "eval_" if "eval_loss" in want else ""
+        for name in (prefix + n for n in names):
+            assert want[name] > 0, name  # every term is active, so the comparison means something
+            assert got[name] == pytest.approx(want[name], rel=1e-4, abs=2e-6), name
 
 
 DDP_SEQ_KD_SCRIPT = """

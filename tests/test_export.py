@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -141,17 +142,135 @@ def test_a_fused_graph_that_disagrees_is_refused_naming_no_optimize(tmp_path, ti
     assert _contrib_ops(folder / ONNX_DIR / "model.onnx") == {}
 
 
-def test_missing_or_corrupted_onnx_file_is_a_clear_error(tmp_path, tiny_bert_cls_dir):
-    folder = _copy(tiny_bert_cls_dir, tmp_path, "cls")
+def _truncate(folder):
+    int8 = folder / ONNX_DIR / INT8_FILE
+    int8.write_bytes(int8.read_bytes()[: int8.stat().st_size // 2])
+
+
+def _alter_one_byte(folder):
+    int8 = folder / ONNX_DIR / INT8_FILE
+    data = bytearray(int8.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the checksum can tell
+    int8.write_bytes(bytes(data))
+
+
+def _resave_weights(folder):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 0.01  # trained further after the export: the ONNX files are stale
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+# damage -> what the one-line refusal says about which file
+DAMAGED_EXPORTS = {
+    "truncated": (_truncate, rf"{INT8_FILE} is \d+ bytes, but the export checked \d+ bytes \(truncated"),
+    "altered": (_alter_one_byte, rf"{INT8_FILE} is not the file the export checked \(its SHA-256 differs"),
+    "stale": (_resave_weights, r"onnx was exported from other weights: \S*model.safetensors changed since the export"),
+}
+
+
+@pytest.fixture(scope="module")
+def exported_student(tmp_path_factory, tiny_bert_cls_student_dir):
+    """The tiny student with its (fused, int8) export, made once; tests damage copies of it."""
+    folder = tmp_path_factory.mktemp("exported") / "student"
+    shutil.copytree(tiny_bert_cls_student_dir, folder)
     export_onnx(folder, texts=TEXTS[:4])
+    return folder
+
+
+def test_the_export_report_records_sizes_and_checksums(exported_student, tiny_bert_cls_dir, monkeypatch):
+    import argparse
+
+    import gradio
+
+    from hf_distill import cli_demo
+    from hf_distill.export import file_digest, verify_export
+
+    report = json.loads((exported_student / ONNX_DIR / "export_report.json").read_text())
+    assert set(report["file_digests"]) == {"onnx/model.onnx", f"onnx/{INT8_FILE}", "onnx/ort_config.json"}
+    for rel, digest in report["file_digests"].items():
+        assert digest == file_digest(exported_student / rel) and len(digest["sha256"]) == 64
+    assert report["source_weights"] == {"model.safetensors": file_digest(exported_student / "model.safetensors")}
+    assert verify_export(exported_student)["files"] == report["files"]  # an intact export is accepted
+    assert set(load_onnx_variants(exported_student, load_for_export(exported_student)[0].config)) == {
+        "onnx", "onnx-int8"}
+    launched = []
+    monkeypatch.setattr(gradio.Blocks, "launch", lambda self, **kw: launched.append(self))  # the real one blocks
+    parser = argparse.ArgumentParser()
+    cli_demo.register(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(exported_student)])
+    assert args.func(args) == 0 and len(launched) == 1
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_EXPORTS))
+def test_an_export_that_no_longer_matches_its_check_is_refused_by_evaluate_and_demo(
+    damage, tmp_path, exported_student, tiny_bert_cls_dir, capsys
+):
+    import argparse
+
+    from hf_distill import cli_demo
+    from hf_distill.cli import main
+
+    folder = _copy(exported_student, tmp_path, "student")
+    spoil, message = DAMAGED_EXPORTS[damage]
+    spoil(folder)
+    with pytest.raises(OnnxExportError, match=message + ".*export again with `hf-distill export "):
+        load_onnx_variants(folder, load_for_export(folder)[0].config)  # what evaluate measures the variants with
+    data = tmp_path / "val.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in tiny.SENTIMENT))
+    code = main(["evaluate", "--teacher", str(tiny_bert_cls_dir), "--student", str(folder), "--dataset", str(data),
+                 "--output", str(tmp_path / "eval"), "--threads", "1", "--latency-runs", "2", "--throughput-runs", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and not (tmp_path / "eval" / "distillation_report.json").exists()
+    (line,) = [x for x in err.splitlines() if x.startswith("hf-distill: error:")]  # one line, beside progress bars
+    assert re.search(message, line) and f"`hf-distill export {folder} --overwrite`" in line and str(folder) in line
+    parser = argparse.ArgumentParser()
+    cli_demo.register(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(folder)])
+    assert args.func(args) == 2  # refused before any model is loaded
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("hf-distill demo: ") and re.search(message, line) and "hf-distill export" in line
+
+
+def test_verify_export_refuses_unchecked_and_missing_files(tmp_path, exported_student):
+    from hf_distill.export import verify_export
+
+    folder = _copy(exported_student, tmp_path, "student")
+    (folder / "distillation_projections.safetensors").write_bytes(b"training only")  # not the model's weights
+    assert verify_export(folder) is not None
+    extra = folder / ONNX_DIR / "model_fp16.onnx"
+    extra.write_bytes((folder / ONNX_DIR / "model.onnx").read_bytes())
+    with pytest.raises(OnnxExportError, match="model_fp16.onnx is not a file the export checked.*hf-distill export"):
+        verify_export(folder)
+    extra.unlink()
+    (folder / ONNX_DIR / INT8_FILE).unlink()
+    with pytest.raises(OnnxExportError, match=f"{INT8_FILE} does not exist.*hf-distill export"):
+        verify_export(folder)
+    report = folder / ONNX_DIR / "export_report.json"
+    old = json.loads(report.read_text())
+    del old["file_digests"], old["source_weights"]  # a report written before the checksums were recorded
+    report.write_text(json.dumps(old))
+    with pytest.raises(OnnxExportError, match="records no checksums.*hf-distill export"):
+        verify_export(folder)
+    report.unlink()
+    with pytest.raises(OnnxExportError, match="model.onnx has no export check"):
+        verify_export(folder)
+    shutil.rmtree(folder / ONNX_DIR)
+    assert verify_export(folder) is None  # no export at all: nothing to check
+
+
+def test_a_corrupted_onnx_file_read_directly_is_a_clear_error(tmp_path, exported_student):
+    folder = _copy(exported_student, tmp_path, "student")
     model, _ = load_for_export(folder)
     int8 = folder / ONNX_DIR / INT8_FILE
     int8.write_bytes(int8.read_bytes()[:1000])  # truncated
     with pytest.raises(OnnxExportError, match="corrupted or truncated"):
-        load_onnx_variants(folder, model.config)
+        OnnxModel(int8, model.config)
     int8.unlink()
     with pytest.raises(OnnxExportError, match="does not exist"):
-        load_onnx_variants(folder, model.config)
+        OnnxModel(int8, model.config)
 
 
 def test_cli_export_prints_each_variant(tmp_path, tiny_bert_cls_dir, capsys):

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from hf_distill.atomic import atomic_directory, staging_path
-from hf_distill.checkpoints import is_complete_checkpoint, last_complete_checkpoint
+from hf_distill.checkpoints import damaged_weights, is_complete_checkpoint, last_complete_checkpoint
 from hf_distill.pipeline import STATE_DIR, Pipeline, run_from_config
 from hf_distill.preflight import PreflightError
 from hf_distill.run_state import RunFolderError, RunLock
@@ -26,7 +28,7 @@ def _checkpoint(root: Path, step: int, *, state: str | None = '{"global_step": 1
     path = root / f"checkpoint-{step}"
     path.mkdir(parents=True)
     if weights:
-        (path / "model.safetensors").write_bytes(b"x")
+        save_file({"w": torch.zeros(2)}, path / "model.safetensors")
     if state is not None:
         (path / "trainer_state.json").write_text(state)
     return path
@@ -45,6 +47,50 @@ def test_last_complete_checkpoint_skips_partial_ones(tmp_path):
     assert last_complete_checkpoint(tmp_path, remove_incomplete=True) == str(good)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-5", "checkpoint-99-notes"]
     assert last_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_a_checkpoint_with_damaged_weights_is_passed_over_with_a_warning_and_kept(tmp_path, caplog):
+    good = _checkpoint(tmp_path, 5)
+    weights = _checkpoint(tmp_path, 10) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-3])  # the data no longer reach the header's last offset
+    header = _checkpoint(tmp_path, 15) / "model.safetensors"
+    header.write_bytes(b"\xff" * 8 + header.read_bytes()[8:])  # a header length larger than the file
+    sharded = _checkpoint(tmp_path, 20, weights=False)
+    (sharded / "model.safetensors.index.json").write_text('{"weight_map": {"w": "model-00001-of-00001.safetensors"}}')
+    assert damaged_weights(good) is None
+    assert "model.safetensors: Error while deserializing header" in damaged_weights(weights.parent)
+    assert "model.safetensors: Error while deserializing header" in damaged_weights(header.parent)
+    assert "model-00001-of-00001.safetensors" in damaged_weights(sharded)  # a shard the index lists is missing
+    before = weights.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="hf_distill.checkpoints"):
+        assert last_complete_checkpoint(tmp_path) == str(good)
+    assert "checkpoint-10 has damaged weights (model.safetensors: Error while deserializing header" in caplog.text
+    assert (tmp_path / "checkpoint-10").is_dir()  # nothing moved unless asked
+    assert last_complete_checkpoint(tmp_path, remove_incomplete=True) == str(good)
+    # never deleted: moved out of the Trainer's way (it would write its next checkpoint-10 into the folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint-5", "damaged-checkpoint-10", "damaged-checkpoint-15", "damaged-checkpoint-20"]
+    assert (tmp_path / "damaged-checkpoint-10" / "model.safetensors").read_bytes() == before
+
+
+def test_student_stage_resumes_from_the_newest_intact_checkpoint(tmp_path, tiny_bert_cls_dir, caplog):
+    # A checkpoint written to the end but with damaged weights failed every resume ("Error while deserializing
+    # header"); the run now resumes from the checkpoint before it and keeps the damaged one.
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, save_strategy="steps", save_steps=2)
+    run_from_config(cfg, ["--stop_after", "student"])
+    checkpoints = tmp_path / "run" / "student_checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    (tmp_path / "run" / STATE_DIR / "student.json").unlink()  # as if killed after checkpoint-4, before the stage ended
+    weights = checkpoints / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    damaged = weights.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="hf_distill.checkpoints"):
+        results = run_from_config(cfg, ["--stop_after", "student"])
+    assert results["student"]["resumed_from"] == str(checkpoints / "checkpoint-2")
+    assert results["student"]["global_step"] == 4
+    assert "checkpoint-4 has damaged weights" in caplog.text and "damaged-checkpoint-4" in caplog.text
+    assert (checkpoints / "damaged-checkpoint-4" / "model.safetensors").read_bytes() == damaged
+    assert damaged_weights(checkpoints / "checkpoint-4") is None  # the resumed run wrote a new, intact one
 
 
 def test_student_stage_ignores_a_checkpoint_interrupted_while_saving(tmp_path, tiny_bert_cls_dir):

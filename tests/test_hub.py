@@ -219,6 +219,23 @@ def test_push_uploads_the_onnx_exports_in_the_same_commit(fake_hub, output_dir):
     assert str(output_dir) not in files["onnx/export_report.json"].decode()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "altered", "stale"])
+def test_push_refuses_an_export_that_no_longer_matches_its_check(fake_hub, output_dir, damage, capsys):
+    """An int8 file truncated or altered after its check, or left from weights saved since, is not published."""
+    from hf_distill.export import export_onnx
+    from tests.test_export import DAMAGED_EXPORTS
+
+    export_onnx(output_dir, texts=["a wonderful film", "a boring plot"])
+    spoil, message = DAMAGED_EXPORTS[damage]
+    spoil(output_dir)
+    with pytest.raises(HubPublishError, match=f"Refusing to publish .*{message}.*`hf-distill export .*nothing was"):
+        push_to_hub(output_dir, "alice/tiny-student", token=TOKEN, endpoint=fake_hub.url)
+    assert ("model", "alice/tiny-student") not in fake_hub.repos  # refused before any request
+    assert cli_main(["push", str(output_dir), "--repo-id", "alice/s", "--dry-run"]) == 1  # the dry run says so too
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("hf-distill push: error:")]
+    assert "hf-distill export" in line
+
+
 def test_published_files_read_back_through_the_client(fake_hub, output_dir, tmp_path):
     from huggingface_hub import HfApi, hf_hub_download
 
