@@ -207,6 +207,27 @@ def _label_fits(value: Any, names: list[str]) -> bool:
     return str(value) in names
 
 
+def integral_labels(ds: Dataset, label_column: str) -> Dataset:
+    """Turn a label column that was read as floats back into ids: ``1.0`` -> ``1``, an empty cell stays None.
+
+    A csv/tsv label column with an empty cell (an unlabelled row) is read by pandas as floats, and `datasets` gives
+    every split of the same files that type: without this, the labels ``0``/``1`` read as ``0.0``/``1.0`` and match
+    neither the ids nor the names of the classes.
+
+    Args:
+        ds: a split.
+        label_column: its label column (left as is when absent, not float, or holding a non-whole number).
+    """
+    from datasets import Value
+
+    feature = ds.features.get(label_column)
+    if not (isinstance(feature, Value) and feature.dtype.startswith("float")):
+        return ds
+    if any(v is not None and v == v and not float(v).is_integer() for v in ds.unique(label_column)):
+        return ds  # 1.5 is no class id: the label checks name it
+    return ds.cast_column(label_column, Value("int64"))
+
+
 def to_label_ids(ds: Dataset, label_column: str, names: list[str], *, unlabelled: bool = False) -> Dataset:
     """Replace `label_column` by an int ``label`` column: ids stay, names become their index, empty/-1 become -1.
 
@@ -267,6 +288,8 @@ class RunData:
             if self.args.train_split not in splits:
                 raise ValueError(f"no {self.args.train_split!r} split in the data (found {list(splits)}): "
                                  "set train_split or train_file")
+            if self.classification:
+                splits = DatasetDict({name: integral_labels(ds, self.args.label_column) for name, ds in splits.items()})
             self._splits = splits
         return self._splits
 

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from hf_distill.cli import main
+from hf_distill.data import RunData
 from hf_distill.pipeline import STATE_DIR, Pipeline, parse_run_config, run_from_config
 from hf_distill.preflight import PreflightError
 from tests import tiny
@@ -120,6 +121,34 @@ def test_all_unlabelled_training_set_is_reported(tmp_path, tiny_bert_cls_dir):
     with pytest.raises(PreflightError, match=r"training rows have no labels"):
         run_from_config(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def _blank_labels(tmp_path: Path, name: str, every: int) -> Path:
+    """The sentiment rows with every `every`-th label cell left empty (an unlabelled row)."""
+    path = tmp_path / name
+    rows = [(t, "" if i % every == 0 else str(y)) for i, (t, y) in enumerate(tiny.SENTIMENT * 6)]
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    return path
+
+
+def test_empty_label_cells_are_unlabelled_rows_not_float_labels(tmp_path, tiny_bert_cls_dir):
+    # pandas reads a label column with an empty cell as floats, and datasets gives the validation split that type:
+    # the valid labels 0/1 became 0.0/1.0 and were reported as unknown classes
+    train = _blank_labels(tmp_path, "all_blank.tsv", every=1)
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train))
+    with pytest.raises(PreflightError) as err:
+        run_from_config(cfg, check_only=True)
+    assert len(err.value.problems) == 1 and "training rows have no labels" in err.value.problems[0], err.value
+    train = _blank_labels(tmp_path, "some_blank.tsv", every=3)
+    for names in ("negative,positive", None):
+        cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), class_names=names, num_labelled=None,
+                         num_transfer=0)
+        run_from_config(cfg, check_only=True)
+    args, config, _ = parse_run_config(cfg)
+    data = RunData(args, seed=0)
+    labels = data.student_rows(data.label_names())["label"]
+    assert sorted(set(labels)) == [-1, 0, 1] and labels.count(-1) == len(labels) // 3
+    assert set(data.validation()["label"]) == {0, 1}
 
 
 # ---- the validation pass ------------------------------------------------------------------------------------------
