@@ -124,7 +124,7 @@ def check_data_file(path: str | os.PathLike) -> list[str] | None:
 
     Raises:
         DataFileError: the file is missing, not a file, empty, not UTF-8, or (csv/tsv) a row has another number of
-            fields than the header.
+            fields than the header or repeats it.
     """
     path = str(path)
     if not os.path.exists(path):
@@ -142,6 +142,11 @@ def check_data_file(path: str | os.PathLike) -> list[str] | None:
                 rows = csv.reader(f, **dialect)
                 header = next(rows, [])
                 for row in rows:
+                    if row == header:
+                        raise DataFileError(
+                            f"data file {path}, line {rows.line_num} repeats the header {header} (files joined "
+                            "together?): delete that line"
+                        )
                     if row and len(row) != len(header):
                         sep = "tab" if suffix == ".tsv" else "comma"
                         raise DataFileError(

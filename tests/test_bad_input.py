@@ -234,6 +234,9 @@ BAD_FILES = {
     "ragged": (_ragged, r"line 3: 3 fields where the header has 2 .*stray tab"),
     "not utf-8": (lambda p: p.write_bytes("sentence\tlabel\ncaf\xe9 cr\xe8me\t1\n".encode("latin-1")),
                   r"is not UTF-8 text .*iconv"),
+    # without class_names the header's "label" became a third class; with them all the valid labels were flagged
+    "header repeated": (lambda p: p.write_text("sentence\tlabel\ngood\t1\nbad\t0\nsentence\tlabel\nfine\t1\n"),
+                        r"line 4 repeats the header \['sentence', 'label'\] .*delete that line"),
     "other columns than validation": (lambda p: p.write_text("text\tlabel\nfine\t1\n"),
                                       r"data files have different columns .*use one header in every file"),
     "no text column": (lambda p: p.write_text("words\tlabel\nfine\t1\n"), r"text column 'sentence' not found"),
