@@ -23,6 +23,9 @@ def _builder_for(path: str) -> tuple[str, dict]:
     if suffix == ".tsv":
         # TSV corpora such as GLUE contain bare quotes inside sentences; quoting must be off to read them right.
         kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    if suffix == ".txt":
+        # A byte-order mark (Windows editors write one) is not text: csv (pandas) and json drop it, text keeps it.
+        kwargs = {"encoding": "utf-8-sig"}
     return LOCAL_FORMATS[suffix], kwargs
 
 
@@ -135,27 +138,11 @@ def check_data_file(path: str | os.PathLike) -> list[str] | None:
     if os.path.getsize(path) == 0 or not Path(path).read_bytes().strip():
         raise DataFileError(f"data file {path} is empty: it needs a header line and at least one row")
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        # utf-8-sig: a byte-order mark before the header is not part of the first column's name (pandas drops it)
+        with open(path, encoding="utf-8-sig", newline="") as f:
             suffix = Path(path).suffix.lower()
             if suffix in (".csv", ".tsv"):
-                dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
-                rows = csv.reader(f, **dialect)
-                header = next(rows, [])
-                for row in rows:
-                    if row == header:
-                        raise DataFileError(
-                            f"data file {path}, line {rows.line_num} repeats the header {header} (files joined "
-                            "together?): delete that line"
-                        )
-                    if row and len(row) != len(header):
-                        sep = "tab" if suffix == ".tsv" else "comma"
-                        raise DataFileError(
-                            f"data file {path}, line {rows.line_num}: {len(row)} fields where the header has "
-                            f"{len(header)} ({header}); a stray {sep} in the text? Fix or quote that line"
-                        )
-                if rows.line_num <= 1:
-                    raise DataFileError(f"data file {path} has a header but no rows")
-                return header
+                return _check_table(path, f, suffix)
             for _ in iter(lambda: f.read(1 << 20), ""):
                 pass
             return None
@@ -164,6 +151,37 @@ def check_data_file(path: str | os.PathLike) -> list[str] | None:
             f"data file {path} is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset "
             f"{err.start}): convert it, e.g. `iconv -f latin1 -t utf-8`"
         ) from None
+
+
+def _check_table(path: str, f: Any, suffix: str) -> list[str]:
+    """The header of an open csv/tsv file, after checking every row against it (see `check_data_file`)."""
+    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+    rows = csv.reader(f, **dialect)
+    limit = csv.field_size_limit()
+    # csv's 131,072-character field limit is not the reader's: pandas (which `datasets` uses) reads longer texts
+    csv.field_size_limit(2**31 - 1)
+    try:
+        header = next(rows, [])
+        start = rows.line_num + 1
+        for row in rows:
+            if row == header:
+                raise DataFileError(f"data file {path}, line {start} repeats the header {header} (files joined "
+                                    "together?): delete that line")
+            if row and len(row) != len(header):
+                sep = "tab" if suffix == ".tsv" else "comma"
+                spans = f" (it runs to line {rows.line_num}: an unclosed quote?)" if rows.line_num > start else ""
+                raise DataFileError(
+                    f"data file {path}, line {start}: {len(row)} fields where the header has "
+                    f"{len(header)} ({header}){spans}; a stray {sep} in the text? Fix or quote that line"
+                )
+            start = rows.line_num + 1
+    except csv.Error as err:
+        raise DataFileError(f"data file {path}, line {start}: {err}: fix that line") from None
+    finally:
+        csv.field_size_limit(limit)
+    if rows.line_num <= 1:
+        raise DataFileError(f"data file {path} has a header but no rows")
+    return header
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from hf_distill.cli import main
-from hf_distill.data import RunData
+from hf_distill.data import RunData, load_splits
 from hf_distill.pipeline import STATE_DIR, Pipeline, parse_run_config, run_from_config
 from hf_distill.preflight import PreflightError
 from tests import tiny
@@ -237,6 +237,8 @@ BAD_FILES = {
     # without class_names the header's "label" became a third class; with them all the valid labels were flagged
     "header repeated": (lambda p: p.write_text("sentence\tlabel\ngood\t1\nbad\t0\nsentence\tlabel\nfine\t1\n"),
                         r"line 4 repeats the header \['sentence', 'label'\] .*delete that line"),
+    "unclosed quote": (lambda p: p.write_text('sentence,label\ngood,1\n"bad film,0\nfine,1\n'),
+                       r"line 3: 1 fields where the header has 2 .*runs to line 4: an unclosed quote"),
     "other columns than validation": (lambda p: p.write_text("text\tlabel\nfine\t1\n"),
                                       r"data files have different columns .*use one header in every file"),
     "no text column": (lambda p: p.write_text("words\tlabel\nfine\t1\n"), r"text column 'sentence' not found"),
@@ -248,10 +250,10 @@ SAME_FILE_FOR_VALIDATION = {"no text column", "no label column"}
 @pytest.mark.parametrize("name", list(BAD_FILES))
 def test_bad_training_file_is_one_clear_line(tmp_path, tiny_bert_cls_dir, capsys, name):
     write, message = BAD_FILES[name]
-    train = tmp_path / "bad_train.tsv"
+    train = tmp_path / ("bad_train.csv" if name == "unclosed quote" else "bad_train.tsv")
     if write is not None:
         write(train)
-    extra = {"validation_file": str(train)} if name in SAME_FILE_FOR_VALIDATION else {}
+    extra = {"validation_file": str(train)} if name in SAME_FILE_FOR_VALIDATION | {"unclosed quote"} else {}
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), **extra)
     code, out, err = cli(capsys, "run", cfg)
     assert code == 1
@@ -260,6 +262,31 @@ def test_bad_training_file_is_one_clear_line(tmp_path, tiny_bert_cls_dir, capsys
 
     assert re.search(message, err), err
     assert not (tmp_path / "run").exists()
+
+
+def _tsv(path: Path, rows: list[tuple[str, str]], prefix: bytes = b"") -> Path:
+    path.write_bytes(prefix + ("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows)).encode())
+    return path
+
+
+def test_byte_order_mark_is_read_like_datasets_reads_it(tmp_path, tiny_bert_cls_dir):
+    # A BOM (Windows editors) is not part of the first column's name: pandas drops it, so the checks must too
+    # (it read as '\ufeffsentence': "the data files have different columns")
+    train = _tsv(tmp_path / "bom_train.tsv", [(t, str(y)) for t, y in tiny.SENTIMENT * 6], prefix=b"\xef\xbb\xbf")
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train))
+    run_from_config(cfg, check_only=True)
+    assert RunData(parse_run_config(cfg)[0], seed=0).train().column_names == ["sentence", "label"]
+    corpus = tmp_path / "bom.txt"
+    corpus.write_bytes(b"\xef\xbb\xbfthe first line\nthe second line\n")
+    assert load_splits(data_files={"train": str(corpus)})["train"]["text"] == ["the first line", "the second line"]
+
+
+def test_a_text_longer_than_csvs_field_limit_is_read(tmp_path, tiny_bert_cls_dir):
+    # csv's 131,072-character limit is not pandas': the check said "field larger than field limit (131072)", no file
+    rows = [(t, str(y)) for t, y in tiny.SENTIMENT * 6] + [("word " * 30_000, "1")]
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(_tsv(tmp_path / "long.tsv", rows)))
+    run_from_config(cfg, check_only=True)
+    assert len(RunData(parse_run_config(cfg)[0], seed=0).train()[-1]["sentence"]) == 150_000
 
 
 # ---- the CLI ------------------------------------------------------------------------------------------------------
