@@ -235,9 +235,29 @@ def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str]
         )
     # What the user set (in the YAML or on the command line), as parsed: "400" and 400 are the same setting.
     chosen = set(values) | {k[2:].split("=", 1)[0] for k in overrides if k.startswith("--")}
-    settings = {k: getattr(pipe, k) if hasattr(pipe, k) else getattr(cfg, k) for k in sorted(chosen)}
-    settings = json.loads(json.dumps(settings, default=str))
-    return pipe, cfg, settings
+    return pipe, cfg, _as_recorded(pipe, cfg, chosen)
+
+
+def _as_recorded(pipe: PipelineArguments, cfg: DistillationConfig, keys: Any) -> dict[str, Any]:
+    """The parsed values of `keys`, as JSON would store them (so a recorded setting compares equal to a new one)."""
+    settings = {k: getattr(pipe, k) if hasattr(pipe, k) else getattr(cfg, k, None) for k in sorted(keys)}
+    return json.loads(json.dumps(settings, default=str))
+
+
+def effective_settings(settings: dict[str, Any], keys: Any) -> dict[str, Any]:
+    """The values `keys` take in a run with these recorded `settings`: a set field as set, an unset one at its
+    default as a run resolves it (e.g. `scale_by_temperature_squared` from `loss_type`).
+
+    Recorded settings hold only what the user set, so "alpha unset" and "alpha: 0.5" (its default) are the same run.
+
+    Args:
+        settings: recorded settings (`parse_run_config`'s third value, or ``run_config.json``).
+        keys: the fields wanted.
+    """
+    parser = HfArgumentParser((PipelineArguments, DistillationConfig))
+    values = {"teacher": "", **{k: v for k, v in settings.items() if v is not None}}
+    pipe, cfg = parser.parse_dict(values, allow_extra_keys=True)  # recorded values are typed already (JSON)
+    return _as_recorded(pipe, cfg, keys)
 
 
 # ---- the stages ---------------------------------------------------------------------------------------------------

@@ -319,5 +319,10 @@ def test_run_error_after_a_stage_is_one_line(tmp_path, tiny_bert_cls_dir, capsys
     run_from_config(cfg, ["--stop_after", "teacher"])
     code, out, err = cli(capsys, "run", cfg, "--alpha", "0.9")
     assert code == 1
-    assert "other settings (alpha: None -> 0.9)" in err and "Traceback" not in err
+    # a field set now and not before is compared at its effective value then (the default), not as None
+    assert "other settings (alpha: 0.5 -> 0.9)" in err and "Traceback" not in err
     assert markers(tmp_path / "run") == {"teacher"} and (tmp_path / "run" / STATE_DIR / "run_config.json").is_file()
+    # setting a field to its default (or to what a default resolves to) is the same run, not "other settings"
+    code, out, err = cli(capsys, "run", cfg, "--temperature", "2.0", "--scale_by_temperature_squared", "true",
+                         "--learning_rate", "5e-5", "--stop_after", "teacher")
+    assert code == 0 and "teacher: skipped (finished earlier)" in out, err
