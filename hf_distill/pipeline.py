@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from .atomic import atomic_directory, clear_staging, replace_directory, staging_path
+from .atomic import atomic_directory, clear_staging, disk_space_for, replace_directory, staging_path
 from .config import DistillationConfig
 from .data import RunData, to_label_ids
 from .preflight import PreflightError, check_run, run_inputs
@@ -653,7 +653,8 @@ class Pipeline:
                     continue
                 logger.info("stage %s: running", stage)
                 started = time.perf_counter()
-                info = getattr(self, f"stage_{stage}")()
+                with disk_space_for(self.root):
+                    info = getattr(self, f"stage_{stage}")()
                 info["stage_seconds"] = round(time.perf_counter() - started, 1)
                 # A run without push leaves that stage open, so a later `--push_to_hub true` run publishes.
                 if self.dist.is_main_process and not (stage == "push" and not self.config.push_to_hub):

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .atomic import disk_space_for
 from .sample_quality import SampleFigures, SampleQuality
 from .tasks import all_tasks
 
@@ -202,7 +203,8 @@ class DistillationReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         # allow_nan=False: a NaN written here would surface later as a silent gap in the card
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False, sort_keys=False)
-        path.write_text(text + "\n", encoding="utf-8")
+        with disk_space_for(path):
+            path.write_text(text + "\n", encoding="utf-8")
         return path
 
     @classmethod

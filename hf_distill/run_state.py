@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .atomic import PARTIAL_SUFFIX, atomic_write_text
+from .atomic import PARTIAL_SUFFIX, atomic_write_text, raise_if_disk_full
 
 logger = logging.getLogger("hf_distill.run_state")
 
@@ -187,8 +187,13 @@ class RunLock:
                     f"{owner.get('since')}): wait for it, or use another output_dir. If no such run exists, delete "
                     f"{self.path}"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(me)
+            except Exception as err:  # an empty lock would block every later run
+                self.path.unlink(missing_ok=True)
+                raise_if_disk_full(err, self.path.parent.parent)
+                raise
             self.held = True
             return
         raise RunFolderError(f"could not take the lock {self.path}: another run took it meanwhile")
