@@ -213,7 +213,18 @@ class DistillationReport:
         path = Path(path)
         if path.is_dir():
             path = path / REPORT_FILENAME
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        made_by = "pass the distillation_report.json that `hf-distill evaluate` (or `run`) wrote"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a distillation report (not JSON text: {err}): {made_by}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a distillation report (a JSON {type(data).__name__}, not an object): "
+                             f"{made_by}")
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{path}: {err}") from err
 
     # -- presentation ---------------------------------------------------------------------------
     def table_columns(self) -> list[str]:

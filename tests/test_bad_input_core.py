@@ -231,6 +231,22 @@ def test_evaluate_and_card_name_the_missing_input(tmp_path, tiny_bert_cls_dir):
         measure_main(["card", "--report", str(tmp_path / "out"), "--output", str(tmp_path / "card")])
 
 
+def test_card_names_a_report_that_is_not_a_report(tmp_path, capsys):
+    # was "hf-distill: error: Expecting value: line 1 column 1 (char 0)", naming no file
+    cases = {"not json": (b"not json\n", r"is not a distillation report \(not JSON text: Expecting value"),
+             "latin-1": (b"caf\xe9", r"is not a distillation report \(not JSON text: 'utf-8' codec"),
+             "a list": (b"[1, 2]\n", r"is not a distillation report \(a JSON list, not an object\)"),
+             "no fields": (b"{}\n", r": distillation report is missing \['schema_version'")}
+    for name, (content, message) in cases.items():
+        report = tmp_path / f"{name.replace(' ', '_')}.json"
+        report.write_bytes(content)
+        code, out, err = cli(capsys, "card", "--report", report, "--output", tmp_path / "card")
+        line = one_error_line(err)
+        assert code == 1 and line.startswith(f"hf-distill: error: {report}") and re.search(message, line), line
+        if name != "no fields":
+            assert line.endswith("pass the distillation_report.json that `hf-distill evaluate` (or `run`) wrote"), line
+
+
 def test_trainer_refuses_a_student_with_the_teachers_labels_in_another_order(tmp_path, wordpiece_tokenizer):
     tok = wordpiece_tokenizer
     teacher = tiny.bert_cls(tok, 4)
