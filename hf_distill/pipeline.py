@@ -192,6 +192,18 @@ def _to_argv(values: dict[str, Any]) -> list[str]:
     return argv
 
 
+class _RunFieldParser(HfArgumentParser):
+    """`HfArgumentParser` whose errors are one line: argparse's own prints the usage of every field (165 lines)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        raise ValueError(f"{message}: `hf-distill run --help-fields` lists the fields and their values")
+
+
+def run_field_parser() -> HfArgumentParser:
+    """The parser of `hf-distill run`'s fields (`PipelineArguments` and `DistillationConfig`)."""
+    return _RunFieldParser((PipelineArguments, DistillationConfig))
+
+
 def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str] | None = None):
     """Parse a YAML config plus ``--field value`` overrides into (PipelineArguments, DistillationConfig).
 
@@ -225,7 +237,7 @@ def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str]
         )
     for key in (k[2:].split("=", 1)[0] for k in overrides if k.startswith("--")):
         values.pop(key, None)
-    parser = HfArgumentParser((PipelineArguments, DistillationConfig))
+    parser = run_field_parser()
     argv = _to_argv(values) + overrides
     pipe, cfg, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
@@ -254,7 +266,7 @@ def effective_settings(settings: dict[str, Any], keys: Any) -> dict[str, Any]:
         settings: recorded settings (`parse_run_config`'s third value, or ``run_config.json``).
         keys: the fields wanted.
     """
-    parser = HfArgumentParser((PipelineArguments, DistillationConfig))
+    parser = run_field_parser()
     values = {"teacher": "", **{k: v for k, v in settings.items() if v is not None}}
     pipe, cfg = parser.parse_dict(values, allow_extra_keys=True)  # recorded values are typed already (JSON)
     return _as_recorded(pipe, cfg, keys)

@@ -314,6 +314,34 @@ def test_cli_errors_are_one_line_and_the_traceback_needs_debug(tmp_path, capsys,
     assert code == 1 and "Traceback" in err
 
 
+def test_usage_errors_are_the_commands_short_usage_and_the_error(tmp_path, capsys):
+    # argparse printed the whole usage first: 165 lines of fields for `run --alpha abc`, the top-level usage for
+    # `card --bogus`, 28 lines for `evaluate`; now two lines, like git: the command's short usage, then the error
+    cases = {
+        ("card", "--report", "r", "--output", "o", "--bogus"): (
+            "usage: hf-distill card --report REPORT --output OUTPUT [options]  (`hf-distill card --help` lists them)",
+            "hf-distill card: error: unrecognized arguments: --bogus"),
+        ("evaluate", "--teacher", "t"): (
+            "usage: hf-distill evaluate --teacher TEACHER --student STUDENT --dataset DATASET --output OUTPUT [options]",
+            "hf-distill evaluate: error: the following arguments are required: --student, --dataset, --output"),
+        ("frob",): ("usage: hf-distill COMMAND [options]", "hf-distill: error: argument COMMAND: invalid choice: 'frob'"),
+    }
+    for argv, (usage, error) in cases.items():
+        with pytest.raises(SystemExit) as exit_:
+            main(list(argv))
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and len(err.splitlines()) == 2, err
+        assert err.splitlines()[0].startswith(usage) and err.splitlines()[1].startswith(error), err
+    config = tmp_path / "c.yaml"
+    config.write_text("teacher: x\n")
+    for argv, message in (((config, "--alpha", "abc"), "argument --alpha: invalid float value: 'abc'"),
+                          (("--alpha=0.5",), "the following arguments are required: --teacher")):
+        code, out, err = cli(capsys, "run", *argv)
+        assert code == 1 and len(err.splitlines()) == 2, err
+        assert one_error_line(err) == f"hf-distill: error: {message}: `hf-distill run --help-fields` lists the " \
+                                      "fields and their values"
+
+
 def test_run_error_after_a_stage_is_one_line(tmp_path, tiny_bert_cls_dir, capsys):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
