@@ -62,9 +62,13 @@ def model_problem(option: str, value: str) -> str | None:
     The app loads what it is given with transformers, which reads every name that is not a folder as a Hub id: a
     mistyped path became "Repo id must use alphanumeric chars", and an ``onnx/`` export folder "Unrecognized model".
     """
+    from .models import damaged_weights
     from .preflight import looks_like_local_path
 
     path = Path(value).expanduser()
+    damaged = damaged_weights(path)
+    if damaged:
+        return f"{option} {value}: weights file {'; '.join(damaged)} is truncated or damaged: copy or save it again"
     if path.is_dir() and not (path / "config.json").is_file():
         if any(path.glob("*.onnx")):
             parent = path.parent if (path.parent / "config.json").is_file() else "the model folder it was exported from"

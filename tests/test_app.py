@@ -548,7 +548,8 @@ def test_cli_demo_launches_on_loopback(monkeypatch, tiny_bert_cls_dir, tiny_bert
 
 def test_cli_demo_names_a_bad_model_path_or_port_before_loading(monkeypatch, tmp_path, tiny_bert_cls_dir, capsys):
     # before: "Repo id must use alphanumeric chars" for ./missing, transformers' "Unrecognized model ... model_type"
-    # for an onnx/ folder, and gradio's "Cannot find empty port ... `launch()`" after both models were loaded
+    # for an onnx/ folder, "Error while deserializing header" (no file) for truncated weights, and gradio's
+    # "Cannot find empty port ... `launch()`" after both models were loaded
     parser, cli_demo = _parser()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run" / "student" / "onnx").mkdir(parents=True)
@@ -562,7 +563,13 @@ def test_cli_demo_names_a_bad_model_path_or_port_before_loading(monkeypatch, tmp
                             "run/student (the demo runs the PyTorch weights and tokenizer saved there)",
         "run/student/config.json": "--student run/student/config.json is a file: pass the model folder that holds it",
         "run": "--student run is not a model folder (no config.json in it)",
+        "truncated": "--student truncated: weights file truncated/model.safetensors (Error while deserializing header",
     }
+    import shutil
+
+    shutil.copytree(tiny_bert_cls_dir, tmp_path / "truncated")
+    weights = tmp_path / "truncated" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
     for student, message in expected.items():
         args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", student])
         assert args.func(args) == 2

@@ -247,6 +247,29 @@ def test_card_names_a_report_that_is_not_a_report(tmp_path, capsys):
             assert line.endswith("pass the distillation_report.json that `hf-distill evaluate` (or `run`) wrote"), line
 
 
+def _truncated_copy(model_dir, tmp_path):
+    folder = tmp_path / "truncated"
+    shutil.copytree(model_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return folder, weights
+
+
+def test_a_truncated_weights_file_is_named(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer, capsys):
+    # was "Error while deserializing header: incomplete metadata, file not fully covered", naming no file
+    folder, weights = _truncated_copy(tiny_bert_cls_dir, tmp_path)
+    data = tmp_path / "eval.tsv"
+    data.write_text("sentence\tlabel\ngood\t1\n")
+    code, out, err = cli(capsys, "evaluate", "--teacher", tiny_bert_cls_dir, "--student", folder, "--dataset", data,
+                         "--output", tmp_path / "out")
+    assert code == 1 and one_error_line(err).startswith(
+        f"hf-distill: error: the student's weights file {weights} (Error while deserializing header"), err
+    assert "is truncated or damaged (an interrupted copy or download?): copy it again" in err
+    with pytest.raises(ValueError, match=re.escape(f"the teacher's weights file {weights} (")):
+        DistillationTrainer(model=tiny.bert_cls(wordpiece_tokenizer, 2), teacher_model=str(folder),
+                            args=config(tmp_path), processing_class=wordpiece_tokenizer)
+
+
 def test_trainer_refuses_a_student_with_the_teachers_labels_in_another_order(tmp_path, wordpiece_tokenizer):
     tok = wordpiece_tokenizer
     teacher = tiny.bert_cls(tok, 4)
