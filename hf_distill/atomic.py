@@ -16,6 +16,8 @@ from pathlib import Path
 PARTIAL_SUFFIX = ".partial"
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _NO_SPACE_TEXT = ("No space left on device", "Disk quota exceeded", "os error 28")
+# torch.save's failed writes, which say nothing of the disk ("[enforce fail at inline_container.cc] unexpected pos")
+_WRITE_FAILURE_TEXT = ("inline_container", "PytorchStreamWriter", "file write failed")
 
 
 class DiskFullError(OSError):
@@ -27,16 +29,17 @@ def raise_if_disk_full(err: BaseException, path: str | os.PathLike) -> None:
 
     A full disk reaches us as ``OSError: [Errno 28]`` without a file name (matplotlib, `Path.write_text`), as text
     inside another library's error (safetensors: "No space left on device (os error 28)"), or as an unrelated
-    message (torch.save: "unexpected pos ..."); the last is recognised by the file system having no space left.
+    message (torch.save: "unexpected pos ..."); the last two are recognised by the file system having no space left.
 
     Args:
         err: the error a write raised.
         path: the file or folder being written, named in the message.
     """
-    if isinstance(err, DiskFullError):
-        return
+    if not isinstance(err, Exception) or isinstance(err, DiskFullError):
+        return  # Ctrl-C stays Ctrl-C
     full = getattr(err, "errno", None) in _NO_SPACE or any(t in str(err) for t in _NO_SPACE_TEXT)
-    if not full:
+    written = isinstance(err, OSError) and err.errno is None or any(t in str(err) for t in _WRITE_FAILURE_TEXT)
+    if not full and written:
         existing = Path(path).absolute()
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent

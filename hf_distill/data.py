@@ -246,7 +246,7 @@ def integral_labels(ds: Dataset, label_column: str) -> Dataset:
     feature = ds.features.get(label_column)
     if not (isinstance(feature, Value) and feature.dtype.startswith("float")):
         return ds
-    if any(v is not None and v == v and not float(v).is_integer() for v in ds.unique(label_column)):
+    if any(v is not None and not (v == v and float(v).is_integer()) for v in ds.unique(label_column)):
         return ds  # 1.5 is no class id: the label checks name it
     return ds.cast_column(label_column, Value("int64"))
 

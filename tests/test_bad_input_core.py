@@ -321,6 +321,8 @@ def test_a_full_disk_is_recognised_in_other_libraries_errors(tmp_path, monkeypat
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=4096))
     with pytest.raises(DiskFullError, match="unexpected pos"):  # torch.save's only sign of a full disk
         raise_if_disk_full(torch_save, tmp_path / "not" / "made" / "yet")
+    raise_if_disk_full(ValueError("bad value"), tmp_path)  # not a failed write, whatever the disk
+    raise_if_disk_full(KeyboardInterrupt(), tmp_path)
 
 
 def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
