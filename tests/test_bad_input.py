@@ -139,6 +139,14 @@ def test_empty_label_cells_are_unlabelled_rows_not_float_labels(tmp_path, tiny_b
     with pytest.raises(PreflightError) as err:
         run_from_config(cfg, check_only=True)
     assert len(err.value.problems) == 1 and "training rows have no labels" in err.value.problems[0], err.value
+    # JSON: a label column of nulls was given to the validation split ("Couldn't cast array of type int64 to null")
+    train, val = tmp_path / "all_null.jsonl", tmp_path / "val.jsonl"
+    train.write_text("".join(json.dumps({"sentence": t, "label": None}) + "\n" for t, _ in tiny.SENTIMENT * 6))
+    val.write_text("".join(json.dumps({"sentence": t, "label": y}) + "\n" for t, y in tiny.SENTIMENT))
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val))
+    with pytest.raises(PreflightError) as err:
+        run_from_config(cfg, check_only=True)
+    assert len(err.value.problems) == 1 and "training rows have no labels" in err.value.problems[0], err.value
     train = _blank_labels(tmp_path, "some_blank.tsv", every=3)
     for names in ("negative,positive", None):
         cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), class_names=names, num_labelled=None,
