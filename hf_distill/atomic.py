@@ -6,6 +6,7 @@ one file system). A process killed half way leaves only the staging path, which 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -13,6 +14,53 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PARTIAL_SUFFIX = ".partial"
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NO_SPACE_TEXT = ("No space left on device", "Disk quota exceeded", "os error 28")
+# torch.save's failed writes, which say nothing of the disk ("[enforce fail at inline_container.cc] unexpected pos")
+_WRITE_FAILURE_TEXT = ("inline_container", "PytorchStreamWriter", "file write failed")
+
+
+class DiskFullError(OSError):
+    """A write failed because the file system (or the user's quota) is full; the message names where and the fix."""
+
+
+def raise_if_disk_full(err: BaseException, path: str | os.PathLike) -> None:
+    """Raise `DiskFullError` naming `path` when `err` is a full disk; return otherwise (the caller re-raises `err`).
+
+    A full disk reaches us as ``OSError: [Errno 28]`` without a file name (matplotlib, `Path.write_text`), as text
+    inside another library's error (safetensors: "No space left on device (os error 28)"), or as an unrelated
+    message (torch.save: "unexpected pos ..."); the last two are recognised by the file system having no space left.
+
+    Args:
+        err: the error a write raised.
+        path: the file or folder being written, named in the message.
+    """
+    if not isinstance(err, Exception) or isinstance(err, DiskFullError):
+        return  # Ctrl-C stays Ctrl-C
+    full = getattr(err, "errno", None) in _NO_SPACE or any(t in str(err) for t in _NO_SPACE_TEXT)
+    written = isinstance(err, OSError) and err.errno is None or any(t in str(err) for t in _WRITE_FAILURE_TEXT)
+    if not full and written:
+        existing = Path(path).absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        try:
+            full = shutil.disk_usage(existing).free < 1 << 20
+        except OSError:
+            full = False
+    if full:
+        cause = (str(err).strip() or type(err).__name__).splitlines()[0]
+        raise DiskFullError(f"no space left on the device holding {path} ({cause}): free some space there "
+                            "(`df -h` shows what is left), or write to another disk") from err
+
+
+@contextmanager
+def disk_space_for(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a full disk inside the block into one `DiskFullError` line naming `path` (see `raise_if_disk_full`)."""
+    try:
+        yield
+    except Exception as err:
+        raise_if_disk_full(err, path)
+        raise
 
 
 def staging_path(target: str | os.PathLike) -> Path:
@@ -74,8 +122,9 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     staging.mkdir(parents=True)
     try:
         yield staging
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        raise_if_disk_full(err, target)
         raise
     replace_directory(staging, target)
 
@@ -85,6 +134,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    try:
+        tmp.write_text(text)
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        raise_if_disk_full(err, path)
+        raise
     os.replace(tmp, path)
     return path

@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hf_distill.atomic import disk_space_for
 from hf_distill.report import (
     LOWER_IS_BETTER,
     REPORT_FILENAME,
@@ -526,16 +527,17 @@ def write_card(
         template=template,
     )
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_chart(report, out / CHART_FILENAME)
     card_path = out / CARD_FILENAME
-    card.save(card_path)
-    # the card links the report, so it travels with it
-    target = out / REPORT_FILENAME
-    if report_path is not None and report_path.is_file() and report_path.resolve() != target.resolve():
-        shutil.copyfile(report_path, target)
-    elif not target.exists():
-        report.to_json(target)
+    with disk_space_for(out):
+        out.mkdir(parents=True, exist_ok=True)
+        write_chart(report, out / CHART_FILENAME)
+        card.save(card_path)
+        # the card links the report, so it travels with it
+        target = out / REPORT_FILENAME
+        if report_path is not None and report_path.is_file() and report_path.resolve() != target.resolve():
+            shutil.copyfile(report_path, target)
+        elif not target.exists():
+            report.to_json(target)
     return card_path
 
 

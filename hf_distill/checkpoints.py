@@ -42,16 +42,17 @@ def is_complete_checkpoint(folder: str | Path) -> bool:
     return True
 
 
-def damaged_weights(folder: str | Path) -> str | None:
-    """Why a checkpoint's safetensors weights cannot be loaded, or None when they can.
+def weights_problem(folder: str | Path) -> tuple[Path, str] | None:
+    """The first safetensors file of a model folder that cannot be loaded, with the reason; None when all can.
 
     Args:
-        folder: a `checkpoint-N` folder.
+        folder: a model folder (`save_pretrained`'s output, or a `checkpoint-N` folder).
 
     Returns:
-        None when every safetensors file (the shards an index lists included) has a header that parses and data
-        offsets that cover the file exactly, as `safetensors.safe_open` checks before reading a tensor; else the
-        file and the problem. Pickled weights (`pytorch_model.bin`) are not read, so not checked.
+        None when every safetensors weights file (`model.safetensors`, `adapter_model.safetensors` and the shards an
+        index lists) has a header that parses and data offsets that cover the file exactly, as `safetensors.safe_open`
+        checks before reading a tensor; else the file and the problem. Pickled weights (`pytorch_model.bin`) are not
+        read, so not checked.
     """
     from safetensors import safe_open
 
@@ -62,14 +63,20 @@ def damaged_weights(folder: str | Path) -> str | None:
         try:
             files += [folder / shard for shard in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            return f"{index.name} is unreadable ({type(err).__name__})"
+            return index, f"unreadable ({type(err).__name__})"
     for path in files:
         try:
             with safe_open(str(path), framework="pt"):
                 pass
         except Exception as err:  # noqa: BLE001 - SafetensorError, OSError: any failure means it cannot be loaded
-            return f"{path.name}: {err}"
+            return path, str(err).strip() or type(err).__name__
     return None
+
+
+def damaged_weights(folder: str | Path) -> str | None:
+    """Why a checkpoint's safetensors weights cannot be loaded (`file: reason`, see `weights_problem`), or None."""
+    problem = weights_problem(folder)
+    return None if problem is None else f"{problem[0].name}: {problem[1]}"
 
 
 def _move_aside(path: Path) -> Path:

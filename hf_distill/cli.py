@@ -19,13 +19,10 @@ EXIT_INTERRUPTED = 130
 
 
 def _run(args: argparse.Namespace) -> int:
-    from transformers import HfArgumentParser
-
-    from .config import DistillationConfig
-    from .pipeline import PipelineArguments, run_from_config
+    from .pipeline import run_field_parser, run_from_config
 
     if args.help_fields:
-        HfArgumentParser((PipelineArguments, DistillationConfig)).print_help()
+        run_field_parser().print_help()
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     results = run_from_config(args.config, args.overrides, check_only=args.check)
@@ -56,11 +53,33 @@ def _end_process_group() -> None:
         dist.destroy_process_group()
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are two lines, like git's: the command's short usage, then the error.
+
+    argparse prints a subcommand's whole usage first (dozens of lines for `evaluate`), and the top-level usage for
+    an unknown option of a subcommand, so the error itself was lost below them.
+    """
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"usage: {short_usage(self)}\n{self.prog}: error: {message}\n")
+
+
+def short_usage(parser: argparse.ArgumentParser) -> str:
+    """One line: the program, its required arguments, ``[options]``, and where the rest is listed."""
+    required = []
+    for action in parser._actions:
+        if action.option_strings and action.required:
+            required.append(f"{action.option_strings[0]} {action.metavar or action.dest.upper()}")
+        elif not action.option_strings and action.nargs not in ("?", "*", argparse.SUPPRESS):
+            required.append(action.metavar if isinstance(action.metavar, str) else action.dest)
+    return " ".join([parser.prog, *required, f"[options]  (`{parser.prog} --help` lists them)"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; each subcommand lives beside the code it drives."""
     from . import cli_demo, cli_export, cli_hub, cli_measure, cli_plan, cli_targets
 
-    parser = argparse.ArgumentParser(prog="hf-distill", description="Knowledge distillation for the Hugging Face stack.")
+    parser = _Parser(prog="hf-distill", description="Knowledge distillation for the Hugging Face stack.")
     parser.add_argument("--version", action="version", version=f"hf-distill {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -101,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or _wants_debug(argv)
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
-    if argv and argv[0] == "run":
-        # `run` passes unknown --field value pairs through to HfArgumentParser.
-        args, rest = parser.parse_known_args(argv)
-        args.overrides = rest
-    else:
-        args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "run":
+        args.overrides = rest  # `run` passes --field value pairs on to its field parser
+    elif rest:  # the subcommand's own usage, not the top-level one
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+        sub.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -55,8 +56,54 @@ def load_app(path: str | os.PathLike | None = None) -> ModuleType:
     return module
 
 
+def model_problem(option: str, value: str) -> str | None:
+    """Why `value` (given as `option`, e.g. ``--student``) cannot be a model for the demo, or None when it may be.
+
+    The app loads what it is given with transformers, which reads every name that is not a folder as a Hub id: a
+    mistyped path became "Repo id must use alphanumeric chars", and an ``onnx/`` export folder "Unrecognized model".
+    """
+    from .models import damaged_weights
+    from .preflight import looks_like_local_path
+
+    path = Path(value).expanduser()
+    damaged = damaged_weights(path)
+    if damaged:
+        return f"{option} {value}: weights file {'; '.join(damaged)} is truncated or damaged: copy or save it again"
+    if path.is_dir() and not (path / "config.json").is_file():
+        if any(path.glob("*.onnx")):
+            parent = path.parent if (path.parent / "config.json").is_file() else "the model folder it was exported from"
+            return (f"{option} {value} holds ONNX files, which the demo does not run: pass {parent} (the demo runs "
+                    "the PyTorch weights and tokenizer saved there)")
+        return f"{option} {value} is not a model folder (no config.json in it): pass the folder save_pretrained wrote"
+    if path.is_file():
+        return f"{option} {value} is a file: pass the model folder that holds it ({path.parent})"
+    # "run/studnet" has the form of a Hub id, but when "run" is a local folder it is a mistyped path
+    if not path.exists() and (looks_like_local_path(value) or path.parent.is_dir() and str(path.parent) != "."):
+        return f"{option} {value!r} does not exist (a local path): check the path"
+    return None
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the app cannot serve on `host`:`port` (in use, or not an address of this machine), or None."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no user
+            probe.bind(address)
+    except OSError as err:
+        return (f"cannot serve on {host}:{port} ({err.strerror or err}): pass --port with a free port (or stop what "
+                "serves there)")
+    return None
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Build the app for ``args.teacher`` / ``args.student`` and serve it until interrupted; return an exit code."""
+    problems = [model_problem("--teacher", args.teacher), model_problem("--student", args.student),
+                port_problem(args.host, args.port)]
+    for problem in filter(None, problems):
+        print(f"hf-distill demo: {problem}", file=sys.stderr)
+    if any(problems):
+        return 2
     if Path(args.student).is_dir():
         from .export import OnnxExportError, verify_export
 
@@ -72,12 +119,18 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"hf-distill demo: {exc}; install the app extra: pip install 'hf-distill[app]'", file=sys.stderr)
         return 2
     except (FileNotFoundError, OSError, ValueError) as exc:
-        print(f"hf-distill demo: {exc}", file=sys.stderr)
+        print(f"hf-distill demo: {(str(exc).strip() or type(exc).__name__).splitlines()[0]}", file=sys.stderr)
         return 2
     kwargs = app.launch_kwargs(host=args.host, port=args.port)
     url = f"http://{kwargs['server_name']}:{kwargs['server_port']}"
     print(f"Serving teacher {args.teacher} and student {args.student} on {url}")
-    demo.queue().launch(**kwargs)
+    try:
+        demo.queue().launch(**kwargs)
+    except OSError as exc:  # taken since the check above; gradio's own text points at `launch()`
+        if "port" not in str(exc).lower():
+            raise
+        print(f"hf-distill demo: {port_problem(args.host, args.port) or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

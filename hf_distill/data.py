@@ -23,6 +23,9 @@ def _builder_for(path: str) -> tuple[str, dict]:
     if suffix == ".tsv":
         # TSV corpora such as GLUE contain bare quotes inside sentences; quoting must be off to read them right.
         kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    if suffix == ".txt":
+        # A byte-order mark (Windows editors write one) is not text: csv (pandas) and json drop it, text keeps it.
+        kwargs = {"encoding": "utf-8-sig"}
     return LOCAL_FORMATS[suffix], kwargs
 
 
@@ -45,7 +48,10 @@ def load_splits(
             described = "; ".join(f"{data_files[s]} has {h}" for s, h in headers.items())
             raise DataFileError(f"the data files have different columns ({described}): use one header in every file")
         builder, kwargs = _builder_for(next(iter(data_files.values())))
-        return _load(builder, data_files=dict(data_files), **kwargs)
+        # One split at a time: loaded together, every split takes the first one's column types, and a training file
+        # whose labels are all empty (type null) made the validation labels unreadable ("cannot cast int64 to null")
+        return DatasetDict({split: _load(builder, data_files={split: path}, **kwargs)[split]
+                            for split, path in data_files.items()})
     if not dataset:
         raise ValueError("no data: give `dataset` (a Hub id or local path) or `train_file`/`validation_file`")
     if os.path.isfile(dataset):
@@ -124,7 +130,7 @@ def check_data_file(path: str | os.PathLike) -> list[str] | None:
 
     Raises:
         DataFileError: the file is missing, not a file, empty, not UTF-8, or (csv/tsv) a row has another number of
-            fields than the header.
+            fields than the header or repeats it.
     """
     path = str(path)
     if not os.path.exists(path):
@@ -135,22 +141,11 @@ def check_data_file(path: str | os.PathLike) -> list[str] | None:
     if os.path.getsize(path) == 0 or not Path(path).read_bytes().strip():
         raise DataFileError(f"data file {path} is empty: it needs a header line and at least one row")
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        # utf-8-sig: a byte-order mark before the header is not part of the first column's name (pandas drops it)
+        with open(path, encoding="utf-8-sig", newline="") as f:
             suffix = Path(path).suffix.lower()
             if suffix in (".csv", ".tsv"):
-                dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
-                rows = csv.reader(f, **dialect)
-                header = next(rows, [])
-                for row in rows:
-                    if row and len(row) != len(header):
-                        sep = "tab" if suffix == ".tsv" else "comma"
-                        raise DataFileError(
-                            f"data file {path}, line {rows.line_num}: {len(row)} fields where the header has "
-                            f"{len(header)} ({header}); a stray {sep} in the text? Fix or quote that line"
-                        )
-                if rows.line_num <= 1:
-                    raise DataFileError(f"data file {path} has a header but no rows")
-                return header
+                return _check_table(path, f, suffix)
             for _ in iter(lambda: f.read(1 << 20), ""):
                 pass
             return None
@@ -159,6 +154,37 @@ def check_data_file(path: str | os.PathLike) -> list[str] | None:
             f"data file {path} is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset "
             f"{err.start}): convert it, e.g. `iconv -f latin1 -t utf-8`"
         ) from None
+
+
+def _check_table(path: str, f: Any, suffix: str) -> list[str]:
+    """The header of an open csv/tsv file, after checking every row against it (see `check_data_file`)."""
+    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+    rows = csv.reader(f, **dialect)
+    limit = csv.field_size_limit()
+    # csv's 131,072-character field limit is not the reader's: pandas (which `datasets` uses) reads longer texts
+    csv.field_size_limit(2**31 - 1)
+    try:
+        header = next(rows, [])
+        start = rows.line_num + 1
+        for row in rows:
+            if row == header:
+                raise DataFileError(f"data file {path}, line {start} repeats the header {header} (files joined "
+                                    "together?): delete that line")
+            if row and len(row) != len(header):
+                sep = "tab" if suffix == ".tsv" else "comma"
+                spans = f" (it runs to line {rows.line_num}: an unclosed quote?)" if rows.line_num > start else ""
+                raise DataFileError(
+                    f"data file {path}, line {start}: {len(row)} fields where the header has "
+                    f"{len(header)} ({header}){spans}; a stray {sep} in the text? Fix or quote that line"
+                )
+            start = rows.line_num + 1
+    except csv.Error as err:
+        raise DataFileError(f"data file {path}, line {start}: {err}: fix that line") from None
+    finally:
+        csv.field_size_limit(limit)
+    if rows.line_num <= 1:
+        raise DataFileError(f"data file {path} has a header but no rows")
+    return header
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -205,6 +231,27 @@ def _label_fits(value: Any, names: list[str]) -> bool:
     if isinstance(value, int):
         return 0 <= value < len(names)
     return str(value) in names
+
+
+def integral_labels(ds: Dataset, label_column: str) -> Dataset:
+    """Turn a label column that was read as floats back into ids: ``1.0`` -> ``1``, an empty cell stays None.
+
+    A csv/tsv label column with an empty cell (an unlabelled row) is read by pandas as floats, and `datasets` gives
+    every split of the same files that type: without this, the labels ``0``/``1`` read as ``0.0``/``1.0`` and match
+    neither the ids nor the names of the classes.
+
+    Args:
+        ds: a split.
+        label_column: its label column (left as is when absent, not float, or holding a non-whole number).
+    """
+    from datasets import Value
+
+    feature = ds.features.get(label_column)
+    if not (isinstance(feature, Value) and feature.dtype.startswith("float")):
+        return ds
+    if any(v is not None and not (v == v and float(v).is_integer()) for v in ds.unique(label_column)):
+        return ds  # 1.5 is no class id: the label checks name it
+    return ds.cast_column(label_column, Value("int64"))
 
 
 def to_label_ids(ds: Dataset, label_column: str, names: list[str], *, unlabelled: bool = False) -> Dataset:
@@ -267,6 +314,8 @@ class RunData:
             if self.args.train_split not in splits:
                 raise ValueError(f"no {self.args.train_split!r} split in the data (found {list(splits)}): "
                                  "set train_split or train_file")
+            if self.classification:
+                splits = DatasetDict({name: integral_labels(ds, self.args.label_column) for name, ds in splits.items()})
             self._splits = splits
         return self._splits
 

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import raise_if_disk_full
 from .tasks import CAUSAL_LM, Task, detect_task
 
 ONNX_DIR = "onnx"
@@ -600,6 +601,9 @@ def export_onnx(
         if target.exists():
             shutil.rmtree(target)
         staging.replace(target)
+    except Exception as err:
+        raise_if_disk_full(err, target)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result

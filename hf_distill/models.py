@@ -76,6 +76,7 @@ def build_teacher(
             model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **spec, **extra)
         return auto.from_config(cfg), True
+    check_weights(args.teacher, "teacher")
     model, info = auto.from_pretrained(
         args.teacher, revision=config.teacher_revision, trust_remote_code=config.trust_remote_code,
         output_loading_info=True, **extra)
@@ -86,6 +87,33 @@ def build_teacher(
             "it is not trained for this task; set train_teacher: auto or yes"
         )
     return model, fresh_head
+
+
+def damaged_weights(folder: str | os.PathLike) -> list[str]:
+    """The safetensors files of a local model folder that safetensors cannot open, each with the reason.
+
+    Opening reads only the header, and checks it against the file's size: a truncated copy or download fails here,
+    where `from_pretrained` would say "Error while deserializing header" without naming the file.
+
+    Args:
+        folder: a model folder (anything else, e.g. a Hub id, has no local files to check: empty list).
+    """
+    from .checkpoints import weights_problem
+
+    problem = weights_problem(folder) if Path(folder).is_dir() else None
+    return [] if problem is None else [f"{problem[0]} ({problem[1].splitlines()[0]})"]
+
+
+def check_weights(name_or_path: str | os.PathLike, role: str = "model") -> None:
+    """Refuse a local model folder with a damaged weights file, naming the file and the fix (see `damaged_weights`).
+
+    Raises:
+        ValueError: a safetensors file of the folder cannot be read.
+    """
+    damaged = damaged_weights(name_or_path)
+    if damaged:
+        raise ValueError(f"the {role}'s weights file {'; '.join(damaged)} is truncated or damaged (an interrupted "
+                         "copy or download?): copy it again, or save the model again with save_pretrained")
 
 
 def load_saved(folder: str | Path, task: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -106,6 +134,7 @@ def build_student(
         extra = dict(config_overrides or {})
         if get_task(args.task).has_class_labels:
             extra.update(label_config(list(teacher.config.id2label.values())))
+        check_weights(args.student, "student")
         return auto_class(args.task).from_pretrained(args.student, trust_remote_code=config.trust_remote_code, **extra)
     return student_from_teacher(
         teacher, num_layers=args.student_layers, strategy=args.student_layer_strategy,
@@ -176,6 +205,7 @@ def load_model(
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision, "use_safetensors": True}
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    check_weights(name, role)
     model = resolved.auto_class.from_pretrained(name, config=config, **kwargs).eval()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code, revision=revision)

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from .atomic import atomic_directory, clear_staging, replace_directory, staging_path
+from .atomic import atomic_directory, clear_staging, disk_space_for, replace_directory, staging_path
 from .config import DistillationConfig
 from .data import RunData, to_label_ids
 from .preflight import PreflightError, check_run, pushed_targets_repo_id, run_inputs
@@ -197,6 +197,18 @@ def _to_argv(values: dict[str, Any]) -> list[str]:
     return argv
 
 
+class _RunFieldParser(HfArgumentParser):
+    """`HfArgumentParser` whose errors are one line: argparse's own prints the usage of every field (165 lines)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        raise ValueError(f"{message}: `hf-distill run --help-fields` lists the fields and their values")
+
+
+def run_field_parser() -> HfArgumentParser:
+    """The parser of `hf-distill run`'s fields (`PipelineArguments` and `DistillationConfig`)."""
+    return _RunFieldParser((PipelineArguments, DistillationConfig))
+
+
 def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str] | None = None):
     """Parse a YAML config plus ``--field value`` overrides into (PipelineArguments, DistillationConfig).
 
@@ -230,7 +242,7 @@ def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str]
         )
     for key in (k[2:].split("=", 1)[0] for k in overrides if k.startswith("--")):
         values.pop(key, None)
-    parser = HfArgumentParser((PipelineArguments, DistillationConfig))
+    parser = run_field_parser()
     argv = _to_argv(values) + overrides
     pipe, cfg, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
@@ -240,9 +252,29 @@ def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str]
         )
     # What the user set (in the YAML or on the command line), as parsed: "400" and 400 are the same setting.
     chosen = set(values) | {k[2:].split("=", 1)[0] for k in overrides if k.startswith("--")}
-    settings = {k: getattr(pipe, k) if hasattr(pipe, k) else getattr(cfg, k) for k in sorted(chosen)}
-    settings = json.loads(json.dumps(settings, default=str))
-    return pipe, cfg, settings
+    return pipe, cfg, _as_recorded(pipe, cfg, chosen)
+
+
+def _as_recorded(pipe: PipelineArguments, cfg: DistillationConfig, keys: Any) -> dict[str, Any]:
+    """The parsed values of `keys`, as JSON would store them (so a recorded setting compares equal to a new one)."""
+    settings = {k: getattr(pipe, k) if hasattr(pipe, k) else getattr(cfg, k, None) for k in sorted(keys)}
+    return json.loads(json.dumps(settings, default=str))
+
+
+def effective_settings(settings: dict[str, Any], keys: Any) -> dict[str, Any]:
+    """The values `keys` take in a run with these recorded `settings`: a set field as set, an unset one at its
+    default as a run resolves it (e.g. `scale_by_temperature_squared` from `loss_type`).
+
+    Recorded settings hold only what the user set, so "alpha unset" and "alpha: 0.5" (its default) are the same run.
+
+    Args:
+        settings: recorded settings (`parse_run_config`'s third value, or ``run_config.json``).
+        keys: the fields wanted.
+    """
+    parser = run_field_parser()
+    values = {"teacher": "", **{k: v for k, v in settings.items() if v is not None}}
+    pipe, cfg = parser.parse_dict(values, allow_extra_keys=True)  # recorded values are typed already (JSON)
+    return _as_recorded(pipe, cfg, keys)
 
 
 # ---- the stages ---------------------------------------------------------------------------------------------------
@@ -698,7 +730,8 @@ class Pipeline:
                     continue
                 logger.info("stage %s: running", stage)
                 started = time.perf_counter()
-                info = getattr(self, f"stage_{stage}")()
+                with disk_space_for(self.root):
+                    info = getattr(self, f"stage_{stage}")()
                 info["stage_seconds"] = round(time.perf_counter() - started, 1)
                 # A run without push leaves that stage open, so a later `--push_to_hub true` run publishes.
                 if self.dist.is_main_process and not (stage == "push" and not self.config.push_to_hub):

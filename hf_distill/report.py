@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .atomic import disk_space_for
 from .sample_quality import SampleFigures, SampleQuality
 from .tasks import all_tasks
 
@@ -206,7 +207,8 @@ class DistillationReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         # allow_nan=False: a NaN written here would surface later as a silent gap in the card
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False, sort_keys=False)
-        path.write_text(text + "\n", encoding="utf-8")
+        with disk_space_for(path):
+            path.write_text(text + "\n", encoding="utf-8")
         return path
 
     @classmethod
@@ -215,7 +217,18 @@ class DistillationReport:
         path = Path(path)
         if path.is_dir():
             path = path / REPORT_FILENAME
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        made_by = "pass the distillation_report.json that `hf-distill evaluate` (or `run`) wrote"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a distillation report (not JSON text: {err}): {made_by}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a distillation report (a JSON {type(data).__name__}, not an object): "
+                             f"{made_by}")
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{path}: {err}") from err
 
     # -- presentation ---------------------------------------------------------------------------
     def table_columns(self) -> list[str]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .atomic import PARTIAL_SUFFIX, atomic_write_text
+from .atomic import PARTIAL_SUFFIX, atomic_write_text, raise_if_disk_full
 
 logger = logging.getLogger("hf_distill.run_state")
 
@@ -93,6 +93,7 @@ class RunState:
                     f"({', '.join(self.finished())}) used it: pass --overwrite to redo them on the new data, "
                     "restore the old file, or use another output_dir"
                 )
+            before, settings = _with_defaults(before, settings)
             changed = sorted(k for k in set(before) | set(settings)
                              if k not in VOLATILE and k != "data_fingerprint" and before.get(k) != settings.get(k))
             if changed:
@@ -125,6 +126,23 @@ class RunState:
                 shutil.rmtree(self.root / sub, ignore_errors=True)
                 shutil.rmtree(self.root / (sub + PARTIAL_SUFFIX), ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
+
+
+def _with_defaults(before: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both settings with the fields that only one of them sets added at their effective (default) values.
+
+    Settings hold what the user set: without this, `--temperature 2.0` (the default) differed from "unset", and a
+    newly set field was reported as ``alpha: None -> 0.7``.
+    """
+    one_sided = (set(before) ^ set(now)) - VOLATILE - {"data_fingerprint"}
+    if not one_sided:
+        return before, now
+    from .pipeline import effective_settings  # the fields and their defaults; pipeline imports this module
+
+    try:
+        return ({**effective_settings(before, one_sided), **before}, {**effective_settings(now, one_sided), **now})
+    except Exception:  # noqa: BLE001 - settings the dataclasses refuse: compare them as recorded
+        return before, now
 
 
 def _pid_alive(pid: int) -> bool:
@@ -169,8 +187,13 @@ class RunLock:
                     f"{owner.get('since')}): wait for it, or use another output_dir. If no such run exists, delete "
                     f"{self.path}"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(me)
+            except Exception as err:  # an empty lock would block every later run
+                self.path.unlink(missing_ok=True)
+                raise_if_disk_full(err, self.path.parent.parent)
+                raise
             self.held = True
             return
         raise RunFolderError(f"could not take the lock {self.path}: another run took it meanwhile")

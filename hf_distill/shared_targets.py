@@ -40,7 +40,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -548,7 +548,11 @@ def load_soft_targets(
     Raises:
         SoftTargetCacheError: a shard or the manifest does not match (altered, truncated, other schema).
         ValueError: a mismatch with `expect` or with the student's tokenizer (one line: field, both values, fix).
+        TypeError: `expect` is not a mapping (e.g. a list of field names).
     """
+    if expect is not None and not isinstance(expect, Mapping):  # dict(["task"]) fails with a riddle
+        raise TypeError(f"expect={expect!r} must map each field to the value the targets must have, e.g. "
+                        f"expect={{'task': 'causal-lm', 'temperature': 2.0}}; fields: {', '.join(sorted(EXPECT_FIELDS))}")
     source = _Source(repo_id_or_path, revision, token, endpoint)
     started = time.perf_counter()
     manifest = _read_manifest(source)

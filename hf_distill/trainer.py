@@ -17,6 +17,7 @@ from transformers.utils import can_return_loss, find_labels, logging
 from . import losses, on_policy, vocabulary
 from .compatibility import check_label_counts, check_label_order, check_vocabularies
 from .config import DistillationConfig
+from .models import check_weights
 from .projections import PROJECTIONS_FILE, HiddenStateProjections, StudentWithProjections, split_state_dict
 from .soft_targets import SOFT_TARGET_COLUMNS, SoftTargetCollator, soft_target_info
 from .tasks import Task, detect_task, unwrap
@@ -143,6 +144,7 @@ class DistillationTrainer(Trainer):
         kwargs = {"revision": args.teacher_revision, "trust_remote_code": args.trust_remote_code}
         if args.teacher_dtype != "auto":
             kwargs["dtype"] = _DTYPES[args.teacher_dtype]
+        check_weights(name_or_path, "teacher")
         teacher = auto.from_pretrained(name_or_path, **kwargs)
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=args.teacher_revision, trust_remote_code=args.trust_remote_code)

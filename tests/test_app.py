@@ -546,6 +546,47 @@ def test_cli_demo_launches_on_loopback(monkeypatch, tiny_bert_cls_dir, tiny_bert
     assert any("96.7% retained" in t for t in _markdown_values(launched["blocks"]))
 
 
+def test_cli_demo_names_a_bad_model_path_or_port_before_loading(monkeypatch, tmp_path, tiny_bert_cls_dir, capsys):
+    # before: "Repo id must use alphanumeric chars" for ./missing, transformers' "Unrecognized model ... model_type"
+    # for an onnx/ folder, "Error while deserializing header" (no file) for truncated weights, and gradio's
+    # "Cannot find empty port ... `launch()`" after both models were loaded
+    parser, cli_demo = _parser()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run" / "student" / "onnx").mkdir(parents=True)
+    (tmp_path / "run" / "student" / "config.json").write_text("{}")
+    (tmp_path / "run" / "student" / "onnx" / "model.onnx").write_bytes(b"")
+    monkeypatch.setattr(cli_demo, "load_app", lambda: pytest.fail("the app was loaded"))
+    expected = {
+        "./missing": "--student './missing' does not exist (a local path): check the path",
+        "run/studnet": "--student 'run/studnet' does not exist (a local path): check the path",
+        "run/student/onnx": "--student run/student/onnx holds ONNX files, which the demo does not run: pass "
+                            "run/student (the demo runs the PyTorch weights and tokenizer saved there)",
+        "run/student/config.json": "--student run/student/config.json is a file: pass the model folder that holds it",
+        "run": "--student run is not a model folder (no config.json in it)",
+        "truncated": "--student truncated: weights file truncated/model.safetensors (Error while deserializing header",
+    }
+    import shutil
+
+    shutil.copytree(tiny_bert_cls_dir, tmp_path / "truncated")
+    weights = tmp_path / "truncated" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    for student, message in expected.items():
+        args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", student])
+        assert args.func(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"hf-distill demo: {message}") and len(err.splitlines()) == 1, err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_bert_cls_dir),
+                                  "--port", str(port)])
+        assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hf-distill demo: cannot serve on 127.0.0.1:{port} (") and "launch()" not in err, err
+    assert err.rstrip().endswith("pass --port with a free port (or stop what serves there)"), err
+
+
 def test_cli_demo_clear_errors(monkeypatch, tmp_path, tiny_bert_cls_dir, tiny_gpt2_dir, capsys):
     parser, cli_demo = _parser()
     args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_gpt2_dir)])

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from hf_distill.cli import main
+from hf_distill.data import RunData, load_splits
 from hf_distill.pipeline import STATE_DIR, Pipeline, parse_run_config, run_from_config
 from hf_distill.preflight import PreflightError
 from tests import tiny
@@ -122,6 +123,42 @@ def test_all_unlabelled_training_set_is_reported(tmp_path, tiny_bert_cls_dir):
     assert not (tmp_path / "run").exists()
 
 
+def _blank_labels(tmp_path: Path, name: str, every: int) -> Path:
+    """The sentiment rows with every `every`-th label cell left empty (an unlabelled row)."""
+    path = tmp_path / name
+    rows = [(t, "" if i % every == 0 else str(y)) for i, (t, y) in enumerate(tiny.SENTIMENT * 6)]
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    return path
+
+
+def test_empty_label_cells_are_unlabelled_rows_not_float_labels(tmp_path, tiny_bert_cls_dir):
+    # pandas reads a label column with an empty cell as floats, and datasets gives the validation split that type:
+    # the valid labels 0/1 became 0.0/1.0 and were reported as unknown classes
+    train = _blank_labels(tmp_path, "all_blank.tsv", every=1)
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train))
+    with pytest.raises(PreflightError) as err:
+        run_from_config(cfg, check_only=True)
+    assert len(err.value.problems) == 1 and "training rows have no labels" in err.value.problems[0], err.value
+    # JSON: a label column of nulls was given to the validation split ("Couldn't cast array of type int64 to null")
+    train, val = tmp_path / "all_null.jsonl", tmp_path / "val.jsonl"
+    train.write_text("".join(json.dumps({"sentence": t, "label": None}) + "\n" for t, _ in tiny.SENTIMENT * 6))
+    val.write_text("".join(json.dumps({"sentence": t, "label": y}) + "\n" for t, y in tiny.SENTIMENT))
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val))
+    with pytest.raises(PreflightError) as err:
+        run_from_config(cfg, check_only=True)
+    assert len(err.value.problems) == 1 and "training rows have no labels" in err.value.problems[0], err.value
+    train = _blank_labels(tmp_path, "some_blank.tsv", every=3)
+    for names in ("negative,positive", None):
+        cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), class_names=names, num_labelled=None,
+                         num_transfer=0)
+        run_from_config(cfg, check_only=True)
+    args, config, _ = parse_run_config(cfg)
+    data = RunData(args, seed=0)
+    labels = data.student_rows(data.label_names())["label"]
+    assert sorted(set(labels)) == [-1, 0, 1] and labels.count(-1) == len(labels) // 3
+    assert set(data.validation()["label"]) == {0, 1}
+
+
 # ---- the validation pass ------------------------------------------------------------------------------------------
 
 
@@ -205,6 +242,11 @@ BAD_FILES = {
     "ragged": (_ragged, r"line 3: 3 fields where the header has 2 .*stray tab"),
     "not utf-8": (lambda p: p.write_bytes("sentence\tlabel\ncaf\xe9 cr\xe8me\t1\n".encode("latin-1")),
                   r"is not UTF-8 text .*iconv"),
+    # without class_names the header's "label" became a third class; with them all the valid labels were flagged
+    "header repeated": (lambda p: p.write_text("sentence\tlabel\ngood\t1\nbad\t0\nsentence\tlabel\nfine\t1\n"),
+                        r"line 4 repeats the header \['sentence', 'label'\] .*delete that line"),
+    "unclosed quote": (lambda p: p.write_text('sentence,label\ngood,1\n"bad film,0\nfine,1\n'),
+                       r"line 3: 1 fields where the header has 2 .*runs to line 4: an unclosed quote"),
     "other columns than validation": (lambda p: p.write_text("text\tlabel\nfine\t1\n"),
                                       r"data files have different columns .*use one header in every file"),
     "no text column": (lambda p: p.write_text("words\tlabel\nfine\t1\n"), r"text column 'sentence' not found"),
@@ -216,10 +258,10 @@ SAME_FILE_FOR_VALIDATION = {"no text column", "no label column"}
 @pytest.mark.parametrize("name", list(BAD_FILES))
 def test_bad_training_file_is_one_clear_line(tmp_path, tiny_bert_cls_dir, capsys, name):
     write, message = BAD_FILES[name]
-    train = tmp_path / "bad_train.tsv"
+    train = tmp_path / ("bad_train.csv" if name == "unclosed quote" else "bad_train.tsv")
     if write is not None:
         write(train)
-    extra = {"validation_file": str(train)} if name in SAME_FILE_FOR_VALIDATION else {}
+    extra = {"validation_file": str(train)} if name in SAME_FILE_FOR_VALIDATION | {"unclosed quote"} else {}
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), **extra)
     code, out, err = cli(capsys, "run", cfg)
     assert code == 1
@@ -228,6 +270,31 @@ def test_bad_training_file_is_one_clear_line(tmp_path, tiny_bert_cls_dir, capsys
 
     assert re.search(message, err), err
     assert not (tmp_path / "run").exists()
+
+
+def _tsv(path: Path, rows: list[tuple[str, str]], prefix: bytes = b"") -> Path:
+    path.write_bytes(prefix + ("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows)).encode())
+    return path
+
+
+def test_byte_order_mark_is_read_like_datasets_reads_it(tmp_path, tiny_bert_cls_dir):
+    # A BOM (Windows editors) is not part of the first column's name: pandas drops it, so the checks must too
+    # (it read as '\ufeffsentence': "the data files have different columns")
+    train = _tsv(tmp_path / "bom_train.tsv", [(t, str(y)) for t, y in tiny.SENTIMENT * 6], prefix=b"\xef\xbb\xbf")
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train))
+    run_from_config(cfg, check_only=True)
+    assert RunData(parse_run_config(cfg)[0], seed=0).train().column_names == ["sentence", "label"]
+    corpus = tmp_path / "bom.txt"
+    corpus.write_bytes(b"\xef\xbb\xbfthe first line\nthe second line\n")
+    assert load_splits(data_files={"train": str(corpus)})["train"]["text"] == ["the first line", "the second line"]
+
+
+def test_a_text_longer_than_csvs_field_limit_is_read(tmp_path, tiny_bert_cls_dir):
+    # csv's 131,072-character limit is not pandas': the check said "field larger than field limit (131072)", no file
+    rows = [(t, str(y)) for t, y in tiny.SENTIMENT * 6] + [("word " * 30_000, "1")]
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(_tsv(tmp_path / "long.tsv", rows)))
+    run_from_config(cfg, check_only=True)
+    assert len(RunData(parse_run_config(cfg)[0], seed=0).train()[-1]["sentence"]) == 150_000
 
 
 # ---- the CLI ------------------------------------------------------------------------------------------------------
@@ -255,10 +322,43 @@ def test_cli_errors_are_one_line_and_the_traceback_needs_debug(tmp_path, capsys,
     assert code == 1 and "Traceback" in err
 
 
+def test_usage_errors_are_the_commands_short_usage_and_the_error(tmp_path, capsys):
+    # argparse printed the whole usage first: 165 lines of fields for `run --alpha abc`, the top-level usage for
+    # `card --bogus`, 28 lines for `evaluate`; now two lines, like git: the command's short usage, then the error
+    cases = {
+        ("card", "--report", "r", "--output", "o", "--bogus"): (
+            "usage: hf-distill card --report REPORT --output OUTPUT [options]  (`hf-distill card --help` lists them)",
+            "hf-distill card: error: unrecognized arguments: --bogus"),
+        ("evaluate", "--teacher", "t"): (
+            "usage: hf-distill evaluate --teacher TEACHER --student STUDENT --dataset DATASET --output OUTPUT [options]",
+            "hf-distill evaluate: error: the following arguments are required: --student, --dataset, --output"),
+        ("frob",): ("usage: hf-distill COMMAND [options]", "hf-distill: error: argument COMMAND: invalid choice: 'frob'"),
+    }
+    for argv, (usage, error) in cases.items():
+        with pytest.raises(SystemExit) as exit_:
+            main(list(argv))
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and len(err.splitlines()) == 2, err
+        assert err.splitlines()[0].startswith(usage) and err.splitlines()[1].startswith(error), err
+    config = tmp_path / "c.yaml"
+    config.write_text("teacher: x\n")
+    for argv, message in (((config, "--alpha", "abc"), "argument --alpha: invalid float value: 'abc'"),
+                          (("--alpha=0.5",), "the following arguments are required: --teacher")):
+        code, out, err = cli(capsys, "run", *argv)
+        assert code == 1 and len(err.splitlines()) == 2, err
+        assert one_error_line(err) == f"hf-distill: error: {message}: `hf-distill run --help-fields` lists the " \
+                                      "fields and their values"
+
+
 def test_run_error_after_a_stage_is_one_line(tmp_path, tiny_bert_cls_dir, capsys):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
     code, out, err = cli(capsys, "run", cfg, "--alpha", "0.9")
     assert code == 1
-    assert "other settings (alpha: None -> 0.9)" in err and "Traceback" not in err
+    # a field set now and not before is compared at its effective value then (the default), not as None
+    assert "other settings (alpha: 0.5 -> 0.9)" in err and "Traceback" not in err
     assert markers(tmp_path / "run") == {"teacher"} and (tmp_path / "run" / STATE_DIR / "run_config.json").is_file()
+    # setting a field to its default (or to what a default resolves to) is the same run, not "other settings"
+    code, out, err = cli(capsys, "run", cfg, "--temperature", "2.0", "--scale_by_temperature_squared", "true",
+                         "--learning_rate", "5e-5", "--stop_after", "teacher")
+    assert code == 0 and "teacher: skipped (finished earlier)" in out, err

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import copy
+import errno
 import math
+import os
+import re
+import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
 from datasets import Dataset
 
 from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.atomic import DiskFullError, raise_if_disk_full
 from hf_distill.cli_measure import main as measure_main
 from hf_distill.compatibility import check_vocabularies
 from hf_distill.evaluation import evaluate_models, load_texts
+from hf_distill.run_state import RunLock
 from hf_distill.tasks import get_task
 from hf_distill.vocabulary import trim_vocabulary
 from tests import tiny
+from tests.test_bad_input import cli, one_error_line
+from tests.test_report import sample_report
 
 
 def config(tmp_path, **kw):
@@ -266,6 +275,45 @@ def test_evaluate_and_card_name_the_missing_input(tmp_path, tiny_bert_cls_dir):
         measure_main(["card", "--report", str(tmp_path / "out"), "--output", str(tmp_path / "card")])
 
 
+def test_card_names_a_report_that_is_not_a_report(tmp_path, capsys):
+    # was "hf-distill: error: Expecting value: line 1 column 1 (char 0)", naming no file
+    cases = {"not json": (b"not json\n", r"is not a distillation report \(not JSON text: Expecting value"),
+             "latin-1": (b"caf\xe9", r"is not a distillation report \(not JSON text: 'utf-8' codec"),
+             "a list": (b"[1, 2]\n", r"is not a distillation report \(a JSON list, not an object\)"),
+             "no fields": (b"{}\n", r": distillation report is missing \['schema_version'")}
+    for name, (content, message) in cases.items():
+        report = tmp_path / f"{name.replace(' ', '_')}.json"
+        report.write_bytes(content)
+        code, out, err = cli(capsys, "card", "--report", report, "--output", tmp_path / "card")
+        line = one_error_line(err)
+        assert code == 1 and line.startswith(f"hf-distill: error: {report}") and re.search(message, line), line
+        if name != "no fields":
+            assert line.endswith("pass the distillation_report.json that `hf-distill evaluate` (or `run`) wrote"), line
+
+
+def _truncated_copy(model_dir, tmp_path):
+    folder = tmp_path / "truncated"
+    shutil.copytree(model_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return folder, weights
+
+
+def test_a_truncated_weights_file_is_named(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer, capsys):
+    # was "Error while deserializing header: incomplete metadata, file not fully covered", naming no file
+    folder, weights = _truncated_copy(tiny_bert_cls_dir, tmp_path)
+    data = tmp_path / "eval.tsv"
+    data.write_text("sentence\tlabel\ngood\t1\n")
+    code, out, err = cli(capsys, "evaluate", "--teacher", tiny_bert_cls_dir, "--student", folder, "--dataset", data,
+                         "--output", tmp_path / "out")
+    assert code == 1 and one_error_line(err).startswith(
+        f"hf-distill: error: the student's weights file {weights} (Error while deserializing header"), err
+    assert "is truncated or damaged (an interrupted copy or download?): copy it again" in err
+    with pytest.raises(ValueError, match=re.escape(f"the teacher's weights file {weights} (")):
+        DistillationTrainer(model=tiny.bert_cls(wordpiece_tokenizer, 2), teacher_model=str(folder),
+                            args=config(tmp_path), processing_class=wordpiece_tokenizer)
+
+
 def test_trainer_refuses_a_student_with_the_teachers_labels_in_another_order(tmp_path, wordpiece_tokenizer):
     tok = wordpiece_tokenizer
     teacher = tiny.bert_cls(tok, 4)
@@ -280,3 +328,59 @@ def test_trainer_refuses_a_student_with_the_teachers_labels_in_another_order(tmp
     generic = tiny.bert_cls(tok, 2)
     generic.config.id2label, generic.config.label2id = {0: "LABEL_0", 1: "LABEL_1"}, {"LABEL_0": 0, "LABEL_1": 1}
     DistillationTrainer(model=generic, teacher_model=teacher, args=config(tmp_path), processing_class=tok)
+
+
+# -- a full disk -------------------------------------------------------------------------------------------------------
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")  # as a full disk reports it: no file name
+
+
+def test_a_full_disk_names_the_folder_and_the_fix(tmp_path, tiny_bert_cls_student_dir, capsys, monkeypatch):
+    # was "hf-distill: error: [Errno 28] No space left on device", naming no file (card, export)
+    from huggingface_hub import ModelCard
+
+    from hf_distill import export
+
+    report = sample_report().to_json(tmp_path / "report")
+    monkeypatch.setattr(ModelCard, "save", _no_space)
+    code, out, err = cli(capsys, "card", "--report", report, "--output", tmp_path / "card")
+    line = one_error_line(err)
+    assert code == 1 and f"no space left on the device holding {tmp_path / 'card'} (" in line, err
+    assert line.endswith("free some space there (`df -h` shows what is left), or write to another disk"), line
+    monkeypatch.setattr(export, "_export_fp32", _no_space)
+    code, out, err = cli(capsys, "export", tiny_bert_cls_student_dir, "--output", tmp_path / "exp")
+    assert code == 1 and f"no space left on the device holding {tmp_path / 'exp' / 'onnx'} (" in one_error_line(err)
+    assert not (tmp_path / "exp" / "onnx").exists()
+
+
+def test_a_full_disk_is_recognised_in_other_libraries_errors(tmp_path, monkeypatch):
+    safetensors = RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
+    with pytest.raises(DiskFullError, match=re.escape(f"holding {tmp_path / 'x'} (") + ".*os error 28"):
+        raise_if_disk_full(safetensors, tmp_path / "x")
+    torch_save = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    raise_if_disk_full(torch_save, tmp_path)  # another error on a disk with room: left to the caller
+    raise_if_disk_full(ValueError("bad value"), tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=4096))
+    with pytest.raises(DiskFullError, match="unexpected pos"):  # torch.save's only sign of a full disk
+        raise_if_disk_full(torch_save, tmp_path / "not" / "made" / "yet")
+    raise_if_disk_full(ValueError("bad value"), tmp_path)  # not a failed write, whatever the disk
+    raise_if_disk_full(KeyboardInterrupt(), tmp_path)
+
+
+def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
+    # an empty lock file made every later run say "in use by another hf-distill run (process None on None)"
+    real_fdopen = os.fdopen
+
+    def full(fd, *args, **kwargs):
+        real_fdopen(fd).close()
+        _no_space()
+
+    monkeypatch.setattr(os, "fdopen", full)
+    with pytest.raises(DiskFullError, match=re.escape(f"holding {tmp_path} (")):
+        RunLock(tmp_path).acquire()
+    monkeypatch.undo()
+    assert not (tmp_path / ".hf_distill" / "lock").exists()
+    with RunLock(tmp_path):
+        pass

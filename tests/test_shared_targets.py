@@ -183,6 +183,9 @@ def test_other_tokenizer_temperature_and_top_k_are_refused(tmp_path, hub, bpe_to
         load_soft_targets("alice/lm-targets", expect={"top_k": 64}, endpoint=hub.url)
     with pytest.raises(ValueError, match=r"expect: unknown field\(s\) topk"):
         load_soft_targets("alice/lm-targets", expect={"topk": 64}, endpoint=hub.url)
+    # a list of names was "dictionary update sequence element #0 has length 4; 2 is required"
+    with pytest.raises(TypeError, match=r"expect=\['task'\] must map each field to the value .* e\.g\. expect=\{'task'"):
+        load_soft_targets("alice/lm-targets", expect=["task"], endpoint=hub.url)
 
 
 def test_trimmed_student_tokenizer_gets_its_ids(tmp_path, hub, wordpiece_tokenizer, cls_cache, cls_data):
