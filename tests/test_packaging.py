@@ -1,0 +1,27 @@
+"""What pyproject.toml declares for the wheel: every package, the shipped Space app, typing marker, metadata."""
+
+import tomllib
+from pathlib import Path
+
+from setuptools import find_packages
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def test_every_package_and_the_space_app_are_in_the_wheel():
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    # a package added under hf_distill/ and not listed would be missing from the wheel (found only in a checkout)
+    assert set(find_packages(str(REPO), include=["hf_distill*"])) <= listed
+    assert setuptools["package-dir"] == {"hf_distill.spaces_app": "spaces_app"}  # the top-level folder, not a copy
+    data = setuptools["package-data"]
+    shipped = {REPO / "spaces_app" / name for name in data["hf_distill.spaces_app"]} | {REPO / "spaces_app" / "app.py"}
+    assert shipped == {p for p in (REPO / "spaces_app").iterdir() if p.is_file()}  # every file of the app, no more
+    assert "py.typed" in data["hf_distill"] and (REPO / "hf_distill" / "py.typed").is_file()
+
+
+def test_runtime_dependencies_have_no_exact_pins():
+    deps = PYPROJECT["project"]["dependencies"]
+    assert not [d for d in deps if "==" in d or "===" in d or "~=" in d]
+    assert "torch>=2.6" in deps  # a lower bound: the user's torch build stays
