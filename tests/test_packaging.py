@@ -1,12 +1,12 @@
 """What pyproject.toml declares for the wheel: every package, the shipped Space app, typing marker, metadata."""
 
-import tomllib
 from pathlib import Path
 
 from setuptools import find_packages
+from setuptools.config.pyprojecttoml import load_file  # tomllib, or its backport on Python 3.10
 
 REPO = Path(__file__).resolve().parents[1]
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+PYPROJECT = load_file(REPO / "pyproject.toml")
 
 
 def test_every_package_and_the_space_app_are_in_the_wheel():
