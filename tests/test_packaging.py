@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from setuptools import find_packages
+from setuptools import find_namespace_packages
 from setuptools.config.pyprojecttoml import load_file  # tomllib, or its backport on Python 3.10
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,8 +12,9 @@ PYPROJECT = load_file(REPO / "pyproject.toml")
 def test_every_package_and_the_space_app_are_in_the_wheel():
     setuptools = PYPROJECT["tool"]["setuptools"]
     listed = set(setuptools["packages"])
-    # a package added under hf_distill/ and not listed would be missing from the wheel (found only in a checkout)
-    assert set(find_packages(str(REPO), include=["hf_distill*"])) <= listed
+    # a folder added under hf_distill/ and not listed would be missing from the wheel (found only in a checkout)
+    found = find_namespace_packages(str(REPO), include=["hf_distill*"], exclude=["*__pycache__*"])
+    assert set(found) | {"hf_distill.spaces_app"} == listed
     assert setuptools["package-dir"] == {"hf_distill.spaces_app": "spaces_app"}  # the top-level folder, not a copy
     data = setuptools["package-data"]
     shipped = {REPO / "spaces_app" / name for name in data["hf_distill.spaces_app"]} | {REPO / "spaces_app" / "app.py"}
