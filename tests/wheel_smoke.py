@@ -51,7 +51,7 @@ def check_install(dist: Path) -> None:
     import hf_distill
 
     where = Path(hf_distill.__file__).resolve()
-    print(f"hf_distill.__file__ = {where}")
+    print(f"hf_distill.__file__ = {where}; torch {importlib.metadata.version('torch')}")
     assert REPO not in where.parents, f"hf_distill was imported from the checkout {REPO}, not from the wheel"
     assert Path(sys.prefix).resolve() in where.parents, f"hf_distill is not installed in this venv ({sys.prefix})"
     version = importlib.metadata.version("hf-distill")
