@@ -7,7 +7,6 @@ StrictUndefined first, so a gap can never reach a published card.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.resources
 import logging
 import os
@@ -435,12 +434,9 @@ def _model_display(name_or_path: str) -> str:
 
 
 def _version() -> str:
-    try:
-        return importlib.metadata.version("hf-distill")
-    except importlib.metadata.PackageNotFoundError:
-        from hf_distill import __version__
+    from hf_distill import __version__
 
-        return __version__
+    return __version__
 
 
 def render_card(

@@ -10,31 +10,30 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from .space_app import APP_FILENAME, find_app_dir
+
 APP_ENV_VAR = "HF_DISTILL_APP"
 _MODULE_NAME = "hf_distill_spaces_app"
 
 
 def find_app() -> Path:
-    """Locate ``spaces_app/app.py``: ``$HF_DISTILL_APP``, then next to the package, then under the cwd.
+    """Locate ``app.py``: ``$HF_DISTILL_APP`` when set, else the app installed with hf-distill.
 
-    The app is not part of the installed package (a Space runs it without hf_distill), so it is only
-    found in a source checkout (including an editable install) unless ``HF_DISTILL_APP`` points at it.
+    The installed app is found by :func:`hf_distill.space_app.find_app_dir` (inside the package from a wheel,
+    beside it in a checkout).
     """
-    candidates = []
-    if os.environ.get(APP_ENV_VAR):
-        candidates.append(Path(os.environ[APP_ENV_VAR]))
-    candidates += [
-        Path(__file__).resolve().parents[1] / "spaces_app" / "app.py",
-        Path.cwd() / "spaces_app" / "app.py",
-    ]
-    for path in candidates:
-        if path.is_file():
-            return path
-    tried = "\n  ".join(str(p) for p in candidates)
-    raise FileNotFoundError(
-        f"cannot find the demo app; tried:\n  {tried}\n"
-        f"Run from a checkout of hf-distill, or set {APP_ENV_VAR}=/path/to/spaces_app/app.py"
-    )
+    chosen = os.environ.get(APP_ENV_VAR)
+    if chosen:  # an explicit choice that is wrong is an error, not skipped for another app
+        if not Path(chosen).is_file():
+            raise FileNotFoundError(
+                f"{APP_ENV_VAR}={chosen} is not a file: point it at a spaces_app/app.py, or unset it to use the app "
+                "installed with hf-distill"
+            )
+        return Path(chosen)
+    try:
+        return find_app_dir() / APP_FILENAME
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{exc}, or set {APP_ENV_VAR}=/path/to/spaces_app/app.py") from None
 
 
 def load_app(path: str | os.PathLike | None = None) -> ModuleType:

@@ -46,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--commit-message", help="commit title")
     parser.add_argument("--space-id", help="also push the Gradio demo to this Space, e.g. alice/tiny-student-demo")
     parser.add_argument("--teacher-repo-id", help="the teacher's Hub id, shown next to the student (with --space-id)")
-    parser.add_argument("--app-dir", type=Path, help="app folder for the Space (default: the repo's spaces_app/)")
+    parser.add_argument(
+        "--app-dir", type=Path, help="app folder for the Space (default: the app installed with hf-distill)"
+    )
     parser.add_argument(
         "--delete-stale",
         action="store_true",

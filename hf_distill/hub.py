@@ -54,6 +54,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from .space_app import find_app_dir
+
 __all__ = [
     "DISTILL_CONFIG_FILENAME",
     "REPORT_FILENAME",
@@ -87,7 +89,6 @@ RETRY_BACKOFF_S = 0.5  # doubled after each failed attempt
 # The Space app reads this file (and the variables below) to know which repos to load.
 DISTILL_CONFIG_FILENAME = "distill_config.json"
 SPACE_ENV_VARIABLES = ("TEACHER_MODEL", "STUDENT_MODEL", "DISTILLATION_REPORT")
-DEFAULT_APP_DIR = Path(__file__).resolve().parents[1] / "spaces_app"
 SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 SHORT_DESCRIPTION_MAX = 60  # the Hub refuses longer Space short descriptions
 # How a repo's web address starts, by type ("https://huggingface.co/datasets/alice/x").
@@ -1256,7 +1257,10 @@ def _plan_space(
     repo_id = _normalize_repo_id(repo_id, "space")
     model_repo_id = _normalize_repo_id(model_repo_id, "model")
     teacher_repo_id = _normalize_repo_id(teacher_repo_id, "model")
-    app_root = Path(app_dir) if app_dir is not None else DEFAULT_APP_DIR
+    try:
+        app_root = Path(app_dir) if app_dir is not None else find_app_dir()
+    except FileNotFoundError as exc:
+        raise HubPublishError(f"Cannot push the Space: {exc}.") from None
     if not app_root.is_dir():
         raise HubPublishError(f"Cannot push the Space: the app folder {app_root} does not exist.")
     app_files = select_space_files(app_root)

@@ -593,10 +593,34 @@ def test_cli_demo_clear_errors(monkeypatch, tmp_path, tiny_bert_cls_dir, tiny_gp
     assert args.func(args) == 2
     assert "same task" in capsys.readouterr().err
 
-    monkeypatch.setattr(cli_demo, "__file__", str(tmp_path / "pkg" / "cli_demo.py"))
+    from hf_distill import space_app
+
+    # an install that left the app out: neither inside the package nor beside it (nor taken from the cwd)
+    installed = space_app.__file__
+    monkeypatch.setattr(space_app, "__file__", str(tmp_path / "site" / "pkg" / "space_app.py"))
+    (tmp_path / "spaces_app").mkdir()
+    (tmp_path / "spaces_app" / "app.py").write_text("raise SystemExit('not this one')\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(cli_demo.APP_ENV_VAR, raising=False)
     with pytest.raises(FileNotFoundError, match="HF_DISTILL_APP"):
         cli_demo.find_app()
     assert args.func(args) == 2
     assert "cannot find the demo app" in capsys.readouterr().err
+    # a wrong HF_DISTILL_APP is named, not skipped for another app
+    monkeypatch.setattr(space_app, "__file__", installed)
+    monkeypatch.setenv(cli_demo.APP_ENV_VAR, str(tmp_path / "missing.py"))
+    assert args.func(args) == 2
+    assert f"HF_DISTILL_APP={tmp_path / 'missing.py'} is not a file" in capsys.readouterr().err
+
+
+def test_the_app_is_found_inside_an_installed_package_first(monkeypatch, tmp_path):
+    """A wheel installs the app as hf_distill/spaces_app/; a checkout has it beside the package."""
+    from hf_distill import space_app
+
+    assert space_app.find_app_dir() == APP_PATH.parent  # this checkout
+    site = tmp_path / "site-packages"
+    monkeypatch.setattr(space_app, "__file__", str(site / "hf_distill" / "space_app.py"))
+    for folder in (site / "spaces_app", site / "hf_distill" / "spaces_app"):  # beside, then inside: inside wins
+        folder.mkdir(parents=True)
+        (folder / "app.py").write_text("")
+        assert space_app.find_app_dir() == folder
