@@ -16,15 +16,20 @@ accumulated batch stays with the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from . import losses
 
-__all__ = ["Head", "linear_head", "positions_per_chunk", "chunked_lm_loss_sums"]
+__all__ = [
+    "Head", "linear_head", "positions_per_chunk", "chunked_lm_loss_sums", "output_head", "module_head",
+    "capture_head_inputs",
+]
 
 # A map from hidden states (n, D) to logits (n, V).
 Head = Callable[[torch.Tensor], torch.Tensor]
@@ -145,3 +150,69 @@ def chunked_lm_loss_sums(
         kd_total = kd_total + kd
         ce_total = ce_total + ce
     return kd_total, ce_total
+
+
+# ---- reading hidden states and heads from models ------------------------------------------------------------------
+
+# Config attributes of architectures that transform the logits after the output embeddings (Gemma 2's soft-capping,
+# Cohere's logit scale, Granite's logit scaling): reading the head's input would miss that step, so those models keep
+# the materialised path.
+LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def output_head(model: nn.Module) -> nn.Module | None:
+    """The module that maps a (PEFT/DDP-unwrapped) language model's final hidden states to logits, or None when the
+    chunked path cannot stand in for the model's own logits (no output embeddings, or logit post-processing)."""
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    if not isinstance(head, nn.Module):
+        return None
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if any(getattr(c, name, None) not in (None, 1, 1.0) for c in (config, text_config) for name in LOGIT_POSTPROCESSING):
+        return None
+    return head
+
+
+def module_head(head: nn.Module, rows: Sequence[int] | None = None) -> Head:
+    """A `Head` for an output-embedding module: `linear_head` on its weight and bias for an ``nn.Linear`` (a sharded
+    FSDP2 weight gathered once), else the module itself (a PEFT/LoRA layer: its adapters are honoured).
+
+    Args:
+        head: the model's output embeddings (`output_head`).
+        rows: vocabulary ids to keep (a trimmed student's ids in the teacher's vocabulary).
+    """
+    if isinstance(head, nn.Linear):
+        return linear_head(head.weight, head.bias, rows)
+    if rows is None:
+        return head
+    index = torch.as_tensor(list(rows), dtype=torch.long)
+    return lambda hidden: head(hidden).index_select(-1, index.to(hidden.device))
+
+
+class _Captured:
+    hidden: torch.Tensor | None = None
+
+
+@contextmanager
+def capture_head_inputs(head: nn.Module | None) -> Iterator[_Captured]:
+    """Within the block, calls of `head` record their input (``captured.hidden``) and compute logits for no position.
+
+    The model's forward then returns (B, 0, V) logits, still connected to the head's parameters (so DDP's search for
+    unused parameters finds them), and the hidden states go to `chunked_lm_loss_sums` instead. With ``head=None``
+    nothing is changed and ``captured.hidden`` stays None.
+    """
+    captured = _Captured()
+    if head is None:
+        yield captured
+        return
+
+    def record(module, args):
+        captured.hidden = args[0]
+        return (args[0][..., :0, :], *args[1:])
+
+    handle = head.register_forward_pre_hook(record)
+    try:
+        yield captured
+    finally:
+        handle.remove()
