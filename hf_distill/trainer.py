@@ -445,9 +445,10 @@ class DistillationTrainer(Trainer):
         want_ce = labels is not None and args.alpha < 1 and not student_generated
         want_kd = args.alpha > 0 and (teacher_out is not None or bool(soft))
         if head is not None:
-            kd_sum, ce_sum = self._chunked_sums(
+            lm_loss, kd_sum, ce_sum = self._chunked_loss(
                 head, captured.hidden, teacher_out if want_kd else None, t_final, soft if want_kd else {}, valid,
-                labels if want_ce else None,
+                labels if want_ce else None, args.alpha / n_kd if want_kd else 0.0,
+                (1 - args.alpha) / n_ce if want_ce else 0.0,
             )
             if want_ce:
                 terms["loss_ce"] = ce_sum / n_ce
@@ -478,9 +479,10 @@ class DistillationTrainer(Trainer):
                 total = total + losses.attention_loss_sum(outputs.attentions[s - 1], t_attn, token_mask)
             terms["loss_attn"] = total / (n_tok * len(self.layer_pairs))
 
+        if head is None:
+            lm_loss = args.alpha * terms["loss_kd"] + (1 - args.alpha) * terms["loss_ce"]
         loss = (
-            args.alpha * terms["loss_kd"]
-            + (1 - args.alpha) * terms["loss_ce"]
+            lm_loss
             + args.hidden_loss_weight * terms["loss_hidden"]
             + args.attention_loss_weight * terms["loss_attn"]
         )
@@ -507,7 +509,7 @@ class DistillationTrainer(Trainer):
             return None
         return chunked_losses.output_head(unwrap(model))
 
-    def _chunked_sums(
+    def _chunked_loss(
         self,
         head: nn.Module,
         hidden: torch.Tensor,
@@ -516,10 +518,12 @@ class DistillationTrainer(Trainer):
         soft: dict[str, torch.Tensor],
         valid: torch.Tensor,
         labels: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(KD sum, CE sum) over the valid positions by `chunked_losses.chunked_lm_loss_sums`: the student's head on
-        its hidden states, the teacher from its hidden states and head, cached full logits (gathered a chunk at a
-        time from the batch's cache; also a teacher whose logits needed its own post-processing) or cached top-k
+        kd_weight: torch.Tensor | float,
+        ce_weight: torch.Tensor | float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weighted loss, KD sum, CE sum) over the valid positions by `chunked_losses.chunked_lm_loss`: the student's
+        head on its hidden states, the teacher from its hidden states and head, cached full logits (gathered a chunk
+        at a time from the batch's cache; also a teacher whose logits needed its own post-processing) or cached top-k
         targets."""
         args: DistillationConfig = self.args
         student = unwrap(self.model)
@@ -539,10 +543,12 @@ class DistillationTrainer(Trainer):
             rows = kept if kept is not None and width != len(kept) else None
             teacher["teacher_hidden"] = self.task.at_valid(t_hidden, valid)
             teacher["teacher_head"] = chunked_losses.module_head(t_head, rows)
-        return chunked_losses.chunked_lm_loss_sums(
+        return chunked_losses.chunked_lm_loss(
             self.task.at_valid(hidden, valid),
             chunked_losses.module_head(head),
             labels=self.task.targets(labels)[valid] if labels is not None else None,
+            kd_weight=kd_weight,
+            ce_weight=ce_weight,
             loss_type=args.loss_type,
             temperature=args.temperature,
             jsd_beta=args.jsd_beta,

@@ -65,18 +65,20 @@ def chunked(data, input_ids, labels, attention, task, loss_type, options, alpha,
     hidden = task.at_valid(data["hidden"], valid)
     t_hidden = task.at_valid(data["t_hidden"], valid)
     targets = task.targets(labels)[valid] if ce else None
-    kd, ce_sum = chunked_losses.chunked_lm_loss_sums(
+    loss, _, _ = chunked_losses.chunked_lm_loss(
         hidden,
         chunked_losses.linear_head(data["weight"], data["bias"]),
         teacher_hidden=t_hidden,
         teacher_head=chunked_losses.linear_head(data["t_weight"], data["t_bias"], rows=KEPT if trimmed else None),
         labels=targets,
+        kd_weight=alpha / n_items,
+        ce_weight=(1 - alpha) / n_items,
         loss_type=loss_type,
         label_smoothing=options.get("label_smoothing", 0.0),
         chunk_size=chunk,
         **{k: v for k, v in options.items() if k != "label_smoothing"},
     )
-    return alpha * kd / n_items + (1 - alpha) * ce_sum / n_items
+    return loss
 
 
 def values_and_grads(fn, data, *args):
@@ -136,7 +138,7 @@ def test_chunked_topk_and_cached_logits_equal_materialised(loss_type, extra, tem
     def chunk(d, cache):
         source = {"topk": (top_ids, top_logp, tail)} if cache == "topk" else {
             "teacher_logits": task.at_valid(t_logits, valid)}
-        kd, _ = chunked_losses.chunked_lm_loss_sums(
+        kd, _, _ = chunked_losses.chunked_lm_loss(
             task.at_valid(d["hidden"], valid), chunked_losses.linear_head(d["weight"], d["bias"]), loss_type=loss_type,
             chunk_size=V_T * 3, **source, **options)
         return kd
@@ -168,8 +170,8 @@ def test_accumulation_two_micro_batches_equal_one_batch():
 
 def test_no_teacher_and_no_labels_give_zero_sums():
     hidden = torch.randn(4, D, requires_grad=True)
-    kd, ce = chunked_losses.chunked_lm_loss_sums(hidden, chunked_losses.linear_head(torch.randn(V_T, D)))
-    assert kd.item() == 0.0 and ce.item() == 0.0
-    kd, ce = chunked_losses.chunked_lm_loss_sums(hidden[:0], chunked_losses.linear_head(torch.randn(V_T, D)),
-                                                 labels=torch.zeros(0, dtype=torch.long))
-    assert kd.item() == 0.0 and ce.item() == 0.0
+    loss, kd, ce = chunked_losses.chunked_lm_loss(hidden, chunked_losses.linear_head(torch.randn(V_T, D)))
+    assert loss.item() == kd.item() == ce.item() == 0.0
+    loss, kd, ce = chunked_losses.chunked_lm_loss(hidden[:0], chunked_losses.linear_head(torch.randn(V_T, D)),
+                                                  labels=torch.zeros(0, dtype=torch.long))
+    assert loss.item() == kd.item() == ce.item() == 0.0
