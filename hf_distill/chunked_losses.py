@@ -7,8 +7,8 @@ of them: both models' logits, log-probabilities and gradients). Here only the hi
 (N, D) are kept; they go through each head ``chunk`` positions at a time, the per-item losses of each chunk are
 computed by the very functions of `hf_distill.losses` (so every divergence, temperature, T² and label-smoothing
 convention is the same by construction) and summed. Each chunk is differentiated as soon as it is computed (a
-custom `torch.autograd.Function`, as fused linear cross-entropy kernels do): only the gradients with respect to the hidden states and the head survive a chunk, and
-backward merely scales them. At most one chunk of logits per model (plus their intermediates) exists at a time:
+custom `torch.autograd.Function`, as fused linear cross-entropy kernels do): only the gradients with respect to the
+hidden states and the head survive a chunk, and backward merely scales them. At most one chunk of logits per model (plus their intermediates) exists at a time:
 memory is ``chunk_size`` logits per tensor, whatever B, T and V.
 
 The KD and CE terms are sums over the valid items, like `hf_distill.losses`, weighted by the caller: dividing by
@@ -54,7 +54,7 @@ def linear_head(
     """The head ``h ↦ h Wᵀ + b``, optionally restricted to some vocabulary rows (a trimmed student's kept ids).
 
     A sharded weight (an FSDP2 `DTensor`) is gathered once here, not per chunk; its gradient flows back to the shards
-    through `full_tensor`'s backward.
+    through `full_tensor`'s backward, averaged over the processes (`_full`).
 
     Args:
         weight: the (V, D) output-embedding weight.
@@ -71,7 +71,18 @@ def linear_head(
 
 
 def _full(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    return tensor.full_tensor() if tensor is not None and hasattr(tensor, "full_tensor") else tensor
+    """A sharded (FSDP2 `DTensor`) weight gathered whole; other tensors as they are.
+
+    Each process's gradient of the gathered weight covers its own batch only: it is a partial gradient, averaged over
+    the processes on the way back to the shards (as FSDP averages the gradients of the layers it gathers itself; the
+    trainer scales its loss for that average, as under DDP). The default `full_tensor()` would treat it as replicated
+    (identical everywhere) and keep each process's own part only.
+    """
+    if tensor is None or not hasattr(tensor, "full_tensor"):
+        return tensor
+    from torch.distributed.tensor import Partial
+
+    return tensor.full_tensor(grad_placements=[Partial("avg")] * tensor.device_mesh.ndim)
 
 
 def positions_per_chunk(chunk_size: int, vocab_size: int) -> int:
@@ -220,7 +231,8 @@ def output_head(model: nn.Module) -> nn.Module | None:
         return None
     config = getattr(model, "config", None)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    if any(getattr(c, name, None) not in (None, 1, 1.0) for c in (config, text_config) for name in LOGIT_POSTPROCESSING):
+    configs = (config, text_config)
+    if any(getattr(c, name, None) not in (None, 1, 1.0) for c in configs for name in LOGIT_POSTPROCESSING):
         return None
     return head
 
