@@ -8,8 +8,8 @@ of them: both models' logits, log-probabilities and gradients). Here only the hi
 computed by the very functions of `hf_distill.losses` (so every divergence, temperature, T² and label-smoothing
 convention is the same by construction) and summed. Each chunk is differentiated as soon as it is computed (a
 custom `torch.autograd.Function`, as fused linear cross-entropy kernels do): only the gradients with respect to the
-hidden states and the head survive a chunk, and backward merely scales them. At most one chunk of logits per model (plus their intermediates) exists at a time:
-memory is ``chunk_size`` logits per tensor, whatever B, T and V.
+hidden states and the head survive a chunk, and backward merely scales them. At most one chunk of logits per
+model (plus their intermediates) exists at a time: memory is ``chunk_size`` logits per tensor, whatever B, T and V.
 
 The KD and CE terms are sums over the valid items, like `hf_distill.losses`, weighted by the caller: dividing by
 the item count of the whole accumulated batch stays with the caller, which alone knows it.

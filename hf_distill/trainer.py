@@ -434,7 +434,7 @@ class DistillationTrainer(Trainer):
 
         teacher_out, t_final = None, None
         if self._needs_teacher_forward and not (soft and not want_hidden and not want_attn):
-            teacher_out, t_final = self._teacher_forward(inputs, extra, chunked=head is not None and not soft)
+            teacher_out, t_final = self._teacher_outputs(inputs, extra, chunked=head is not None and not soft)
 
         logits = outputs.logits if head is None else None
         input_ids, attention_mask = inputs["input_ids"], inputs.get("attention_mask")
@@ -580,8 +580,15 @@ class DistillationTrainer(Trainer):
         value = torch.as_tensor(num_items_in_batch).reshape(())
         return (value, value, value), True
 
-    def _teacher_forward(self, inputs: dict[str, Any], extra: dict[str, bool], chunked: bool = False):
-        """The teacher's outputs, and with `chunked` its final hidden states (its logits are then not computed)."""
+    def _teacher_outputs(self, inputs: dict[str, Any], extra: dict[str, bool], chunked: bool = False):
+        """The teacher's outputs, and with `chunked` its final hidden states (its logits are then not computed;
+        None for a teacher whose logits need its own post-processing: the loss then reads its logits)."""
+        head = chunked_losses.output_head(unwrap(self.teacher)) if chunked else None
+        with chunked_losses.capture_head_inputs(head) as captured:
+            outputs = self._teacher_forward(inputs, extra)
+        return outputs, captured.hidden
+
+    def _teacher_forward(self, inputs: dict[str, Any], extra: dict[str, bool]):
         teacher = self.teacher
         if teacher.training:
             teacher.eval()
@@ -589,12 +596,8 @@ class DistillationTrainer(Trainer):
         t_inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         if vocabulary.kept_ids_of(unwrap(self.model)) is not None:  # a trimmed student: the teacher reads its own ids
             t_inputs["input_ids"] = vocabulary.to_teacher_ids(t_inputs["input_ids"], unwrap(self.model).config.vocabulary_kept_ids)
-        head = chunked_losses.output_head(unwrap(teacher)) if chunked else None
-        with torch.no_grad(), chunked_losses.capture_head_inputs(head) as captured:
-            outputs = teacher(**t_inputs, **extra)
-        if chunked and head is None:  # a teacher whose logits need its own post-processing: cut from its logits
-            return outputs, None
-        return outputs, captured.hidden
+        with torch.no_grad():
+            return teacher(**t_inputs, **extra)
 
     def _kd_sum(self, s_logits: torch.Tensor, teacher_out, soft: dict[str, torch.Tensor], valid: torch.Tensor):
         """Sum of the KD divergence over valid items, from the live teacher or cached soft targets."""
