@@ -166,3 +166,35 @@ def test_eval_loss_only_is_chunked_and_equal(tmp_path, bpe_tokenizer):
     assert logits is None
     reference, _, _ = trainer.prediction_step(copy.deepcopy(student), batch, prediction_loss_only=False)
     torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_lm_evaluation_is_chunked_and_equals_full_logits(bpe_tokenizer, monkeypatch):
+    """evaluate_models on LMs projects hidden states a few positions at a time: the same perplexity and fidelity
+    as the full logits, and no model computes logits for its positions."""
+    from hf_distill import chunked_losses, evaluation
+    from hf_distill.fidelity import FidelityAccumulator
+
+    tok = bpe_tokenizer
+    teacher, student = tiny.gpt2(tok, 2).eval(), tiny.gpt2(tok, 1).eval()
+    texts = tiny.CORPUS[:5]
+    widths = []
+    for m in (teacher, student):
+        m.lm_head.register_forward_hook(lambda mod, a, out: widths.append(out.shape[-2]))
+    monkeypatch.setattr(chunked_losses, "positions_per_chunk", lambda size, vocab: 7)
+    ev = evaluation.evaluate_models(teacher, student, tok, texts, task="text-generation", batch_size=5)
+    assert widths and set(widths) == {0}
+    tok.padding_side = "right"
+    enc = tok(texts, padding=True, return_tensors="pt")
+    valid = CAUSAL_LM.valid_mask(enc["input_ids"], enc["attention_mask"], enc["input_ids"])
+    with torch.no_grad():
+        lt, ls = (m(**enc).logits[:, :-1][valid] for m in (teacher, student))
+    targets = enc["input_ids"][:, 1:][valid]
+    fid = FidelityAccumulator()
+    fid.update(lt, ls)
+    expected = fid.result()
+    assert ev.fidelity.agreement_top1 == expected.agreement_top1
+    assert ev.fidelity.kl_teacher_student == pytest.approx(expected.kl_teacher_student, rel=1e-5)
+    assert ev.fidelity.js_divergence == pytest.approx(expected.js_divergence, rel=1e-5)
+    for logits, metrics in ((lt, ev.teacher_metrics), (ls, ev.student_metrics)):
+        ppl = torch.nn.functional.cross_entropy(logits, targets).exp().item()
+        assert metrics["perplexity"] == pytest.approx(ppl, rel=1e-5)
