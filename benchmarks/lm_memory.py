@@ -209,7 +209,7 @@ def table(rows: list[dict], a) -> str:
             lines.append(f"| {r['row']} | {r['error']} | | | | | |")
             continue
 
-        def ratio(key, other):
+        def ratio(key, other, r=r):
             return f"{r[key] / other[key]:.2f}" if other.get(key) else ""
 
         peer = trl.get(r["row"], {})

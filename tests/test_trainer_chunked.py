@@ -10,6 +10,7 @@ import copy
 
 import pytest
 import torch
+from datasets import Dataset
 from torch import nn
 from transformers import DataCollatorForLanguageModeling
 
@@ -94,12 +95,8 @@ def test_masked_lm(tmp_path, wordpiece_tokenizer):
 def test_cached_soft_targets(tmp_path, bpe_tokenizer, top_k):
     tok = bpe_tokenizer
     teacher, student = tiny.gpt2(tok, 2), tiny.gpt2(tok, 1)
-    data = tiny.lm_data(tok) if hasattr(tiny, "lm_data") else None
-    if data is None:
-        from datasets import Dataset
-
-        data = Dataset.from_dict({"text": tiny.CORPUS[:6]}).map(lambda b: tok(b["text"]), batched=True,
-                                                                remove_columns=["text"])
+    data = Dataset.from_dict({"text": tiny.CORPUS[:6]}).map(lambda b: tok(b["text"]), batched=True,
+                                                            remove_columns=["text"])
     cached = generate_soft_targets(teacher, data, top_k=top_k, temperature=2.0, cache_dir=tmp_path / "c",
                                    progress=False, logprob_dtype="float32")
     trainer = DistillationTrainer(model=student, teacher_model=None, processing_class=tok, train_dataset=cached,
