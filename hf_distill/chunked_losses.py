@@ -11,6 +11,12 @@ custom `torch.autograd.Function`, as fused linear cross-entropy kernels do): onl
 hidden states and the head survive a chunk, and backward merely scales them. At most one chunk of logits per
 model (plus their intermediates) exists at a time: memory is ``chunk_size`` logits per tensor, whatever B, T and V.
 
+What the soft-target caches cost (there is no teacher head to chunk there): a top-k cache brings B × T × k ids and
+log-probabilities per batch (k = 64: a few MB), and the student side is chunked as above. A full-logit cache is
+itself a (B, T, V) tensor of the teacher (float32, as the collator loads it: 4·B·T·V bytes, e.g. 823 MB at
+8 × 512 × 50,257): its rows are gathered a chunk at a time and never copied, so that one tensor is the whole
+overhead of the path; use a top-k cache, or the live teacher, where it does not fit.
+
 The KD and CE terms are sums over the valid items, like `hf_distill.losses`, weighted by the caller: dividing by
 the item count of the whole accumulated batch stays with the caller, which alone knows it.
 """

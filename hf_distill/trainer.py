@@ -39,6 +39,12 @@ class DistillationTrainer(Trainer):
     (`hf_distill.projections`) are handed to the Trainer as one module, so optimizer, checkpointing and
     DDP/FSDP/DeepSpeed treat the projections as part of the trained model; `trainer.projections` is that module,
     and saving writes the plain student folder plus ``distillation_projections.safetensors``.
+
+    Language models (causal and masked LM) never materialise (batch, length, vocabulary) logits in training: both
+    models' final hidden states are projected through their output embeddings a chunk of valid positions at a time
+    (`hf_distill.chunked_losses`, `DistillationConfig.chunk_size`), for the KD and the CE term alike. Only a caller
+    that asks for the logits (`compute_loss(..., return_outputs=True)` outside loss-only evaluation) gets the
+    materialised path, which is also kept for models that post-process their logits (soft-capping, logit scale).
     """
 
     # The loss is normalised by the item count of the whole accumulated (and gathered) batch: see compute_loss.
