@@ -122,6 +122,16 @@ class DistillationConfig(TrainingArguments):
         default=False, metadata={"help": "Allow custom model code when loading a teacher by id (off by default)."}
     )
 
+    chunk_size: int = field(
+        default=2**22,
+        metadata={
+            "help": "Language models: the most logits (positions x vocabulary entries) one model's loss chunk computes "
+            "at once. KD and CE are computed from the final hidden states and the output embeddings a chunk of "
+            "valid positions at a time (recomputed in backward), so no (batch, length, vocabulary) tensor is held; "
+            "the default, 4,194,304, is 16 MiB per float32 tensor. Classification is not chunked."
+        },
+    )
+
     lmbda: float = field(
         default=0.0,
         metadata={
@@ -200,6 +210,7 @@ class DistillationConfig(TrainingArguments):
         if not 0.0 < number("generation_top_p") <= 1.0:
             raise _bad("generation_top_p", self.generation_top_p, "must be in (0, 1] (1 = off)")
         count("generation_top_k", 0)
+        count("chunk_size", 1)
 
     @property
     def generates(self) -> bool:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import chunked_losses
 from .benchmark import forward_kwargs, max_positions
 from .compatibility import check_vocabularies, label_permutation
 from .data import label_to_id
@@ -35,7 +36,7 @@ from .fidelity import (
 from .models import LoadedModel, load_model
 from .report import Fidelity
 from .task_metrics import HUB_METRICS, METRICS_DIR, hub_offline, load_metric, metric_module_path
-from .tasks import Task, get_task
+from .tasks import Task, get_task, unwrap
 
 __all__ = [
     "PairEvaluation",
@@ -91,6 +92,33 @@ def _batches(n: int, size: int):
 def _logits(model: nn.Module, enc: dict[str, torch.Tensor]) -> torch.Tensor:
     with torch.inference_mode():
         return model(**forward_kwargs(model, enc)).logits.float()
+
+
+def _valid_logits_in_chunks(models, model_inputs: dict[str, torch.Tensor], task: Task, valid: torch.Tensor,
+                            vocab: int, chunk_size: int = 2**22):
+    """(positions slice, batch rows, [float32 CPU logits of each model]) for the valid positions, a chunk at a time.
+
+    Each model's final hidden states are read at its output embeddings (`chunked_losses.capture_head_inputs`: the
+    model computes no logits) and projected a chunk of positions at a time, so a long text never holds a
+    (batch, length, vocabulary) tensor of either model. A model whose logits need its own post-processing
+    (`chunked_losses.output_head` is None) gives its full logits, as before.
+    """
+    finals, heads = [], []
+    for model in models:
+        head = chunked_losses.output_head(unwrap(model))
+        with torch.inference_mode(), chunked_losses.capture_head_inputs(head) as captured:
+            logits = model(**forward_kwargs(model, model_inputs)).logits
+        final = captured.hidden if head is not None else logits
+        finals.append(task.at_valid(final, valid))
+        heads.append(chunked_losses.module_head(head) if head is not None else None)
+    rows = valid.nonzero()[:, 0]
+    step = chunked_losses.positions_per_chunk(chunk_size, vocab)
+    for start in range(0, int(rows.shape[0]), step):
+        part = slice(start, start + step)
+        with torch.inference_mode():
+            yield part, rows[part], [
+                (h[part] if head is None else head(h[part])).float().cpu() for h, head in zip(finals, heads)
+            ]
 
 
 def evaluate_models(
@@ -286,16 +314,19 @@ def _evaluate_lm(
         valid = task.valid_mask(labels, enc["attention_mask"], enc["input_ids"])
         targets = task.targets(enc["input_ids"])
         model_inputs = {k: v.to(device) for k, v in model_inputs.items()}
-        lt = task.aligned(_logits(teacher, model_inputs).cpu())
-        ls = task.aligned(_logits(student, model_inputs).cpu())
-        lt, ls = align_vocab(lt, ls, vocab)
-        fid.update(lt[valid], ls[valid])
         counts += valid.sum(-1).tolist()
-        for k, logits in enumerate((lt, ls)):
-            token_nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
-            nll[k].extend((token_nll * valid).sum(-1).double().tolist())
-            if "accuracy" in task.metrics:
-                correct[k].extend((logits.argmax(-1)[valid] == targets[valid]).long().tolist())
+        rows_nll = torch.zeros(2, valid.shape[0], dtype=torch.float64)
+        valid_targets = targets[valid]
+        for part, rows, (lt, ls) in _valid_logits_in_chunks((teacher, student), model_inputs, task, valid, vocab):
+            lt, ls = align_vocab(lt, ls, vocab)
+            fid.update(lt, ls)
+            for k, logits in enumerate((lt, ls)):
+                token_nll = F.cross_entropy(logits, valid_targets[part], reduction="none")
+                rows_nll[k].index_add_(0, rows, token_nll.double())
+                if "accuracy" in task.metrics:
+                    correct[k].extend((logits.argmax(-1) == valid_targets[part]).long().tolist())
+        for k in range(2):
+            nll[k].extend(rows_nll[k].tolist())
     ppl, ppl_src = load_metric("perplexity", "local")
     sources = {"perplexity": ppl_src}
     per_model = [

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, PreTrainedModel, Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import can_return_loss, find_labels, logging
 
-from . import losses, on_policy, vocabulary
+from . import chunked_losses, losses, on_policy, vocabulary
 from .compatibility import check_label_counts, check_label_order, check_vocabularies
 from .config import DistillationConfig
 from .models import check_weights
@@ -40,6 +40,12 @@ class DistillationTrainer(Trainer):
     (`hf_distill.projections`) are handed to the Trainer as one module, so optimizer, checkpointing and
     DDP/FSDP/DeepSpeed treat the projections as part of the trained model; `trainer.projections` is that module,
     and saving writes the plain student folder plus ``distillation_projections.safetensors``.
+
+    Language models (causal and masked LM) never materialise (batch, length, vocabulary) logits in training: both
+    models' final hidden states are projected through their output embeddings a chunk of valid positions at a time
+    (`hf_distill.chunked_losses`, `DistillationConfig.chunk_size`), for the KD and the CE term alike. Only a caller
+    that asks for the logits (`compute_loss(..., return_outputs=True)` outside loss-only evaluation) gets the
+    materialised path, which is also kept for models that post-process their logits (soft-capping, logit scale).
     """
 
     # The loss is normalised by the item count of the whole accumulated (and gathered) batch: see compute_loss.
@@ -429,26 +435,43 @@ class DistillationTrainer(Trainer):
             extra["output_hidden_states"] = True
         if want_attn:
             extra["output_attentions"] = True
-        outputs = model(**inputs, **extra)
+        # Language models: the final hidden states go to the chunked losses, the model computes no logits.
+        head = self._chunked_head(model, return_outputs)
+        with chunked_losses.capture_head_inputs(head) as captured:
+            outputs = model(**inputs, **extra)
+        device = (captured.hidden if head is not None else outputs.logits).device
         counts, global_counts = self._resolve_counts(inputs, labels, num_items_in_batch, student_generated)
-        n_ce, n_kd, n_tok = (c.clamp(min=1).to(outputs.logits.device, torch.float32) for c in counts)
+        n_ce, n_kd, n_tok = (c.clamp(min=1).to(device, torch.float32) for c in counts)
 
-        teacher_out = None
+        teacher_out, t_final = None, None
         if self._needs_teacher_forward and not (soft and not want_hidden and not want_attn):
-            teacher_out = self._teacher_forward(inputs, extra)
+            teacher_out, t_final = self._teacher_outputs(inputs, extra, chunked=head is not None and not soft)
 
-        logits = outputs.logits
+        logits = outputs.logits if head is None else None
         input_ids, attention_mask = inputs["input_ids"], inputs.get("attention_mask")
         valid = self.task.valid_mask(labels, attention_mask, input_ids)
-        s_logits = self.task.at_valid(logits, valid)
 
-        zero = logits.new_zeros((), dtype=torch.float32)
+        zero = torch.zeros((), dtype=torch.float32, device=device)
         terms = {name: zero for name in COMPONENTS}
-        if labels is not None and args.alpha < 1 and not student_generated:
-            ce_logits, ce_labels = self.task.ce_targets(logits, labels, valid)
-            terms["loss_ce"] = losses.cross_entropy_sum(ce_logits, ce_labels, args.label_smoothing_factor) / n_ce
-        if args.alpha > 0 and (teacher_out is not None or soft):
-            terms["loss_kd"] = self._kd_sum(s_logits, teacher_out, soft, valid) / n_kd
+        want_ce = labels is not None and args.alpha < 1 and not student_generated
+        want_kd = args.alpha > 0 and (teacher_out is not None or bool(soft))
+        if head is not None:
+            lm_loss, kd_sum, ce_sum = self._chunked_loss(
+                head, captured.hidden, teacher_out if want_kd else None, t_final, soft if want_kd else {}, valid,
+                labels if want_ce else None, args.alpha / n_kd if want_kd else 0.0,
+                (1 - args.alpha) / n_ce if want_ce else 0.0,
+            )
+            if want_ce:
+                terms["loss_ce"] = ce_sum / n_ce
+            if want_kd:
+                terms["loss_kd"] = kd_sum / n_kd
+        else:
+            s_logits = self.task.at_valid(logits, valid)
+            if want_ce:
+                ce_logits, ce_labels = self.task.ce_targets(logits, labels, valid)
+                terms["loss_ce"] = losses.cross_entropy_sum(ce_logits, ce_labels, args.label_smoothing_factor) / n_ce
+            if want_kd:
+                terms["loss_kd"] = self._kd_sum(s_logits, teacher_out, soft, valid) / n_kd
         token_mask = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
         if want_hidden and teacher_out is not None:
             total = zero
@@ -463,13 +486,14 @@ class DistillationTrainer(Trainer):
             for s, t in self.layer_pairs:
                 if s == 0 or t == 0:
                     continue  # the embedding layer has no attention map
-                t_attn = teacher_out.attentions[t - 1].to(logits.device)
+                t_attn = teacher_out.attentions[t - 1].to(device)
                 total = total + losses.attention_loss_sum(outputs.attentions[s - 1], t_attn, token_mask)
             terms["loss_attn"] = total / (n_tok * len(self.layer_pairs))
 
+        if head is None:
+            lm_loss = args.alpha * terms["loss_kd"] + (1 - args.alpha) * terms["loss_ce"]
         loss = (
-            args.alpha * terms["loss_kd"]
-            + (1 - args.alpha) * terms["loss_ce"]
+            lm_loss
             + args.hidden_loss_weight * terms["loss_hidden"]
             + args.attention_loss_weight * terms["loss_attn"]
         )
@@ -479,8 +503,74 @@ class DistillationTrainer(Trainer):
             # DDP averages gradients over processes; the counts already cover all of them.
             loss = loss * args.world_size
         if return_outputs:
-            return loss, {"logits": logits}
+            return loss, ({"logits": logits} if logits is not None else {})
         return loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # Evaluation wants the logits back unless it reads the loss alone: only then is the loss chunked.
+        self._loss_only = prediction_loss_only
+        try:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        finally:
+            self._loss_only = False
+
+    def _chunked_head(self, model: nn.Module, return_outputs: bool) -> nn.Module | None:
+        """The student's output embeddings when the loss is computed chunked from hidden states (language models,
+        when no caller asked for the logits), else None (the model computes its logits)."""
+        if not self.task.per_token or (return_outputs and not getattr(self, "_loss_only", False)):
+            return None
+        return chunked_losses.output_head(unwrap(model))
+
+    def _chunked_loss(
+        self,
+        head: nn.Module,
+        hidden: torch.Tensor,
+        teacher_out: Any,
+        t_hidden: torch.Tensor | None,
+        soft: dict[str, torch.Tensor],
+        valid: torch.Tensor,
+        labels: torch.Tensor | None,
+        kd_weight: torch.Tensor | float,
+        ce_weight: torch.Tensor | float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weighted loss, KD sum, CE sum) over the valid positions by `chunked_losses.chunked_lm_loss`: the student's
+        head on its hidden states, the teacher from its hidden states and head, cached full logits (gathered a chunk
+        at a time from the batch's cache; also a teacher whose logits needed its own post-processing) or cached top-k
+        targets."""
+        args: DistillationConfig = self.args
+        student = unwrap(self.model)
+        teacher: dict[str, Any] = {}
+        if "teacher_topk_ids" in soft:
+            teacher["topk"] = tuple(self.task.at_valid(soft[c], valid) for c in SOFT_TARGET_COLUMNS[1:])
+        elif "teacher_logits" in soft or (teacher_out is not None and t_hidden is None):
+            # Rows of the cache are gathered per chunk (no (N, V) copy of the cache).
+            cache = self.task.aligned(soft["teacher_logits"] if soft else teacher_out.logits)
+            teacher["teacher_hidden"] = valid.to(cache.device).nonzero()
+            teacher["teacher_head"] = lambda at: vocabulary.teacher_logits_for_student(
+                cache[at[:, 0], at[:, 1]], student, self.task)
+        elif t_hidden is not None:
+            t_head = chunked_losses.output_head(unwrap(self.teacher))
+            kept = vocabulary.kept_ids_of(student)
+            width = t_head.weight.shape[0] if hasattr(t_head, "weight") else None
+            rows = kept if kept is not None and width != len(kept) else None
+            teacher["teacher_hidden"] = self.task.at_valid(t_hidden, valid)
+            teacher["teacher_head"] = chunked_losses.module_head(t_head, rows)
+        return chunked_losses.chunked_lm_loss(
+            self.task.at_valid(hidden, valid),
+            chunked_losses.module_head(head),
+            labels=self.task.targets(labels)[valid] if labels is not None else None,
+            kd_weight=kd_weight,
+            ce_weight=ce_weight,
+            loss_type=args.loss_type,
+            temperature=args.temperature,
+            jsd_beta=args.jsd_beta,
+            skew_lambda=args.skew_lambda,
+            scale_by_temperature_squared=args.scale_by_temperature_squared,
+            label_smoothing=args.label_smoothing_factor,
+            vocab_size=head.weight.shape[0] if hasattr(head, "weight") else None,
+            chunk_size=args.chunk_size,
+            **teacher,
+        )
 
     def _projected_hidden_states(self, outputs) -> tuple[torch.Tensor, ...] | None:
         """The student's projected hidden states: computed inside `StudentWithProjections.forward` when the
@@ -501,6 +591,14 @@ class DistillationTrainer(Trainer):
             return tuple(num_items_in_batch), True
         value = torch.as_tensor(num_items_in_batch).reshape(())
         return (value, value, value), True
+
+    def _teacher_outputs(self, inputs: dict[str, Any], extra: dict[str, bool], chunked: bool = False):
+        """The teacher's outputs, and with `chunked` its final hidden states (its logits are then not computed;
+        None for a teacher whose logits need its own post-processing: the loss then reads its logits)."""
+        head = chunked_losses.output_head(unwrap(self.teacher)) if chunked else None
+        with chunked_losses.capture_head_inputs(head) as captured:
+            outputs = self._teacher_forward(inputs, extra)
+        return outputs, captured.hidden
 
     def _teacher_forward(self, inputs: dict[str, Any], extra: dict[str, bool]):
         teacher = self.teacher

@@ -117,7 +117,8 @@ def test_alpha_zero_is_exactly_plain_cross_entropy(tmp_path, bpe_tokenizer, word
                                   processing_class=tok)
     batch = collate_lm(tok, [tok(t) for t in tiny.CORPUS[:3]])
     ours = trainer.compute_loss(student, batch)
-    assert torch.equal(ours, student(**batch).loss.float())
+    # The LM loss is chunked over the valid positions: the same CE, summed in another order (float rounding only).
+    torch.testing.assert_close(ours, student(**batch).loss.float(), atol=0, rtol=1e-6)
 
     wtok = wordpiece_tokenizer
     cls_student = tiny.bert_cls(wtok, 2)

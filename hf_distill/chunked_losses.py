@@ -1,0 +1,292 @@
+"""Token-level distillation without a (B, T, V) logit tensor: the losses of `hf_distill.losses`, in chunks.
+
+A language model's logits are ``head(hidden)``: its final hidden states (B, T, D) through its output embeddings
+(``model.get_output_embeddings()``, an ``nn.Linear`` of V × D plus a bias, or a PEFT/LoRA layer around one). For a
+large vocabulary V the logits dwarf everything else (8 × 512 × 50,257 float32 = 823 MB, and a KD step holds several
+of them: both models' logits, log-probabilities and gradients). Here only the hidden states of the valid positions
+(N, D) are kept; they go through each head ``chunk`` positions at a time, the per-item losses of each chunk are
+computed by the very functions of `hf_distill.losses` (so every divergence, temperature, T² and label-smoothing
+convention is the same by construction) and summed. Each chunk is differentiated as soon as it is computed (a
+custom `torch.autograd.Function`, as fused linear cross-entropy kernels do): only the gradients with respect to the
+hidden states and the head survive a chunk, and backward merely scales them. At most one chunk of logits per
+model (plus their intermediates) exists at a time: memory is ``chunk_size`` logits per tensor, whatever B, T and V.
+
+What the soft-target caches cost (there is no teacher head to chunk there): a top-k cache brings B × T × k ids and
+log-probabilities per batch (k = 64: a few MB), and the student side is chunked as above. A full-logit cache is
+itself a (B, T, V) tensor of the teacher (float32, as the collator loads it: 4·B·T·V bytes, e.g. 823 MB at
+8 × 512 × 50,257): its rows are gathered a chunk at a time and never copied, so that one tensor is the whole
+overhead of the path; use a top-k cache, or the live teacher, where it does not fit.
+
+The KD and CE terms are sums over the valid items, like `hf_distill.losses`, weighted by the caller: dividing by
+the item count of the whole accumulated batch stays with the caller, which alone knows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import losses
+
+__all__ = [
+    "Head", "linear_head", "positions_per_chunk", "chunked_lm_loss", "output_head", "module_head",
+    "capture_head_inputs",
+]
+
+
+@dataclass(frozen=True)
+class Head:
+    """A map from hidden states (n, D) to logits (n, V) as a function of explicit tensors: ``fn(hidden, params)``.
+
+    The tensors are explicit so that the chunked loss can differentiate each chunk with respect to them (and the
+    hidden states) as it goes. Calling the head applies it with its own tensors.
+    """
+
+    fn: Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor]
+    params: tuple[torch.Tensor, ...] = ()
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.fn(hidden, self.params)
+
+
+def linear_head(
+    weight: torch.Tensor, bias: torch.Tensor | None = None, rows: Sequence[int] | torch.Tensor | None = None
+) -> Head:
+    """The head ``h ↦ h Wᵀ + b``, optionally restricted to some vocabulary rows (a trimmed student's kept ids).
+
+    A sharded weight (an FSDP2 `DTensor`) is gathered once here, not per chunk; its gradient flows back to the shards
+    through `full_tensor`'s backward, averaged over the processes (`_full`).
+
+    Args:
+        weight: the (V, D) output-embedding weight.
+        bias: its (V,) bias, or None.
+        rows: vocabulary ids to keep, in order (the teacher's logits restricted to a trimmed student's ids).
+    """
+    weight, bias = _full(weight), _full(bias)
+    if rows is not None:
+        index = torch.as_tensor(rows, dtype=torch.long, device=weight.device)
+        weight = weight.index_select(0, index)
+        bias = bias.index_select(0, index) if bias is not None else None
+    params = (weight,) if bias is None else (weight, bias)
+    return Head(lambda hidden, p: F.linear(hidden.to(p[0].dtype), p[0], p[1] if len(p) > 1 else None), params)
+
+
+def _full(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """A sharded (FSDP2 `DTensor`) weight gathered whole; other tensors as they are.
+
+    Each process's gradient of the gathered weight covers its own batch only: it is a partial gradient, averaged over
+    the processes on the way back to the shards (as FSDP averages the gradients of the layers it gathers itself; the
+    trainer scales its loss for that average, as under DDP). The default `full_tensor()` would treat it as replicated
+    (identical everywhere) and keep each process's own part only.
+    """
+    if tensor is None or not hasattr(tensor, "full_tensor"):
+        return tensor
+    from torch.distributed.tensor import Partial
+
+    return tensor.full_tensor(grad_placements=[Partial("avg")] * tensor.device_mesh.ndim)
+
+
+def positions_per_chunk(chunk_size: int, vocab_size: int) -> int:
+    """How many positions one chunk holds when a chunk may hold `chunk_size` logits (at least one position)."""
+    return max(1, int(chunk_size) // max(1, int(vocab_size)))
+
+
+class _ChunkedLoss(torch.autograd.Function):
+    """Forward runs every chunk and differentiates it at once (as fused linear cross-entropy kernels do), keeping
+    only the gradients with respect to the inputs: (N, D) for the hidden states and the head's own sizes. Backward
+    scales them by the incoming gradient. No chunk's logits survive its turn, in forward or backward."""
+
+    @staticmethod
+    def forward(ctx, run, hidden, *params):
+        loss, kd, ce, grads = run(hidden, params, [t.requires_grad for t in (hidden, *params)])
+        ctx.save_for_backward(*grads)
+        ctx.mark_non_differentiable(kd, ce)
+        return loss, kd, ce
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_kd, _grad_ce):
+        return (None, *(g * grad_loss.to(g.dtype) if g is not None else None for g in ctx.saved_tensors))
+
+
+def chunked_lm_loss(
+    student_hidden: torch.Tensor,
+    student_head: Head,
+    *,
+    teacher_hidden: torch.Tensor | None = None,
+    teacher_head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    teacher_logits: torch.Tensor | None = None,
+    topk: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    labels: torch.Tensor | None = None,
+    kd_weight: float | torch.Tensor = 1.0,
+    ce_weight: float | torch.Tensor = 1.0,
+    loss_type: str = "forward_kl",
+    temperature: float = 1.0,
+    jsd_beta: float = 0.5,
+    skew_lambda: float = 0.1,
+    scale_by_temperature_squared: bool | None = None,
+    label_smoothing: float = 0.0,
+    vocab_size: int | None = None,
+    chunk_size: int = 2**22,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``kd_weight · KD sum + ce_weight · CE sum`` over N valid positions, computed a chunk of positions at a time.
+
+    The teacher is given one of three ways: its hidden states at the same positions and its head (a live teacher:
+    its logits are computed per chunk too, without gradient); its logits (N, V) or any tensor ``teacher_head`` maps
+    to them per chunk (cached full logits: only the student side is chunked); or cached top-k targets
+    ``(ids, log_probs, tail_mass)`` of shapes (N, k), (N, k), (N,). With none of them the KD sum is 0.
+
+    Args:
+        student_hidden: (N, D) student hidden states at the valid positions (as the head reads them).
+        student_head: the student's head (`linear_head`, or `module_head` for e.g. a LoRA layer).
+        teacher_hidden, teacher_head: a live teacher's hidden states (N, D_t) and head; the head's rows must already be
+            the student's vocabulary when that is trimmed (``linear_head(..., rows=kept_ids)``).
+        teacher_logits: cached teacher logits (N, V_t), already restricted to a trimmed student's ids.
+        topk: cached top-k targets at the valid positions.
+        labels: (N,) CE targets (-100 = none); None skips the CE sum.
+        kd_weight, ce_weight: the weights of the two sums in the differentiable loss (e.g. alpha / items).
+        loss_type, temperature, jsd_beta, skew_lambda, scale_by_temperature_squared: as in
+            `losses.distillation_loss`.
+        label_smoothing: of the CE term, over the student's whole vocabulary.
+        vocab_size: the student's vocabulary (sizes the chunks); read from the first chunk's logits when None.
+        chunk_size: the most logits (positions × vocabulary) one model's chunk holds.
+
+    Returns:
+        ``(loss, kd_sum, ce_sum)``: the weighted loss (differentiable with respect to the student's hidden states
+        and head tensors), and the two float32 sums, detached (for logging). Vocabularies that differ only by padding
+        rows (50,257 vs 50,304) are compared over their shared first ids.
+    """
+    n = student_hidden.shape[0]
+    if vocab_size is None:
+        with torch.no_grad():
+            vocab_size = student_head(student_hidden[:1]).shape[-1] if n else 1
+    step = positions_per_chunk(chunk_size, vocab_size)
+    options = dict(temperature=temperature, jsd_beta=jsd_beta, skew_lambda=skew_lambda,
+                   scale_by_temperature_squared=scale_by_temperature_squared)
+    teacher = teacher_hidden if teacher_head is not None else teacher_logits
+
+    def chunk_sums(h, params, part):
+        s_logits = student_head.fn(h, params)
+        kd = s_logits.new_zeros((), dtype=torch.float32)
+        ce = kd
+        if labels is not None:
+            ce = losses.cross_entropy_sum(s_logits, labels[part], label_smoothing)
+        if topk is not None:
+            ids, log_p, tail = (x[part] for x in topk)
+            kd = losses.topk_distillation_loss(s_logits, ids, log_p, tail, loss_type, **options).sum()
+        elif teacher is not None:
+            with torch.no_grad():
+                t_logits = teacher[part] if teacher_head is None else teacher_head(teacher[part])
+            t_logits = t_logits.to(s_logits.device)
+            shared = min(s_logits.shape[-1], t_logits.shape[-1])
+            kd = losses.distillation_loss(s_logits[..., :shared], t_logits[..., :shared], loss_type, **options).sum()
+        return kd, ce
+
+    def run(hidden, params, needs):
+        inputs = (hidden, *params)
+        grads = [torch.zeros_like(t, dtype=torch.float32) if need else None for t, need in zip(inputs, needs)]
+        kd_total = hidden.new_zeros((), dtype=torch.float32)
+        ce_total = kd_total
+        for start in range(0, n, step):
+            part = slice(start, min(n, start + step))
+            h = hidden[part].detach().requires_grad_(needs[0])
+            ps = [p.detach().requires_grad_(need) for p, need in zip(params, needs[1:])]
+            with torch.enable_grad() if any(needs) else torch.no_grad():
+                kd, ce = chunk_sums(h, ps, part)
+                wanted = [t for t, need in zip((h, *ps), needs) if need]
+                total = kd_weight * kd + ce_weight * ce
+                if wanted and total.requires_grad:  # (no term at all: nothing to differentiate)
+                    chunk_grads = iter(torch.autograd.grad(total, wanted, allow_unused=True))
+                    for i, need in enumerate(needs):
+                        g = next(chunk_grads) if need else None
+                        if g is None:
+                            continue
+                        if i == 0:
+                            grads[0][part] += g
+                        else:
+                            grads[i] += g
+            kd_total = kd_total + kd.detach()
+            ce_total = ce_total + ce.detach()
+        grads = [g.to(t.dtype) if g is not None else None for g, t in zip(grads, inputs)]
+        return kd_weight * kd_total + ce_weight * ce_total, kd_total, ce_total, grads
+
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (student_hidden, *student_head.params))):
+        loss, kd, ce, _ = run(student_hidden, student_head.params, [False] * (1 + len(student_head.params)))
+        return loss, kd, ce
+    return _ChunkedLoss.apply(run, student_hidden, *student_head.params)
+
+
+# ---- reading hidden states and heads from models ------------------------------------------------------------------
+
+# Config attributes of architectures that transform the logits after the output embeddings (Gemma 2's soft-capping,
+# Cohere's logit scale, Granite's logit scaling): reading the head's input would miss that step, so those models keep
+# the materialised path.
+LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def output_head(model: nn.Module) -> nn.Module | None:
+    """The module that maps a (PEFT/DDP-unwrapped) language model's final hidden states to logits, or None when the
+    chunked path cannot stand in for the model's own logits (no output embeddings, or logit post-processing)."""
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    if not isinstance(head, nn.Module):
+        return None
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    configs = (config, text_config)
+    if any(getattr(c, name, None) not in (None, 1, 1.0) for c in configs for name in LOGIT_POSTPROCESSING):
+        return None
+    return head
+
+
+def module_head(head: nn.Module, rows: Sequence[int] | None = None) -> Head:
+    """A `Head` for an output-embedding module: `linear_head` on its weight and bias for an ``nn.Linear`` (a sharded
+    FSDP2 weight gathered once), else the module itself applied with its parameters as explicit tensors
+    (`torch.func.functional_call`): a PEFT/LoRA layer's adapters are honoured and trained.
+
+    Args:
+        head: the model's output embeddings (`output_head`).
+        rows: vocabulary ids to keep (a trimmed student's ids in the teacher's vocabulary).
+    """
+    if isinstance(head, nn.Linear):
+        return linear_head(head.weight, head.bias, rows)
+    names, params = zip(*head.named_parameters()) if any(True for _ in head.parameters()) else ((), ())
+    index = torch.as_tensor(list(rows), dtype=torch.long) if rows is not None else None
+
+    def apply(hidden: torch.Tensor, p: Sequence[torch.Tensor]) -> torch.Tensor:
+        logits = torch.func.functional_call(head, dict(zip(names, p)), (hidden,))
+        return logits if index is None else logits.index_select(-1, index.to(logits.device))
+
+    return Head(apply, tuple(params))
+
+
+class _Captured:
+    hidden: torch.Tensor | None = None
+
+
+@contextmanager
+def capture_head_inputs(head: nn.Module | None) -> Iterator[_Captured]:
+    """Within the block, calls of `head` record their input (``captured.hidden``) and compute logits for no position.
+
+    The model's forward then returns (B, 0, V) logits, still connected to the head's parameters (so DDP's search for
+    unused parameters finds them), and the hidden states go to `chunked_lm_loss` instead. With ``head=None``
+    nothing is changed and ``captured.hidden`` stays None.
+    """
+    captured = _Captured()
+    if head is None:
+        yield captured
+        return
+
+    def record(module, args):
+        captured.hidden = args[0]
+        return (args[0][..., :0, :], *args[1:])
+
+    handle = head.register_forward_pre_hook(record)
+    try:
+        yield captured
+    finally:
+        handle.remove()
