@@ -62,12 +62,28 @@ def lm_config(tmp_path: Path, **extra) -> Path:
     return path
 
 
+def validation_accuracy(model_dir: Path, rows: list[tuple[str, int]]) -> float:
+    """The accuracy of the classifier saved in `model_dir` on `rows` (text, label), computed one text at a time."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        correct = sum(model(**tok(text, return_tensors="pt")).logits.argmax(-1).item() == label for text, label in rows)
+    return correct / len(rows)
+
+
 def markers(run: Path) -> set[str]:
     return {p.stem for p in (run / STATE_DIR).glob("*.json") if p.stem != "run_config"}
 
 
 def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_bert_cls_dir):
-    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    # validation rows 2:1 positive, so that any constant prediction scores 1/3 or 2/3, never the same as its inverse
+    val_rows = tiny.SENTIMENT + [(t, y) for t, y in tiny.SENTIMENT if y == 1]
+    val = tmp_path / "validation_2to1.tsv"
+    val.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in val_rows))
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, validation_file=str(val))
     results = run_from_config(cfg)
     run = tmp_path / "run"
     assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card"}  # push_to_hub is off
@@ -81,7 +97,9 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
     assert results["soft_targets"]["rows"] == 40  # 24 labelled + 16 transfer rows
     assert results["student"]["global_step"] == 4
     report = json.loads((student / "distillation_report.json").read_text())
-    assert report["task"] == "text-classification" and report["student"]["metrics"]["accuracy"] >= 0
+    assert report["task"] == "text-classification"
+    # the reported accuracy is the saved student's on the validation file, recomputed here
+    assert report["student"]["metrics"]["accuracy"] == pytest.approx(validation_accuracy(student, val_rows), abs=1e-9)
     card = ModelCard.load(student / "README.md")
     assert "distillation" in card.data.tags
     mtimes = {p: p.stat().st_mtime_ns for p in student.iterdir()}
