@@ -14,7 +14,6 @@ from hf_distill.export import (
     ONNX_DIR,
     OnnxExportError,
     OnnxModel,
-    compare_with_pytorch,
     export_onnx,
     load_for_export,
     load_onnx_variants,
