@@ -127,6 +127,25 @@ def test_alpha_zero_is_exactly_plain_cross_entropy(tmp_path, bpe_tokenizer, word
     assert torch.allclose(trainer.compute_loss(cls_student, batch), cls_student(**batch).loss, atol=1e-7, rtol=0)
 
 
+def test_label_smoothing_factor_reaches_the_hard_label_loss(tmp_path, wordpiece_tokenizer):
+    tok, eps = wordpiece_tokenizer, 0.3
+    student = tiny.bert_cls(tok, 2)
+    with torch.no_grad():
+        student.classifier.bias.copy_(torch.tensor([2.0, -1.0]))  # a confident model: smoothing changes its loss
+    trainer = DistillationTrainer(model=student, teacher_model=tiny.bert_cls(tok, 4), processing_class=tok,
+                                  args=config(tmp_path, alpha=0.0, label_smoothing_factor=eps))
+    rows = [tiny.SENTIMENT[i] for i in (0, 2, 4, 1)]  # 3 positive, 1 negative (balanced, smoothing would cancel)
+    batch = DataCollatorWithPadding(tok)([{**tok(t), "labels": y} for t, y in rows])
+    with torch.no_grad():
+        loss = trainer.compute_loss(student, batch)
+        log_q = torch.log_softmax(student(**{k: v for k, v in batch.items() if k != "labels"}).logits, -1)
+    # per item: (1 - eps) * -log q_y + eps * mean over classes of -log q_c, averaged over the batch
+    per_item = [(1 - eps) * -log_q[i, y] - eps * log_q[i].mean() for i, y in enumerate(batch["labels"].tolist())]
+    assert loss.item() == pytest.approx(torch.stack(per_item).mean().item(), rel=1e-5)
+    unsmoothed = torch.stack([-log_q[i, y] for i, y in enumerate(batch["labels"].tolist())]).mean().item()
+    assert abs(loss.item() - unsmoothed) > 0.05
+
+
 def test_teacher_frozen_untouched_and_not_in_optimizer(tmp_path, wordpiece_tokenizer):
     tok = wordpiece_tokenizer
     teacher = tiny.bert_cls(tok, 4)
