@@ -9,7 +9,6 @@ import json
 import re
 import socket
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -275,9 +274,7 @@ def test_a_huge_input_is_cut_before_tokenizing(cls_side, monkeypatch):
             return _real(self, text, *args, **kwargs)
 
         monkeypatch.setattr(lm.tokenizer.__class__, "__call__", spy)
-    started = time.perf_counter()
     t_probs, t_lat, s_probs, s_lat, _ = cls_side.classify("wonderful " * 500_000)
-    assert time.perf_counter() - started < 10
     assert t_probs and s_probs and "Latency" in t_lat and "Latency" in s_lat
     assert seen and max(seen) <= cls_side.max_input_chars == 64 * 16
 
