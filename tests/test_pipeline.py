@@ -196,6 +196,48 @@ def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir)
     assert markers(tmp_path / "run") == {"teacher", "soft_targets", "student", "evaluate", "card"}
 
 
+def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_bert_cls_dir, monkeypatch, capsys):
+    import hf_distill.pipeline as pipeline
+    from hf_distill.cli import EXIT_INTERRUPTED, main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_from_config", interrupted)
+    try:
+        code = main(["run", str(cls_config(tmp_path, tiny_bert_cls_dir))])
+    except KeyboardInterrupt:  # escaping here would stop the whole pytest session
+        pytest.fail("Ctrl-C escaped hf_distill.cli.main")
+    assert code == EXIT_INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "hf-distill: interrupted (a re-run resumes from the last finished stage or checkpoint)"
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_exits_130(tmp_path, tiny_bert_cls_dir):
+    # SIGINT to the process group, as a terminal's Ctrl-C sends it, while the student trains
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, max_steps=100_000, save_strategy="steps", save_steps=5)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "hf_distill.cli", "run", str(cfg)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    checkpoints = tmp_path / "run" / "student_checkpoints"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "the run ended before the student trained"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.rstrip().endswith("hf-distill: interrupted (a re-run resumes from the last finished stage or checkpoint)")
+    assert "Traceback" not in err and "hf-distill: error" not in err
+    assert markers(tmp_path / "run") == {"teacher", "soft_targets"}  # the student did not finish
+
+
 def test_cli_entry_point(capsys):
     from hf_distill.cli import main
 
