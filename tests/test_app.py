@@ -7,7 +7,6 @@ import ast
 import importlib.util
 import json
 import re
-import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -31,19 +30,14 @@ def load_app_module(name: str = "spaces_app_under_test") -> ModuleType:
     return module
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(demo) -> str:
-    """Serve `demo` on a free loopback port without blocking; the caller closes it."""
-    port = free_port()
-    demo.queue().launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False
-    )
-    return f"http://127.0.0.1:{port}/"
+    """Serve `demo` on loopback without blocking; the caller closes it.
+
+    No port is chosen here: Gradio tries its ports (GRADIO_SERVER_PORT onward) by starting the server on each
+    until one binds, so no other process can take the port between choosing it and binding it.
+    """
+    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    return demo.local_url
 
 
 def _sample_report() -> dict:
