@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -69,18 +70,32 @@ def bert_config(tokenizer, num_layers: int = 4, hidden: int = 32, **kw) -> BertC
     )
 
 
-def bert_cls(tokenizer, num_layers: int = 4, hidden: int = 32, num_labels: int = 2) -> BertForSequenceClassification:
+def _init(model_class, config, seed: int | None):
+    """`model_class(config)`, its weights drawn from `seed` when given (leaving the global RNG as it was), else from
+    the current RNG state (conftest seeds it at the start of every test)."""
+    if seed is None:
+        return model_class(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model_class(config)
+
+
+def bert_cls(
+    tokenizer, num_layers: int = 4, hidden: int = 32, num_labels: int = 2, seed: int | None = None
+) -> BertForSequenceClassification:
     cfg = bert_config(tokenizer, num_layers, hidden, num_labels=num_labels)
     cfg.id2label = {i: ("negative", "positive")[i] if num_labels == 2 else f"LABEL_{i}" for i in range(num_labels)}
     cfg.label2id = {v: k for k, v in cfg.id2label.items()}
-    return BertForSequenceClassification(cfg)
+    return _init(BertForSequenceClassification, cfg, seed)
 
 
-def bert_mlm(tokenizer, num_layers: int = 4, hidden: int = 32) -> BertForMaskedLM:
-    return BertForMaskedLM(bert_config(tokenizer, num_layers, hidden))
+def bert_mlm(tokenizer, num_layers: int = 4, hidden: int = 32, seed: int | None = None) -> BertForMaskedLM:
+    return _init(BertForMaskedLM, bert_config(tokenizer, num_layers, hidden), seed)
 
 
-def gpt2(tokenizer, num_layers: int = 4, hidden: int = 32, vocab_size: int | None = None) -> GPT2LMHeadModel:
+def gpt2(
+    tokenizer, num_layers: int = 4, hidden: int = 32, vocab_size: int | None = None, seed: int | None = None
+) -> GPT2LMHeadModel:
     cfg = GPT2Config(
         vocab_size=vocab_size or len(tokenizer),
         n_positions=64,
@@ -94,4 +109,4 @@ def gpt2(tokenizer, num_layers: int = 4, hidden: int = 32, vocab_size: int | Non
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return GPT2LMHeadModel(cfg)
+    return _init(GPT2LMHeadModel, cfg, seed)
