@@ -9,6 +9,8 @@ import pytest
 
 from tests.test_app import SAMPLE_REPORT, launch, load_app_module
 
+pytestmark = pytest.mark.slow  # a real browser: seconds per page
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -62,6 +62,7 @@ def run_config(tmp_path: Path, teacher: Path, name: str, **extra) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tmp_path, tiny_gpt2_dir):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     multi = run_config(tmp_path, tiny_gpt2_dir, "multi")
@@ -151,6 +152,7 @@ if torch.distributed.is_initialized():
 """
 
 
+@pytest.mark.slow
 def test_torchrun_projections_are_averaged_like_the_student(tmp_path, bpe_tokenizer):
     """The projections live in the module DDP wraps: two processes give the one-process weights and projections."""
     two_processes_and_one(tmp_path, bpe_tokenizer, DDP_PROJECTIONS_SCRIPT)
@@ -214,6 +216,7 @@ if torch.distributed.is_initialized():
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["seq_kd", "lmbda"])
 def test_torchrun_generated_batches_match_one_process(tmp_path, bpe_tokenizer, mode):
     """Two processes, each generating on its own from prompts of other lengths, finish (no deadlock) and give the

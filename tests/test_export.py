@@ -250,6 +250,7 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
         assert f"**`{chosen.figures.name_or_path}`** is the one this card recommends" in card
 
 
+@pytest.mark.slow
 def test_pipeline_export_stage_measures_and_publishes_the_int8_student(tmp_path, tiny_bert_cls_dir):
     from hf_distill.hub import select_model_files
     from hf_distill.pipeline import run_from_config

@@ -47,6 +47,7 @@ def test_last_complete_checkpoint_skips_partial_ones(tmp_path):
     assert last_complete_checkpoint(tmp_path / "missing") is None
 
 
+@pytest.mark.slow
 def test_student_stage_ignores_a_checkpoint_interrupted_while_saving(tmp_path, tiny_bert_cls_dir):
     # A kill while the Trainer writes checkpoint-N leaves a folder without trainer_state.json; every re-run used to
     # pick it as the last checkpoint and fail on it.
@@ -76,6 +77,7 @@ def _arrow_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.arrow"))}
 
 
+@pytest.mark.slow
 def test_intact_soft_target_cache_is_reused_by_the_student_stage(tmp_path, tiny_bert_cls_dir):
     # The student stage verifies the cache; an intact one must be reused, not regenerated (same key across processes).
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
@@ -88,6 +90,7 @@ def test_intact_soft_target_cache_is_reused_by_the_student_stage(tmp_path, tiny_
     assert [p.name for p in (tmp_path / "run" / "soft_targets").iterdir()] == [folder.name]
 
 
+@pytest.mark.slow
 def test_soft_target_cache_corrupted_between_stages_is_regenerated_not_used(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "soft_targets"])
@@ -113,6 +116,7 @@ def _verify_damaged_copy(tmp_path: Path, folder: Path, name: str, damaged: bytea
     verify_cache(copy)
 
 
+@pytest.mark.slow
 def test_deleted_soft_target_folder_is_regenerated(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "soft_targets"])
@@ -122,6 +126,7 @@ def test_deleted_soft_target_folder_is_regenerated(tmp_path, tiny_bert_cls_dir):
     verify_cache(_cache_folder(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_training_file_edited_in_place_after_a_stage_is_refused(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
@@ -134,6 +139,7 @@ def test_training_file_edited_in_place_after_a_stage_is_refused(tmp_path, tiny_b
     assert not results["teacher"].get("skipped")
 
 
+@pytest.mark.slow
 def test_failed_first_run_does_not_block_the_corrected_rerun(tmp_path, tiny_bert_cls_dir, monkeypatch):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
 
@@ -150,6 +156,7 @@ def test_failed_first_run_does_not_block_the_corrected_rerun(tmp_path, tiny_bert
     assert json.loads((tmp_path / "run" / STATE_DIR / "run_config.json").read_text())["teacher_max_steps"] == 3
 
 
+@pytest.mark.slow
 def test_overwrite_never_deletes_the_teacher_the_run_reads(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
@@ -161,6 +168,7 @@ def test_overwrite_never_deletes_the_teacher_the_run_reads(tmp_path, tiny_bert_c
     assert markers(tmp_path / "run") == {"teacher"}
 
 
+@pytest.mark.slow
 def test_overwrite_deletes_stage_folders_only(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
@@ -174,6 +182,7 @@ def test_overwrite_deletes_stage_folders_only(tmp_path, tiny_bert_cls_dir):
 # ---- two runs on one folder ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_second_run_on_a_locked_folder_is_refused(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

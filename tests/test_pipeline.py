@@ -78,6 +78,7 @@ def markers(run: Path) -> set[str]:
     return {p.stem for p in (run / STATE_DIR).glob("*.json") if p.stem != "run_config"}
 
 
+@pytest.mark.slow
 def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_bert_cls_dir):
     # validation rows 2:1 positive, so that any constant prediction scores 1/3 or 2/3, never the same as its inverse
     val_rows = tiny.SENTIMENT + [(t, y) for t, y in tiny.SENTIMENT if y == 1]
@@ -109,6 +110,7 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
     assert {p: p.stat().st_mtime_ns for p in student.iterdir()} == mtimes  # nothing rewritten
 
 
+@pytest.mark.slow
 def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatch):
     from huggingface_hub import constants
 
@@ -130,6 +132,7 @@ def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatc
     assert files["model.safetensors"] == (tmp_path / "run" / "student" / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused_unless_overwrite(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
@@ -160,6 +163,7 @@ def test_command_line_overrides_yaml(tmp_path, tiny_bert_cls_dir):
         parse_run_config(cfg, ["--no_such_field", "1"])
 
 
+@pytest.mark.slow
 def test_causal_lm_from_scratch_with_topk_targets(tmp_path):
     results = run_from_config(lm_config(tmp_path))
     run = tmp_path / "lmrun"
@@ -171,6 +175,7 @@ def test_causal_lm_from_scratch_with_topk_targets(tmp_path):
     assert json.loads((run / "student" / "config.json").read_text())["n_layer"] == 1
 
 
+@pytest.mark.slow
 def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, max_steps=400, save_strategy="steps", save_steps=5,
                      per_device_train_batch_size=16)

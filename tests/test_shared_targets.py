@@ -292,6 +292,7 @@ def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, c
     assert err.startswith("hf-distill: error:") and "not a soft-target cache" in err and len(err.strip().splitlines()) <= 2
 
 
+@pytest.mark.slow
 def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub, monkeypatch):
     from huggingface_hub import constants
 
