@@ -41,9 +41,22 @@ SENTIMENT = [
 ]
 
 
+FROZEN_TOKENIZERS = Path(__file__).resolve().parent / "data"
+
+
 def wordpiece_tokenizer(save_dir: Path, vocab_size: int = 200) -> PreTrainedTokenizerFast:
-    """Train a lower-casing WordPiece tokenizer with BERT's special tokens."""
-    fast = train_wordpiece_tokenizer(CORPUS, vocab_size, model_max_length=64)
+    """A lower-casing WordPiece tokenizer with BERT's special tokens, trained on CORPUS.
+
+    The `tokenizers` WordPiece trainer breaks ties between equally frequent merges differently in every process,
+    so each test run would get another vocabulary (and every tiny BERT other outputs). The sizes the tests use were
+    trained once, with `train_wordpiece_tokenizer(CORPUS, vocab_size, model_max_length=64)`, and are read from
+    tests/data; another size is trained.
+    """
+    frozen = FROZEN_TOKENIZERS / f"wordpiece-{vocab_size}"
+    if frozen.is_dir():
+        fast = PreTrainedTokenizerFast.from_pretrained(frozen)
+    else:
+        fast = train_wordpiece_tokenizer(CORPUS, vocab_size, model_max_length=64)
     fast.save_pretrained(save_dir)
     return fast
 
