@@ -112,7 +112,7 @@ def _run_and_wait(page, button: str, done_js: str) -> None:
     page.wait_for_function(NO_PENDING, timeout=WAIT_MS)
 
 
-def test_browser_classification_then_generation(urls, context, tmp_path, tiny_bert_cls_dir, tiny_bert_cls_student_dir):
+def test_browser_classification_then_generation(urls, context, tiny_bert_cls_dir, tiny_bert_cls_student_dir):
     errors: list[str] = []
 
     # -- classification, first browser tab
@@ -136,7 +136,6 @@ def test_browser_classification_then_generation(urls, context, tmp_path, tiny_be
     assert agreement.inner_text().strip() == expected_agreement(tiny_bert_cls_dir, tiny_bert_cls_student_dir)
     # what the screenshot shows: the agreement line is drawn (text pixels, not an empty box)
     assert agreement.is_visible() and ink(agreement.screenshot()) > 500
-    page.screenshot(path=str(tmp_path / "classification.png"), full_page=True)
 
     # -- generation, second browser tab
     page = context.new_page()
@@ -155,7 +154,6 @@ def test_browser_classification_then_generation(urls, context, tmp_path, tiny_be
         box = page.locator(f"#{who}-text textarea")
         assert box.is_visible() and box.input_value().strip()  # a continuation was streamed into the box
         assert ink(box.screenshot()) > ink(blank[who]) + 500  # and is drawn in it
-    page.screenshot(path=str(tmp_path / "generation.png"), full_page=True)
 
     assert errors == []
     assert context.offsite == []
