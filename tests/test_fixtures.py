@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -26,3 +31,14 @@ def test_session_models_do_not_depend_on_what_earlier_tests_drew(consumed, tiny_
     state = torch.get_rng_state()
     tiny.gpt2(bpe_tokenizer, num_layers=2, seed=5)
     assert torch.equal(torch.get_rng_state(), state)  # a seeded factory leaves the test's RNG where it was
+
+
+@pytest.mark.slow  # two fresh interpreters
+def test_the_tiny_wordpiece_vocabulary_is_the_same_in_every_process():
+    # the tokenizers trainer breaks merge ties differently per process: trained per run, each run had its own vocabulary
+    code = ("import json, sys, tempfile; from tests import tiny; "
+            "print(json.dumps(sorted(tiny.wordpiece_tokenizer(tempfile.mkdtemp()).get_vocab().items())))")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    vocabularies = {subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True, timeout=300).stdout for _ in range(2)}
+    assert len(vocabularies) == 1
