@@ -430,6 +430,14 @@ def _check_shard(source: _Source, shard: dict[str, Any], path: Path) -> None:
         )
 
 
+def _check_rows(source: _Source, manifest: dict[str, Any], rows: int) -> None:
+    if rows != manifest["rows"]:
+        raise SoftTargetCacheError(
+            f"soft targets {source.name}: the shards hold {rows} rows but {MANIFEST_FILE} says {manifest['rows']}: "
+            "a shard is missing from the manifest or the data; republish the targets"
+        )
+
+
 def _check_expect(source: _Source, manifest: dict[str, Any], expect: dict[str, Any]) -> None:
     unknown = sorted(set(expect) - set(EXPECT_FIELDS))
     if unknown:
@@ -560,6 +568,7 @@ def load_soft_targets(
     kept = _kept_ids(source, manifest, student_tokenizer) if student_tokenizer is not None else None
     features = Features.from_dict(manifest["features"])
     shards = manifest["shards"]
+    _check_rows(source, manifest, sum(shard["rows"] for shard in shards))  # a shard dropped from the list
     if streaming:
         ds: Dataset | IterableDataset = IterableDataset.from_generator(
             _stream_rows, features=features, gen_kwargs={"source": source, "shards": shards}
@@ -572,6 +581,7 @@ def load_soft_targets(
             _check_shard(source, shard, path)
             paths.append(str(path))
         ds = Dataset.from_parquet(paths, features=features)
+        _check_rows(source, manifest, len(ds))
         ds.info.description = _info(manifest, source)
     if kept is not None:
         from .vocabulary import remap_ids

@@ -20,6 +20,9 @@ import torch  # noqa: E402
 from tests import tiny  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Session models are built when the first test asks for them, after whatever earlier tests drew from the RNG: each
+# has its own seed, so its weights are the same whichever tests run and in whatever order.
+SESSION_SEEDS = {"tiny-bert-cls": 1, "tiny-bert-cls-student": 2, "tiny-gpt2": 3, "tiny-gpt2-student": 4}
 
 
 @pytest.fixture(autouse=True)
@@ -57,26 +60,29 @@ def _saved(tmp_path_factory, name: str, model, tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_cls_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
     """A saved tiny BERT sequence classifier (4 layers, 2 labels) with its tokenizer."""
-    return _saved(tmp_path_factory, "tiny-bert-cls", tiny.bert_cls(wordpiece_tokenizer, num_layers=4), wordpiece_tokenizer)
+    model = tiny.bert_cls(wordpiece_tokenizer, num_layers=4, seed=SESSION_SEEDS["tiny-bert-cls"])
+    return _saved(tmp_path_factory, "tiny-bert-cls", model, wordpiece_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_cls_student_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
     """A saved tiny BERT sequence classifier with 2 layers (a student for `tiny_bert_cls_dir`)."""
-    model = tiny.bert_cls(wordpiece_tokenizer, num_layers=2)
+    model = tiny.bert_cls(wordpiece_tokenizer, num_layers=2, seed=SESSION_SEEDS["tiny-bert-cls-student"])
     return _saved(tmp_path_factory, "tiny-bert-cls-student", model, wordpiece_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     """A saved tiny GPT-2 causal LM (4 layers) with its tokenizer."""
-    return _saved(tmp_path_factory, "tiny-gpt2", tiny.gpt2(bpe_tokenizer, num_layers=4), bpe_tokenizer)
+    model = tiny.gpt2(bpe_tokenizer, num_layers=4, seed=SESSION_SEEDS["tiny-gpt2"])
+    return _saved(tmp_path_factory, "tiny-gpt2", model, bpe_tokenizer)
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2_student_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     """A saved tiny GPT-2 causal LM with 2 layers (a student for `tiny_gpt2_dir`)."""
-    return _saved(tmp_path_factory, "tiny-gpt2-student", tiny.gpt2(bpe_tokenizer, num_layers=2), bpe_tokenizer)
+    model = tiny.gpt2(bpe_tokenizer, num_layers=2, seed=SESSION_SEEDS["tiny-gpt2-student"])
+    return _saved(tmp_path_factory, "tiny-gpt2-student", model, bpe_tokenizer)
 
 
 @pytest.fixture

@@ -634,13 +634,21 @@ def _route(method: str, path: str):
     return None, None, {}
 
 
+_RESERVED: list = []
+
+
 def free_port() -> int:
-    """A port on 127.0.0.1 with nothing listening (bound then released), for 'server down' tests."""
+    """A port on 127.0.0.1 where nothing listens, for 'server down' tests: a connection is refused.
+
+    The socket stays bound (never listening) until the test process ends, so no other process can take the port
+    and answer in its place; the few ports this costs are never given back.
+    """
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _RESERVED.append(sock)
+    return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -7,9 +7,7 @@ import ast
 import importlib.util
 import json
 import re
-import socket
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -32,19 +30,14 @@ def load_app_module(name: str = "spaces_app_under_test") -> ModuleType:
     return module
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(demo) -> str:
-    """Serve `demo` on a free loopback port without blocking; the caller closes it."""
-    port = free_port()
-    demo.queue().launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False
-    )
-    return f"http://127.0.0.1:{port}/"
+    """Serve `demo` on loopback without blocking; the caller closes it.
+
+    No port is chosen here: Gradio tries its ports (GRADIO_SERVER_PORT onward) by starting the server on each
+    until one binds, so no other process can take the port between choosing it and binding it.
+    """
+    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    return demo.local_url
 
 
 def _sample_report() -> dict:
@@ -275,9 +268,7 @@ def test_a_huge_input_is_cut_before_tokenizing(cls_side, monkeypatch):
             return _real(self, text, *args, **kwargs)
 
         monkeypatch.setattr(lm.tokenizer.__class__, "__call__", spy)
-    started = time.perf_counter()
     t_probs, t_lat, s_probs, s_lat, _ = cls_side.classify("wonderful " * 500_000)
-    assert time.perf_counter() - started < 10
     assert t_probs and s_probs and "Latency" in t_lat and "Latency" in s_lat
     assert seen and max(seen) <= cls_side.max_input_chars == 64 * 16
 

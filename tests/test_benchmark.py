@@ -38,7 +38,7 @@ def test_percentile_interpolates_linearly():
     assert percentile(values, 50) == 3.0
     assert percentile(values, 95) == pytest.approx(4.8)
     assert percentile([7.0], 95) == 7.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="percentile of no values"):
         percentile([], 50)
 
 
@@ -68,7 +68,7 @@ def test_thread_count_is_fixed_then_restored():
     with fixed_threads(1) as used:
         assert used == 1 == torch.get_num_threads()
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"threads must be >= 1"):
         with fixed_threads(0):
             pass
 
@@ -124,7 +124,7 @@ def test_benchmark_pair_causal_lm_measures_generation(tiny_gpt2_dir, tiny_gpt2_s
 
 def test_benchmark_refuses_empty_input_and_bad_settings(tiny_bert_cls_dir):
     model, tok = _cls(tiny_bert_cls_dir)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="benchmark needs at least one non-empty text"):
         benchmark_pair(model, model, tok, tok, ["", "  "], settings=FAST)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"latency_runs must be >= 1"):
         BenchmarkSettings(latency_runs=0)

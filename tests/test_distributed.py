@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,12 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Two processes with the same global batch (2 per process) as one process with 2 x 2 accumulation, SGD: the
 # updates differ only by float summation order.
 WEIGHT_TOLERANCE = 1e-5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# A single-node rendezvous whose store binds a free port itself (localhost:0): no port is picked, released, then raced
+# for by another process, as with --master_port.
+STANDALONE = ("--standalone",)
 
 
 def two_processes_and_one(tmp_path, tokenizer, source: str, *extra: str):
@@ -39,8 +35,7 @@ def two_processes_and_one(tmp_path, tokenizer, source: str, *extra: str):
     script.write_text(source)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     multi = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(free_port()), str(script), str(tmp_path / "multi"), str(tok_dir), "1", *extra],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *STANDALONE, str(script), str(tmp_path / "multi"), str(tok_dir), "1", *extra],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert multi.returncode == 0, multi.stderr[-4000:]
@@ -67,11 +62,12 @@ def run_config(tmp_path: Path, teacher: Path, name: str, **extra) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tmp_path, tiny_gpt2_dir):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     multi = run_config(tmp_path, tiny_gpt2_dir, "multi")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "hf_distill.cli", "run", str(multi)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *STANDALONE, "-m", "hf_distill.cli",
+           "run", str(multi)]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
     log = out.stdout + out.stderr
@@ -172,6 +168,7 @@ def projections_runs(tmp_path_factory, bpe_tokenizer) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_torchrun_projections_are_averaged_like_the_student(projections_runs):
     """The projections live in the module DDP wraps: two processes give the one-process weights and projections."""
     tmp_path = projections_runs
@@ -185,6 +182,7 @@ def test_torchrun_projections_are_averaged_like_the_student(projections_runs):
     assert set(proj) == {"0.weight", "0.bias", "1.weight", "1.bias"}
 
 
+@pytest.mark.slow
 def test_torchrun_logs_the_loss_components_of_one_process(projections_runs):
     """Each process's components are its share of the global per-item value (divided by counts over all processes):
     summed, not averaged, they are the one-process values, like `loss`; both ranks log the same figures."""
@@ -249,6 +247,7 @@ if torch.distributed.is_initialized():
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["seq_kd", "lmbda"])
 def test_torchrun_generated_batches_match_one_process(tmp_path, bpe_tokenizer, mode):
     """Two processes, each generating on its own from prompts of other lengths, finish (no deadlock) and give the

@@ -15,7 +15,6 @@ from hf_distill.export import (
     ONNX_DIR,
     OnnxExportError,
     OnnxModel,
-    compare_with_pytorch,
     export_onnx,
     load_for_export,
     load_onnx_variants,
@@ -108,13 +107,24 @@ def test_gpt2_export_generates_like_pytorch(tmp_path, tiny_gpt2_dir):
     assert np.abs(got[real] - ref[real]).max() <= 1e-4
 
 
-def test_a_disagreeing_export_is_refused(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer):
-    folder = _copy(tiny_bert_cls_dir, tmp_path, "cls")
-    export_onnx(folder, quantize=None, texts=TEXTS)
+def test_a_disagreeing_export_is_refused(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer, monkeypatch):
+    import hf_distill.export as export
+
+    real_export = export._export_fp32
     other = tiny.bert_cls(wordpiece_tokenizer, num_layers=4)  # other weights: the check must see it
-    onnx_model = OnnxModel(folder / ONNX_DIR / "model.onnx", load_for_export(folder)[0].config)
-    check = compare_with_pytorch(onnx_model, other, wordpiece_tokenizer, TEXTS)
-    assert check.max_abs_logit_diff > 1e-3
+
+    def export_other_weights(model, task, path, opset):  # an exporter that writes a graph with other weights
+        real_export(other, task, path, opset)
+
+    monkeypatch.setattr(export, "_export_fp32", export_other_weights)
+    folder = _copy(tiny_bert_cls_dir, tmp_path, "cls")
+    with pytest.raises(OnnxExportError, match=r"the float32 ONNX export disagrees with PyTorch: max \|logit difference\| "
+                       r"\S+ \(allowed 0\.0001\), top-1 agreement .*; nothing was written$") as info:
+        export_onnx(folder, texts=TEXTS, optimize=False)
+    assert "--no-optimize" not in str(info.value)  # the graph was not fused: that is not the way out
+    assert not (folder / ONNX_DIR).exists() and not list(folder.glob(".onnx-*"))  # no staging folder left
+    monkeypatch.setattr(export, "_export_fp32", real_export)
+    export_onnx(folder, texts=TEXTS, optimize=False)  # the real exporter agrees
     with pytest.raises(OnnxExportError, match="exists: pass overwrite"):
         export_onnx(folder, texts=TEXTS)
 
@@ -359,6 +369,7 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
         assert f"**`{chosen.figures.name_or_path}`** is the one this card recommends" in card
 
 
+@pytest.mark.slow
 def test_pipeline_export_stage_measures_and_publishes_the_int8_student(tmp_path, tiny_bert_cls_dir):
     from hf_distill.hub import select_model_files
     from hf_distill.pipeline import run_from_config

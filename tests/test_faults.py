@@ -73,6 +73,7 @@ def test_a_checkpoint_with_damaged_weights_is_passed_over_with_a_warning_and_kep
     assert (tmp_path / "damaged-checkpoint-10" / "model.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_student_stage_resumes_from_the_newest_intact_checkpoint(tmp_path, tiny_bert_cls_dir, caplog):
     # A checkpoint written to the end but with damaged weights failed every resume ("Error while deserializing
     # header"); the run now resumes from the checkpoint before it and keeps the damaged one.
@@ -93,6 +94,7 @@ def test_student_stage_resumes_from_the_newest_intact_checkpoint(tmp_path, tiny_
     assert damaged_weights(checkpoints / "checkpoint-4") is None  # the resumed run wrote a new, intact one
 
 
+@pytest.mark.slow
 def test_student_stage_ignores_a_checkpoint_interrupted_while_saving(tmp_path, tiny_bert_cls_dir):
     # A kill while the Trainer writes checkpoint-N leaves a folder without trainer_state.json; every re-run used to
     # pick it as the last checkpoint and fail on it.
@@ -122,6 +124,7 @@ def _arrow_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.arrow"))}
 
 
+@pytest.mark.slow
 def test_intact_soft_target_cache_is_reused_by_the_student_stage(tmp_path, tiny_bert_cls_dir):
     # The student stage verifies the cache; an intact one must be reused, not regenerated (same key across processes).
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
@@ -134,6 +137,7 @@ def test_intact_soft_target_cache_is_reused_by_the_student_stage(tmp_path, tiny_
     assert [p.name for p in (tmp_path / "run" / "soft_targets").iterdir()] == [folder.name]
 
 
+@pytest.mark.slow
 def test_soft_target_cache_corrupted_between_stages_is_regenerated_not_used(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "soft_targets"])
@@ -159,6 +163,7 @@ def _verify_damaged_copy(tmp_path: Path, folder: Path, name: str, damaged: bytea
     verify_cache(copy)
 
 
+@pytest.mark.slow
 def test_deleted_soft_target_folder_is_regenerated(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "soft_targets"])
@@ -168,6 +173,7 @@ def test_deleted_soft_target_folder_is_regenerated(tmp_path, tiny_bert_cls_dir):
     verify_cache(_cache_folder(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_training_file_edited_in_place_after_a_stage_is_refused(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
@@ -180,6 +186,7 @@ def test_training_file_edited_in_place_after_a_stage_is_refused(tmp_path, tiny_b
     assert not results["teacher"].get("skipped")
 
 
+@pytest.mark.slow
 def test_failed_first_run_does_not_block_the_corrected_rerun(tmp_path, tiny_bert_cls_dir, monkeypatch):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
 
@@ -196,6 +203,7 @@ def test_failed_first_run_does_not_block_the_corrected_rerun(tmp_path, tiny_bert
     assert json.loads((tmp_path / "run" / STATE_DIR / "run_config.json").read_text())["teacher_max_steps"] == 3
 
 
+@pytest.mark.slow
 def test_overwrite_never_deletes_the_teacher_the_run_reads(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
@@ -207,6 +215,7 @@ def test_overwrite_never_deletes_the_teacher_the_run_reads(tmp_path, tiny_bert_c
     assert markers(tmp_path / "run") == {"teacher"}
 
 
+@pytest.mark.slow
 def test_overwrite_deletes_stage_folders_only(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
@@ -220,6 +229,7 @@ def test_overwrite_deletes_stage_folders_only(tmp_path, tiny_bert_cls_dir):
 # ---- two runs on one folder ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_second_run_on_a_locked_folder_is_refused(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -123,6 +123,76 @@ def test_cross_entropy_sum_ignores_minus_100():
     assert losses.cross_entropy_sum(logits, labels).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_cross_entropy_with_label_smoothing_by_hand():
+    # smoothing eps: the target is (1 - eps) on the label plus eps spread uniformly over the C classes, so each
+    # item costs (1 - eps) * -log q_y + eps * mean_c(-log q_c)
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0], [1.0, -1.0, 3.0]])
+    labels = torch.tensor([0, -100, 2])
+    eps = 0.2
+    expected = 0.0
+    for row, y in ((0, 0), (2, 2)):
+        q = softmax(logits[row].tolist())
+        expected += (1 - eps) * -math.log(q[y]) + eps * sum(-math.log(v) for v in q) / 3
+    assert losses.cross_entropy_sum(logits, labels, label_smoothing=eps).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.cross_entropy_sum(logits, labels).item() != pytest.approx(expected, rel=1e-3)  # eps matters
+
+
+def _mix(a, b, weight_a):
+    return [weight_a * x + (1 - weight_a) * y for x, y in zip(a, b)]
+
+
+def _divergence_by_hand(loss_type, p, q, beta, lam):
+    """The module docstring's definitions, in plain math on explicit probabilities."""
+    if loss_type == "forward_kl":
+        return kl(p, q)
+    if loss_type == "reverse_kl":
+        return kl(q, p)
+    if loss_type == "jsd":
+        m = _mix(p, q, beta)
+        return beta * kl(p, m) + (1 - beta) * kl(q, m)
+    if loss_type == "skew_kl":
+        return kl(p, _mix(p, q, lam))
+    return kl(q, _mix(p, q, 1 - lam))  # skew_reverse_kl
+
+
+DIVERGENCES = ["forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl"]
+
+
+@pytest.mark.parametrize("loss_type", DIVERGENCES)
+def test_topk_loss_is_the_divergence_between_the_bucketed_distributions(loss_type):
+    # k + 1 buckets: the teacher's top-k ids, and the tail holding everything else (for both distributions)
+    t, beta, lam = 2.0, 0.3, 0.2  # not the defaults: the options must reach the divergence
+    z_s = [0.3, -1.2, 2.0, 0.0, 0.7, -0.4]
+    z_t = [1.5, 0.2, -0.3, 2.5, -1.0, 0.9]
+    p, q = softmax(z_t, t), softmax(z_s, t)
+    ids = [3, 0]  # the teacher's two most likely tokens
+    assert sorted(range(6), key=lambda i: -p[i])[:2] == ids
+    tail = 1 - p[3] - p[0]
+    p_b = [p[3], p[0], tail]
+    q_b = [q[3], q[0], 1 - q[3] - q[0]]
+    expected = _divergence_by_hand(loss_type, p_b, q_b, beta, lam) * t * t
+    got = losses.topk_distillation_loss(
+        torch.tensor([z_s]), torch.tensor([ids]), torch.tensor([[math.log(p[3]), math.log(p[0])]]),
+        torch.tensor([tail]), loss_type, temperature=t, jsd_beta=beta, skew_lambda=lam,
+    )
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    full = _divergence_by_hand(loss_type, p, q, beta, lam) * t * t
+    assert got.item() < full  # the divergence hidden inside the tail is not counted (data-processing inequality)
+
+
+@pytest.mark.parametrize("loss_type", DIVERGENCES)
+def test_topk_loss_over_the_whole_vocabulary_is_the_full_loss(loss_type):
+    torch.manual_seed(0)
+    z_s, z_t = torch.randn(4, 7), torch.randn(4, 7) * 2
+    log_p = torch.log_softmax(z_t / 2.0, -1)
+    top = log_p.topk(7, -1)
+    got = losses.topk_distillation_loss(z_s, top.indices, top.values, torch.zeros(4), loss_type, temperature=2.0,
+                                        jsd_beta=0.3, skew_lambda=0.2)
+    full = losses.distillation_loss(z_s, z_t, loss_type, temperature=2.0, jsd_beta=0.3, skew_lambda=0.2)
+    torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-6)
+
+
 def test_hidden_and_attention_losses_by_hand():
     s = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [9.0, 9.0]]])
     t = torch.tensor([[[0.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])

@@ -368,6 +368,7 @@ def test_refusals_name_the_problem(tmp_path, bpe_tokenizer, wordpiece_tokenizer)
 # ---- hf-distill run ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_trains_on_policy_from_a_plain_text_corpus(tmp_path):
     import json
 

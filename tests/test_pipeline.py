@@ -62,12 +62,29 @@ def lm_config(tmp_path: Path, **extra) -> Path:
     return path
 
 
+def validation_accuracy(model_dir: Path, rows: list[tuple[str, int]]) -> float:
+    """The accuracy of the classifier saved in `model_dir` on `rows` (text, label), computed one text at a time."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        correct = sum(model(**tok(text, return_tensors="pt")).logits.argmax(-1).item() == label for text, label in rows)
+    return correct / len(rows)
+
+
 def markers(run: Path) -> set[str]:
     return {p.stem for p in (run / STATE_DIR).glob("*.json") if p.stem != "run_config"}
 
 
+@pytest.mark.slow
 def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_bert_cls_dir):
-    cfg = cls_config(tmp_path, tiny_bert_cls_dir)
+    # validation rows 2:1 positive, so that any constant prediction scores 1/3 or 2/3, never the same as its inverse
+    val_rows = tiny.SENTIMENT + [(t, y) for t, y in tiny.SENTIMENT if y == 1]
+    val = tmp_path / "validation_2to1.tsv"
+    val.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in val_rows))
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, validation_file=str(val))
     results = run_from_config(cfg)
     run = tmp_path / "run"
     assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card"}  # push_to_hub is off
@@ -81,7 +98,9 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
     assert results["soft_targets"]["rows"] == 40  # 24 labelled + 16 transfer rows
     assert results["student"]["global_step"] == 4
     report = json.loads((student / "distillation_report.json").read_text())
-    assert report["task"] == "text-classification" and report["student"]["metrics"]["accuracy"] >= 0
+    assert report["task"] == "text-classification"
+    # the reported accuracy is the saved student's on the validation file, recomputed here
+    assert report["student"]["metrics"]["accuracy"] == pytest.approx(validation_accuracy(student, val_rows), abs=1e-9)
     card = ModelCard.load(student / "README.md")
     assert "distillation" in card.data.tags
     mtimes = {p: p.stat().st_mtime_ns for p in student.iterdir()}
@@ -91,6 +110,7 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
     assert {p: p.stat().st_mtime_ns for p in student.iterdir()} == mtimes  # nothing rewritten
 
 
+@pytest.mark.slow
 def test_a_run_with_a_given_student_finishes_with_a_card(tmp_path, tiny_bert_cls_dir, tiny_bert_cls_student_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, student=str(tiny_bert_cls_student_dir), student_layers=None)
     run_from_config(cfg)
@@ -102,6 +122,7 @@ def test_a_run_with_a_given_student_finishes_with_a_card(tmp_path, tiny_bert_cls
     assert all(again[stage]["skipped"] for stage in ("teacher", "soft_targets", "student", "evaluate", "card"))
 
 
+@pytest.mark.slow
 def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatch):
     from huggingface_hub import constants
 
@@ -123,6 +144,7 @@ def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatc
     assert files["model.safetensors"] == (tmp_path / "run" / "student" / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused_unless_overwrite(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
@@ -153,6 +175,7 @@ def test_command_line_overrides_yaml(tmp_path, tiny_bert_cls_dir):
         parse_run_config(cfg, ["--no_such_field", "1"])
 
 
+@pytest.mark.slow
 def test_causal_lm_from_scratch_with_topk_targets(tmp_path):
     results = run_from_config(lm_config(tmp_path))
     run = tmp_path / "lmrun"
@@ -164,6 +187,7 @@ def test_causal_lm_from_scratch_with_topk_targets(tmp_path):
     assert json.loads((run / "student" / "config.json").read_text())["n_layer"] == 1
 
 
+@pytest.mark.slow
 def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, max_steps=400, save_strategy="steps", save_steps=5,
                      per_device_train_batch_size=16)
@@ -187,6 +211,48 @@ def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir)
     assert results["student"]["resumed_from"] and "checkpoint-" in results["student"]["resumed_from"]
     assert results["student"]["global_step"] == 400
     assert markers(tmp_path / "run") == {"teacher", "soft_targets", "student", "evaluate", "card"}
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_bert_cls_dir, monkeypatch, capsys):
+    import hf_distill.pipeline as pipeline
+    from hf_distill.cli import EXIT_INTERRUPTED, main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run_from_config", interrupted)
+    try:
+        code = main(["run", str(cls_config(tmp_path, tiny_bert_cls_dir))])
+    except KeyboardInterrupt:  # escaping here would stop the whole pytest session
+        pytest.fail("Ctrl-C escaped hf_distill.cli.main")
+    assert code == EXIT_INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "hf-distill: interrupted (a re-run resumes from the last finished stage or checkpoint)"
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_exits_130(tmp_path, tiny_bert_cls_dir):
+    # SIGINT to the process group, as a terminal's Ctrl-C sends it, while the student trains
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, max_steps=100_000, save_strategy="steps", save_steps=5)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "hf_distill.cli", "run", str(cfg)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    checkpoints = tmp_path / "run" / "student_checkpoints"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "the run ended before the student trained"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.rstrip().endswith("hf-distill: interrupted (a re-run resumes from the last finished stage or checkpoint)")
+    assert "Traceback" not in err and "hf-distill: error" not in err
+    assert markers(tmp_path / "run") == {"teacher", "soft_targets"}  # the student did not finish
 
 
 def test_cli_entry_point(capsys):

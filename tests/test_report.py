@@ -152,7 +152,7 @@ def test_incomplete_or_broken_reports_fail_loudly(tmp_path):
         DistillationReport.from_dict(data)
     report = sample_report()
     report.student.latency_ms_p50 = math.nan
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not JSON compliant: nan"):  # refused, never written as NaN
         report.to_json(tmp_path)
     with pytest.raises(ValueError, match="task"):
         DistillationReport.from_dict({**sample_report().to_dict(), "task": "translation"})

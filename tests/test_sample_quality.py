@@ -406,6 +406,7 @@ def test_cli_evaluate_measures_samples_with_its_flags_and_can_skip_them(lm_eval,
         parser.parse_args(common + ["--output", str(tmp_path / "c"), "--sample-prompts", "-1"])
 
 
+@pytest.mark.slow
 def test_the_pipelines_evaluate_stage_measures_samples_with_its_settings(tmp_path):
     from hf_distill.pipeline import PipelineArguments, run_from_config
     from tests.test_pipeline import lm_config

@@ -14,7 +14,13 @@ from huggingface_hub import DatasetCard, HfApi
 
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.hub import HubPublishError
-from hf_distill.shared_targets import MANIFEST_FILE, load_soft_targets, push_soft_targets, read_manifest
+from hf_distill.shared_targets import (
+    MANIFEST_FILE,
+    load_soft_targets,
+    push_soft_targets,
+    read_manifest,
+    save_soft_targets,
+)
 from hf_distill.soft_targets import MANIFEST, SoftTargetCacheError, _verify, generate_soft_targets, soft_target_info
 from hf_distill.vocabulary import trim_vocabulary
 from tests import tiny
@@ -168,6 +174,47 @@ def test_tampered_shard_is_refused_naming_the_file(tmp_path, hub, bpe_tokenizer,
         list(load_soft_targets("alice/lm-targets", endpoint=hub.url, streaming=True))
 
 
+def _two_shard_copy(tmp_path, bpe_tokenizer, lm_cache):
+    cache, cached = lm_cache
+    folder = tmp_path / "two-shards"
+    manifest = save_soft_targets(cache, folder, tokenizer=bpe_tokenizer, max_shard_bytes=cached.data.nbytes // 2 + 1)
+    assert len(manifest["shards"]) == 2 and manifest["rows"] == len(cached)
+    assert len(load_soft_targets(folder)) == len(cached)  # intact: loads
+    return folder, manifest
+
+
+def test_a_shard_dropped_from_the_manifest_is_refused(tmp_path, bpe_tokenizer, lm_cache):
+    folder, manifest = _two_shard_copy(tmp_path, bpe_tokenizer, lm_cache)
+    kept = manifest["shards"][0]
+    # the second shard's entry is gone (and its file): every remaining shard still matches its checksum
+    (folder / manifest["shards"][1]["path"]).unlink()
+    (folder / MANIFEST_FILE).write_text(json.dumps({**manifest, "shards": [kept]}))
+    message = rf"the shards hold {kept['rows']} rows but {MANIFEST_FILE} says {manifest['rows']}: .*republish"
+    with pytest.raises(SoftTargetCacheError, match=message):
+        load_soft_targets(folder)
+    with pytest.raises(SoftTargetCacheError, match=message):
+        load_soft_targets(folder, streaming=True)
+
+
+def test_manifest_and_shard_file_errors_are_one_clear_line(tmp_path, bpe_tokenizer, lm_cache):
+    folder, manifest = _two_shard_copy(tmp_path, bpe_tokenizer, lm_cache)
+    shard = folder / manifest["shards"][1]["path"]
+    data = shard.read_bytes()
+    shard.unlink()
+    with pytest.raises(SoftTargetCacheError, match=rf"soft targets {folder}: {manifest['shards'][1]['path']} is missing"):
+        load_soft_targets(folder)
+    shard.write_bytes(data)
+    (folder / MANIFEST_FILE).write_text(json.dumps({**manifest, "schema_version": 2}))
+    with pytest.raises(SoftTargetCacheError, match=r"manifest schema 2, this hf-distill reads 1: upgrade hf-distill"):
+        load_soft_targets(folder)
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest)[:-20])
+    with pytest.raises(SoftTargetCacheError, match=rf"{MANIFEST_FILE} is not valid JSON"):
+        read_manifest(folder)
+    (folder / MANIFEST_FILE).unlink()
+    with pytest.raises(SoftTargetCacheError, match=rf"soft targets {folder}: {MANIFEST_FILE} is missing"):
+        load_soft_targets(folder)
+
+
 def test_other_tokenizer_temperature_and_top_k_are_refused(tmp_path, hub, bpe_tokenizer, wordpiece_tokenizer, lm_cache):
     cache, _ = lm_cache
     push(hub, cache, "alice/lm-targets", bpe_tokenizer)
@@ -267,6 +314,7 @@ def test_cli_push_targets_to_a_bare_name_goes_to_the_tokens_user(tmp_path, hub, 
     assert 'load_soft_targets("alice/bare-targets"' in repo.files["README.md"].decode()
 
 
+@pytest.mark.slow
 def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub, monkeypatch):
     from huggingface_hub import constants
 

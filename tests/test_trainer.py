@@ -128,6 +128,25 @@ def test_alpha_zero_is_exactly_plain_cross_entropy(tmp_path, bpe_tokenizer, word
     assert torch.allclose(trainer.compute_loss(cls_student, batch), cls_student(**batch).loss, atol=1e-7, rtol=0)
 
 
+def test_label_smoothing_factor_reaches_the_hard_label_loss(tmp_path, wordpiece_tokenizer):
+    tok, eps = wordpiece_tokenizer, 0.3
+    student = tiny.bert_cls(tok, 2)
+    with torch.no_grad():
+        student.classifier.bias.copy_(torch.tensor([2.0, -1.0]))  # a confident model: smoothing changes its loss
+    trainer = DistillationTrainer(model=student, teacher_model=tiny.bert_cls(tok, 4), processing_class=tok,
+                                  args=config(tmp_path, alpha=0.0, label_smoothing_factor=eps))
+    rows = [tiny.SENTIMENT[i] for i in (0, 2, 4, 1)]  # 3 positive, 1 negative (balanced, smoothing would cancel)
+    batch = DataCollatorWithPadding(tok)([{**tok(t), "labels": y} for t, y in rows])
+    with torch.no_grad():
+        loss = trainer.compute_loss(student, batch)
+        log_q = torch.log_softmax(student(**{k: v for k, v in batch.items() if k != "labels"}).logits, -1)
+    # per item: (1 - eps) * -log q_y + eps * mean over classes of -log q_c, averaged over the batch
+    per_item = [(1 - eps) * -log_q[i, y] - eps * log_q[i].mean() for i, y in enumerate(batch["labels"].tolist())]
+    assert loss.item() == pytest.approx(torch.stack(per_item).mean().item(), rel=1e-5)
+    unsmoothed = torch.stack([-log_q[i, y] for i, y in enumerate(batch["labels"].tolist())]).mean().item()
+    assert abs(loss.item() - unsmoothed) > 0.05
+
+
 def test_teacher_frozen_untouched_and_not_in_optimizer(tmp_path, wordpiece_tokenizer):
     tok = wordpiece_tokenizer
     teacher = tiny.bert_cls(tok, 4)
@@ -324,7 +343,15 @@ def test_components_reach_callbacks(tmp_path, wordpiece_tokenizer):
     assert train_logs and eval_logs
     row = train_logs[0]
     assert row["loss"] == pytest.approx(0.5 * row["loss_kd"] + 0.5 * row["loss_ce"], rel=1e-3)
-    assert "eval_loss_kd" in eval_logs[0] and eval_logs[0]["eval_loss_kd"] >= 0
+    # the eval after the last step logs the KD loss of the final student on the eval set, recomputed here
+    student, teacher = trainer.model.eval(), trainer.teacher
+    with torch.no_grad():
+        per_item = [losses.distillation_loss(student(input_ids=ids).logits, teacher(input_ids=ids).logits,
+                                             trainer.args.loss_type, temperature=trainer.args.temperature)
+                    for ids in (torch.tensor([r["input_ids"]]) for r in ds)]
+    expected = torch.cat(per_item).mean().item()
+    assert expected > 1e-4  # two different models: a KD loss of zero would be a logging bug
+    assert eval_logs[0]["eval_loss_kd"] == pytest.approx(expected, rel=1e-4, abs=1e-6)  # logged rounded to 6 places
 
 
 def test_peft_teacher_is_frozen_and_used(tmp_path, bpe_tokenizer):

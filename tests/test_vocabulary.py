@@ -272,6 +272,7 @@ def test_trainer_refuses_topk_targets_for_a_trimmed_student(bpe_tokenizer, tmp_p
         DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=data, processing_class=tok)
 
 
+@pytest.mark.slow
 def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer,
                                                               caplog):
     """`hf-distill run` with trim_vocabulary + student_intermediate_size: cached rows are remapped (equal to

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -40,9 +41,22 @@ SENTIMENT = [
 ]
 
 
+FROZEN_TOKENIZERS = Path(__file__).resolve().parent / "data"
+
+
 def wordpiece_tokenizer(save_dir: Path, vocab_size: int = 200) -> PreTrainedTokenizerFast:
-    """Train a lower-casing WordPiece tokenizer with BERT's special tokens."""
-    fast = train_wordpiece_tokenizer(CORPUS, vocab_size, model_max_length=64)
+    """A lower-casing WordPiece tokenizer with BERT's special tokens, trained on CORPUS.
+
+    The `tokenizers` WordPiece trainer breaks ties between equally frequent merges differently in every process,
+    so each test run would get another vocabulary (and every tiny BERT other outputs). The sizes the tests use were
+    trained once, with `train_wordpiece_tokenizer(CORPUS, vocab_size, model_max_length=64)`, and are read from
+    tests/data; another size is trained.
+    """
+    frozen = FROZEN_TOKENIZERS / f"wordpiece-{vocab_size}"
+    if frozen.is_dir():
+        fast = PreTrainedTokenizerFast.from_pretrained(frozen)
+    else:
+        fast = train_wordpiece_tokenizer(CORPUS, vocab_size, model_max_length=64)
     fast.save_pretrained(save_dir)
     return fast
 
@@ -69,18 +83,32 @@ def bert_config(tokenizer, num_layers: int = 4, hidden: int = 32, **kw) -> BertC
     )
 
 
-def bert_cls(tokenizer, num_layers: int = 4, hidden: int = 32, num_labels: int = 2) -> BertForSequenceClassification:
+def _init(model_class, config, seed: int | None):
+    """`model_class(config)`, its weights drawn from `seed` when given (leaving the global RNG as it was), else from
+    the current RNG state (conftest seeds it at the start of every test)."""
+    if seed is None:
+        return model_class(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model_class(config)
+
+
+def bert_cls(
+    tokenizer, num_layers: int = 4, hidden: int = 32, num_labels: int = 2, seed: int | None = None
+) -> BertForSequenceClassification:
     cfg = bert_config(tokenizer, num_layers, hidden, num_labels=num_labels)
     cfg.id2label = {i: ("negative", "positive")[i] if num_labels == 2 else f"LABEL_{i}" for i in range(num_labels)}
     cfg.label2id = {v: k for k, v in cfg.id2label.items()}
-    return BertForSequenceClassification(cfg)
+    return _init(BertForSequenceClassification, cfg, seed)
 
 
-def bert_mlm(tokenizer, num_layers: int = 4, hidden: int = 32) -> BertForMaskedLM:
-    return BertForMaskedLM(bert_config(tokenizer, num_layers, hidden))
+def bert_mlm(tokenizer, num_layers: int = 4, hidden: int = 32, seed: int | None = None) -> BertForMaskedLM:
+    return _init(BertForMaskedLM, bert_config(tokenizer, num_layers, hidden), seed)
 
 
-def gpt2(tokenizer, num_layers: int = 4, hidden: int = 32, vocab_size: int | None = None) -> GPT2LMHeadModel:
+def gpt2(
+    tokenizer, num_layers: int = 4, hidden: int = 32, vocab_size: int | None = None, seed: int | None = None
+) -> GPT2LMHeadModel:
     cfg = GPT2Config(
         vocab_size=vocab_size or len(tokenizer),
         n_positions=64,
@@ -94,4 +122,4 @@ def gpt2(tokenizer, num_layers: int = 4, hidden: int = 32, vocab_size: int | Non
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return GPT2LMHeadModel(cfg)
+    return _init(GPT2LMHeadModel, cfg, seed)
