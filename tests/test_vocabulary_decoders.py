@@ -38,6 +38,8 @@ def test_trimming_keeps_encodings_and_logits_on_the_corpus(family, kind, tokeniz
     assert len(new_tok) == len(kept) < len(tok) and trimmed.config.vocab_size == len(kept)
     assert (trimmed.lm_head.weight is trimmed.get_input_embeddings().weight) == tied
     assert type(trimmed.get_input_embeddings()) is type(before.get_input_embeddings())  # Gemma's scaled embeddings
+    if before.get_input_embeddings().padding_idx is not None:  # the padding row follows the renumbering
+        assert trimmed.get_input_embeddings().padding_idx == trimmed.config.pad_token_id == kept.index(tok.pad_token_id)
     for text in CORPUS:
         ids = tok(text)["input_ids"]
         new_ids = new_tok(text)["input_ids"]
@@ -93,3 +95,19 @@ def test_other_tokenizers_are_refused_in_one_line(tokenizers):
     with pytest.raises(ValueError, match=r"^trim_vocabulary supports .* tokenizers; this one is Unigram$"):
         trim_vocabulary(decoder("gemma", vocab_size=3), PreTrainedTokenizerFast(tokenizer_object=unigram), ["a b"],
                         min_corpus_tokens=1)
+
+
+def test_planning_a_llama_student_measures_pruned_and_trimmed_candidates(tokenizers):
+    from hf_distill.benchmark import BenchmarkSettings
+    from hf_distill.planning import plan_students
+
+    tok = tokenizers["llama3"]
+    teacher = decoder("llama", vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id)
+    fast = BenchmarkSettings(batch_size=2, warmup=0, latency_runs=1, throughput_runs=1, max_length=16, threads=1)
+    plans = plan_students(teacher, tok, CORPUS, layers=[2], intermediate_sizes=[None, 32], trim=[False, True],
+                          trimming_texts=CORPUS, settings=fast, min_corpus_tokens=1)
+    assert [p.name for p in plans] == ["2/4 layers", "2/4 layers, trimmed", "2/4 layers, FFN 32",
+                                       "2/4 layers, FFN 32, trimmed"]
+    assert plans[3].parameters < plans[2].parameters < plans[0].parameters and plans[1].vocab_size < len(tok)
+    assert plans[1].trim_changed_token_share == 0  # the timing texts are the trimming corpus
