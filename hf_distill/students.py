@@ -73,7 +73,6 @@ def supported_families() -> str:
 
 
 SUPPORTED = supported_families()
-SUPPORTED_MODEL_TYPES = frozenset(t for layout in LAYOUTS for t in layout.model_types)
 STRATEGIES = ("uniform", "first", "last")
 
 
