@@ -221,7 +221,7 @@ def _config_from_spec(spec: dict[str, Any], problems: list[str]) -> Any:
     values = dict(spec)
     model_type = values.pop("model_type")
     if model_type not in CONFIG_MAPPING:
-        problems.append(f"teacher_config: model_type {model_type!r} is not a transformers model type: {_FAMILIES}")
+        problems.append(f"teacher_config: model_type {model_type!r} is not a transformers model type: {_families()}")
         return None
     try:
         return AutoConfig.for_model(model_type, **values)
@@ -230,9 +230,11 @@ def _config_from_spec(spec: dict[str, Any], problems: list[str]) -> Any:
         return None
 
 
-# What `hf-distill run` can build a student from (hf_distill.students finds the blocks of these).
-_FAMILIES = ("the run builds its student from a BERT-family encoder (bert, roberta, electra, xlm-roberta) or a GPT-2-"
-             "family decoder (gpt2, gpt_neo, gptj); choose one of those")
+def _families() -> str:
+    """What `hf-distill run` can build a student from: the rows of hf_distill.students.LAYOUTS, in words."""
+    from .students import SUPPORTED
+
+    return f"the run builds its student from {SUPPORTED}; choose one of those"
 
 
 def _architecture_problems(args: Any, teacher_cfg: Any) -> list[str]:
@@ -240,26 +242,26 @@ def _architecture_problems(args: Any, teacher_cfg: Any) -> list[str]:
     copied (and its FFN pruned to `student_intermediate_size`). Built on the meta device: no memory, no weights."""
     import torch
 
-    from .students import _ffn_width, find_blocks
+    from .students import ffn_width, find_blocks
 
     task = get_task(args.task)
     where = "teacher_config" if args.teacher_from_scratch else f"teacher {args.teacher!r}"
     if type(teacher_cfg) not in task.auto_class._model_mapping:
         return [f"{where}: a {teacher_cfg.model_type!r} model has no {task.name} class in transformers "
-                f"({task.auto_class.__name__}): {_FAMILIES}"]
+                f"({task.auto_class.__name__}): {_families()}"]
     if args.student:
         return []
     try:
         with torch.device("meta"):
             model = task.auto_class.from_config(teacher_cfg)
-        _, blocks = find_blocks(model)
+        find_blocks(model)
     except Exception as err:  # noqa: BLE001 - an architecture the students module cannot cut
         return [f"{where}: a student cannot be built from a {teacher_cfg.model_type!r} teacher "
-                f"({_first_line(err).split(':')[0]}): {_FAMILIES}, or give a student: of your own"]
+                f"({_first_line(err).split(':')[0]}): {_families()}, or give a student: of your own"]
     size = args.student_intermediate_size
     if size is not None:
         try:
-            width = _ffn_width(blocks[0])
+            width = ffn_width(model)
         except ValueError as err:
             return [f"student_intermediate_size: {_first_line(err)}"]
         if size > width:

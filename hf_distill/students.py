@@ -7,6 +7,7 @@ import copy
 import operator
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -14,12 +15,64 @@ from transformers import PreTrainedModel
 
 from .vocabulary import kept_ids_of
 
-# (attribute path of the block list inside the base model, config attribute holding the layer count)
-_BLOCK_LAYOUTS = (
-    ("encoder.layer", "num_hidden_layers"),  # BERT, RoBERTa, ELECTRA, XLM-R, MiniLM, ...
-    ("h", "num_hidden_layers"),  # GPT-2 (n_layer is an alias), GPT-Neo, GPT-J
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """Where one family of models keeps its transformer blocks and FFN: one row of `LAYOUTS`.
+
+    Attributes:
+        family: the family's name in messages (``"Llama-family decoders"``).
+        model_types: the ``config.model_type`` values this row serves (each covered by a test).
+        blocks: path of the blocks' `nn.ModuleList` inside the base model (``model.base_model``).
+        ffn_in: the FFN's input projections inside a block; an FFN neuron is an output feature of each.
+        ffn_out: the FFN's output projection; an FFN neuron is one of its input features.
+        width_attr: the config attribute holding the FFN width.
+        conv1d: the projections are GPT-2 `Conv1D`s (weight stored in × out) rather than `nn.Linear`s.
+        fused_chunks: each input projection stacks this many width-sized blocks of rows (Phi-3's ``gate_up_proj``
+            holds gate then up: 2).
+        per_layer: config attributes holding one entry per block (``layer_types``, SmolLM3's ``no_rope_layers``),
+            sliced with the kept blocks so each copied block keeps its attention kind (sliding window or full) and
+            positions.
+    """
+
+    family: str
+    model_types: tuple[str, ...]
+    blocks: str
+    ffn_in: tuple[str, ...]
+    ffn_out: str
+    width_attr: str
+    conv1d: bool = False
+    fused_chunks: int = 1
+    per_layer: tuple[str, ...] = ()
+
+
+_GATED = dict(blocks="layers", ffn_in=("mlp.gate_proj", "mlp.up_proj"), ffn_out="mlp.down_proj",
+              width_attr="intermediate_size", per_layer=("layer_types",))
+# Adding a family is one row here plus its tests (tests/test_students_decoders.py).
+LAYOUTS = (
+    BlockLayout("BERT-family encoders", ("bert", "roberta", "xlm-roberta", "electra", "camembert"),
+                "encoder.layer", ("intermediate.dense",), "output.dense", "intermediate_size"),
+    BlockLayout("GPT-2-family decoders", ("gpt2",), "h", ("mlp.c_fc",), "mlp.c_proj", "n_inner", conv1d=True),
+    BlockLayout("GPT-2-family decoders", ("gptj",), "h", ("mlp.fc_in",), "mlp.fc_out", "n_inner"),
+    # Llama, Mistral, Qwen2/Qwen3 (q_norm/k_norm are per-block weights), Gemma 1-3 (embeddings scaled inside the
+    # model), SmolLM (1/2 are llama; 3 drops rotary positions on some layers): blocks at model.layers, gated MLP.
+    BlockLayout("Llama-family decoders", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"),
+                **_GATED),
+    BlockLayout("Llama-family decoders", ("smollm3",), **{**_GATED, "per_layer": ("layer_types", "no_rope_layers")}),
+    BlockLayout("Phi-3 decoders", ("phi3",), "layers", ("mlp.gate_up_proj",), "mlp.down_proj", "intermediate_size",
+                fused_chunks=2, per_layer=("layer_types",)),
 )
-SUPPORTED = "BERT-family encoders (blocks at `encoder.layer`) and GPT-2-family decoders (blocks at `transformer.h`)"
+
+
+def supported_families() -> str:
+    """The families `student_from_teacher` can cut, with their model types, in words (from `LAYOUTS`)."""
+    families: dict[str, list[str]] = {}
+    for layout in LAYOUTS:
+        families.setdefault(layout.family, []).extend(layout.model_types)
+    return "; ".join(f"{family} ({', '.join(types)})" for family, types in families.items())
+
+
+SUPPORTED = supported_families()
 STRATEGIES = ("uniform", "first", "last")
 
 
@@ -31,19 +84,33 @@ def _get(module: nn.Module, path: str):
     return module
 
 
+def layout_of(model: PreTrainedModel) -> BlockLayout:
+    """The `LAYOUTS` row of a model (by ``config.model_type``).
+
+    Raises:
+        ValueError: one line naming the model and the supported families.
+    """
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    for layout in LAYOUTS:
+        if model_type in layout.model_types:
+            return layout
+    raise ValueError(
+        f"student_from_teacher does not support {type(model).__name__} (model_type {model_type!r}): it supports "
+        f"{SUPPORTED}. Build the student yourself (e.g. AutoModel.from_config) and pass it to DistillationTrainer."
+    )
+
+
 def find_blocks(model: PreTrainedModel) -> tuple[str, nn.ModuleList]:
     """Return the state-dict prefix and the `ModuleList` of transformer blocks of a supported model."""
+    layout = layout_of(model)
     base_prefix = getattr(model, "base_model_prefix", "")
     base = getattr(model, base_prefix, model) if base_prefix else model
-    for path, _ in _BLOCK_LAYOUTS:
-        blocks = _get(base, path)
-        if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
-            prefix = f"{base_prefix}.{path}" if base is not model else path
-            return prefix, blocks
-    raise ValueError(
-        f"student_from_teacher does not support {type(model).__name__}: it supports {SUPPORTED}. "
-        "Build the student yourself (e.g. AutoModel.from_config) and pass it to DistillationTrainer."
-    )
+    blocks = _get(base, layout.blocks)
+    if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
+        raise ValueError(f"{type(model).__name__} has no blocks at {layout.blocks!r} as {layout.family} do: "
+                         "build the student yourself and pass it to DistillationTrainer")
+    prefix = f"{base_prefix}.{layout.blocks}" if base is not model else layout.blocks
+    return prefix, blocks
 
 
 def select_layers(num_teacher_layers: int, num_layers: int, strategy: str = "uniform") -> list[int]:
@@ -78,25 +145,20 @@ def _check_layers(layers) -> list[int]:
     return [operator.index(i) for i in layers]
 
 
-# FFN of a block: (up projection, down projection, whether they are GPT-2 `Conv1D`s (weight stored as in × out),
-# config attribute of the FFN width).
-_FFN_LAYOUTS = (
-    ("intermediate.dense", "output.dense", False, "intermediate_size"),  # BERT family
-    ("mlp.c_fc", "mlp.c_proj", True, "n_inner"),  # GPT-2 family
-)
+def _ffn_modules(block: nn.Module, layout: BlockLayout) -> tuple[list[nn.Module], nn.Module]:
+    """The input projections and the output projection of one block's FFN, as the layout names them."""
+    ins, out = [_get(block, path) for path in layout.ffn_in], _get(block, layout.ffn_out)
+    if out is None or any(m is None for m in ins):
+        raise ValueError(f"width pruning: a {type(block).__name__} block has no {', '.join(layout.ffn_in)} / "
+                         f"{layout.ffn_out} FFN as {layout.family} do; it supports {SUPPORTED}")
+    return ins, out
 
 
-def _ffn_of(block: nn.Module) -> tuple[str, str, bool, str]:
-    for up, down, conv, attr in _FFN_LAYOUTS:
-        if _get(block, up) is not None and _get(block, down) is not None:
-            return up, down, conv, attr
-    raise ValueError(f"width pruning supports {SUPPORTED}; a {type(block).__name__} block has no known FFN layout")
-
-
-def _ffn_width(block: nn.Module) -> int:
-    up, _, conv, _ = _ffn_of(block)
-    weight = _get(block, up).weight
-    return weight.shape[1] if conv else weight.shape[0]
+def ffn_width(model: PreTrainedModel) -> int:
+    """The FFN width (neurons per block) of a supported model: the input features of the FFN's output projection."""
+    layout = layout_of(model)
+    _, out = _ffn_modules(find_blocks(model)[1][0], layout)
+    return out.weight.shape[0] if layout.conv1d else out.weight.shape[1]
 
 
 def ffn_importance(teacher: PreTrainedModel, calibration: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -115,6 +177,7 @@ def ffn_importance(teacher: PreTrainedModel, calibration: dict[str, torch.Tensor
     Returns:
         One tensor per block of shape ``(ffn_width,)``.
     """
+    layout = layout_of(teacher)
     _, blocks = find_blocks(teacher)
     mask = calibration.get("attention_mask")
     scores: list[torch.Tensor | None] = [None] * len(blocks)
@@ -130,7 +193,7 @@ def ffn_importance(teacher: PreTrainedModel, calibration: dict[str, torch.Tensor
 
         return hook
 
-    handles = [_get(block, _ffn_of(block)[1]).register_forward_pre_hook(hook_for(i)) for i, block in enumerate(blocks)]
+    handles = [_ffn_modules(block, layout)[1].register_forward_pre_hook(hook_for(i)) for i, block in enumerate(blocks)]
     was_training = teacher.training
     try:
         teacher.eval()
@@ -146,14 +209,17 @@ def ffn_importance(teacher: PreTrainedModel, calibration: dict[str, torch.Tensor
     return [s.cpu() for s in scores]
 
 
-def _slice_ffn(state: dict, key_prefix: str, block: nn.Module, kept: torch.Tensor) -> None:
-    """Keep the FFN neurons `kept` of one block in a state dict: up-projection outputs and down-projection inputs."""
-    up, down, conv, _ = _ffn_of(block)
-    up_w, up_b, down_w = f"{key_prefix}.{up}.weight", f"{key_prefix}.{up}.bias", f"{key_prefix}.{down}.weight"
-    state[up_w] = state[up_w][:, kept] if conv else state[up_w][kept]
-    if up_b in state:
-        state[up_b] = state[up_b][kept]
-    state[down_w] = state[down_w][kept] if conv else state[down_w][:, kept]
+def _slice_ffn(state: dict, key_prefix: str, layout: BlockLayout, width: int, kept: torch.Tensor) -> None:
+    """Keep the FFN neurons `kept` of one block in a state dict: the outputs of every input projection (each
+    width-sized chunk of a fused one) and the inputs of the output projection, so neuron i stays one unit."""
+    rows = torch.cat([kept + chunk * width for chunk in range(layout.fused_chunks)])
+    for path in layout.ffn_in:
+        weight, bias = f"{key_prefix}.{path}.weight", f"{key_prefix}.{path}.bias"
+        state[weight] = state[weight][:, rows] if layout.conv1d else state[weight][rows]
+        if bias in state:
+            state[bias] = state[bias][rows]
+    down = f"{key_prefix}.{layout.ffn_out}.weight"
+    state[down] = state[down][kept] if layout.conv1d else state[down][:, kept]
 
 
 def student_from_teacher(
@@ -174,7 +240,9 @@ def student_from_teacher(
     ``strategy``) or explicit 0-based ``layers``. The teacher is not modified.
 
     Args:
-        teacher: a BERT-family encoder or GPT-2-family decoder.
+        teacher: a model of a family in `LAYOUTS` (BERT-family encoders, GPT-2-family and Llama-family decoders,
+            Phi-3; `SUPPORTED` lists the model types). Grouped-query attention, RMSNorm, rotary positions, per-layer
+            attention kinds (``layer_types``, sliced with the kept blocks) and tied or untied embeddings carry over.
         num_layers: how many blocks to keep (default: half), chosen by ``strategy``.
         layers: explicit 0-based block indices (instead of ``num_layers``).
         strategy: ``uniform``, ``first`` or ``last``.
@@ -191,6 +259,7 @@ def student_from_teacher(
     """
     if hasattr(teacher, "get_base_model") and not isinstance(teacher, PreTrainedModel):
         raise ValueError("student_from_teacher needs a plain transformers model; merge or unwrap the PEFT teacher first")
+    layout = layout_of(teacher)
     prefix, blocks = find_blocks(teacher)
     total = len(blocks)
     if layers is not None and num_layers is not None:
@@ -214,7 +283,7 @@ def student_from_teacher(
 
     ffn_keep: dict[int, torch.Tensor] = {}
     if intermediate_size is not None:
-        width = _ffn_width(blocks[0])
+        width = ffn_width(teacher)
         if not _is_int(intermediate_size) or not 1 <= intermediate_size <= width:
             raise ValueError(f"intermediate_size={intermediate_size!r} is invalid: the teacher's FFN has {width} "
                              f"neurons, choose 1..{width}")
@@ -229,15 +298,17 @@ def student_from_teacher(
     config.num_hidden_layers = len(keep)
     config.distilled_from_layers = keep
     if ffn_keep:
-        attr = _ffn_of(blocks[0])[3]
-        config.pruned_from_intermediate_size = _ffn_width(blocks[0])
-        setattr(config, attr, intermediate_size)
+        config.pruned_from_intermediate_size = ffn_width(teacher)
+        setattr(config, layout.width_attr, intermediate_size)
+    # One entry per block (attention kind, rotary on/off): each copied block keeps its own.
+    for name in layout.per_layer:
+        values = getattr(config, name, None)
+        if isinstance(values, (list, tuple)) and len(values) == total:
+            setattr(config, name, [values[i] for i in keep])
     for name, value in (config_overrides or {}).items():
         if not hasattr(config, name):
             raise ValueError(f"config_overrides: {type(config).__name__} has no attribute {name!r}")
         setattr(config, name, value)
-    if getattr(config, "layer_types", None) is not None and len(config.layer_types) == total:
-        config.layer_types = [config.layer_types[i] for i in keep]
     student = type(teacher)(config)
 
     new_index = {old: new for new, old in enumerate(keep)}
@@ -250,7 +321,7 @@ def student_from_teacher(
         elif int(match.group(1)) in new_index:
             state[f"{prefix}.{new_index[int(match.group(1))]}.{match.group(2)}"] = value
     for old, kept_neurons in ffn_keep.items():
-        _slice_ffn(state, f"{prefix}.{new_index[old]}", blocks[old], kept_neurons)
+        _slice_ffn(state, f"{prefix}.{new_index[old]}", layout, config.pruned_from_intermediate_size, kept_neurons)
     missing, unexpected = student.load_state_dict(state, strict=False)
     # Tied weights (e.g. GPT-2's lm_head) may be absent from the teacher's state dict; anything else is a bug.
     tied = set(getattr(student, "_tied_weights_keys", None) or [])

@@ -9,14 +9,19 @@ Why encodings do not change on the trimming corpus:
 
 - WordPiece splits a word greedily, longest match first. Every piece the corpus used is kept and the vocabulary only
   shrinks, so each longest match is still the longest: the corpus splits identically.
-- Byte-level BPE (GPT-2) applies merges in rank order. We keep the 256 byte symbols and the closure of the merges that
-  build every kept token, in their original order; every merge the original applied on the corpus builds a kept
-  token or a part of one, so it is kept, and the lowest-ranked applicable merge is the same at every step.
+- BPE applies merges in rank order. We keep the 256 byte symbols (byte-level BPE: GPT-2, Llama 3, Qwen, whatever
+  regex splits the words first; SentencePiece BPE with byte fallback: Llama 2, Mistral, the ``<0xNN>`` tokens), every
+  symbol BPE builds on its way to a kept token (a token is built inside a word as it is built alone), and the merges
+  among kept symbols, in their original order. Every merge the original applied on the corpus builds a piece of a
+  kept token, so it is kept, and the lowest-ranked applicable merge is the same at every step. With
+  ``ignore_merges`` (Llama 3) a word that is a token stays one token: it was kept.
 
 What is lost on other text: a word made of pieces the corpus never used falls back to shorter kept pieces (WordPiece
 keeps the single-character pieces, plain and ``##``, of every character the corpus contains, so such a word splits
 into shorter pieces, down to characters; only a character the corpus never contains becomes ``[UNK]``; BPE keeps the
-256 bytes: shorter tokens, down to single bytes, never unknown). Those encodings differ from the teacher's, so the student sees longer, rarer sequences there.
+256 bytes: shorter tokens, down to single bytes, never unknown). Those encodings differ from the teacher's, so the
+student sees longer, rarer sequences there. A SentencePiece BPE without byte fallback (unseen characters would become
+unknown), Unigram and WordLevel tokenizers are refused.
 
 The kept teacher ids are recorded in ``config.vocabulary_kept_ids`` (new id = position in that list) together with
 ``config.trimmed_from_vocab_size``, so the trimming is reproducible and the teacher's outputs can be mapped onto the
@@ -67,6 +72,9 @@ __all__ = [
 # other text split into single characters or become [UNK]; the real training text of a task has far more (SST-2's:
 # ~0.7M). A deliberate small corpus is accepted with `min_corpus_tokens=`.
 MIN_CORPUS_TOKENS = 1000
+
+_SUPPORTED_TOKENIZERS = ("WordPiece (BERT family), byte-level BPE (GPT-2, Llama 3, Qwen) and SentencePiece BPE with "
+                         "byte fallback (Llama 2, Mistral)")
 
 # Config attributes that hold token ids and must follow the new numbering.
 _ID_ATTRIBUTES = (
@@ -146,30 +154,53 @@ def _is_byte_level(pre_tokenizer: Any) -> bool:
     return '"ByteLevel"' in json.dumps(pre_tokenizer or {})
 
 
-def _bpe_closure(model: dict[str, Any], keep_tokens: set[str]) -> tuple[set[str], list]:
-    """The kept tokens plus every intermediate a kept token is merged from, and the merges that build them."""
+def _bpe_base_symbols(model: dict[str, Any], byte_level: bool) -> set[str]:
+    """The symbols every text can fall back to: the 256 byte-level characters (GPT-2, Llama 3, Qwen) or the 256
+    ``<0xNN>`` byte tokens of a SentencePiece BPE with byte fallback (Llama 2, Mistral)."""
     from tokenizers import pre_tokenizers
 
+    symbols = pre_tokenizers.ByteLevel.alphabet() if byte_level else [f"<0x{b:02X}>" for b in range(256)]
+    return {s for s in symbols if s in model["vocab"]}
+
+
+def _bpe_pairs(merges: list) -> list[tuple[str, str]]:
+    return [tuple(m) if isinstance(m, (list, tuple)) else tuple(m.split(" ", 1)) for m in merges]
+
+
+def _bpe_derivation(token: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Every symbol BPE builds on its way from the characters of `token` to `token` (empty when the merges never
+    build it, e.g. a byte-fallback or added token).
+
+    BPE applies the lowest-ranked merge of adjacent symbols first (leftmost on a tie). Inside the span of a final
+    token no merge crosses the span's edges (its result could not be part of that token), so a token is built the
+    same way in every word it ends up in: as it is built alone. Following this path rather than "the first merge
+    producing the string" matters for vocabularies converted from tiktoken (Llama 3, Qwen), where several merges
+    produce the same token and a later one may be the one that fires.
+    """
+    symbols, built = list(token), list(token)
+    while len(symbols) > 1:
+        rank, i = min(((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(symbols, symbols[1:]))))
+        if rank == len(ranks):
+            break
+        symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+        built.append(symbols[i])
+    return built if symbols == [token] else []
+
+
+def _bpe_closure(model: dict[str, Any], keep_tokens: set[str], byte_level: bool) -> tuple[set[str], list]:
+    """The kept tokens plus the byte symbols and every intermediate BPE builds a kept token from, and the merges
+    among them (in their original order, so their ranks keep their order)."""
     merges = model["merges"]
-    pairs = [tuple(m) if isinstance(m, (list, tuple)) else tuple(m.split(" ", 1)) for m in merges]
-    # The lowest-ranked merge producing a string is the one the encoder applies; later duplicates never fire.
-    producer: dict[str, tuple[str, str]] = {}
-    for a, b in pairs:
-        producer.setdefault(a + b, (a, b))
-    vocab = model["vocab"]
-    keep = {c for c in pre_tokenizers.ByteLevel.alphabet() if c in vocab} | set(keep_tokens)
-    stack = list(keep)
-    while stack:
-        token = stack.pop()
-        parts = producer.get(token)
-        if parts is None:
-            continue
-        for part in parts:
-            if part not in keep:
-                keep.add(part)
-                stack.append(part)
-    kept_merges = [m for m, (a, b) in zip(merges, pairs) if a + b in keep and a in keep and b in keep
-                   and producer.get(a + b) == (a, b)]
+    pairs = _bpe_pairs(merges)
+    ranks: dict[tuple[str, str], int] = {}
+    for rank, pair in enumerate(pairs):
+        ranks.setdefault(pair, rank)
+    keep = _bpe_base_symbols(model, byte_level) | set(keep_tokens)
+    for token in list(keep):
+        keep.update(_bpe_derivation(token, ranks))
+    # Every merge the original applies to a corpus word builds a piece of one of its final tokens, so it is kept;
+    # a kept merge the original did not apply there is not applicable there either: the encoding is the same.
+    kept_merges = [m for m, (a, b) in zip(merges, pairs) if a in keep and b in keep and a + b in keep]
     return keep, kept_merges
 
 
@@ -191,7 +222,7 @@ def _remap_post_processor(node: Any, new_id: dict[int, int]) -> Any:
     return node
 
 
-def _trim_tokenizer(tokenizer, kept_ids: list[int], vocab_keep: set[str] | None):
+def _trim_tokenizer(tokenizer, kept_ids: list[int], merges: list | None):
     """Save the tokenizer, rewrite its tokenizer.json / tokenizer_config.json for the kept ids, and load it back."""
     from transformers import AutoTokenizer
 
@@ -202,8 +233,8 @@ def _trim_tokenizer(tokenizer, kept_ids: list[int], vocab_keep: set[str] | None)
         data = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
         model = data["model"]
         model["vocab"] = {tok: new_id[i] for tok, i in model["vocab"].items() if i in new_id}
-        if vocab_keep is not None:  # BPE: only the merges whose result survives
-            _, model["merges"] = _bpe_closure(model | {"vocab": {t: 0 for t in vocab_keep}}, vocab_keep)
+        if merges is not None:  # BPE: only the merges among kept tokens
+            model["merges"] = merges
         data["added_tokens"] = [{**t, "id": new_id[t["id"]]} for t in data.get("added_tokens", []) if t["id"] in new_id]
         data["post_processor"] = _remap_post_processor(data.get("post_processor"), new_id)
         (path / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
@@ -249,15 +280,16 @@ def _trim_model(model, kept_ids: list[int], old_vocab: int) -> None:
     if others:
         raise ValueError(f"trim_vocabulary does not know how to slice {others} of {type(model).__name__}; "
                          "it supports models whose vocabulary lives in the input embeddings and the output head")
-    new_inp = nn.Embedding(len(kept), inp.embedding_dim, padding_idx=None, device=inp.weight.device,
-                           dtype=inp.weight.dtype)
-    with torch.no_grad():
-        new_inp.weight.copy_(inp.weight[kept])
-    model.set_input_embeddings(new_inp)
+    # Sliced in place, so a subclass keeps its behaviour (Gemma's embeddings scaled by sqrt(hidden_size)); the
+    # padding row follows the renumbering.
+    new_id = {old: new for new, old in enumerate(kept_ids)}
+    inp.weight = nn.Parameter(inp.weight.detach()[kept].clone(), requires_grad=inp.weight.requires_grad)
+    inp.num_embeddings = len(kept)
+    inp.padding_idx = new_id.get(inp.padding_idx) if inp.padding_idx is not None else None
     if out is not None:
         new_out = _slice_linear(out, kept)
         if tied:
-            new_out.weight = new_inp.weight
+            new_out.weight = inp.weight
         model.set_output_embeddings(new_out)
     model.config.vocab_size = len(kept)
     text_config = getattr(model.config, "get_text_config", None)
@@ -284,8 +316,10 @@ def trim_vocabulary(
 
     Args:
         model: a transformers model whose vocabulary lives in `nn.Embedding` input embeddings and (optionally) an
-            `nn.Linear` LM / MLM head with its bias (BERT family, GPT-2 family). Modified in place and returned.
-        tokenizer: its fast tokenizer: WordPiece (BERT family) or byte-level BPE (GPT-2 family).
+            `nn.Linear` LM / MLM head with its bias (BERT family, GPT-2 family, Llama-layout decoders; tied or
+            untied, Gemma's scaled embeddings kept). Modified in place and returned.
+        tokenizer: its fast tokenizer: WordPiece (BERT family), byte-level BPE (GPT-2, Llama 3, Qwen) or
+            SentencePiece BPE with byte fallback (Llama 2, Mistral, Phi-3).
         texts: the trimming corpus: an iterable of strings or a `datasets` column (e.g. the training text).
         min_frequency: keep a token only if the corpus uses it at least this often. With 1 (the default) the corpus
             encodes exactly as before; a higher value trades that for a smaller vocabulary.
@@ -313,12 +347,14 @@ def trim_vocabulary(
         raise ValueError("this model's vocabulary is trimmed already; trim the original model instead")
     data = json.loads(backend.to_str())
     kind = data["model"]["type"]
-    if kind == "BPE" and not _is_byte_level(data.get("pre_tokenizer")):
-        raise ValueError("trim_vocabulary supports byte-level BPE (GPT-2 family); this BPE tokenizer is not "
-                         "byte-level, so unseen text could not fall back to bytes")
+    byte_level = _is_byte_level(data.get("pre_tokenizer"))
     if kind not in ("WordPiece", "BPE"):
-        raise ValueError(f"trim_vocabulary supports WordPiece (BERT family) and byte-level BPE (GPT-2 family) "
-                         f"tokenizers; this one is {kind}")
+        raise ValueError(f"trim_vocabulary supports {_SUPPORTED_TOKENIZERS} tokenizers; this one is {kind}")
+    if kind == "BPE" and (data["model"].get("continuing_subword_prefix") or data["model"].get("end_of_word_suffix")
+                          or not (byte_level or data["model"].get("byte_fallback"))):
+        raise ValueError(f"trim_vocabulary supports {_SUPPORTED_TOKENIZERS} tokenizers; this BPE tokenizer is "
+                         "neither byte-level nor falls back to bytes (or marks word pieces), so text outside the "
+                         "trimming corpus could not fall back to bytes")
     vocab: dict[str, int] = data["model"]["vocab"]
     id_to_token = {i: t for t, i in vocab.items()}
     old_vocab = model.get_input_embeddings().weight.shape[0]
@@ -344,15 +380,16 @@ def trim_vocabulary(
         # with known characters then splits into pieces instead of becoming [UNK]. A few hundred ids at most.
         prefix = data["model"].get("continuing_subword_prefix", "##")
         keep_ids |= {vocab[t] for c in chars for t in (c, prefix + c) if t in vocab}
-    vocab_keep = None
+    merges = None
     if kind == "BPE":
-        vocab_keep, _ = _bpe_closure(data["model"], {id_to_token[i] for i in keep_ids if i in id_to_token})
+        vocab_keep, merges = _bpe_closure(data["model"], {id_to_token[i] for i in keep_ids if i in id_to_token},
+                                          byte_level)
         keep_ids |= {vocab[t] for t in vocab_keep}
     if max(keep_ids) >= old_vocab:
         raise ValueError(f"the tokenizer uses id {max(keep_ids)} but the model's embeddings have {old_vocab} rows: "
                          "they do not belong together")
     kept_ids = sorted(keep_ids)
-    new_tokenizer = _trim_tokenizer(tokenizer, kept_ids, vocab_keep)
+    new_tokenizer = _trim_tokenizer(tokenizer, kept_ids, merges)
     _trim_model(model, kept_ids, old_vocab)
     new_id = {old: new for new, old in enumerate(kept_ids)}
     for config in (model.config, getattr(model, "generation_config", None)):

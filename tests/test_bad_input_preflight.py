@@ -103,8 +103,8 @@ def test_soft_targets_with_a_teacher_the_run_trains_are_refused(tmp_path, tiny_b
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-          "num_attention_heads": 4, "num_key_value_heads": 4}, "a student cannot be built from a 'llama' teacher"),
+        ({"model_type": "mixtral", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 4}, "a student cannot be built from a 'mixtral' teacher"),
         ({"model_type": "t5", "d_model": 32, "num_layers": 2}, "a 't5' model has no causal-lm class in transformers"),
         ({"model_type": "t6"}, "model_type 't6' is not a transformers model type"),
     ],
@@ -112,8 +112,20 @@ def test_soft_targets_with_a_teacher_the_run_trains_are_refused(tmp_path, tiny_b
 def test_an_architecture_the_run_cannot_use_is_refused_naming_the_families(tmp_path, capsys, spec, expected):
     cfg = lm_config(tmp_path, teacher_config=json.dumps(spec))
     line = check_line(capsys, cfg)
-    assert expected in line and "BERT-family encoder" in line and "GPT-2-family decoder (gpt2" in line
+    assert expected in line and "BERT-family encoders (bert" in line and "GPT-2-family decoders (gpt2" in line
+    assert "Llama-family decoders (llama, mistral, qwen2, qwen3, gemma" in line
     refused_before_the_teacher(tmp_path, cfg, expected.replace("(", r"\(").replace(")", r"\)"))
+
+
+@pytest.mark.parametrize("model_type", ["llama", "qwen3", "phi3"])
+def test_a_llama_layout_teacher_passes_the_architecture_check_and_its_gated_ffn_bounds_pruning(tmp_path, capsys,
+                                                                                             model_type):
+    spec = {"model_type": model_type, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2}
+    assert main(["run", str(lm_config(tmp_path, teacher_config=json.dumps(spec))), "--check"]) == 0, \
+        capsys.readouterr().err
+    line = check_line(capsys, lm_config(tmp_path, teacher_config=json.dumps(spec), student_intermediate_size=65))
+    assert "student_intermediate_size=65 is larger than the teacher's FFN (64 neurons per block)" in line
 
 
 # ---- publishing: the token --------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ def test_clear_errors(wordpiece_tokenizer, bpe_tokenizer):
         trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), uni, ["a b"])
     plain_bpe = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
     plain_bpe.pre_tokenizer = pre_tokenizers.Whitespace()
-    with pytest.raises(ValueError, match="not byte-level"):
+    with pytest.raises(ValueError, match="neither byte-level nor falls back to bytes"):
         trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), PreTrainedTokenizerFast(tokenizer_object=plain_bpe), ["ab"])
     trimmed, tok = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, **SMALL)
     with pytest.raises(ValueError, match="trimmed already"):
