@@ -14,6 +14,7 @@ from torch import nn
 from .benchmark import BenchmarkSettings, benchmark_pair, fixed_threads
 from .eval_data import EvalData, load_texts
 from .evaluation import evaluate_models
+from .intervals import report_intervals
 from .models import load_model
 from .report import DistillationReport, ModelFigures, VariantFigures, collect_environment, compute_ratios
 from .sample_quality import SampleSettings, measure_samples
@@ -229,6 +230,8 @@ def evaluate_pair(
         },
         benchmark=pb.settings,
         sample_quality=quality,
+        # paired bootstrap over the evaluated examples/texts (per-item figures kept in memory by evaluate_models)
+        intervals=report_intervals(ev.per_item, ev.unit) if ev.per_item else None,
     )
     if output_dir is not None:
         report.to_json(Path(output_dir))
