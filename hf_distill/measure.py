@@ -97,6 +97,7 @@ def evaluate_pair(
     include_exports: bool = True,
     samples: SampleSettings | None = None,
     measure_sample_quality: bool = True,
+    selected_on: str | None = None,
 ) -> DistillationReport:
     """Load both models, evaluate and benchmark them on the same data, and build the report.
 
@@ -113,6 +114,12 @@ def evaluate_pair(
     For causal LMs (unless `measure_sample_quality` is False) both models also continue prompts made from the
     evaluation texts, and the teacher scores each model's samples (`hf_distill.sample_quality`, settings
     `samples`, default `SampleSettings()`): the report's `sample_quality`.
+
+    `selected_on` says which rows chose among settings (e.g. a selection split held out of the training data); it
+    is recorded as `evaluation.selected_on` and the card states it beside the split that measured.
+
+    The report's `intervals` are 95% paired bootstrap intervals over the evaluated examples (texts for LMs), see
+    `hf_distill.intervals`.
     """
     t = load_model(teacher, task, trust_remote_code=trust_remote_code, role="teacher")
     s = load_model(student, task or t.task, trust_remote_code=trust_remote_code, role="student")
@@ -227,6 +234,7 @@ def evaluate_pair(
             "measure_seconds": round(time.perf_counter() - started, 3),
             **ev.details,
             **({"sample_seconds": sample_seconds} if quality is not None else {}),
+            **({"selected_on": selected_on} if selected_on else {}),
         },
         benchmark=pb.settings,
         sample_quality=quality,
