@@ -96,3 +96,16 @@ def test_a_run_chooses_on_the_selection_split_and_the_card_says_so(tmp_path, tin
     assert "Chosen on: a selection split of 8 rows held out of the train split (selection_seed 0), never trained on" in card
     assert f"Measured on: the validation split ({len(tiny.SENTIMENT)} rows)." in card
     assert yaml.safe_load(cfg.read_text())["selection_size"] == "8"
+
+
+def test_plan_times_and_measures_on_the_selection_split(tmp_path, tiny_bert_cls_dir, capsys):
+    from hf_distill.cli import main
+
+    train, val = write_with_ids(tmp_path)
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val), selection_size="8",
+                     benchmark_runs=1, benchmark_batch_size=2)
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(cfg), "--layers", "1", "--widths", "full", "--trim", "no", "--texts", "4",
+                 "--json", str(out)]) == 0
+    assert "timed on 4 texts of selection" in capsys.readouterr().out
+    assert json.loads(out.read_text())["timed_on"] == "4 texts of the selection split"
