@@ -230,8 +230,9 @@ def _evaluate_classification(
                 "f1": float(f1.compute(predictions=preds, references=refs, average=average)["f1"]),
             }
         )
-    per_item = {f"correct_{who}": (np.asarray(preds) == np.asarray(refs)).astype(np.float64)
-                for who, preds in (("teacher", preds_t), ("student", preds_s))}
+    per_item = {"label": np.asarray(refs), "pred_teacher": np.asarray(preds_t), "pred_student": np.asarray(preds_s)}
+    per_item.update({f"correct_{who}": (per_item[f"pred_{who}"] == per_item["label"]).astype(np.float64)
+                     for who in ("teacher", "student")})
     return PairEvaluation(
         task=task.pipeline_tag,
         teacher_metrics=metrics[0],

@@ -35,6 +35,7 @@ __all__ = [
     "ReportIntervals",
     "bootstrap_sums",
     "percentile_interval",
+    "f1_from_counts",
     "pair_intervals",
     "fidelity_intervals",
     "report_intervals",
@@ -181,6 +182,7 @@ def pair_intervals(
     resamples: int = RESAMPLES,
     seed: int = SEED,
     confidence: float = CONFIDENCE,
+    f1_average: str | None = None,
 ) -> dict[str, FigureIntervals]:
     """Paired intervals of the task metrics found in `per_item` (all arrays have one entry per unit).
 
@@ -189,25 +191,28 @@ def pair_intervals(
     * ``correct_teacher`` / ``correct_student``: per example 0/1 (classification accuracy = mean), or per text the
       number of correctly predicted scored tokens (masked-token accuracy = Σ correct / Σ ``tokens``);
     * ``nll_teacher`` / ``nll_student`` with ``tokens``: per-text NLL sums and scored-token counts (perplexity =
-      exp(Σ NLL / Σ tokens), i.e. token-weighted, as the report's perplexity).
+      exp(Σ NLL / Σ tokens), i.e. token-weighted, as the report's perplexity);
+    * ``pred_teacher`` / ``pred_student`` with ``label`` (class ids per example) and `f1_average`: F1 from the
+      resampled true/false positive and false negative counts (`f1_from_counts`).
 
     Args:
         per_item: the vectors above (any subset).
         resamples: bootstrap resamples.
         seed: bootstrap seed.
         confidence: interval coverage.
+        f1_average: "binary" (class 1 positive) or "macro", as the report's F1; None: no F1 interval.
 
     Returns:
-        metric name -> `FigureIntervals` (accuracy, perplexity: those the vectors allow).
+        metric name -> `FigureIntervals` (accuracy, f1, perplexity: those the vectors allow).
     """
     names = [k for k in ("correct_teacher", "correct_student", "nll_teacher", "nll_student", "tokens") if k in per_item]
-    if not names:
-        return {}
-    cols = np.column_stack([np.asarray(per_item[k], dtype=np.float64) for k in names])
-    sums = bootstrap_sums(cols, resamples, seed)
-    col = {k: sums[:, i] for i, k in enumerate(names)}
-    n = cols.shape[0]
     out: dict[str, FigureIntervals] = {}
+    col: dict[str, np.ndarray] = {}
+    if names:
+        cols = np.column_stack([np.asarray(per_item[k], dtype=np.float64) for k in names])
+        sums = bootstrap_sums(cols, resamples, seed)
+        col = {k: sums[:, i] for i, k in enumerate(names)}
+        n = cols.shape[0]
     if "correct_teacher" in col:
         denominator = col["tokens"] if "tokens" in col else np.full(resamples, float(n))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -215,7 +220,49 @@ def pair_intervals(
     if "nll_teacher" in col:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             out["perplexity"] = _pair(lambda who: np.exp(col[f"nll_{who}"] / col["tokens"]), confidence)
+    if f1_average and {"pred_teacher", "pred_student", "label"} <= set(per_item):
+        out["f1"] = _f1_pair(per_item, f1_average, resamples, seed, confidence)
     return out
+
+
+def _confusion_columns(pred: np.ndarray, label: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """(n, 3·C) per-example indicators: true positive, false positive, false negative of each class."""
+    cols = []
+    for c in classes:
+        cols += [(pred == c) & (label == c), (pred == c) & (label != c), (pred != c) & (label == c)]
+    return np.column_stack(cols).astype(np.float64)
+
+
+def f1_from_counts(counts: np.ndarray, average: str) -> np.ndarray:
+    """F1 from (..., 3·C) summed tp/fp/fn counts (`_confusion_columns`' order), as scikit-learn computes it.
+
+    "binary": the one class given (0 when it never occurs nor is predicted). "macro": the mean over the classes
+    that occur in the labels or the predictions of that sample (scikit-learn's default labels).
+    """
+    tp, fp, fn = counts[..., 0::3], counts[..., 1::3], counts[..., 2::3]
+    denominator = 2 * tp + fp + fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_class = np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 0.0)
+    if average == "binary":
+        return per_class[..., 0]
+    if average != "macro":
+        raise ValueError(f"f1 average must be binary or macro, got {average!r}")
+    present = denominator > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (per_class * present).sum(-1) / present.sum(-1)
+
+
+def _f1_pair(per_item: Mapping[str, np.ndarray], average: str, resamples: int, seed: int,
+             confidence: float) -> FigureIntervals:
+    label = np.asarray(per_item["label"])
+    preds = {who: np.asarray(per_item[f"pred_{who}"]) for who in ("teacher", "student")}
+    seen = set(label.tolist()).union(*(v.tolist() for v in preds.values()))
+    classes = [1] if average == "binary" else sorted(seen)
+    width = 3 * len(classes)
+    cols = np.column_stack([_confusion_columns(preds[who], label, classes) for who in ("teacher", "student")])
+    sums = bootstrap_sums(cols, resamples, seed)  # the same indices as every other figure of these examples
+    f1 = {"teacher": f1_from_counts(sums[:, :width], average), "student": f1_from_counts(sums[:, width:], average)}
+    return _pair(lambda who: f1[who], confidence)
 
 
 FIDELITY_KEYS = ("agreement_top1", "kl_teacher_student", "js_divergence")
@@ -247,6 +294,7 @@ def report_intervals(
     resamples: int = RESAMPLES,
     seed: int = SEED,
     confidence: float = CONFIDENCE,
+    f1_average: str | None = None,
 ) -> ReportIntervals:
     """The report's `intervals`: task metrics (`pair_intervals`) and fidelity (`fidelity_intervals`) over the same
     resampled units.
@@ -257,6 +305,7 @@ def report_intervals(
         resamples: bootstrap resamples.
         seed: bootstrap seed.
         confidence: interval coverage.
+        f1_average: how the report's F1 averages ("binary" / "macro"); None: no F1 interval.
     """
     lengths = {len(v) for v in per_item.values()}
     if len(lengths) != 1:
@@ -265,7 +314,7 @@ def report_intervals(
     return ReportIntervals(
         unit=unit,
         num_units=lengths.pop(),
-        metrics=pair_intervals(per_item, **kwargs),
+        metrics=pair_intervals(per_item, f1_average=f1_average, **kwargs),
         fidelity=fidelity_intervals(per_item, **kwargs),
         confidence=confidence,
         resamples=resamples,

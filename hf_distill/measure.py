@@ -239,7 +239,8 @@ def evaluate_pair(
         benchmark=pb.settings,
         sample_quality=quality,
         # paired bootstrap over the evaluated examples/texts (per-item figures kept in memory by evaluate_models)
-        intervals=report_intervals(ev.per_item, ev.unit) if ev.per_item else None,
+        intervals=report_intervals(ev.per_item, ev.unit, f1_average=ev.details.get("f1_average"))
+        if ev.per_item else None,
     )
     if output_dir is not None:
         report.to_json(Path(output_dir))

@@ -168,3 +168,25 @@ def test_an_interval_with_low_above_high_is_refused(tmp_path):
     with pytest.raises(InvalidReport, match="intervals.metrics.accuracy.difference"):
         DistillationReport.from_dict(data)
     assert dataclasses.asdict(report.intervals)["num_units"] == 872
+
+
+@pytest.mark.parametrize("average,num_classes", [("binary", 2), ("macro", 3)])
+def test_f1_from_counts_equals_scikit_learn_and_its_interval_holds_the_figure(average, num_classes):
+    from sklearn.metrics import f1_score
+
+    from hf_distill.intervals import _confusion_columns, f1_from_counts
+
+    rng = np.random.default_rng(5)
+    label = rng.integers(0, num_classes, 400)
+    pred_t = np.where(rng.random(400) < 0.8, label, rng.integers(0, num_classes, 400))
+    pred_s = np.where(rng.random(400) < 0.75, label, rng.integers(0, num_classes, 400))
+    classes = [1] if average == "binary" else list(range(num_classes))
+    for pred in (pred_t, pred_s, np.zeros(400, dtype=int)):  # an all-zero prediction: F1 of absent classes
+        counts = _confusion_columns(pred, label, classes).sum(0)
+        assert f1_from_counts(counts, average) == pytest.approx(f1_score(label, pred, average=average))
+    ci = pair_intervals({"label": label, "pred_teacher": pred_t, "pred_student": pred_s}, f1_average=average)["f1"]
+    f1_t, f1_s = f1_score(label, pred_t, average=average), f1_score(label, pred_s, average=average)
+    assert ci.teacher.low < f1_t < ci.teacher.high and ci.student.low < f1_s < ci.student.high
+    assert ci.difference.low < f1_s - f1_t < ci.difference.high
+    same = pair_intervals({"label": label, "pred_teacher": pred_t, "pred_student": pred_t}, f1_average=average)
+    assert same["f1"].difference.as_tuple() == (0.0, 0.0)

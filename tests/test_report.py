@@ -282,6 +282,8 @@ def test_evaluate_pair_end_to_end_classifier(tiny_bert_cls_dir, tiny_bert_cls_st
     assert acc.student.low <= report.student.metrics["accuracy"] <= acc.student.high
     gap = report.student.metrics["accuracy"] - report.teacher.metrics["accuracy"]
     assert acc.difference.low <= gap <= acc.difference.high
+    f1 = iv.metrics["f1"]
+    assert f1.student.low <= report.student.metrics["f1"] <= f1.student.high
     assert iv.fidelity["agreement_top1"].low <= report.fidelity.agreement_top1 <= iv.fidelity["agreement_top1"].high
 
 
