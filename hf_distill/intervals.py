@@ -38,6 +38,7 @@ __all__ = [
     "f1_from_counts",
     "pair_intervals",
     "fidelity_intervals",
+    "difference_intervals",
     "report_intervals",
     "contains",
 ]
@@ -263,6 +264,36 @@ def _f1_pair(per_item: Mapping[str, np.ndarray], average: str, resamples: int, s
     sums = bootstrap_sums(cols, resamples, seed)  # the same indices as every other figure of these examples
     f1 = {"teacher": f1_from_counts(sums[:, :width], average), "student": f1_from_counts(sums[:, width:], average)}
     return _pair(lambda who: f1[who], confidence)
+
+
+def difference_intervals(
+    reference: Mapping[str, np.ndarray],
+    other: Mapping[str, np.ndarray],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+    f1_average: str | None = None,
+) -> dict[str, Interval | None]:
+    """Intervals of other − reference per metric, paired on the same units: e.g. an exported (int8) student against
+    the PyTorch student, both from evaluations of the same texts (the "student" vectors of each `per_item`).
+
+    Args:
+        reference: per-unit vectors of the reference evaluation (its ``*_student`` vectors are used).
+        other: per-unit vectors of the other evaluation, same units in the same order.
+        resamples: bootstrap resamples.
+        seed: bootstrap seed.
+        confidence: interval coverage.
+        f1_average: as in `pair_intervals`.
+    """
+    per_item: dict[str, np.ndarray] = {}
+    for key in ("correct", "nll", "pred"):
+        if f"{key}_student" in reference and f"{key}_student" in other:
+            per_item[f"{key}_teacher"] = reference[f"{key}_student"]
+            per_item[f"{key}_student"] = other[f"{key}_student"]
+    per_item.update({k: reference[k] for k in ("tokens", "label") if k in reference})
+    figures = pair_intervals(per_item, resamples=resamples, seed=seed, confidence=confidence, f1_average=f1_average)
+    return {name: f.difference for name, f in figures.items()}
 
 
 FIDELITY_KEYS = ("agreement_top1", "kl_teacher_student", "js_divergence")

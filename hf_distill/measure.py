@@ -14,7 +14,7 @@ from torch import nn
 from .benchmark import BenchmarkSettings, benchmark_pair, fixed_threads
 from .eval_data import EvalData, load_texts
 from .evaluation import evaluate_models
-from .intervals import report_intervals
+from .intervals import difference_intervals, report_intervals
 from .models import load_model
 from .report import DistillationReport, ModelFigures, VariantFigures, collect_environment, compute_ratios
 from .sample_quality import SampleSettings, measure_samples
@@ -214,6 +214,10 @@ def evaluate_pair(
                          student)
         for (name, ev_v), speed, disk in zip(variant_evals.items(), pb.extra_speeds, pb.extra_disk_bytes)
     ]
+    for variant, ev_v in zip(variants, variant_evals.values()):
+        if ev.per_item and ev_v.per_item:  # the same texts in the same order: paired on them
+            variant.difference_vs_student = difference_intervals(ev.per_item, ev_v.per_item,
+                                                                 f1_average=ev.details.get("f1_average"))
     report = DistillationReport(
         task=t.task.pipeline_tag,
         variants=variants,

@@ -110,6 +110,8 @@ class VariantFigures:
     # ONNX Runtime-only (``com.microsoft``) operators in the file, e.g. a fused ``Attention``: [] means standard ONNX
     # operators only (any runtime), None unknown (reports of minor < 4).
     onnxruntime_operators: list[str] | None = None
+    # 95% interval of variant − PyTorch student per metric, paired on the same examples (minor >= 6; {} before).
+    difference_vs_student: dict[str, Interval | None] = field(default_factory=dict)
 
 
 _REQUIRED_TOP = (
@@ -359,11 +361,23 @@ def _variant_cell(report: DistillationReport, variant: VariantFigures, label: st
         return fmt_metric(variant.fidelity.js_divergence)
     for name, value in f.metrics.items():
         if metric_label(name) == label:
+            vs_student = _vs_student(variant.difference_vs_student.get(name), name)
             if name in LOWER_IS_BETTER:
                 ratio = r.metric_ratio_to_teacher_by_metric.get(name)
-                return f"{fmt_metric(value)} ({fmt_ratio_to_teacher(ratio, name)})"
-            return f"{fmt_metric(value)} ({fmt_retained(r.metric_retained_pct_by_metric.get(name))})"
+                return f"{fmt_metric(value)} ({fmt_ratio_to_teacher(ratio, name)}{vs_student})"
+            return f"{fmt_metric(value)} ({fmt_retained(r.metric_retained_pct_by_metric.get(name))}{vs_student})"
     return "—"
+
+
+def _vs_student(difference: Interval | None, name: str) -> str:
+    """'; no measurable difference from the student: −0.3 to +0.2 points' (a variant's paired interval), or ''."""
+    if difference is None:
+        return ""
+    scale, unit = (100.0, " points") if name in FRACTION_METRICS else (1.0, "")
+    bounds = f"{fmt_signed(scale * difference.low, scale)} to {fmt_signed(scale * difference.high, scale)}{unit}"
+    if contains(difference.as_tuple(), 0.0):
+        return f"; {NO_DIFFERENCE} from the student: {bounds}"
+    return f"; {bounds} vs the student (95% CI)"
 
 
 def _with_variant_cells(report: DistillationReport, rows: list[tuple[str, str, str, str]]) -> list[tuple[str, ...]]:
@@ -407,6 +421,8 @@ def _build_variant(data: Any, where: str) -> VariantFigures:
         fidelity=_build(Fidelity, data.get("fidelity"), f"{where}.fidelity"),
         max_abs_logit_diff_vs_student=data.get("max_abs_logit_diff_vs_student"),
         onnxruntime_operators=data.get("onnxruntime_operators"),
+        difference_vs_student={k: None if v is None else _build(Interval, v, f"{where}.difference_vs_student.{k}")
+                               for k, v in (data.get("difference_vs_student") or {}).items()},
     )
 
 
@@ -824,6 +840,10 @@ def validate_report(report: DistillationReport) -> None:
         _check_number(f"{where}.figures.throughput_per_s", vf.throughput_per_s, low=0)
         _check_number(f"{where}.fidelity.agreement_top1", v.fidelity.agreement_top1, low=0, low_inclusive=True,
                       high=1)
+        for name, interval in v.difference_vs_student.items():
+            if interval is not None and not interval.low <= interval.high:
+                raise InvalidReport(f"report field '{where}.difference_vs_student.{name}' has low {interval.low} "
+                                    f"above high {interval.high}")
         for name, value in vf.metrics.items():
             if name in FRACTION_METRICS:
                 _check_number(f"{where}.figures.metrics.{name}", value, low=0, low_inclusive=True, high=1)

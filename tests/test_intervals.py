@@ -190,3 +190,27 @@ def test_f1_from_counts_equals_scikit_learn_and_its_interval_holds_the_figure(av
     assert ci.difference.low < f1_s - f1_t < ci.difference.high
     same = pair_intervals({"label": label, "pred_teacher": pred_t, "pred_student": pred_t}, f1_average=average)
     assert same["f1"].difference.as_tuple() == (0.0, 0.0)
+
+
+def test_a_variant_is_compared_with_the_student_on_the_same_examples():
+    from hf_distill.intervals import difference_intervals
+    from hf_distill.report import VariantFigures
+
+    student = _correct(872, 0.83, 0)
+    int8 = student.copy()
+    int8[:6] = 1 - int8[:6]  # the int8 file changes six predictions
+    diff = difference_intervals({"correct_student": student}, {"correct_student": int8})["accuracy"]
+    d = int8 - student
+    # six changed predictions among 872: the paired interval is about ±0.5 points, not the ±2.5 of each accuracy
+    assert diff.low <= d.mean() <= diff.high and diff.high - diff.low < 0.012
+    report = _with_intervals(0.903, (-0.008, 0.011))
+    figures = dataclasses.replace(report.student, name_or_path="onnx/model_quantized.onnx")
+    report.variants = [VariantFigures("Student ONNX int8", figures, report.ratios, report.fidelity,
+                                      difference_vs_student={"accuracy": Interval(-0.009, 0.003)})]
+    cell = dict((row[0], row[3]) for row in report.table_rows())["Accuracy"]
+    assert cell == "0.9030 (100.3% retained; no measurable difference from the student: −0.9 to +0.3 points)"
+    report.variants[0].difference_vs_student["accuracy"] = Interval(-0.02, -0.006)
+    cell = dict((row[0], row[3]) for row in report.table_rows())["Accuracy"]
+    assert cell.endswith("; −2.0 to −0.6 points vs the student (95% CI))")
+    back = DistillationReport.from_dict(report.to_dict())
+    assert back.variants[0].difference_vs_student == report.variants[0].difference_vs_student
