@@ -123,8 +123,8 @@ class PipelineArguments:
         default=None,
         metadata={"help": "Hold out a selection split from the training data: a number of rows (e.g. 500) or a share "
                   "of them (e.g. 0.1). It is never trained on and is what chooses among settings (the student's "
-                  "evaluation during training: eval_strategy, load_best_model_at_end, early stopping; `hf-distill "
-                  "plan`), while the report measures on the validation split. Default: no selection split."},
+                  "evaluation during training: eval_strategy, load_best_model_at_end; `hf-distill plan`), while the "
+                  "report measures on the validation split. Default: no selection split."},
     )
     selection_seed: int = field(default=0, metadata={"help": "Seed of the rows selection_size holds out."})
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})

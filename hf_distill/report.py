@@ -18,9 +18,10 @@ trained on published soft targets has `distillation.dataset` name the targets da
 train file and settings; a trimmed student has `distillation.vocabulary_changes` (the share of the validation
 text's tokens the trimming encodes differently). Minor 6 added `intervals` (95% paired percentile-bootstrap
 intervals of each model's metrics, of student − teacher and student / teacher, and of the fidelity figures, with the
-unit resampled and how many; see `hf_distill.intervals`) and the table cells that show them, and
+unit resampled and how many; see `hf_distill.intervals`), a variant's `difference_vs_student` (the paired interval of
+variant − PyTorch student per metric), the table cells that show them, and
 `evaluation.selected_on` (which rows chose among settings, e.g. a selection split held out of the training data);
-reports of earlier minors have neither, and read and render as they are.
+reports of earlier minors have none of these, and read and render as they are.
 """
 
 from __future__ import annotations

@@ -109,3 +109,16 @@ def test_plan_times_and_measures_on_the_selection_split(tmp_path, tiny_bert_cls_
                  "--json", str(out)]) == 0
     assert "timed on 4 texts of selection" in capsys.readouterr().out
     assert json.loads(out.read_text())["timed_on"] == "4 texts of the selection split"
+
+
+def test_a_bad_selection_size_is_one_line_before_anything_runs(tmp_path, tiny_bert_cls_dir):
+    from hf_distill.preflight import PreflightError
+
+    train, val = write_with_ids(tmp_path)
+    with pytest.raises(ValueError, match=r"^selection_size='ten' is invalid: give a number of training rows"):
+        parse_run_config(cls_config(tmp_path, tiny_bert_cls_dir, selection_size="ten"))
+    # more rows than the 48 training rows: reported by the check, before the teacher trains
+    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val), selection_size="48")
+    with pytest.raises(PreflightError, match="selection_size=48 holds out 48 of the 48 training rows"):
+        run_from_config(cfg)
+    assert not (tmp_path / "run" / "teacher").exists()
