@@ -122,3 +122,12 @@ def test_a_bad_selection_size_is_one_line_before_anything_runs(tmp_path, tiny_be
     with pytest.raises(PreflightError, match="selection_size=48 holds out 48 of the 48 training rows"):
         run_from_config(cfg)
     assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_selection_size_with_published_soft_targets_is_refused(tmp_path, tiny_bert_cls_dir):
+    from hf_distill.preflight import check_run
+
+    pipe = pipeline(tmp_path, tiny_bert_cls_dir, selection_size="8", soft_targets=str(tmp_path / "targets"))
+    problems = check_run(pipe.args, pipe.config, data=pipe.data)
+    assert any(p.startswith("selection_size with soft_targets: the student trains on the published rows")
+               for p in problems)
