@@ -21,6 +21,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from hf_distill.atomic import disk_space_for
 from hf_distill.report import (
     LOWER_IS_BETTER,
+    NO_DIFFERENCE,
     REPORT_FILENAME,
     DistillationReport,
     check_finite,
@@ -30,6 +31,7 @@ from hf_distill.report import (
     fmt_rate,
     fmt_ratio_to_teacher,
     fmt_x,
+    interval_phrase,
     metric_label,
     recommended_variant,
     validate_report,
@@ -269,10 +271,11 @@ def card_variables(
     else:
         retained = f"has a {label.lower()} whose retention is undefined because the teacher scores 0"
     layers = f"{s.num_layers}-layer " if s.num_layers else ""
+    phrase = interval_phrase(report, primary)
     summary = (
         f"**{model_name}** is a {layers}student distilled from {_model_display(t.name_or_path)} "
         f"for {report.task}. On {_dataset_display(ev['dataset'])} it {retained} "
-        f"({fmt_metric(s.metrics[primary])} vs {fmt_metric(t.metrics[primary])}) "
+        f"({fmt_metric(s.metrics[primary])} vs {fmt_metric(t.metrics[primary])}{'; ' + phrase if phrase else ''}) "
         f"while being {fmt_x(r.size_x)} smaller on disk "
         f"({fmt_mb(s.disk_bytes)} MB vs {fmt_mb(t.disk_bytes)} MB) with {fmt_x(r.speedup_x)} the teacher's throughput "
         f"at batch {bench['batch_size']}, and its top-1 prediction agrees with the teacher's on "
@@ -337,6 +340,8 @@ def card_variables(
         "table_header": [_cell(c) for c in report.table_columns()],
         "table_rows": [tuple(_cell(c) for c in row) for row in report.table_rows()],
         "samples_note": _samples_note(report),
+        "intervals_note": _intervals_note(report),
+        "selection_note": _selection_note(report),
         "repo_id": repo_id,
         "pipeline_tag": report.task,
         **_onnx_variables(report, repo_id),
@@ -353,6 +358,33 @@ def card_variables(
         "environment_rows": environment_rows,
         "hf_distill_version": _version(),
     }
+
+
+def _intervals_note(report: DistillationReport) -> str:
+    """What the figures in parentheses are: the interval method, the unit resampled and how many ('' without)."""
+    iv = report.intervals
+    if iv is None:
+        return ""
+    what = f"the {iv.num_units} evaluated {iv.unit}"
+    unit = {"examples": "example", "texts": "text"}.get(iv.unit, "item")
+    per = (" Perplexity is resampled by text: each text's summed NLL and scored-token count." if "perplexity" in
+           iv.metrics else "")
+    fidelity = f" Fidelity (agreement, KL, JS) is resampled over the same {iv.unit}." if iv.fidelity else ""
+    return (
+        f"Figures in parentheses are {round(100 * iv.confidence)}% confidence intervals: a {iv.method} over {what} "
+        f"({iv.resamples} resamples, seed {iv.seed}). Teacher and student are resampled on the same {unit} indices, "
+        "so the student-vs-teacher intervals are those of the difference and of the ratio themselves; "
+        f"\"{NO_DIFFERENCE}\" means the interval of the difference includes 0.{per}{fidelity}"
+    )
+
+
+def _selection_note(report: DistillationReport) -> str:
+    """Which rows chose among settings and which measured the figures ('' for reports that do not say)."""
+    chosen = report.evaluation.get("selected_on")
+    if not chosen:
+        return ""
+    split = report.evaluation.get("split") or "evaluation"
+    return f"Chosen on: {chosen}. Measured on: the {split} split ({report.evaluation['num_samples']} rows)."
 
 
 def _samples_note(report: DistillationReport) -> str:

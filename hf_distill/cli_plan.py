@@ -84,12 +84,15 @@ def _run_plan(args: argparse.Namespace) -> int:
     data = run_data.splits()
     text = run_data.text_column()
     split = pipe_args.validation_split if pipe_args.validation_split in data else pipe_args.train_split
-    texts = [t for t in data[split][text][: args.texts] if isinstance(t, str) and t.strip()]
+    timing = data[split]
+    if run_data.selection() is not None:  # choices are made on the selection split, never on the reported one
+        split, timing = "selection", run_data.selection()
+    texts = [t for t in timing[text][: args.texts] if isinstance(t, str) and t.strip()]
     settings = BenchmarkSettings(batch_size=pipe_args.benchmark_batch_size, throughput_runs=pipe_args.benchmark_runs,
                                  latency_runs=max(20, pipe_args.benchmark_runs), max_length=pipe_args.max_length,
                                  threads=pipe_args.benchmark_threads)
     plans = plan_students(teacher, tokenizer, texts, layers=layers, intermediate_sizes=widths, trim=trim,
-                          trimming_texts=data[pipe_args.train_split][text] if any(trim) else None,
+                          trimming_texts=run_data.train()[text] if any(trim) else None,
                           settings=settings, strategy=pipe_args.student_layer_strategy,
                           min_corpus_tokens=pipe_args.trim_min_corpus_tokens)
     params = count_parameters(teacher)[0]

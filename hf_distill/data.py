@@ -279,12 +279,64 @@ def to_label_ids(ds: Dataset, label_column: str, names: list[str], *, unlabelled
     return ds.map(convert, remove_columns=[label_column], features=features)
 
 
+def parse_selection_size(value: str | int | float | None) -> int | float | None:
+    """`selection_size` as rows (an integer, e.g. "500") or a share of the training rows (a fraction in (0, 1),
+    e.g. "0.1"), as `datasets.Dataset.train_test_split` reads `test_size`; None when not set.
+
+    Raises:
+        ValueError: one line naming the value and what is accepted.
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None
+    text = str(value).strip()
+    try:
+        size: int | float = int(text) if text.lstrip("+").isdigit() else float(text)
+    except ValueError:
+        size = -1
+    if isinstance(size, int) and size >= 1 or isinstance(size, float) and 0.0 < size < 1.0:
+        return size
+    raise ValueError(f"selection_size={value!r} is invalid: give a number of training rows (an integer >= 1, e.g. 500) "
+                     "or a share of them (a fraction between 0 and 1, e.g. 0.1)")
+
+
+def selection_split(num_rows: int, size: int | float, seed: int) -> tuple[list[int], list[int]]:
+    """Row indices (kept for training, held out for selection) of a training split of `num_rows` rows.
+
+    The held-out rows are a seeded random choice (`numpy.random.default_rng(seed).permutation`), so the same
+    (num_rows, size, seed) always hold out the same rows; both lists are in the data's order.
+
+    Args:
+        num_rows: rows in the training split.
+        size: rows to hold out (int) or their share (float in (0, 1), rounded up as `train_test_split` does).
+        seed: the selection seed.
+
+    Raises:
+        ValueError: when the selection would leave no training row or hold out none.
+    """
+    import math
+
+    import numpy as np
+
+    held = size if isinstance(size, int) else math.ceil(size * num_rows)
+    if not 1 <= held < num_rows:
+        raise ValueError(f"selection_size={size} holds out {held} of the {num_rows} training rows: it must leave "
+                         "at least one row for training and hold out at least one; lower or raise it")
+    chosen = np.zeros(num_rows, dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(num_rows)[:held]] = True
+    return np.flatnonzero(~chosen).tolist(), np.flatnonzero(chosen).tolist()
+
+
 class RunData:
     """The data of one run, loaded once: splits, text column, class names, training rows, tokenized sets.
 
+    With `selection_size`, a selection split is held out of the training split (`selection_split`, seeded by
+    `selection_seed`): `train()` is then the rest, which every stage trains on, and `selection()` the held-out rows,
+    which choose among settings (the student's evaluation during training, `hf-distill plan`); the validation split
+    stays for the report.
+
     Args:
         args: the run's `PipelineArguments` (data fields: dataset, train_file, validation_file, splits, columns,
-            class_names, num_labelled, num_transfer, max_length, task).
+            class_names, num_labelled, num_transfer, max_length, task, selection_size, selection_seed).
         seed: shuffling seed for the labelled/transfer selection.
     """
 
@@ -292,6 +344,7 @@ class RunData:
         self.args = args
         self.seed = seed
         self._splits: DatasetDict | None = None
+        self._rows: tuple[list[int], list[int]] | None = None
 
     @property
     def classification(self) -> bool:
@@ -319,8 +372,29 @@ class RunData:
             self._splits = splits
         return self._splits
 
+    def selection_size(self) -> int | float | None:
+        return parse_selection_size(getattr(self.args, "selection_size", None))
+
+    def selection_rows(self) -> tuple[list[int], list[int]] | None:
+        """(training, selection) row indices of the training split, or None without a selection split."""
+        size = self.selection_size()
+        if size is None:
+            return None
+        if self._rows is None:
+            n = len(self.splits()[self.args.train_split])
+            self._rows = selection_split(n, size, int(getattr(self.args, "selection_seed", 0)))
+        return self._rows
+
     def train(self) -> Dataset:
-        return self.splits()[self.args.train_split]
+        """The rows the run trains on: the training split, less the selection split when there is one."""
+        train = self.splits()[self.args.train_split]
+        rows = self.selection_rows()
+        return train if rows is None else train.select(rows[0])
+
+    def selection(self) -> Dataset | None:
+        """The held-out selection rows (never trained on), or None without `selection_size`."""
+        rows = self.selection_rows()
+        return None if rows is None else self.splits()[self.args.train_split].select(rows[1])
 
     def validation(self, max_samples: int | None = None) -> Dataset | None:
         if self.args.validation_split not in self.splits():
@@ -332,7 +406,8 @@ class RunData:
         return text_column_of(self.train(), self.args.text_column)
 
     def label_names(self) -> list[str]:
-        return label_names(self.train(), self.args.label_column, self.args.class_names)
+        # the whole training split: a class seen only in the selection rows is still one of the classes
+        return label_names(self.splits()[self.args.train_split], self.args.label_column, self.args.class_names)
 
     def fingerprint(self) -> dict[str, str]:
         """What identifies the data's contents: SHA-256 of local files, else `datasets`' fingerprint per split.

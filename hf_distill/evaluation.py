@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,6 +83,12 @@ class PairEvaluation:
     num_samples: int
     metric_sources: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    # Per-unit vectors the report's bootstrap intervals resample (`hf_distill.intervals`): per example for
+    # classification (correct_teacher/_student, agree/kl/js/items), per text for LMs (nll_teacher/_student and
+    # tokens: per-text NLL sums and scored-token counts; correct_* per text for masked-token accuracy).
+    # Kept in memory only; the report stores the intervals.
+    per_item: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    unit: str = "examples"
 
 
 def _batches(n: int, size: int):
@@ -251,6 +258,9 @@ def _evaluate_classification(
                 "f1": float(f1.compute(predictions=preds, references=refs, average=average)["f1"]),
             }
         )
+    per_item = {"label": np.asarray(refs), "pred_teacher": np.asarray(preds_t), "pred_student": np.asarray(preds_s)}
+    per_item.update({f"correct_{who}": (per_item[f"pred_{who}"] == per_item["label"]).astype(np.float64)
+                     for who in ("teacher", "student")})
     return PairEvaluation(
         task=task.pipeline_tag,
         teacher_metrics=metrics[0],
@@ -259,6 +269,7 @@ def _evaluate_classification(
         num_samples=len(texts),
         metric_sources={"accuracy": acc_src, "f1": f1_src},
         details={"f1_average": average, "max_length": limit},
+        per_item={**per_item, **fid.per_unit(len(texts))},
     )
 
 
@@ -292,6 +303,7 @@ def _evaluate_lm(
     nll = ([], [])
     counts: list[int] = []
     correct = ([], [])
+    correct_per_text = ([], [])  # per text, for the intervals
     fid = FidelityAccumulator()
     for sl in _batches(len(texts), batch_size):
         enc = tok(
@@ -316,17 +328,22 @@ def _evaluate_lm(
         model_inputs = {k: v.to(device) for k, v in model_inputs.items()}
         counts += valid.sum(-1).tolist()
         rows_nll = torch.zeros(2, valid.shape[0], dtype=torch.float64)
+        rows_correct = torch.zeros(2, valid.shape[0], dtype=torch.long)  # per text, for the intervals
         valid_targets = targets[valid]
         for part, rows, (lt, ls) in _valid_logits_in_chunks((teacher, student), model_inputs, task, valid, vocab):
             lt, ls = align_vocab(lt, ls, vocab)
-            fid.update(lt, ls)
+            fid.update(lt, ls, units=rows + sl.start)  # per text, for the intervals
             for k, logits in enumerate((lt, ls)):
                 token_nll = F.cross_entropy(logits, valid_targets[part], reduction="none")
                 rows_nll[k].index_add_(0, rows, token_nll.double())
                 if "accuracy" in task.metrics:
-                    correct[k].extend((logits.argmax(-1) == valid_targets[part]).long().tolist())
+                    hit = (logits.argmax(-1) == valid_targets[part]).long()
+                    correct[k].extend(hit.tolist())
+                    rows_correct[k].index_add_(0, rows, hit)
         for k in range(2):
             nll[k].extend(rows_nll[k].tolist())
+            if "accuracy" in task.metrics:
+                correct_per_text[k].extend(rows_correct[k].tolist())
     ppl, ppl_src = load_metric("perplexity", "local")
     sources = {"perplexity": ppl_src}
     per_model = [
@@ -344,4 +361,15 @@ def _evaluate_lm(
     details: dict[str, Any] = {"scored_tokens": int(sum(counts)), "max_length": limit}
     if task.masks_inputs:
         details.update(mask_probability=mask_probability, seed=seed)
-    return PairEvaluation(task.pipeline_tag, per_model[0], per_model[1], fid.result(), len(texts), sources, details)
+    return PairEvaluation(task.pipeline_tag, per_model[0], per_model[1], fid.result(), len(texts), sources, details,
+                          per_item=_per_text(nll, counts, correct_per_text, fid, len(texts)), unit="texts")
+
+
+def _per_text(nll, counts, correct_per_text, fid: FidelityAccumulator, num_texts: int) -> dict[str, np.ndarray]:
+    """The per-text vectors the report's intervals resample: NLL sums, scored tokens, correct tokens, fidelity."""
+    per_text = {"nll_teacher": np.asarray(nll[0]), "nll_student": np.asarray(nll[1]),
+                "tokens": np.asarray(counts, dtype=np.float64)}
+    if correct_per_text[0]:
+        per_text.update(correct_teacher=np.asarray(correct_per_text[0], dtype=np.float64),
+                        correct_student=np.asarray(correct_per_text[1], dtype=np.float64))
+    return {**per_text, **fid.per_unit(num_texts)}

@@ -6,8 +6,9 @@ causal-LM valid positions are `losses.causal_lm_valid_mask`, the same rule train
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from . import losses
@@ -56,25 +57,57 @@ def align_vocab(
 
 @dataclass
 class FidelityAccumulator:
-    """Streams (N, C) teacher/student logits over batches; `result()` gives the means over all items."""
+    """Streams (N, C) teacher/student logits over batches; `result()` gives the means over all items.
+
+    Each item also belongs to a unit (an example, or the text a token position comes from); `per_unit()` gives the
+    per-unit sums the report's bootstrap intervals resample (`hf_distill.intervals`).
+    """
 
     temperature: float = 1.0
     agree: int = 0
     kl_sum: float = 0.0
     js_sum: float = 0.0
     count: int = 0
+    # per item: (unit, agree, kl, js), kept as float64 numpy arrays (a few bytes per item)
+    _items: list[tuple[np.ndarray, ...]] = field(default_factory=list, repr=False)
 
-    def update(self, teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> None:
-        """Add items; both tensors are (N, C) for the N items that count (padding already removed)."""
+    def update(
+        self, teacher_logits: torch.Tensor, student_logits: torch.Tensor, units: torch.Tensor | None = None
+    ) -> None:
+        """Add items; both tensors are (N, C) for the N items that count (padding already removed).
+
+        Args:
+            teacher_logits: (N, C) teacher logits.
+            student_logits: (N, C) student logits.
+            units: (N,) the unit index of each item (e.g. its text's row); default: each item is a unit of its own,
+                numbered after those added before.
+        """
         if teacher_logits.shape != student_logits.shape:
             raise ValueError(
                 "teacher/student logits differ in shape: "
                 f"{tuple(teacher_logits.shape)} vs {tuple(student_logits.shape)}"
             )
-        self.agree += int(top1_agreement(teacher_logits, student_logits).sum())
-        self.kl_sum += float(kl_divergence(teacher_logits, student_logits, self.temperature).double().sum())
-        self.js_sum += float(js_divergence(teacher_logits, student_logits, self.temperature).double().sum())
-        self.count += int(teacher_logits.shape[0])
+        agree = top1_agreement(teacher_logits, student_logits)
+        kl = kl_divergence(teacher_logits, student_logits, self.temperature).double()
+        js = js_divergence(teacher_logits, student_logits, self.temperature).double()
+        n = int(teacher_logits.shape[0])
+        unit = np.arange(self.count, self.count + n) if units is None else units.detach().cpu().numpy()
+        self._items.append((unit, *(x.detach().cpu().double().numpy() for x in (agree, kl, js))))
+        self.agree += int(agree.sum())
+        self.kl_sum += float(kl.sum())
+        self.js_sum += float(js.sum())
+        self.count += n
+
+    def per_unit(self, num_units: int) -> dict[str, np.ndarray]:
+        """Per-unit sums ``agree``, ``kl``, ``js`` and the unit's item count ``items`` (units without items: 0)."""
+        parts = list(zip(*self._items)) or [[np.zeros(0)]] * 4
+        unit, agree, kl, js = (np.concatenate(p) for p in parts)
+        unit = unit.astype(np.int64)
+        sums = {name: np.bincount(unit, weights=v, minlength=num_units) for name, v in
+                (("agree", agree), ("kl", kl), ("js", js), ("items", np.ones_like(agree)))}
+        if any(len(v) != num_units for v in sums.values()):
+            raise ValueError(f"fidelity items name units beyond the {num_units} evaluated")
+        return sums
 
     def result(self) -> Fidelity:
         """Mean agreement, KL and JS; raises when no item was added."""

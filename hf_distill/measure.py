@@ -14,6 +14,7 @@ from torch import nn
 from .benchmark import BenchmarkSettings, benchmark_pair, fixed_threads
 from .eval_data import EvalData, load_texts
 from .evaluation import evaluate_models
+from .intervals import difference_intervals, report_intervals
 from .models import load_model
 from .report import DistillationReport, ModelFigures, VariantFigures, collect_environment, compute_ratios
 from .sample_quality import SampleSettings, measure_samples
@@ -96,6 +97,7 @@ def evaluate_pair(
     include_exports: bool = True,
     samples: SampleSettings | None = None,
     measure_sample_quality: bool = True,
+    selected_on: str | None = None,
 ) -> DistillationReport:
     """Load both models, evaluate and benchmark them on the same data, and build the report.
 
@@ -112,6 +114,12 @@ def evaluate_pair(
     For causal LMs (unless `measure_sample_quality` is False) both models also continue prompts made from the
     evaluation texts, and the teacher scores each model's samples (`hf_distill.sample_quality`, settings
     `samples`, default `SampleSettings()`): the report's `sample_quality`.
+
+    `selected_on` says which rows chose among settings (e.g. a selection split held out of the training data); it
+    is recorded as `evaluation.selected_on` and the card states it beside the split that measured.
+
+    The report's `intervals` are 95% paired bootstrap intervals over the evaluated examples (texts for LMs), see
+    `hf_distill.intervals`.
     """
     t = load_model(teacher, task, trust_remote_code=trust_remote_code, role="teacher")
     s = load_model(student, task or t.task, trust_remote_code=trust_remote_code, role="student")
@@ -206,6 +214,10 @@ def evaluate_pair(
                          student)
         for (name, ev_v), speed, disk in zip(variant_evals.items(), pb.extra_speeds, pb.extra_disk_bytes)
     ]
+    for variant, ev_v in zip(variants, variant_evals.values()):
+        if ev.per_item and ev_v.per_item:  # the same texts in the same order: paired on them
+            variant.difference_vs_student = difference_intervals(ev.per_item, ev_v.per_item,
+                                                                 f1_average=ev.details.get("f1_average"))
     report = DistillationReport(
         task=t.task.pipeline_tag,
         variants=variants,
@@ -226,9 +238,13 @@ def evaluate_pair(
             "measure_seconds": round(time.perf_counter() - started, 3),
             **ev.details,
             **({"sample_seconds": sample_seconds} if quality is not None else {}),
+            **({"selected_on": selected_on} if selected_on else {}),
         },
         benchmark=pb.settings,
         sample_quality=quality,
+        # paired bootstrap over the evaluated examples/texts (per-item figures kept in memory by evaluate_models)
+        intervals=report_intervals(ev.per_item, ev.unit, f1_average=ev.details.get("f1_average"))
+        if ev.per_item else None,
     )
     if output_dir is not None:
         report.to_json(Path(output_dir))

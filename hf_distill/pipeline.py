@@ -119,6 +119,14 @@ class PipelineArguments:
     soft_targets_repo_id: str | None = field(
         default=None, metadata={"help": "Dataset repo for push_soft_targets (default: <hub_model_id>-soft-targets)."}
     )
+    selection_size: str | None = field(
+        default=None,
+        metadata={"help": "Hold out a selection split from the training data: a number of rows (e.g. 500) or a share "
+                  "of them (e.g. 0.1). It is never trained on and is what chooses among settings (the student's "
+                  "evaluation during training: eval_strategy, load_best_model_at_end; `hf-distill plan`), while the "
+                  "report measures on the validation split. Default: no selection split."},
+    )
+    selection_seed: int = field(default=0, metadata={"help": "Seed of the rows selection_size holds out."})
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})
     eval_sample_prompts: int = field(
         default=32, metadata={"help": "Causal LMs: prompts (first tokens of evaluation texts) both models continue, "
@@ -174,8 +182,10 @@ class PipelineArguments:
         if self.eval_sample_prompts < 0 or self.eval_sample_new_tokens < 1:
             raise ValueError(f"eval_sample_prompts={self.eval_sample_prompts!r} must be >= 0 (0 skips the measure) and "
                              f"eval_sample_new_tokens={self.eval_sample_new_tokens!r} >= 1")
+        from .data import parse_selection_size
         from .students import check_compression_arguments
 
+        parse_selection_size(self.selection_size)
         check_compression_arguments(self)
 
 
@@ -495,7 +505,7 @@ class Pipeline:
                                                prompt_tokens=self.args.prompt_tokens, text_column=self.data.text_column())
         else:
             train = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer)
-        eval_data = self.data.validation(self.args.eval_max_samples)
+        eval_data = self.choosing_rows()
         if eval_data is not None:
             if self.classification:
                 eval_data = to_label_ids(eval_data, self.args.label_column, self.teacher_names())
@@ -526,7 +536,31 @@ class Pipeline:
         self.dist.wait_for_everyone()
         return {"train_seconds": round(seconds, 1), "resumed_from": last, "global_step": result.global_step,
                 "train_loss": result.training_loss, "rows": len(train), "trimming": trimming,
-                "eval": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+                "eval": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                "eval_split": "selection" if self.data.selection() is not None else self.args.validation_split}
+
+    # -- selection: which rows choose among settings -------------------------------------------------------------
+
+    def choosing_rows(self):
+        """The rows the student's evaluation during training reads (what early stopping and
+        load_best_model_at_end choose on): the selection split when there is one, else the validation split."""
+        selection = self.data.selection()
+        return selection if selection is not None else self.data.validation(self.args.eval_max_samples)
+
+    def selected_on(self) -> str:
+        """Which rows chose among settings in this run, in words, for the report and the card."""
+        evaluated = self.config.eval_strategy != "no"
+        how = ("the student's evaluations during training"
+               + (" (load_best_model_at_end picked the checkpoint)" if self.config.load_best_model_at_end else ""))
+        rows = self.data.selection_rows()
+        if rows is not None:
+            held = (f"a selection split of {len(rows[1])} rows held out of the {self.args.train_split} split "
+                    f"(selection_seed {self.args.selection_seed}), never trained on")
+            return f"{held}; {how} read it" if evaluated else f"{held} (this run's training evaluated nothing)"
+        if evaluated and self.data.validation() is not None:
+            return (f"the {self.args.validation_split} split, the same rows these figures are measured on: {how} "
+                    "read it (set selection_size to hold out a selection split)")
+        return "nothing in this run (no evaluation during training)"
 
     # -- stages 4-6: evaluation, card, push ---------------------------------------------------------------------
 
@@ -608,7 +642,7 @@ class Pipeline:
             str(self.teacher_dir), str(self.student_dir), self._validation_file_or_data(), task=None,
             max_samples=self.args.eval_max_samples, max_length=self.args.max_length, threads=self.args.benchmark_threads,
             benchmark=bench, distillation=settings, training=training, output_dir=str(self.student_dir),
-            **self._sample_arguments(),
+            selected_on=self.selected_on(), **self._sample_arguments(),
         )
         return {"report": "student/distillation_report.json", "ratios": asdict(report.ratios) if hasattr(report, "ratios") else None}
 

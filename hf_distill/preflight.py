@@ -181,6 +181,10 @@ def check_run(
         problems.append("push_soft_targets publishes in the push stage: set push_to_hub: true (and hub_model_id)")
     if args.push_soft_targets and args.soft_targets:
         problems.append("push_soft_targets with soft_targets: these targets are published already; drop one of them")
+    if args.soft_targets and getattr(args, "selection_size", None) is not None:
+        # the published rows are not this run's training split: the held-out rows could be among them
+        problems.append("selection_size with soft_targets: the student trains on the published rows, which may hold "
+                        "the rows selection_size holds out of this run's data; drop one of them")
     _check_repo_id(args.soft_targets_repo_id, "soft_targets_repo_id", problems)
     if args.soft_targets and not Path(args.soft_targets).is_dir():
         _check_repo_id(args.soft_targets, "soft_targets (not a local folder, so a Hub dataset id)", problems)

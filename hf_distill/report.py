@@ -16,7 +16,12 @@ its rows; reports of earlier minors have none, and read as they are. Minor 4 add
 trained on published soft targets has `distillation.dataset` name the targets dataset (its repo id), with
 `soft_targets_revision` (the commit read) and `labelled_rows` / `transfer_rows` counted in its rows, not the run's
 train file and settings; a trimmed student has `distillation.vocabulary_changes` (the share of the validation
-text's tokens the trimming encodes differently).
+text's tokens the trimming encodes differently). Minor 6 added `intervals` (95% paired percentile-bootstrap
+intervals of each model's metrics, of student − teacher and student / teacher, and of the fidelity figures, with the
+unit resampled and how many; see `hf_distill.intervals`), a variant's `difference_vs_student` (the paired interval of
+variant − PyTorch student per metric), the table cells that show them, and
+`evaluation.selected_on` (which rows chose among settings, e.g. a selection split held out of the training data);
+reports of earlier minors have none of these, and read and render as they are.
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import disk_space_for
+from .intervals import Interval, ReportIntervals, contains
 from .sample_quality import SampleFigures, SampleQuality
 from .tasks import all_tasks
 
 SCHEMA_VERSION = 1
-SCHEMA_MINOR = 5
+SCHEMA_MINOR = 6
 REPORT_FILENAME = "distillation_report.json"
 # A report names its task by pipeline tag; the per-task rules (headline metric, which way is good) are the Task's.
 TASKS = tuple(t.pipeline_tag for t in all_tasks())
@@ -106,6 +112,8 @@ class VariantFigures:
     # ONNX Runtime-only (``com.microsoft``) operators in the file, e.g. a fused ``Attention``: [] means standard ONNX
     # operators only (any runtime), None unknown (reports of minor < 4).
     onnxruntime_operators: list[str] | None = None
+    # 95% interval of variant − PyTorch student per metric, paired on the same examples (minor >= 6; {} before).
+    difference_vs_student: dict[str, Interval | None] = field(default_factory=dict)
 
 
 _REQUIRED_TOP = (
@@ -148,6 +156,9 @@ class DistillationReport:
     # Causal LMs: how the teacher scores each model's own samples, and their diversity (None for other tasks,
     # when the measure was switched off, and in reports of minor < 3). The prompts come from `evaluation`'s data.
     sample_quality: SampleQuality | None = None
+    # 95% confidence intervals of the metrics and fidelity (None in reports of minor < 6 and where no per-item
+    # figures were kept, e.g. a report built by hand).
+    intervals: ReportIntervals | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -182,6 +193,8 @@ class DistillationReport:
         kwargs["variants"] = [_build_variant(v, f"variants[{i}]") for i, v in enumerate(data.get("variants") or [])]
         if data.get("sample_quality") is not None:
             kwargs["sample_quality"] = _build_sample_quality(data["sample_quality"])
+        if data.get("intervals") is not None:
+            kwargs["intervals"] = ReportIntervals.from_dict(data["intervals"])
         minor = data.get("schema_minor", 0)
         if not isinstance(minor, int) or isinstance(minor, bool) or minor < 0:
             raise ValueError(f"report field 'schema_minor' must be a non-negative integer, got {minor!r}")
@@ -293,19 +306,24 @@ class DistillationReport:
         for name in ordered_metrics(t.metrics, r.primary_metric):
             if name not in s.metrics:
                 continue
+            ci = self.intervals.metrics.get(name) if self.intervals else None
             rows.append(
                 (
                     metric_label(name),
-                    fmt_metric(t.metrics[name]),
-                    fmt_metric(s.metrics[name]),
+                    fmt_metric(t.metrics[name]) + fmt_bounds(ci and ci.teacher, fmt_metric),
+                    fmt_metric(s.metrics[name]) + fmt_bounds(ci and ci.student, fmt_metric),
                     metric_comparison(self, name),
                 )
             )
         rows += _sample_rows(self.sample_quality)
         f = self.fidelity
-        rows.append(("Top-1 agreement with teacher", "—", fmt_pct(100.0 * f.agreement_top1), ""))
-        rows.append(("KL(teacher ‖ student), nats", "—", fmt_metric(f.kl_teacher_student), ""))
-        rows.append(("Jensen–Shannon divergence, nats", "—", fmt_metric(f.js_divergence), ""))
+        fid = self.intervals.fidelity if self.intervals else {}
+        rows.append(("Top-1 agreement with teacher", "—", fmt_pct(100.0 * f.agreement_top1)
+                     + fmt_bounds(fid.get("agreement_top1"), lambda v: fmt_pct(100.0 * v)), ""))
+        rows.append(("KL(teacher ‖ student), nats", "—", fmt_metric(f.kl_teacher_student)
+                     + fmt_bounds(fid.get("kl_teacher_student"), fmt_metric), ""))
+        rows.append(("Jensen–Shannon divergence, nats", "—", fmt_metric(f.js_divergence)
+                     + fmt_bounds(fid.get("js_divergence"), fmt_metric), ""))
         return rows
 
 
@@ -357,11 +375,23 @@ def _variant_cell(report: DistillationReport, variant: VariantFigures, label: st
         return fmt_metric(variant.fidelity.js_divergence)
     for name, value in f.metrics.items():
         if metric_label(name) == label:
+            vs_student = _vs_student(variant.difference_vs_student.get(name), name)
             if name in LOWER_IS_BETTER:
                 ratio = r.metric_ratio_to_teacher_by_metric.get(name)
-                return f"{fmt_metric(value)} ({fmt_ratio_to_teacher(ratio, name)})"
-            return f"{fmt_metric(value)} ({fmt_retained(r.metric_retained_pct_by_metric.get(name))})"
+                return f"{fmt_metric(value)} ({fmt_ratio_to_teacher(ratio, name)}{vs_student})"
+            return f"{fmt_metric(value)} ({fmt_retained(r.metric_retained_pct_by_metric.get(name))}{vs_student})"
     return "—"
+
+
+def _vs_student(difference: Interval | None, name: str) -> str:
+    """'; no measurable difference from the student: −0.3 to +0.2 points' (a variant's paired interval), or ''."""
+    if difference is None:
+        return ""
+    scale, unit = (100.0, " points") if name in FRACTION_METRICS else (1.0, "")
+    bounds = f"{fmt_signed(scale * difference.low, scale)} to {fmt_signed(scale * difference.high, scale)}{unit}"
+    if contains(difference.as_tuple(), 0.0):
+        return f"; {NO_DIFFERENCE} from the student: {bounds}"
+    return f"; {bounds} vs the student (95% CI)"
 
 
 def _with_variant_cells(report: DistillationReport, rows: list[tuple[str, str, str, str]]) -> list[tuple[str, ...]]:
@@ -405,6 +435,8 @@ def _build_variant(data: Any, where: str) -> VariantFigures:
         fidelity=_build(Fidelity, data.get("fidelity"), f"{where}.fidelity"),
         max_abs_logit_diff_vs_student=data.get("max_abs_logit_diff_vs_student"),
         onnxruntime_operators=data.get("onnxruntime_operators"),
+        difference_vs_student={k: None if v is None else _build(Interval, v, f"{where}.difference_vs_student.{k}")
+                               for k, v in (data.get("difference_vs_student") or {}).items()},
     )
 
 
@@ -526,16 +558,69 @@ def format_table_rows(report: DistillationReport) -> list[tuple[str, str, str, s
 
 def metric_comparison(report: DistillationReport, name: str) -> str:
     """The "student vs teacher" cell of metric `name`: "97.3% retained" for higher-is-better metrics,
-    "1.03× the teacher's perplexity" for lower-is-better ones."""
+    "1.03× the teacher's perplexity" for lower-is-better ones; with the report's intervals, their 95% intervals
+    and the number of units behind them, or "no measurable difference: ..." where the interval of the paired
+    difference includes 0 (see `interval_phrase`)."""
     t, s, r = report.teacher.metrics[name], report.student.metrics[name], report.ratios
     if name in LOWER_IS_BETTER:
         ratio = r.metric_ratio_to_teacher_by_metric.get(name, ratio_to_teacher(t, s))
-        return fmt_ratio_to_teacher(ratio, name)
-    if name in r.metric_retained_pct_by_metric:
-        pct = r.metric_retained_pct_by_metric[name]
+        cell = fmt_ratio_to_teacher(ratio, name)
     else:
-        pct = _retained_or_none(t, s, False)
-    return fmt_retained(pct)
+        if name in r.metric_retained_pct_by_metric:
+            pct = r.metric_retained_pct_by_metric[name]
+        else:
+            pct = _retained_or_none(t, s, False)
+        cell = fmt_retained(pct)
+    phrase = interval_phrase(report, name)
+    if phrase is None:
+        return cell
+    return f"{phrase} ({cell})" if phrase.startswith(NO_DIFFERENCE) else f"{cell}; {phrase}"
+
+
+NO_DIFFERENCE = "no measurable difference"
+
+
+def interval_phrase(report: DistillationReport, name: str) -> str | None:
+    """How the paired intervals of metric `name` read, or None without intervals.
+
+    "no measurable difference: −0.8 to +1.1 points, 872 examples" when the 95% interval of student − teacher
+    includes 0 (for lower-is-better metrics: when that of student / teacher includes 1, shown as ratios);
+    otherwise the interval of the difference, e.g. "−2.6 points (95% CI −4.1 to −1.0), 872 examples", and for
+    higher-is-better metrics the interval of the retained percentage. Fraction metrics (accuracy...) differ in
+    points (× 100), others in their own unit.
+    """
+    iv = report.intervals
+    ci = iv.metrics.get(name) if iv is not None else None
+    if ci is None or ci.difference is None:
+        return None
+    count = f"{iv.num_units} {iv.unit}"
+    t, s = report.teacher.metrics[name], report.student.metrics[name]
+    if name in LOWER_IS_BETTER:
+        if ci.ratio is None:
+            return None
+        bounds = f"{fmt_x(ci.ratio.low)} to {fmt_x(ci.ratio.high)} the teacher's"
+        if contains(ci.ratio.as_tuple(), 1.0):
+            return f"{NO_DIFFERENCE}: {bounds}, {count}"
+        return f"95% CI {bounds}, {count}"
+    scale, unit = (100.0, " points") if name in FRACTION_METRICS else (1.0, "")
+    low, high = (fmt_signed(scale * v, scale) for v in ci.difference.as_tuple())
+    if contains(ci.difference.as_tuple(), 0.0):
+        return f"{NO_DIFFERENCE}: {low} to {high}{unit}, {count}"
+    retained = "" if ci.ratio is None else (
+        f"; {fmt_pct(100 * ci.ratio.low)} to {fmt_pct(100 * ci.ratio.high)} retained"
+    )
+    return f"{fmt_signed(scale * (s - t), scale)}{unit} (95% CI {low} to {high}{retained}), {count}"
+
+
+def fmt_signed(value: float, scale: float = 100.0) -> str:
+    """A signed difference with a true minus sign: '+1.1', '−0.8' (one decimal in points, four otherwise)."""
+    text = f"{value:+.1f}" if scale == 100.0 else f"{value:+.4f}"
+    return text.replace("-", "−")
+
+
+def fmt_bounds(interval: Interval | None, fmt) -> str:
+    """' (0.8016–0.8509)': a figure's 95% interval appended to its cell, '' without one."""
+    return "" if not interval else f" ({fmt(interval.low)}–{fmt(interval.high)})"
 
 
 # -- formatting (shared by the card and the app so both show the same digits) ----------------------
@@ -759,6 +844,8 @@ def validate_report(report: DistillationReport) -> None:
                      100.0 * s.metrics[r.primary_metric] / t.metrics[r.primary_metric])
     if report.sample_quality is not None:
         _validate_sample_quality(report.sample_quality)
+    if report.intervals is not None:
+        _validate_intervals(report.intervals)
     for i, v in enumerate(report.variants):
         where = f"variants[{i}]"
         vf = v.figures
@@ -767,6 +854,10 @@ def validate_report(report: DistillationReport) -> None:
         _check_number(f"{where}.figures.throughput_per_s", vf.throughput_per_s, low=0)
         _check_number(f"{where}.fidelity.agreement_top1", v.fidelity.agreement_top1, low=0, low_inclusive=True,
                       high=1)
+        for name, interval in v.difference_vs_student.items():
+            if interval is not None and not interval.low <= interval.high:
+                raise InvalidReport(f"report field '{where}.difference_vs_student.{name}' has low {interval.low} "
+                                    f"above high {interval.high}")
         for name, value in vf.metrics.items():
             if name in FRACTION_METRICS:
                 _check_number(f"{where}.figures.metrics.{name}", value, low=0, low_inclusive=True, high=1)
@@ -781,6 +872,24 @@ def validate_report(report: DistillationReport) -> None:
         not isinstance(report.table_header, list) or len(report.table_header) != width
     ):
         raise InvalidReport(f"report field 'table_header' must be a list of {width} column names")
+
+
+def _validate_intervals(iv: ReportIntervals) -> None:
+    """Whole positive counts, a coverage in (0, 1), and every interval two finite numbers, low <= high."""
+    if not isinstance(iv.unit, str) or not iv.unit:
+        raise InvalidReport("report field 'intervals.unit' must name what was resampled, e.g. 'examples'")
+    _check_number("intervals.num_units", iv.num_units, low=1, low_inclusive=True, integer=True)
+    _check_number("intervals.resamples", iv.resamples, low=1, low_inclusive=True, integer=True)
+    _check_number("intervals.confidence", iv.confidence, low=0, high=1)
+    named = [(f"metrics.{m}.{k}", getattr(f, k)) for m, f in iv.metrics.items()
+             for k in ("teacher", "student", "difference", "ratio")]
+    for where, interval in named + [(f"fidelity.{k}", v) for k, v in iv.fidelity.items()]:
+        if interval is None:
+            continue
+        _check_number(f"intervals.{where}.low", interval.low, low=-math.inf)
+        _check_number(f"intervals.{where}.high", interval.high, low=-math.inf)
+        if interval.low > interval.high:
+            raise InvalidReport(f"report field 'intervals.{where}' has low {interval.low} above high {interval.high}")
 
 
 def _validate_sample_quality(q: SampleQuality) -> None:

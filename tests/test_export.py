@@ -325,6 +325,10 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
     # the float32 export gives the PyTorch student's predictions, so the same accuracy and agreement
     assert fp32.figures.metrics["accuracy"] == report.student.metrics["accuracy"]
     assert fp32.fidelity.agreement_top1 == report.fidelity.agreement_top1
+    # paired on the same examples, the fp32 file's accuracy differs from the student's by exactly nothing
+    assert fp32.difference_vs_student["accuracy"].as_tuple() == (0.0, 0.0)
+    assert "no measurable difference from the student: +0.0 to +0.0 points" in dict(
+        (row[0], row[3]) for row in report.table_rows())["Accuracy"]
     assert int8.figures.disk_bytes < fp32.figures.disk_bytes
     # timed in the same round-robin runs as teacher and student: the ratios read off the table's own columns
     assert int8.ratios.latency_x == pytest.approx(report.teacher.latency_ms_p50 / int8.figures.latency_ms_p50)

@@ -176,7 +176,7 @@ def test_table_rows_are_formatted_from_the_report():
 def test_the_report_json_carries_the_table_rows_read_back_as_they_are(tmp_path):
     report = sample_report()
     data = json.loads(report.to_json(tmp_path).read_text())
-    assert data["schema_version"] == 1 and data["schema_minor"] == SCHEMA_MINOR == 5
+    assert data["schema_version"] == 1 and data["schema_minor"] == SCHEMA_MINOR == 6
     assert data["table"] == [list(row) for row in report.table_rows()]
     # the stored rows are what a reader shows: they are built once, when the report is written
     data["table"][0][3] = "1.67× fewer (stored)"
@@ -274,6 +274,17 @@ def test_evaluate_pair_end_to_end_classifier(tiny_bert_cls_dir, tiny_bert_cls_st
     assert report.evaluation["metric_sources"]["accuracy"].startswith("local:")
     assert report.training == {"train_seconds": 1.5} and report.distillation["temperature"] == 2.0
     assert DistillationReport.from_json(tmp_path / REPORT_FILENAME) == report
+    # intervals over the evaluated examples, each containing its figure
+    iv = report.intervals
+    assert (iv.unit, iv.num_units) == ("examples", len(tiny.SENTIMENT))
+    acc = iv.metrics["accuracy"]
+    assert acc.teacher.low <= report.teacher.metrics["accuracy"] <= acc.teacher.high
+    assert acc.student.low <= report.student.metrics["accuracy"] <= acc.student.high
+    gap = report.student.metrics["accuracy"] - report.teacher.metrics["accuracy"]
+    assert acc.difference.low <= gap <= acc.difference.high
+    f1 = iv.metrics["f1"]
+    assert f1.student.low <= report.student.metrics["f1"] <= f1.student.high
+    assert iv.fidelity["agreement_top1"].low <= report.fidelity.agreement_top1 <= iv.fidelity["agreement_top1"].high
 
 
 def test_evaluate_pair_end_to_end_causal_lm(tiny_gpt2_dir, tiny_gpt2_student_dir, tmp_path):
@@ -285,3 +296,11 @@ def test_evaluate_pair_end_to_end_causal_lm(tiny_gpt2_dir, tiny_gpt2_student_dir
     assert report.ratios.generation_speedup_x > 0
     assert report.evaluation["num_samples"] == 6
     assert 0.0 <= report.fidelity.agreement_top1 <= 1.0 and report.fidelity.kl_teacher_student >= 0
+    # perplexity's interval resamples texts (per-text NLL sums and token counts) and contains the figure
+    iv = report.intervals
+    assert (iv.unit, iv.num_units) == ("texts", 6)
+    ppl = iv.metrics["perplexity"]
+    assert ppl.teacher.low <= report.teacher.metrics["perplexity"] <= ppl.teacher.high
+    assert ppl.student.low <= report.student.metrics["perplexity"] <= ppl.student.high
+    kl = iv.fidelity["kl_teacher_student"]
+    assert kl.low <= report.fidelity.kl_teacher_student <= kl.high

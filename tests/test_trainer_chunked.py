@@ -108,7 +108,7 @@ def test_cached_soft_targets(tmp_path, bpe_tokenizer, top_k):
 
 def test_trimmed_student_live_teacher(tmp_path, bpe_tokenizer):
     teacher = tiny.gpt2(bpe_tokenizer, 2)
-    student, tok = trim_vocabulary(tiny.gpt2(bpe_tokenizer, 1), bpe_tokenizer, tiny.CORPUS[:3])
+    student, tok = trim_vocabulary(tiny.gpt2(bpe_tokenizer, 1), bpe_tokenizer, tiny.CORPUS[:3], min_corpus_tokens=10)
     assert student.config.vocab_size < teacher.config.vocab_size
     trainer = DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok,
                                   args=config(tmp_path, loss_type="skew_kl"))
