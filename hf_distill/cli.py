@@ -19,13 +19,10 @@ EXIT_INTERRUPTED = 130
 
 
 def _run(args: argparse.Namespace) -> int:
-    from transformers import HfArgumentParser
-
-    from .config import DistillationConfig
-    from .pipeline import PipelineArguments, run_from_config
+    from .pipeline import RunArgumentParser, run_from_config
 
     if args.help_fields:
-        HfArgumentParser((PipelineArguments, DistillationConfig)).print_help()
+        RunArgumentParser().print_help()
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     results = run_from_config(args.config, args.overrides, check_only=args.check)

@@ -197,6 +197,19 @@ def _to_argv(values: dict[str, Any]) -> list[str]:
     return argv
 
 
+class RunArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` of `PipelineArguments` and `DistillationConfig`: a field both define (``max_length``) is
+    one option, documented by `PipelineArguments`, whose value `parse_run_config` gives to both."""
+
+    def __init__(self) -> None:
+        super().__init__((PipelineArguments, DistillationConfig))
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field: dataclasses.Field) -> None:
+        if f"--{field.name}" not in parser._option_string_actions:
+            HfArgumentParser._parse_dataclass_field(parser, field)
+
+
 def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str] | None = None):
     """Parse a YAML config plus ``--field value`` overrides into (PipelineArguments, DistillationConfig).
 
@@ -230,9 +243,11 @@ def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str]
         )
     for key in (k[2:].split("=", 1)[0] for k in overrides if k.startswith("--")):
         values.pop(key, None)
-    parser = HfArgumentParser((PipelineArguments, DistillationConfig))
     argv = _to_argv(values) + overrides
-    pipe, cfg, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    namespace, unknown = RunArgumentParser().parse_known_args(args=argv)
+    # A field both define (max_length) is one setting of the run, given to both.
+    pipe, cfg = (cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if f.init})
+                 for cls in (PipelineArguments, DistillationConfig))
     if unknown:
         raise ValueError(
             f"unknown config field(s) {' '.join(u for u in unknown if u.startswith('--')) or unknown}: "
