@@ -305,8 +305,9 @@ class Pipeline:
         from transformers import Trainer, TrainingArguments
 
         from .models import build_teacher, teacher_tokenizer
+        from .on_policy import PROMPT_LENGTH, PromptCompletionCollator
 
-        corpus = self.data.train()[self.data.text_column()] if self.args.teacher_from_scratch else None
+        corpus = self.data.texts(self.data.train()) if self.args.teacher_from_scratch else None
         tokenizer = teacher_tokenizer(self.args, self.config, corpus)
         names = self.data.label_names() if self.classification else None
         model, needs_training = build_teacher(self.args, self.config, tokenizer, names)
@@ -325,6 +326,8 @@ class Pipeline:
                 labelled = to_label_ids(labelled, self.args.label_column, names)
             data = self.data.tokenize(labelled, tokenizer)
             collator = get_task(self.args.task).default_collator(tokenizer)
+            if PROMPT_LENGTH in data.column_names:  # LM prompt-completion rows: the teacher learns the completions
+                collator = PromptCompletionCollator(tokenizer)
             targs = TrainingArguments(
                 output_dir=str(self.root / "teacher_checkpoints"), num_train_epochs=self.args.teacher_epochs,
                 max_steps=self.args.teacher_max_steps, learning_rate=self.args.teacher_learning_rate,
@@ -415,7 +418,8 @@ class Pipeline:
             from .students import calibration_batch
 
             # Width pruning keeps the FFN neurons most active on a sample of the training text (Minitron).
-            calibration = calibration_batch(self.data.train()[self.data.text_column()], tokenizer, self.args.max_length,
+            calibration = calibration_batch(self.data.texts(self.data.train(), tokenizer), tokenizer,
+                                            self.args.max_length,
                                             seed=self.config.seed)
         overrides = json.loads(self.args.student_config) if self.args.student_config else None
         return build_student(self.args, self.config, teacher, calibration=calibration, config_overrides=overrides)
@@ -425,14 +429,13 @@ class Pipeline:
         text (the training text without one): `(student, its tokenizer, the change as a dict)`, the change logged."""
         from .vocabulary import trim_vocabulary, trimming_change
 
-        text = self.data.text_column()
-        student, trimmed = trim_vocabulary(student, tokenizer, self.data.train()[text],
+        student, trimmed = trim_vocabulary(student, tokenizer, self.data.texts(self.data.train(), tokenizer),
                                            min_corpus_tokens=self.args.trim_min_corpus_tokens)
         measured = self.data.validation(self.args.eval_max_samples)
         what = "the validation text" if measured is not None else "the training text"
         measured = measured if measured is not None else self.data.train()
         change = trimming_change(tokenizer, trimmed, student.config.vocabulary_kept_ids,
-                                 [t for t in measured[text] if isinstance(t, str)])
+                                 self.data.texts(measured, tokenizer))
         logger.info("student: vocabulary trimmed %d -> %d tokens; %s", len(tokenizer), len(trimmed),
                     change.describe(what))
         return student, trimmed, {**asdict(change), "changed_share": change.changed_share,
@@ -477,12 +480,13 @@ class Pipeline:
             train = tokenize_prompt_completion(self.data.student_rows(None), tokenizer, max_length=self.args.max_length,
                                                prompt_tokens=self.args.prompt_tokens, text_column=self.data.text_column())
         else:
-            train = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer)
+            train = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer,
+                                       self.config.max_completion_length)
         eval_data = self.data.validation(self.args.eval_max_samples)
         if eval_data is not None:
             if self.classification:
                 eval_data = to_label_ids(eval_data, self.args.label_column, self.teacher_names())
-            eval_data = self.data.tokenize(eval_data, tokenizer)
+            eval_data = self.data.tokenize(eval_data, tokenizer, self.config.max_completion_length)
         targs = self.student_arguments(eval_data is not None)
         trainer = DistillationTrainer(
             model=student, teacher_model=teacher, args=targs, train_dataset=train, eval_dataset=eval_data,
@@ -517,12 +521,17 @@ class Pipeline:
         from .evaluation import EvalData
 
         val = self.data.validation()
-        text = self.data.text_column()
+        fmt = self.data.lm_format(val)
+        text = self.data.text_column() if fmt is None or fmt.kind == "text" else "text"
         labels = None
         if self.classification:
             labels = to_label_ids(val, self.args.label_column, self.teacher_names())["label"]
         source = self.args.validation_file or self.args.dataset or "custom"
-        return EvalData(texts=list(val[text]), labels=labels, dataset=str(source), split=self.args.validation_split,
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.teacher_dir) if fmt is not None and fmt.conversational else None
+        return EvalData(texts=self.data.texts(val, tokenizer), labels=labels, dataset=str(source),
+                        split=self.args.validation_split,
                         text_column=text, label_column=self.args.label_column if labels else None)
 
     def stage_export(self) -> dict[str, Any]:
@@ -530,7 +539,10 @@ class Pipeline:
 
         # Verified on the validation texts (the training texts when there is no validation split).
         rows = self.data.validation() or self.data.train()
-        texts = [t for t in rows[self.data.text_column()][:256] if isinstance(t, str) and t.strip()]
+        from transformers import AutoTokenizer
+
+        texts = [t for t in self.data.texts(rows.select(range(min(256, len(rows)))),
+                                            AutoTokenizer.from_pretrained(self.student_dir)) if t.strip()]
         # The student folder is this run's own output: a previous export in it is replaced.
         result = export_onnx(self.student_dir, quantize=self.args.quantize, texts=texts, max_length=self.args.max_length,
                              overwrite=True, optimize=self.args.optimize_onnx)
@@ -670,7 +682,7 @@ class Pipeline:
 
         try:
             tokenizer = teacher_tokenizer(self.args, self.config)
-            texts = self.data.train()[self.data.text_column()]
+            texts = self.data.texts(self.data.train(), tokenizer)
         except Exception:  # noqa: BLE001 - reported by check_run
             return []
         try:

@@ -309,3 +309,73 @@ def test_a_trl_dataset_goes_into_our_trainer_unchanged(tmp_path, tok):
     assert real(theirs["labels"], theirs["labels"] != -100) == real(ours["labels"], ours["labels"] != -100)
     assert real(theirs["prompts"], theirs["prompt_attention_mask"]) == real(ours["prompt_input_ids"],
                                                                             ours["prompt_attention_mask"])
+
+
+# ---- hf-distill run: the same formats from jsonl files ---------------------------------------------------------------
+
+
+def write_jsonl(path, columns):
+    import json
+
+    n = len(next(iter(columns.values())))
+    path.write_text("".join(json.dumps({k: v[i] for k, v in columns.items()}) + "\n" for i in range(n)))
+    return str(path)
+
+
+def run_config(tmp_path, tok, train_kind, validation_kind, **extra):
+    import yaml
+
+    teacher_dir = tmp_path / "teacher"
+    if not teacher_dir.exists():
+        teacher, _ = gpt2_pair(tok)
+        teacher.save_pretrained(teacher_dir)
+        tok.save_pretrained(teacher_dir)
+    cfg = {
+        "task": "causal-lm", "teacher": str(teacher_dir), "train_teacher": "no", "use_soft_targets": False,
+        "train_file": write_jsonl(tmp_path / "train.jsonl", rows(train_kind)),
+        "validation_file": write_jsonl(tmp_path / "validation.jsonl", rows(validation_kind)),
+        "student_layers": 1, "max_length": 48, "max_steps": 2, "per_device_train_batch_size": 2, "alpha": 1.0,
+        "max_new_tokens": 4, "eval_sample_prompts": 2, "eval_sample_new_tokens": 4, "output_dir": str(tmp_path / "run"),
+        "report_to": "none", "use_cpu": True, "disable_tqdm": True, "save_strategy": "no", "benchmark_threads": 1,
+        "benchmark_runs": 2, "benchmark_batch_size": 2,
+    }
+    cfg.update(extra)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("train_kind,validation_kind,lmbda", [
+    ("messages", "messages", 0.0),
+    ("conversational prompt-only", "conversational prompt-completion", 1.0),
+    ("prompt-completion", "prompt-completion", 0.0),
+])
+def test_run_trains_from_lm_data_files(tmp_path, tok, train_kind, validation_kind, lmbda):
+    import json
+
+    from hf_distill.pipeline import run_from_config
+
+    results = run_from_config(run_config(tmp_path, tok, train_kind, validation_kind, lmbda=lmbda))
+    assert results["student"]["rows"] == len(PAIRS) and results["student"]["global_step"] == 2
+    report = json.loads((tmp_path / "run" / "student" / "distillation_report.json").read_text())
+    assert report["student"]["metrics"]["perplexity"] > 1
+
+
+def test_run_check_refuses_lm_data_it_cannot_train_on(tmp_path, tok):
+    from hf_distill.pipeline import run_from_config
+    from hf_distill.preflight import PreflightError
+
+    with pytest.raises(PreflightError) as err:
+        run_from_config(run_config(tmp_path, tok, "prompt-only", "prompt-only", use_soft_targets=True,
+                                   prompt_tokens=2), check_only=True)
+    problems = err.value.problems
+    assert any("cached soft targets are made from whole texts: set use_soft_targets: false" in p for p in problems)
+    assert any("have their prompts already: remove prompt_tokens" in p for p in problems)
+    assert any(p.startswith("train_dataset is prompt-only") and "set lmbda=1" in p for p in problems)
+    assert any(p.startswith("the validation data is prompt-only") for p in problems)
+    with pytest.raises(PreflightError) as err:
+        run_from_config(run_config(tmp_path, tok, "text", "text") and
+                        run_config(tmp_path, tok, "text", "text", train_file=write_jsonl(
+                            tmp_path / "qa.jsonl", {"question": ["q"], "answer": ["a"]})), check_only=True)
+    assert any("cannot tell the causal-LM data format from the columns ['question', 'answer']" in p
+               for p in err.value.problems)
