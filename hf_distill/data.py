@@ -45,12 +45,10 @@ def load_splits(
             described = "; ".join(f"{data_files[s]} has {h}" for s, h in headers.items())
             raise DataFileError(f"the data files have different columns ({described}): use one header in every file")
         builder, kwargs = _builder_for(next(iter(data_files.values())))
-        if builder == "json":
-            # Each file on its own: JSON rows may differ by split (prompt-only training rows, prompt-completion
-            # validation rows), which one load would refuse to cast to one schema.
-            return DatasetDict({split: _load(builder, data_files={split: path}, **kwargs)[split]
-                                for split, path in data_files.items()})
-        return _load(builder, data_files=dict(data_files), **kwargs)
+        # One split at a time: loaded together, every split takes the first one's column types, and a training file
+        # whose labels are all empty (type null) made the validation labels unreadable ("cannot cast int64 to null")
+        return DatasetDict({split: _load(builder, data_files={split: path}, **kwargs)[split]
+                            for split, path in data_files.items()})
     if not dataset:
         raise ValueError("no data: give `dataset` (a Hub id or local path) or `train_file`/`validation_file`")
     if os.path.isfile(dataset):

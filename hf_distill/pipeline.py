@@ -209,6 +209,15 @@ class RunArgumentParser(HfArgumentParser):
         if f"--{field.name}" not in parser._option_string_actions:
             HfArgumentParser._parse_dataclass_field(parser, field)
 
+    def parse_args_into_dataclasses(self, args=None, return_remaining_strings=False, **kwargs: Any) -> tuple:
+        # HfArgumentParser's own removes each class's fields from the namespace: a shared one would reach one class.
+        namespace, remaining = self.parse_known_args(args=args)
+        if remaining and not return_remaining_strings:
+            raise ValueError(f"unknown arguments: {remaining}")
+        outputs = tuple(cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if f.init})
+                        for cls in self.dataclass_types)
+        return (*outputs, remaining) if return_remaining_strings else outputs
+
 
 def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str] | None = None):
     """Parse a YAML config plus ``--field value`` overrides into (PipelineArguments, DistillationConfig).
@@ -243,11 +252,9 @@ def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str]
         )
     for key in (k[2:].split("=", 1)[0] for k in overrides if k.startswith("--")):
         values.pop(key, None)
+    parser = RunArgumentParser()
     argv = _to_argv(values) + overrides
-    namespace, unknown = RunArgumentParser().parse_known_args(args=argv)
-    # A field both define (max_length) is one setting of the run, given to both.
-    pipe, cfg = (cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if f.init})
-                 for cls in (PipelineArguments, DistillationConfig))
+    pipe, cfg, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         raise ValueError(
             f"unknown config field(s) {' '.join(u for u in unknown if u.startswith('--')) or unknown}: "
