@@ -64,6 +64,14 @@ class DistillationConfig(TrainingArguments):
     TRL's `temperature` (sampling) is our `generation_temperature`, while our `temperature` softens both
     distributions in the loss (TRL's GKD loss has none). On student-generated batches the CE term is dropped (the
     student's own samples are no ground truth); on teacher-generated (seq_kd) batches CE trains on the teacher's text.
+
+    Causal-LM data as TRL's trainers take it (`hf_distill.lm_data`): rows of ``text`` (`dataset_text_field`),
+    ``prompt`` + ``completion``, ``prompt`` alone (prompt-only: on-policy with ``lmbda=1`` or `seq_kd`), or
+    conversational rows (``messages``, or ``prompt`` / ``completion`` as lists of ``{"role", "content"}``) rendered
+    with the student tokenizer's chat template; they are tokenized when the trainer is built. The loss covers the
+    completion (conversational: the assistant turns). Lengths: `max_length` caps prompt + completion (a prompt keeps
+    its last ``max_length - 1`` tokens, a completion or a text is cut at its end); `max_completion_length` cuts the
+    data's completions first and caps generated ones (with `max_new_tokens`, whichever is smaller).
     """
 
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T (> 0) for both models."})
@@ -157,6 +165,27 @@ class DistillationConfig(TrainingArguments):
     generation_top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of generated completions, (0, 1]."})
     generation_top_k: int = field(default=0, metadata={"help": "Top-k sampling of generated completions (0 = off)."})
 
+    # Causal-LM data given untokenized (hf_distill.lm_data): TRL's names (SFTConfig / DistillationConfig).
+    dataset_text_field: str = field(
+        default="text", metadata={"help": "Causal LMs: the column of plain-text rows (TRL's name)."}
+    )
+    max_length: int | None = field(
+        default=1024,
+        metadata={
+            "help": "Causal LMs given untokenized rows (text, prompt/completion, messages): at most this many tokens "
+            "per row, prompt + completion (TRL's name and default). A prompt keeps its last max_length - 1 tokens, "
+            "a completion or text is cut at its end; None: no cut. Tokenized rows (input_ids) are used as they are."
+        },
+    )
+    max_completion_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "At most this many completion tokens per row: the data's completions are cut to it when "
+            "tokenized (before max_length applies), and generated completions stop at min(max_new_tokens, this) "
+            "(TRL's DistillationConfig limits generation with this name). None: no extra limit."
+        },
+    )
+
     def __post_init__(self) -> None:
         self._validate_distillation_fields()
         super().__post_init__()
@@ -211,11 +240,21 @@ class DistillationConfig(TrainingArguments):
             raise _bad("generation_top_p", self.generation_top_p, "must be in (0, 1] (1 = off)")
         count("generation_top_k", 0)
         count("chunk_size", 1)
+        for name in ("max_length", "max_completion_length"):
+            if getattr(self, name) is not None:
+                count(name, 2 if name == "max_length" else 1)
+        if not isinstance(self.dataset_text_field, str) or not self.dataset_text_field:
+            raise _bad("dataset_text_field", self.dataset_text_field, "expected a column name")
 
     @property
     def generates(self) -> bool:
         """Whether training generates completions (on-policy with `lmbda` > 0, or sequence-level KD)."""
         return self.lmbda > 0 or self.seq_kd
+
+    @property
+    def generated_tokens(self) -> int:
+        """Tokens generated per completion: `max_new_tokens`, capped by `max_completion_length` when set."""
+        return min(self.max_new_tokens, self.max_completion_length or self.max_new_tokens)
 
     @property
     def layer_pairs(self) -> str | list[tuple[int, int]]:

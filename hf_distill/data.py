@@ -405,6 +405,43 @@ class RunData:
     def text_column(self) -> str:
         return text_column_of(self.train(), self.args.text_column)
 
+    def lm_format(self, ds: Dataset | None = None) -> Any:
+        """Causal LMs: the format of `ds` (default: the training data), decided by
+        `hf_distill.lm_data.detect_lm_format` as in `DistillationTrainer`; None for other tasks."""
+        from .lm_data import detect_lm_format
+        from .tasks import get_task
+
+        task = get_task(self.args.task)
+        if not (task.per_token and task.shift):
+            return None
+        try:  # the run's text column (text/sentence/content/...), when there is one
+            column = text_column_of(self.train(), self.args.text_column)
+        except ValueError:
+            column = self.args.text_column
+        return detect_lm_format(self.train() if ds is None else ds, column)
+
+    def texts(self, ds: Dataset, tokenizer: Any = None) -> list[str]:
+        """The rows as plain text, for what reads text (tokenizer training, trimming, calibration, evaluation):
+        the text column; for causal-LM prompt(-completion) rows prompt + completion; conversations rendered with
+        `tokenizer`'s chat template."""
+        fmt = self.lm_format(ds)
+        if fmt is None or fmt.kind in ("text", "tokenized"):
+            return [t for t in ds[self.text_column()] if isinstance(t, str)]
+        if fmt.conversational:
+            if not getattr(tokenizer, "chat_template", None):
+                raise ValueError(f"{fmt} rows are rendered with the tokenizer's chat template, and it has none: give "
+                                 "a tokenizer with a chat_template")
+            if fmt.kind == "messages":
+                conversations = ds["messages"]
+            else:
+                completions = ds["completion"] if fmt.kind == "prompt-completion" else [[] for _ in range(len(ds))]
+                conversations = [p + c for p, c in zip(ds["prompt"], completions)]
+            return [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=not m or
+                                                  m[-1]["role"] != "assistant") for m in conversations]
+        if fmt.kind == "prompt-only":
+            return list(ds["prompt"])
+        return [p + c for p, c in zip(ds["prompt"], ds["completion"])]
+
     def label_names(self) -> list[str]:
         # the whole training split: a class seen only in the selection rows is still one of the classes
         return label_names(self.splits()[self.args.train_split], self.args.label_column, self.args.class_names)
@@ -445,8 +482,17 @@ class RunData:
             labelled = concatenate_datasets([labelled, to_label_ids(transfer, col, names, unlabelled=True)])
         return labelled
 
-    def tokenize(self, ds: Dataset, tokenizer: Any) -> Dataset:
-        """Drop empty texts, tokenize (truncated to max_length), keep only model inputs and ``label``."""
+    def tokenize(self, ds: Dataset, tokenizer: Any, max_completion_length: int | None = None) -> Dataset:
+        """Drop empty texts, tokenize (truncated to max_length), keep only model inputs and ``label``.
+
+        Causal-LM prompt(-completion) and conversational rows become prompt-completion rows
+        (`hf_distill.lm_data.prepare_lm_dataset`, as `DistillationTrainer` makes them)."""
+        fmt = self.lm_format(ds)
+        if fmt is not None and fmt.kind not in ("text", "tokenized"):
+            from .lm_data import prepare_lm_dataset
+
+            return prepare_lm_dataset(ds, tokenizer, max_length=self.args.max_length,
+                                      max_completion_length=max_completion_length, fmt=fmt)
         text, max_length = self.text_column(), self.args.max_length
         ds = ds.filter(lambda r: isinstance(r[text], str) and r[text].strip() != "")
         keep = {"label"} if self.classification else set()

@@ -44,6 +44,7 @@ from .losses import IGNORE_INDEX
 
 __all__ = [
     "PROMPT_LENGTH",
+    "COMPLETION_MASK",
     "PROMPT_IDS",
     "PROMPT_MASK",
     "BATCH_KEYS",
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 PROMPT_LENGTH = "prompt_length"
+# Conversational rows: 1 on the tokens the loss covers (the assistant turns), TRL's column name.
+COMPLETION_MASK = "completion_mask"
 # Keys of a collated batch that are not model inputs: the trainer pops them before the forward.
 PROMPT_IDS, PROMPT_MASK = "prompt_input_ids", "prompt_attention_mask"
 SOURCE_KEY = "completion_source"
@@ -75,58 +78,95 @@ def tokenize_prompt_completion(
     dataset: Any,
     tokenizer: Any,
     *,
-    max_length: int,
+    max_length: int | None,
     prompt_tokens: int | None = None,
     text_column: str | None = None,
     add_eos: bool = True,
+    max_completion_length: int | None = None,
 ) -> Any:
     """Tokenize a `datasets.Dataset` into prompt–completion rows (``input_ids``, ``attention_mask``, ``prompt_length``).
 
     Args:
-        dataset: rows with ``prompt`` and ``completion`` text columns, or plain text (then `prompt_tokens` is needed).
+        dataset: rows with ``prompt`` and ``completion`` columns, a ``prompt`` column alone (prompt-only: the rows
+            hold the prompt and no completion, for on-policy / seq_kd training), ``messages`` (a conversation ending
+            with an assistant message: its last message is the completion, and the loss covers every assistant
+            turn), or plain text (then `prompt_tokens` is needed). ``prompt`` / ``completion`` hold strings or lists
+            of ``{"role", "content"}`` messages; conversations are rendered with the tokenizer's chat template
+            (`hf_distill.lm_data.render_conversation`) and their rows get a ``completion_mask`` (1 = trained token).
+            The format is decided by `hf_distill.lm_data.detect_lm_format`.
         tokenizer: the student's tokenizer.
-        max_length: at most this many tokens of prompt + completion. A prompt keeps its last ``max_length - 1``
-            tokens (the end of a prompt is what a continuation depends on); the completion is cut at the end.
+        max_length: at most this many tokens of prompt + completion (None: no cut). A prompt keeps its last
+            ``max_length - 1`` tokens (the end of a prompt is what a continuation depends on); the completion is cut
+            at the end.
         prompt_tokens: plain text only: the first `prompt_tokens` tokens of each text are the prompt. Texts with no
             token after the prompt are dropped (nothing to learn or to continue from).
         text_column: the plain-text column (default: ``text``, or the only column).
-        add_eos: append EOS to ``completion`` texts (prompt/completion columns only; plain text is kept as is, as in
-            off-policy training).
+        add_eos: append EOS to ``completion`` strings (string prompt/completion columns only; plain text is kept as
+            is, as in off-policy training; a chat template writes its own end-of-turn tokens).
+        max_completion_length: cut completions to their first N tokens (EOS included) before `max_length` applies.
 
     Raises:
-        ValueError: when the data has neither prompt/completion columns nor a `prompt_tokens` setting, or a bad size.
+        ValueError: when the data is in no prompt-completion format and has no `prompt_tokens` setting, or a bad size.
     """
+    from .lm_data import detect_lm_format, render_conversation
+
     columns = list(dataset.column_names)
-    if not isinstance(max_length, int) or max_length < 2:
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2):
         raise ValueError(f"max_length={max_length!r}: prompt-completion rows need at least 2 tokens")
-    if "prompt" in columns and "completion" in columns:
+    fmt = detect_lm_format(dataset, text_column) if "input_ids" not in columns else None
+    if fmt is not None and fmt.has_prompts:
         if prompt_tokens is not None:
-            raise ValueError("prompt_tokens applies to plain text; this data has prompt and completion columns: drop it")
-        eos = tokenizer.eos_token_id if add_eos else None
+            raise ValueError(f"prompt_tokens applies to plain text; this data is {fmt}: drop it")
+        eos = tokenizer.eos_token_id if add_eos and not fmt.conversational else None
+        keep_prompt = max_length - 1 if max_length is not None else None
+
+        def encode_row(row: dict[str, Any]) -> tuple[list[int], list[int] | None, int]:
+            """(ids, completion mask or None, prompt length) of one row, before cutting."""
+            if fmt.kind == "messages":
+                messages = row["messages"]
+                if not messages or messages[-1].get("role") != "assistant":
+                    raise ValueError("a `messages` row must end with an assistant message (the completion the loss "
+                                     "covers and on-policy generation replaces)")
+                return render_conversation(tokenizer, messages[:-1], messages[-1:], all_assistant_turns=True)
+            completion = row.get("completion") if fmt.kind == "prompt-completion" else None
+            if fmt.conversational:
+                return render_conversation(tokenizer, row["prompt"], completion)
+            p = tokenizer(row["prompt"], add_special_tokens=True)["input_ids"]
+            c = [] if completion is None else tokenizer(completion, add_special_tokens=False)["input_ids"]
+            c = list(c) + ([eos] if eos is not None and completion is not None else [])
+            return list(p) + c, None, len(p)
 
         def encode_pairs(batch: dict[str, list]) -> dict[str, list]:
-            prompts = tokenizer(batch["prompt"], add_special_tokens=True)["input_ids"]
-            completions = tokenizer(batch["completion"], add_special_tokens=False)["input_ids"]
             out: dict[str, list] = {"input_ids": [], "attention_mask": [], PROMPT_LENGTH: []}
-            for p, c in zip(prompts, completions):
-                c = list(c) + ([eos] if eos is not None else [])
-                p = list(p)[-(max_length - 1) :]
-                ids = (p + c)[:max_length]
-                if not p or len(ids) <= len(p):
-                    ids = []  # dropped below
+            if fmt.conversational:
+                out[COMPLETION_MASK] = []
+            for i in range(len(batch[columns[0]])):
+                ids, mask, n = encode_row({k: v[i] for k, v in batch.items()})
+                mask = mask if mask is not None else [0] * n + [1] * (len(ids) - n)
+                c = slice(n, len(ids) if max_completion_length is None else n + max_completion_length)
+                p = slice(max(0, n - keep_prompt) if keep_prompt is not None else 0, n)
+                ids, mask = (ids[p] + ids[c])[:max_length], (mask[p] + mask[c])[:max_length]
+                prompt_length = p.stop - p.start
+                if not prompt_length or (not fmt.prompt_only and not any(mask[prompt_length:])):
+                    ids, mask = [], []  # nothing to continue from, or no completion token left: dropped below
                 out["input_ids"].append(ids)
                 out["attention_mask"].append([1] * len(ids))
-                out[PROMPT_LENGTH].append(len(p))
+                out[PROMPT_LENGTH].append(prompt_length)
+                if fmt.conversational:
+                    out[COMPLETION_MASK].append(mask)
             return out
 
         encoded = dataset.map(encode_pairs, batched=True, remove_columns=columns)
+        if fmt.prompt_only:
+            return encoded.filter(lambda row: len(row["input_ids"]) > 0)
     else:
         if prompt_tokens is None:
             raise ValueError(
-                f"prompt-completion data needs `prompt` and `completion` columns (found {columns}) or, for plain text, "
-                "prompt_tokens=N (the first N tokens of each text are the prompt)"
+                f"prompt-completion data needs `prompt` (+ `completion`) or `messages` columns (found {columns}) or, "
+                "for plain text, prompt_tokens=N (the first N tokens of each text are the prompt)"
             )
-        if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, int) or not 1 <= prompt_tokens < max_length:
+        limit = max_length if max_length is not None else float("inf")
+        if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, int) or not 1 <= prompt_tokens < limit:
             raise ValueError(f"prompt_tokens={prompt_tokens!r} must be an integer in [1, max_length={max_length})")
         column = text_column or ("text" if "text" in columns else columns[0] if len(columns) == 1 else None)
         if column not in columns:
@@ -134,7 +174,7 @@ def tokenize_prompt_completion(
 
         def encode_text(batch: dict[str, list]) -> dict[str, list]:
             texts = [t if isinstance(t, str) else "" for t in batch[column]]
-            enc = tokenizer(texts, truncation=True, max_length=max_length)
+            enc = tokenizer(texts, truncation=max_length is not None, max_length=max_length)
             return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                     PROMPT_LENGTH: [prompt_tokens] * len(texts)}
 
@@ -143,9 +183,10 @@ def tokenize_prompt_completion(
 
 
 def pack_right(rows: list[torch.Tensor], starts: list[int], pad_token_id: int, width: int | None = None,
-               device: torch.device | None = None) -> dict[str, torch.Tensor]:
+               device: torch.device | None = None, masks: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Right-pad token rows into ``input_ids`` / ``attention_mask`` / ``labels``; row i's labels are its tokens from
-    ``starts[i]`` on (-100 before and on padding), so the loss covers completion tokens only."""
+    ``starts[i]`` on (-100 before and on padding), so the loss covers completion tokens only; with `masks` (one 0/1
+    row each, e.g. a conversation's assistant tokens) only the tokens marked 1 from ``starts[i]`` on."""
     width = width or max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=device)
     attention = torch.zeros((len(rows), width), dtype=torch.long, device=device)
@@ -155,6 +196,8 @@ def pack_right(rows: list[torch.Tensor], starts: list[int], pad_token_id: int, w
         input_ids[i, :n] = row
         attention[i, :n] = 1
         labels[i, start:n] = row[start:]
+        if masks is not None:
+            labels[i, :n] = labels[i, :n].masked_fill(masks[i].to(labels.device) == 0, IGNORE_INDEX)
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
@@ -174,7 +217,8 @@ class PromptCompletionCollator:
     """Pad prompt–completion rows into a training batch plus the left-padded prompts generation needs.
 
     Output: ``input_ids`` / ``attention_mask`` (prompt + completion, right-padded), ``labels`` (the completion tokens;
-    -100 on prompt and padding), ``prompt_input_ids`` / ``prompt_attention_mask`` (prompts alone, left-padded).
+    -100 on prompt and padding; rows with a ``completion_mask``: the tokens it marks, -100 elsewhere),
+    ``prompt_input_ids`` / ``prompt_attention_mask`` (prompts alone, left-padded).
     Rows without ``prompt_length`` (e.g. plain evaluation text) are all completion: labels cover every real token
     and the batch carries no prompts.
 
@@ -203,7 +247,12 @@ class PromptCompletionCollator:
         has_prompts = all(f.get(PROMPT_LENGTH) is not None for f in features)
         starts = [int(f[PROMPT_LENGTH]) if has_prompts else 0 for f in features]
         rows = [torch.tensor(row, dtype=torch.long) for row in ids]
-        batch = pack_right(rows, starts, self.pad_token_id, width=self._width(max(len(x) for x in ids)))
+        masks = None
+        if all(f.get(COMPLETION_MASK) is not None for f in features):  # conversations: the assistant tokens
+            masks = [torch.tensor(list(map(int, f[COMPLETION_MASK])), dtype=torch.long) for f in features]
+            starts = [0] * len(features)  # the mask marks the trained tokens, earlier assistant turns included
+        batch = pack_right(rows, starts, self.pad_token_id, width=self._width(max(len(x) for x in ids)), masks=masks)
+        starts = [int(f[PROMPT_LENGTH]) if has_prompts else 0 for f in features]
         if has_prompts:
             batch[PROMPT_IDS], batch[PROMPT_MASK] = pad_left(
                 [row[:start] for row, start in zip(ids, starts)], self.pad_token_id, width=self._width(max(starts))

@@ -208,15 +208,34 @@ def _to_argv(values: dict[str, Any]) -> list[str]:
 
 
 class _RunFieldParser(HfArgumentParser):
-    """`HfArgumentParser` whose errors are one line: argparse's own prints the usage of every field (165 lines)."""
+    """`HfArgumentParser` of `PipelineArguments` and `DistillationConfig` whose errors are one line (argparse's own
+    prints the usage of every field, 165 lines), and where a field both classes define (``max_length``) is one
+    option, documented by `PipelineArguments`, whose value goes to both."""
+
+    def __init__(self) -> None:
+        super().__init__((PipelineArguments, DistillationConfig))
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
         raise ValueError(f"{message}: `hf-distill run --help-fields` lists the fields and their values")
 
+    @staticmethod
+    def _parse_dataclass_field(parser, field: dataclasses.Field) -> None:
+        if f"--{field.name}" not in parser._option_string_actions:
+            HfArgumentParser._parse_dataclass_field(parser, field)
+
+    def parse_args_into_dataclasses(self, args=None, return_remaining_strings=False, **kwargs: Any) -> tuple:
+        # HfArgumentParser's own removes each class's fields from the namespace: a shared one would reach one class.
+        namespace, remaining = self.parse_known_args(args=args)
+        if remaining and not return_remaining_strings:
+            raise ValueError(f"unknown arguments: {remaining}")
+        outputs = tuple(cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if f.init})
+                        for cls in self.dataclass_types)
+        return (*outputs, remaining) if return_remaining_strings else outputs
+
 
 def run_field_parser() -> HfArgumentParser:
     """The parser of `hf-distill run`'s fields (`PipelineArguments` and `DistillationConfig`)."""
-    return _RunFieldParser((PipelineArguments, DistillationConfig))
+    return _RunFieldParser()
 
 
 def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str] | None = None):
@@ -332,8 +351,9 @@ class Pipeline:
         from transformers import Trainer, TrainingArguments
 
         from .models import build_teacher, teacher_tokenizer
+        from .on_policy import PROMPT_LENGTH, PromptCompletionCollator
 
-        corpus = self.data.train()[self.data.text_column()] if self.args.teacher_from_scratch else None
+        corpus = self.data.texts(self.data.train()) if self.args.teacher_from_scratch else None
         tokenizer = teacher_tokenizer(self.args, self.config, corpus)
         names = self.data.label_names() if self.classification else None
         model, needs_training = build_teacher(self.args, self.config, tokenizer, names)
@@ -352,6 +372,8 @@ class Pipeline:
                 labelled = to_label_ids(labelled, self.args.label_column, names)
             data = self.data.tokenize(labelled, tokenizer)
             collator = get_task(self.args.task).default_collator(tokenizer)
+            if PROMPT_LENGTH in data.column_names:  # LM prompt-completion rows: the teacher learns the completions
+                collator = PromptCompletionCollator(tokenizer)
             targs = TrainingArguments(
                 output_dir=str(self.root / "teacher_checkpoints"), num_train_epochs=self.args.teacher_epochs,
                 max_steps=self.args.teacher_max_steps, learning_rate=self.args.teacher_learning_rate,
@@ -442,7 +464,8 @@ class Pipeline:
             from .students import calibration_batch
 
             # Width pruning keeps the FFN neurons most active on a sample of the training text (Minitron).
-            calibration = calibration_batch(self.data.train()[self.data.text_column()], tokenizer, self.args.max_length,
+            calibration = calibration_batch(self.data.texts(self.data.train(), tokenizer), tokenizer,
+                                            self.args.max_length,
                                             seed=self.config.seed)
         overrides = json.loads(self.args.student_config) if self.args.student_config else None
         return build_student(self.args, self.config, teacher, calibration=calibration, config_overrides=overrides)
@@ -452,14 +475,13 @@ class Pipeline:
         text (the training text without one): `(student, its tokenizer, the change as a dict)`, the change logged."""
         from .vocabulary import trim_vocabulary, trimming_change
 
-        text = self.data.text_column()
-        student, trimmed = trim_vocabulary(student, tokenizer, self.data.train()[text],
+        student, trimmed = trim_vocabulary(student, tokenizer, self.data.texts(self.data.train(), tokenizer),
                                            min_corpus_tokens=self.args.trim_min_corpus_tokens)
         measured = self.data.validation(self.args.eval_max_samples)
         what = "the validation text" if measured is not None else "the training text"
         measured = measured if measured is not None else self.data.train()
         change = trimming_change(tokenizer, trimmed, student.config.vocabulary_kept_ids,
-                                 [t for t in measured[text] if isinstance(t, str)])
+                                 self.data.texts(measured, tokenizer))
         logger.info("student: vocabulary trimmed %d -> %d tokens; %s", len(tokenizer), len(trimmed),
                     change.describe(what))
         return student, trimmed, {**asdict(change), "changed_share": change.changed_share,
@@ -504,12 +526,13 @@ class Pipeline:
             train = tokenize_prompt_completion(self.data.student_rows(None), tokenizer, max_length=self.args.max_length,
                                                prompt_tokens=self.args.prompt_tokens, text_column=self.data.text_column())
         else:
-            train = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer)
+            train = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer,
+                                       self.config.max_completion_length)
         eval_data = self.choosing_rows()
         if eval_data is not None:
             if self.classification:
                 eval_data = to_label_ids(eval_data, self.args.label_column, self.teacher_names())
-            eval_data = self.data.tokenize(eval_data, tokenizer)
+            eval_data = self.data.tokenize(eval_data, tokenizer, self.config.max_completion_length)
         targs = self.student_arguments(eval_data is not None)
         trainer = DistillationTrainer(
             model=student, teacher_model=teacher, args=targs, train_dataset=train, eval_dataset=eval_data,
@@ -568,12 +591,17 @@ class Pipeline:
         from .evaluation import EvalData
 
         val = self.data.validation()
-        text = self.data.text_column()
+        fmt = self.data.lm_format(val)
+        text = self.data.text_column() if fmt is None or fmt.kind == "text" else "text"
         labels = None
         if self.classification:
             labels = to_label_ids(val, self.args.label_column, self.teacher_names())["label"]
         source = self.args.validation_file or self.args.dataset or "custom"
-        return EvalData(texts=list(val[text]), labels=labels, dataset=str(source), split=self.args.validation_split,
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.teacher_dir) if fmt is not None and fmt.conversational else None
+        return EvalData(texts=self.data.texts(val, tokenizer), labels=labels, dataset=str(source),
+                        split=self.args.validation_split,
                         text_column=text, label_column=self.args.label_column if labels else None)
 
     def stage_export(self) -> dict[str, Any]:
@@ -581,7 +609,10 @@ class Pipeline:
 
         # Verified on the validation texts (the training texts when there is no validation split).
         rows = self.data.validation() or self.data.train()
-        texts = [t for t in rows[self.data.text_column()][:256] if isinstance(t, str) and t.strip()]
+        from transformers import AutoTokenizer
+
+        texts = [t for t in self.data.texts(rows.select(range(min(256, len(rows)))),
+                                            AutoTokenizer.from_pretrained(self.student_dir)) if t.strip()]
         # The student folder is this run's own output: a previous export in it is replaced.
         result = export_onnx(self.student_dir, quantize=self.args.quantize, texts=texts, max_length=self.args.max_length,
                              overwrite=True, optimize=self.args.optimize_onnx)
@@ -721,7 +752,7 @@ class Pipeline:
 
         try:
             tokenizer = teacher_tokenizer(self.args, self.config)
-            texts = self.data.train()[self.data.text_column()]
+            texts = self.data.texts(self.data.train(), tokenizer)
         except Exception:  # noqa: BLE001 - reported by check_run
             return []
         try:

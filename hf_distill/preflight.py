@@ -147,7 +147,11 @@ def check_run(
         problems.append(f"tokenizer {args.tokenizer!r} does not exist (a local path): check the path")
     if args.top_k is not None and classification:
         problems.append("top_k applies to token tasks (causal-lm, masked-lm); remove it for sequence-classification")
-    problems += _on_policy_problems(args, config, teacher_cfg)
+    try:
+        fmt = data.lm_format()
+    except Exception:  # noqa: BLE001 - reported with the data's problems below
+        fmt = None
+    problems += _on_policy_problems(args, config, teacher_cfg, data_has_prompts=fmt is not None and fmt.has_prompts)
     if getattr(args, "export_onnx", False):
         missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
         if missing:
@@ -157,10 +161,23 @@ def check_run(
     # The data: readable, columns, labels.
     try:
         data.splits()
-        data.text_column()
-        val = data.validation()
-        if val is not None and data.text_column() not in val.column_names:
-            problems.append(f"validation data has no text column {data.text_column()!r} (it has {val.column_names})")
+        fmt = data.lm_format()
+        if fmt is None or fmt.kind == "text":
+            data.text_column()
+            val = data.validation()
+            if val is not None and data.text_column() not in val.column_names:
+                problems.append(f"validation data has no text column {data.text_column()!r} "
+                                f"(it has {val.column_names})")
+        else:
+            problems += _lm_format_problems(args, config, fmt)
+            val = data.validation()
+            if val is not None:
+                from .lm_data import check_lm_format
+
+                try:
+                    check_lm_format(data.lm_format(val), config, split="the validation data")
+                except ValueError as err:
+                    problems.append(str(err))
     except Exception as err:  # noqa: BLE001 - a data problem is reported, whatever its kind
         problems.append(_first_line(err))
     else:
@@ -337,7 +354,8 @@ def model_problems(
     problems: list[str] = []
     if args.student:
         problems += _student_problems(args, data, teacher_cfg, tokenizer, student_cfg)
-    if args.prompt_tokens is not None:
+    fmt = data.lm_format()
+    if args.prompt_tokens is not None and (fmt is None or fmt.kind == "text"):  # else refused by _lm_format_problems
         problems += _prompt_problems(args, data, tokenizer)
     return problems
 
@@ -399,7 +417,34 @@ def _prompt_problems(args: Any, data: RunData, tokenizer: Any) -> list[str]:
             f"prompt_tokens below {longest}"]
 
 
-def _on_policy_problems(args: Any, config: Any, teacher_cfg: Any) -> list[str]:
+def _lm_format_problems(args: Any, config: Any, fmt: Any) -> list[str]:
+    """Causal-LM rows other than text (`hf_distill.lm_data`): what the run cannot do with them."""
+    from .lm_data import check_lm_format
+
+    if fmt.kind == "tokenized":
+        return ["the data holds input_ids: hf-distill run tokenizes itself; give text, prompt/completion, prompt-only "
+                "or messages rows (or train with DistillationTrainer)"]
+    problems = []
+    if args.use_soft_targets and not getattr(config, "generates", False):  # else reported by _on_policy_problems
+        problems.append(f"{fmt} rows train on their completions, scored by the live teacher; cached soft targets are "
+                        "made from whole texts: set use_soft_targets: false")
+    if args.prompt_tokens is not None:
+        problems.append(f"prompt_tokens splits plain texts into prompt and completion; these {fmt} rows have their "
+                        "prompts already: remove prompt_tokens")
+    try:
+        check_lm_format(fmt, config)
+    except ValueError as err:
+        problems.append(str(err))
+    if fmt.prompt_only and (args.train_teacher == "yes" or args.teacher_from_scratch):
+        problems.append("a teacher cannot be trained on prompt-only rows (no completions): give a trained teacher "
+                        "(train_teacher: no) or rows with completions")
+    if fmt.conversational and args.teacher_from_scratch and not args.tokenizer:
+        problems.append(f"{fmt} rows are rendered with the tokenizer's chat template, and a tokenizer trained from "
+                        "scratch has none: give `tokenizer` (one with a chat_template)")
+    return problems
+
+
+def _on_policy_problems(args: Any, config: Any, teacher_cfg: Any, data_has_prompts: bool = False) -> list[str]:
     """On-policy / sequence-level distillation: a causal LM, the live teacher, prompts, room for the completions."""
     prompt_tokens = getattr(args, "prompt_tokens", None)
     generates = bool(getattr(config, "generates", False))
@@ -414,7 +459,7 @@ def _on_policy_problems(args: Any, config: Any, teacher_cfg: Any) -> list[str]:
         problems.append(f"{mode} trains on prompt-completion rows (completions generated during training when lmbda "
                         "> 0 or seq_kd) scored by the live teacher; cached soft targets cannot serve them: set "
                         "use_soft_targets: false")
-    if generates and prompt_tokens is None:
+    if generates and prompt_tokens is None and not data_has_prompts:
         problems.append(f"{mode} needs prompts: set prompt_tokens: N (the first N tokens of each training text are "
                         "the prompt the completions are generated from)")
     if generates and prompt_tokens is not None and teacher_cfg is not None:

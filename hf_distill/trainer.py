@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, PreTrainedModel, Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import can_return_loss, find_labels, logging
 
-from . import chunked_losses, losses, on_policy, vocabulary
+from . import chunked_losses, lm_data, losses, on_policy, vocabulary
 from .compatibility import check_label_counts, check_label_order, check_vocabularies
 from .config import DistillationConfig
 from .models import check_weights
@@ -84,6 +84,10 @@ class DistillationTrainer(Trainer):
             teacher_model, loaded_tok = self._load_teacher(teacher_model, args)
             teacher_processing_class = teacher_processing_class or loaded_tok
         self.teacher = teacher_model
+        # Causal-LM rows as TRL takes them (text, prompt/completion, prompt-only, messages) are tokenized here.
+        train_dataset, eval_dataset = lm_data.prepare_trainer_datasets(
+            self.task, args, processing_class, train_dataset, eval_dataset
+        )
         self._check_soft_targets(train_dataset, args)
         self._check_on_policy(model, train_dataset, args, processing_class)
         self._generates = args.generates
@@ -108,7 +112,7 @@ class DistillationTrainer(Trainer):
         if self.projections is not None:
             model = StudentWithProjections(student, self.projections)
 
-        if data_collator is None and on_policy.PROMPT_LENGTH in (getattr(train_dataset, "column_names", None) or []):
+        if data_collator is None and on_policy.PROMPT_LENGTH in _columns(train_dataset, eval_dataset):
             data_collator = on_policy.PromptCompletionCollator(processing_class)
         data_collator = SoftTargetCollator(
             data_collator if data_collator is not None else self.task.default_collator(processing_class),
@@ -215,9 +219,10 @@ class DistillationTrainer(Trainer):
                                  10**9) if n)
         if columns and len(train_dataset):
             longest = max(train_dataset[on_policy.PROMPT_LENGTH])
-            if longest + args.max_new_tokens > limit:
+            if longest + args.generated_tokens > limit:
                 raise ValueError(
-                    f"prompts of up to {longest} tokens + max_new_tokens={args.max_new_tokens} exceed the models' "
+                    f"prompts of up to {longest} tokens + {args.generated_tokens} generated tokens (max_new_tokens, "
+                    f"max_completion_length) exceed the models' "
                     f"{limit} positions: lower max_new_tokens or shorten the prompts"
                 )
         pad = getattr(processing_class, "pad_token_id", None)
@@ -293,7 +298,7 @@ class DistillationTrainer(Trainer):
             params = inspect.signature(unwrap(self.model).forward).parameters
             self._signature_columns = list(params) + list({"label", "label_ids", *self.label_names})
         super()._set_signature_columns_if_needed()
-        for column in (*SOFT_TARGET_COLUMNS, on_policy.PROMPT_LENGTH):
+        for column in (*SOFT_TARGET_COLUMNS, on_policy.PROMPT_LENGTH, on_policy.COMPLETION_MASK):
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
@@ -378,7 +383,7 @@ class DistillationTrainer(Trainer):
             options = dict(temperature=args.generation_temperature, top_p=args.generation_top_p,
                            top_k=args.generation_top_k) if sample else {}
             self._gen_config = GenerationConfig(
-                max_new_tokens=args.max_new_tokens, do_sample=sample, pad_token_id=pad, eos_token_id=eos,
+                max_new_tokens=args.generated_tokens, do_sample=sample, pad_token_id=pad, eos_token_id=eos,
                 use_cache=True, **options,
             )
         return self._gen_config
@@ -740,3 +745,12 @@ def _deepspeed_inference_engine(teacher: nn.Module, accelerator) -> nn.Module:
     engine, *_ = deepspeed.initialize(model=teacher, config=config)
     engine.eval()
     return engine
+
+
+def _columns(*datasets: Any) -> set[str]:
+    """The column names of the data sets (an eval dict's members included); none for data without names."""
+    found: set[str] = set()
+    for ds in datasets:
+        for member in ds.values() if isinstance(ds, dict) else [ds]:
+            found.update(getattr(member, "column_names", None) or [])
+    return found
