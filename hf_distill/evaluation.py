@@ -23,6 +23,7 @@ from torch import nn
 from .benchmark import forward_kwargs, max_positions
 from .compatibility import check_vocabularies, label_permutation
 from .data import label_to_id
+from .disagreements import EvaluationExamples, select_classification_examples, select_lm_examples
 from .eval_data import EvalData, load_texts
 from .fidelity import (
     FidelityAccumulator,
@@ -81,6 +82,8 @@ class PairEvaluation:
     num_samples: int
     metric_sources: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    # The rows of `evaluation_examples.json` (where the two disagree most); see `hf_distill.disagreements`.
+    examples: EvaluationExamples | None = None
 
 
 def _batches(n: int, size: int):
@@ -194,6 +197,9 @@ def _evaluate_classification(
     refs = [label_to_id(lab, label2id) for lab in labels]
     preds_t: list[int] = []
     preds_s: list[int] = []
+    probs_t: list[list[float]] = []
+    probs_s: list[list[float]] = []
+    per_example_kl: list[float] = []
     fid = FidelityAccumulator()
     for sl in _batches(len(texts), batch_size):
         chunk = texts[sl]
@@ -211,6 +217,9 @@ def _evaluate_classification(
         fid.update(lt, ls)
         preds_t += lt.argmax(-1).tolist()
         preds_s += ls.argmax(-1).tolist()
+        probs_t += lt.softmax(-1).tolist()
+        probs_s += ls.softmax(-1).tolist()
+        per_example_kl += kl_divergence(lt, ls).tolist()
     n_labels = teacher.config.num_labels
     average = "binary" if n_labels == 2 else "macro"
     acc, acc_src = load_metric("accuracy", metric_source)
@@ -231,7 +240,15 @@ def _evaluate_classification(
         num_samples=len(texts),
         metric_sources={"accuracy": acc_src, "f1": f1_src},
         details={"f1_average": average, "max_length": limit},
+        examples=select_classification_examples(
+            texts, refs, probs_t, probs_s, per_example_kl, _label_names(teacher.config), task=task.pipeline_tag
+        ),
     )
+
+
+def _label_names(config: Any) -> list[str]:
+    id2label = getattr(config, "id2label", None) or {}
+    return [str(id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
 
 
 def _mask_tokens(enc: dict[str, torch.Tensor], special: torch.Tensor, mask_id: int, p: float, gen: torch.Generator):
@@ -264,6 +281,8 @@ def _evaluate_lm(
     nll = ([], [])
     counts: list[int] = []
     correct = ([], [])
+    text_kl: list[float] = []
+    text_agree: list[float] = []
     fid = FidelityAccumulator()
     for sl in _batches(len(texts), batch_size):
         enc = tok(
@@ -291,6 +310,9 @@ def _evaluate_lm(
         lt, ls = align_vocab(lt, ls, vocab)
         fid.update(lt[valid], ls[valid])
         counts += valid.sum(-1).tolist()
+        # Per text (for evaluation_examples.json): summed over its scored positions, divided by their count below.
+        text_kl += (kl_divergence(lt, ls) * valid).sum(-1).double().tolist()
+        text_agree += (top1_agreement(lt, ls) & valid).sum(-1).double().tolist()
         for k, logits in enumerate((lt, ls)):
             token_nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
             nll[k].extend((token_nll * valid).sum(-1).double().tolist())
@@ -313,4 +335,14 @@ def _evaluate_lm(
     details: dict[str, Any] = {"scored_tokens": int(sum(counts)), "max_length": limit}
     if task.masks_inputs:
         details.update(mask_probability=mask_probability, seed=seed)
-    return PairEvaluation(task.pipeline_tag, per_model[0], per_model[1], fid.result(), len(texts), sources, details)
+
+    def per_token(sums: list[float]) -> list[float]:
+        return [x / c if c else 0.0 for x, c in zip(sums, counts)]
+
+    examples = select_lm_examples(
+        texts, per_token(text_kl), per_token(text_agree), counts, per_token(nll[0]), per_token(nll[1]),
+        task=task.pipeline_tag,
+    )
+    return PairEvaluation(
+        task.pipeline_tag, per_model[0], per_model[1], fid.result(), len(texts), sources, details, examples
+    )
