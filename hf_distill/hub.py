@@ -1343,6 +1343,9 @@ def _plan_space(
             ).encode()
     if student_dir is not None and any(Path(student_dir, "onnx").glob("*.onnx")):
         generated["requirements.txt"] = _requirements_with_onnxruntime(app_root)
+        from .export import recommended_onnx_file
+
+        config["onnx"] = recommended_onnx_file(student_dir, loaded if report is not None else None)
     generated[DISTILL_CONFIG_FILENAME] = (json.dumps(config, indent=2) + "\n").encode()
     return _SpacePlan(repo_id, app_root, app_files, generated, variables)
 
