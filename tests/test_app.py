@@ -732,3 +732,39 @@ def test_space_push_adds_onnxruntime_and_the_examples_only_with_exports(tmp_path
     assert "requirements.txt" not in plain.generated  # the app's own, without onnxruntime
     assert "onnx" not in json.loads(plain.generated["distill_config.json"])
     assert "onnxruntime" not in (app_dir / "requirements.txt").read_text()
+
+
+def test_the_demo_runs_the_export_the_card_recommends(exported_cls_student_dir, tmp_path):
+    import dataclasses
+
+    from hf_distill.export import recommended_onnx_file
+    from hf_distill.report import DistillationReport
+
+    report = DistillationReport.from_json(exported_cls_student_dir)
+    assert [v.figures.name_or_path for v in report.variants] == ["onnx/model.onnx", "onnx/model_quantized.onnx"]
+    # both exports keep the student's accuracy (the same file measured): the smaller int8 one is the card's pick
+    assert recommended_onnx_file(exported_cls_student_dir, report) == "onnx/model_quantized.onnx"
+    worse = dataclasses.replace(report.variants[1], figures=dataclasses.replace(
+        report.variants[1].figures, metrics={**report.variants[1].figures.metrics, "accuracy": 0.0}))
+    report.variants[1] = worse
+    report.student.metrics["accuracy"] = 1.0  # no export keeps it: the float32 one, closest to the student
+    assert recommended_onnx_file(exported_cls_student_dir, report) == "onnx/model.onnx"
+    assert recommended_onnx_file(exported_cls_student_dir) == "onnx/model_quantized.onnx"
+    assert recommended_onnx_file(tmp_path) is None
+
+
+def test_cli_demo_passes_the_recommended_export(monkeypatch, tiny_bert_cls_dir, exported_cls_student_dir):
+    from hf_distill import cli_demo
+
+    seen = {}
+
+    class FakeApp:
+        @staticmethod
+        def build_demo(teacher, student, report, latency_runs, onnx):
+            seen["onnx"] = onnx
+            raise ValueError("stop here")
+
+    monkeypatch.setattr(cli_demo, "load_app", lambda: FakeApp)
+    args = argparse.Namespace(teacher=str(tiny_bert_cls_dir), student=str(exported_cls_student_dir), report=None,
+                              runs=1, host=None, port=None)
+    assert cli_demo.run_demo(args) == 2 and seen["onnx"] == "onnx/model_quantized.onnx"
