@@ -768,3 +768,16 @@ def test_cli_demo_passes_the_recommended_export(monkeypatch, tiny_bert_cls_dir, 
     args = argparse.Namespace(teacher=str(tiny_bert_cls_dir), student=str(exported_cls_student_dir), report=None,
                               runs=1, host=None, port=None)
     assert cli_demo.run_demo(args) == 2 and seen["onnx"] == "onnx/model_quantized.onnx"
+
+
+def test_a_causal_lm_gets_its_divergent_texts_as_a_table(app, gen_side, tiny_gpt2_dir, tiny_gpt2_student_dir):
+    from hf_distill.evaluation import evaluate_models
+
+    texts = ["once upon a time", "the wolf ate the grandmother and waited in her bed", "a king"]
+    ev = evaluate_models(gen_side.teacher.model, gen_side.student.model, gen_side.teacher.tokenizer, texts,
+                         task="text-generation", batch_size=3)
+    data = app.read_examples(ev.examples.to_dict())
+    headers, rows = app.examples_table(data)
+    assert headers == app.GENERATION_EXAMPLE_HEADERS and sorted(r[-1] for r in rows) == sorted(texts)
+    demo = app.build_demo(gen_side.teacher, gen_side.student, report={}, examples=data)
+    assert any("3 evaluation texts" in t for t in _markdown_values(demo))
