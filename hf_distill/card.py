@@ -36,6 +36,13 @@ from hf_distill.report import (
     recommended_variant,
     validate_report,
 )
+from hf_distill.disagreements import (
+    CONFUSION_HEADER,
+    EXAMPLES_FILENAME,
+    EvaluationExamples,
+    confusion_rows,
+    read_examples,
+)
 from hf_distill.tasks import get_task
 
 logger = logging.getLogger(__name__)
@@ -246,9 +253,16 @@ def build_card_data(
 
 
 def card_variables(
-    report: DistillationReport, *, repo_id: str, model_name: str, chart_file: str = CHART_FILENAME
+    report: DistillationReport,
+    *,
+    repo_id: str,
+    model_name: str,
+    chart_file: str = CHART_FILENAME,
+    examples: EvaluationExamples | None = None,
+    space_id: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the template shows, formatted from the report (raises MissingCardField on gaps)."""
+    """Everything the template shows, formatted from the report (raises MissingCardField on gaps), the evaluation
+    examples file (`hf_distill.disagreements`) and the Space that runs the pair, when there are."""
     missing = missing_fields(report)
     if missing:
         raise MissingCardField(
@@ -357,6 +371,51 @@ def card_variables(
         "fidelity_items": _items(report),
         "environment_rows": environment_rows,
         "hf_distill_version": _version(),
+        **_disagreement_variables(report, examples),
+        "space_id": space_id or "",
+    }
+
+
+def _disagreement_variables(report: DistillationReport, examples: EvaluationExamples | None) -> dict[str, Any]:
+    """The card's "Where they disagree" section: a link to the examples file and, for classification, the
+    disagreement rate and who was right per gold label, counted over the whole evaluation."""
+    if examples is None:
+        return {"examples_note": "", "disagreement_intro": "", "disagreement_header": [], "disagreement_rows": []}
+    if examples.num_evaluated != report.evaluation.get("num_samples") or examples.task != report.task:
+        raise MissingCardField(
+            f"{EXAMPLES_FILENAME} describes another evaluation ({examples.num_evaluated} {examples.task} examples, the "
+            f"report {report.evaluation.get('num_samples')} {report.task} ones): evaluate again with `hf-distill "
+            "evaluate`, which writes both"
+        )
+    link = f"[`{EXAMPLES_FILENAME}`]({EXAMPLES_FILENAME})"
+    if not examples.classification:
+        note = (
+            f"{link} holds the {len(examples.rows)} evaluation texts on which the student's next-token "
+            "distributions stray furthest from the teacher's (mean per-token KL(teacher ‖ student)), with each "
+            "model's loss on them."
+        )
+        return {"examples_note": note, "disagreement_intro": "", "disagreement_header": [], "disagreement_rows": []}
+    held = (
+        f"every one of the {examples.num_disagreements} disagreements"
+        if examples.all_disagreements
+        else f"the {sum(not r['agree'] for r in examples.rows)} disagreements with the largest divergence (of "
+        f"{examples.num_disagreements})"
+    )
+    agreeing = sum(r["agree"] for r in examples.rows)
+    intro = (
+        f"Teacher and student disagree on {examples.num_disagreements} of the {examples.num_evaluated} evaluation "
+        "examples. Per gold label, who was right (counted over the whole evaluation):"
+    )
+    note = (
+        f"{link} holds {held}"
+        + (f", then the {agreeing} agreeing examples with the largest divergence" if agreeing else "")
+        + ": text, gold label and both models' class probabilities."
+    )
+    return {
+        "examples_note": note,
+        "disagreement_intro": intro,
+        "disagreement_header": list(CONFUSION_HEADER),
+        "disagreement_rows": [tuple(_cell(c) for c in row) for row in confusion_rows(examples)],
     }
 
 
@@ -480,10 +539,14 @@ def render_card(
     language: str | list[str] | None = None,
     model_name: str | None = None,
     template: str | os.PathLike | None = None,
+    examples: EvaluationExamples | None = None,
+    space_id: str | None = None,
 ) -> ModelCard:
     """The card as a `ModelCard` (built with `ModelCard.from_template`), without writing files.
 
     repo_id defaults to the student's name_or_path and base_model to the teacher's (when that is a Hub id).
+    `examples` (the evaluation's `evaluation_examples.json`) adds the "Where they disagree" section; `space_id`
+    (a Hub Space running teacher and student side by side) a link to it.
     """
     repo_id = repo_id or report.student.name_or_path
     model_name = model_name or repo_id.rstrip("/").split("/")[-1]
@@ -498,7 +561,7 @@ def render_card(
         logger.warning("no license given: the card says 'unknown'; pass the teacher's license")
         license = "unknown"
     tpl = Path(template) if template is not None else template_path()
-    variables = card_variables(report, repo_id=repo_id, model_name=model_name)
+    variables = card_variables(report, repo_id=repo_id, model_name=model_name, examples=examples, space_id=space_id)
     card_data = build_card_data(
         report, model_name=model_name, base_model=base_model, license=license, language=language
     )
@@ -537,14 +600,22 @@ def write_card(
     language: str | list[str] | None = None,
     model_name: str | None = None,
     template: str | os.PathLike | None = None,
+    space_id: str | None = None,
 ) -> Path:
-    """Write README.md, the chart and (if not there yet) a copy of the report into output_dir; return the card path."""
+    """Write README.md, the chart and (if not there yet) a copy of the report into output_dir; return the card path.
+
+    The `evaluation_examples.json` beside a report read from a file is validated, shown in the card and copied too.
+    """
     report_path = None
+    examples = None
     if not isinstance(report, DistillationReport):
         report_path = Path(report)
         if report_path.is_dir():
             report_path = report_path / REPORT_FILENAME
         report = DistillationReport.from_json(report_path)
+        examples = read_examples(report_path.parent)
+    else:
+        examples = getattr(report, "examples", None)
     card = render_card(
         report,
         repo_id=repo_id,
@@ -553,6 +624,8 @@ def write_card(
         language=language,
         model_name=model_name,
         template=template,
+        examples=examples,
+        space_id=space_id,
     )
     out = Path(output_dir)
     card_path = out / CARD_FILENAME
@@ -566,6 +639,9 @@ def write_card(
             shutil.copyfile(report_path, target)
         elif not target.exists():
             report.to_json(target)
+        examples_target = out / EXAMPLES_FILENAME
+        if examples is not None and (report_path is None or report_path.parent.resolve() != out.resolve()):
+            examples.to_json(examples_target)
     return card_path
 
 

@@ -95,6 +95,17 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def _report_or_none(path: str | os.PathLike) -> object | None:
+    """The report that picks the export to run (the card's recommendation); None when there is none to read (the
+    app then says why it shows no report)."""
+    from .report import DistillationReport
+
+    try:
+        return DistillationReport.from_json(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Build the app for ``args.teacher`` / ``args.student`` and serve it until interrupted; return an exit code."""
     problems = [model_problem("--teacher", args.teacher), model_problem("--student", args.student),
@@ -103,17 +114,19 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"hf-distill demo: {problem}", file=sys.stderr)
     if any(problems):
         return 2
+    onnx = None
     if Path(args.student).is_dir():
-        from .export import OnnxExportError, verify_export
+        from .export import OnnxExportError, recommended_onnx_file, verify_export
 
         try:  # the report the app shows measured the student's exports: they must still be those files
             verify_export(args.student)
         except OnnxExportError as exc:
             print(f"hf-distill demo: {exc}", file=sys.stderr)
             return 2
+        onnx = recommended_onnx_file(args.student, _report_or_none(args.report or args.student))
     try:
         app = load_app()
-        demo = app.build_demo(args.teacher, args.student, args.report, latency_runs=args.runs)
+        demo = app.build_demo(args.teacher, args.student, args.report, latency_runs=args.runs, onnx=onnx)
     except ImportError as exc:
         print(f"hf-distill demo: {exc}; install the app extra: pip install 'hf-distill[app]'", file=sys.stderr)
         return 2

@@ -206,11 +206,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         measure_sample_quality=samples is not None,
     )
     path = report.to_json(args.output)
+    from hf_distill.measure import write_examples
+
+    examples_path = write_examples(report, path.parent)
     width = max(len(r[0]) for r in report.table_rows())
     for name, *cells, comparison in report.table_rows():
         figures = "  ".join(f"{c:>14}" for c in cells)
         print(f"{name:<{width}}  {figures}  {comparison}")
-    print(f"report written to {path}")
+    print(f"report written to {path}" + (f", evaluation examples to {examples_path}" if examples_path else ""))
     return 0
 
 

@@ -25,6 +25,7 @@ from . import chunked_losses
 from .benchmark import forward_kwargs, max_positions
 from .compatibility import check_vocabularies, label_permutation
 from .data import label_to_id
+from .disagreements import EvaluationExamples, select_classification_examples, select_lm_examples
 from .eval_data import EvalData, load_texts
 from .fidelity import (
     FidelityAccumulator,
@@ -89,6 +90,8 @@ class PairEvaluation:
     # Kept in memory only; the report stores the intervals.
     per_item: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     unit: str = "examples"
+    # The rows of `evaluation_examples.json` (where the two disagree most); see `hf_distill.disagreements`.
+    examples: EvaluationExamples | None = None
 
 
 def _batches(n: int, size: int):
@@ -229,6 +232,8 @@ def _evaluate_classification(
     refs = [label_to_id(lab, label2id) for lab in labels]
     preds_t: list[int] = []
     preds_s: list[int] = []
+    probs_t: list[list[float]] = []
+    probs_s: list[list[float]] = []
     fid = FidelityAccumulator()
     for sl in _batches(len(texts), batch_size):
         chunk = texts[sl]
@@ -246,6 +251,8 @@ def _evaluate_classification(
         fid.update(lt, ls)
         preds_t += lt.argmax(-1).tolist()
         preds_s += ls.argmax(-1).tolist()
+        probs_t += lt.softmax(-1).tolist()
+        probs_s += ls.softmax(-1).tolist()
     n_labels = teacher.config.num_labels
     average = "binary" if n_labels == 2 else "macro"
     acc, acc_src = load_metric("accuracy", metric_source)
@@ -261,6 +268,7 @@ def _evaluate_classification(
     per_item = {"label": np.asarray(refs), "pred_teacher": np.asarray(preds_t), "pred_student": np.asarray(preds_s)}
     per_item.update({f"correct_{who}": (per_item[f"pred_{who}"] == per_item["label"]).astype(np.float64)
                      for who in ("teacher", "student")})
+    per_item.update(fid.per_unit(len(texts)))  # agree / kl / js / items per example
     return PairEvaluation(
         task=task.pipeline_tag,
         teacher_metrics=metrics[0],
@@ -269,8 +277,16 @@ def _evaluate_classification(
         num_samples=len(texts),
         metric_sources={"accuracy": acc_src, "f1": f1_src},
         details={"f1_average": average, "max_length": limit},
-        per_item={**per_item, **fid.per_unit(len(texts))},
+        per_item=per_item,
+        examples=select_classification_examples(
+            texts, refs, probs_t, probs_s, per_item["kl"].tolist(), _label_names(teacher.config), task=task.pipeline_tag
+        ),
     )
+
+
+def _label_names(config: Any) -> list[str]:
+    id2label = getattr(config, "id2label", None) or {}
+    return [str(id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
 
 
 def _mask_tokens(enc: dict[str, torch.Tensor], special: torch.Tensor, mask_id: int, p: float, gen: torch.Generator):
@@ -361,8 +377,17 @@ def _evaluate_lm(
     details: dict[str, Any] = {"scored_tokens": int(sum(counts)), "max_length": limit}
     if task.masks_inputs:
         details.update(mask_probability=mask_probability, seed=seed)
+    per_item = _per_text(nll, counts, correct_per_text, fid, len(texts))
+
+    def per_token(sums) -> list[float]:
+        return [float(x) / c if c else 0.0 for x, c in zip(sums, counts)]
+
+    examples = select_lm_examples(
+        texts, per_token(per_item["kl"]), per_token(per_item["agree"]), counts, per_token(nll[0]), per_token(nll[1]),
+        task=task.pipeline_tag,
+    )
     return PairEvaluation(task.pipeline_tag, per_model[0], per_model[1], fid.result(), len(texts), sources, details,
-                          per_item=_per_text(nll, counts, correct_per_text, fid, len(texts)), unit="texts")
+                          examples=examples, per_item=per_item, unit="texts")
 
 
 def _per_text(nll, counts, correct_per_text, fid: FidelityAccumulator, num_texts: int) -> dict[str, np.ndarray]:

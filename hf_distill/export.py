@@ -725,6 +725,27 @@ def load_onnx_variants(model_dir: str | Path, config: Any, threads: int | None =
     return variants
 
 
+def recommended_onnx_file(model_dir: str | Path, report: Any = None) -> str | None:
+    """The export to run beside the student (``onnx/model_quantized.onnx`` style path), or None without exports.
+
+    With a report that measured the exports, the card's pick (`hf_distill.report.recommended_variant`); when it
+    recommends none (every export scores worse than the PyTorch student), the float32 file, the closest to it.
+    Without such a report, the int8 file when there is one (the usual pick), else the float32 one.
+    """
+    folder = Path(model_dir) / ONNX_DIR
+    present = [f"{ONNX_DIR}/{name}" for name in (INT8_FILE, FP32_FILE) if (folder / name).is_file()]
+    if not present:
+        return None
+    if report is not None and getattr(report, "variants", None):
+        from .report import recommended_variant
+
+        pick = recommended_variant(report)
+        if pick is not None and pick.figures.name_or_path in present:
+            return pick.figures.name_or_path
+        return f"{ONNX_DIR}/{FP32_FILE}" if f"{ONNX_DIR}/{FP32_FILE}" in present else present[0]
+    return present[0]
+
+
 def export_checks(model_dir: str | Path) -> dict[str, VariantCheck]:
     """The verification figures `export_onnx` recorded, by file (``onnx/model_quantized.onnx``)."""
     report = Path(model_dir) / ONNX_DIR / REPORT_FILE

@@ -108,7 +108,9 @@ def evaluate_pair(
 
     `distillation` (loss_type, temperature, alpha, layers_kept, steps, dataset, ...) and `training`
     (train_seconds, ...) are copied into the report; `training` is completed from the student's
-    `trainer_state.json` when present. With `output_dir`, the report is also written there. `task` is a task
+    `trainer_state.json` when present. With `output_dir`, the report is also written there, and beside it
+    `evaluation_examples.json` (`hf_distill.disagreements`: where teacher and student disagree most; also kept as
+    `report.examples`). `task` is a task
     name or pipeline tag; detected from the teacher's config when None.
 
     For causal LMs (unless `measure_sample_quality` is False) both models also continue prompts made from the
@@ -246,9 +248,25 @@ def evaluate_pair(
         intervals=report_intervals(ev.per_item, ev.unit, f1_average=ev.details.get("f1_average"))
         if ev.per_item else None,
     )
+    # Not a report field (the report stays small and its schema unchanged): written beside it, linked by the card.
+    report.examples = ev.examples
     if output_dir is not None:
         report.to_json(Path(output_dir))
+        write_examples(report, Path(output_dir))
     return report
+
+
+def write_examples(report: DistillationReport, folder: str | os.PathLike) -> Path | None:
+    """Write the examples `evaluate_pair` kept (`report.examples`) as `evaluation_examples.json` in `folder`, where
+    the report is; a stale file from an earlier evaluation is removed when there are none. Returns the path."""
+    from .disagreements import EXAMPLES_FILENAME
+
+    path = Path(folder) / EXAMPLES_FILENAME
+    examples = getattr(report, "examples", None)
+    if examples is None:
+        path.unlink(missing_ok=True)  # hf-distill's own output: it would describe another evaluation
+        return None
+    return examples.to_json(path)
 
 
 def _load_exports(student: str | os.PathLike, s: Any, threads: int) -> dict[str, Any]:

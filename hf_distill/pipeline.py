@@ -720,11 +720,15 @@ class Pipeline:
                 data_source=str(source) if source else None, models=[self.config.hub_model_id],
                 private=bool(self.config.hub_private_repo), license=self.args.license,
             )
-        url = push_to_hub(self.student_dir, self.config.hub_model_id, private=bool(self.config.hub_private_repo))
+        url = push_to_hub(self.student_dir, self.config.hub_model_id, private=bool(self.config.hub_private_repo),
+                          space_id=self.args.hub_space_id or None)
         info["model_commit"] = str(url)
         if self.args.hub_space_id:
             teacher_repo = self.args.teacher if not self.args.teacher_from_scratch else self.config.hub_model_id
-            info["space_commit"] = str(push_space(self.args.hub_space_id, self.config.hub_model_id, teacher_repo))
+            report = self.student_dir / "distillation_report.json"
+            info["space_commit"] = str(push_space(self.args.hub_space_id, self.config.hub_model_id, teacher_repo,
+                                                  report_path=report if report.is_file() else None,
+                                                  student_dir=self.student_dir))
         return info
 
     # -- driver -------------------------------------------------------------------------------------------------

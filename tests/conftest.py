@@ -72,6 +72,27 @@ def tiny_bert_cls_student_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
+def exported_cls_student_dir(tmp_path_factory, tiny_bert_cls_dir, tiny_bert_cls_student_dir) -> Path:
+    """The tiny classifier student with its ONNX exports (fp32, int8) and, beside them, the evaluation against
+    `tiny_bert_cls_dir` (distillation_report.json and evaluation_examples.json), as the showcase app finds them."""
+    import shutil
+
+    from hf_distill.benchmark import BenchmarkSettings
+    from hf_distill.eval_data import EvalData
+    from hf_distill.export import export_onnx
+    from hf_distill.measure import evaluate_pair
+
+    folder = tmp_path_factory.mktemp("exported") / "student"
+    shutil.copytree(tiny_bert_cls_student_dir, folder)
+    export_onnx(folder, quantize="int8", texts=[t for t, _ in tiny.SENTIMENT])
+    data = EvalData([t for t, _ in tiny.SENTIMENT], [y for _, y in tiny.SENTIMENT], dataset="tiny-sentiment")
+    bench = BenchmarkSettings(batch_size=2, warmup=0, latency_runs=1, throughput_runs=1, max_length=16, threads=1)
+    os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+    evaluate_pair(tiny_bert_cls_dir, folder, data, benchmark=bench, output_dir=folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     """A saved tiny GPT-2 causal LM (4 layers) with its tokenizer."""
     model = tiny.gpt2(bpe_tokenizer, num_layers=4, seed=SESSION_SEEDS["tiny-gpt2"])

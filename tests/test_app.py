@@ -7,6 +7,7 @@ import ast
 import importlib.util
 import json
 import re
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -405,7 +406,10 @@ def test_app_is_standalone_of_hf_distill():
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert "hf_distill" not in imported
     third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
-    assert third_party <= {"gradio", "torch", "transformers", "huggingface_hub"}
+    assert third_party <= {"gradio", "torch", "transformers", "huggingface_hub", "onnxruntime"}
+    # onnxruntime is optional (a Space gets it only when the student has exports): never imported at the top
+    top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+    assert "onnxruntime" not in top
     requirements = (REPO / "spaces_app" / "requirements.txt").read_text()
     for package in ("gradio", "torch", "transformers"):
         assert package in requirements
@@ -562,7 +566,8 @@ def test_cli_demo_names_a_bad_model_path_or_port_before_loading(monkeypatch, tmp
     weights = tmp_path / "truncated" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     for student, message in expected.items():
-        args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", student])
+        # port 0 (any free one): the default 7860 may be serving another test's app, a second error line
+        args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", student, "--port", "0"])
         assert args.func(args) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"hf-distill demo: {message}") and len(err.splitlines()) == 1, err
@@ -580,7 +585,8 @@ def test_cli_demo_names_a_bad_model_path_or_port_before_loading(monkeypatch, tmp
 
 def test_cli_demo_clear_errors(monkeypatch, tmp_path, tiny_bert_cls_dir, tiny_gpt2_dir, capsys):
     parser, cli_demo = _parser()
-    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_gpt2_dir)])
+    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_gpt2_dir),
+                              "--port", "0"])
     assert args.func(args) == 2
     assert "same task" in capsys.readouterr().err
 
@@ -615,3 +621,222 @@ def test_the_app_is_found_inside_an_installed_package_first(monkeypatch, tmp_pat
         folder.mkdir(parents=True)
         (folder / "app.py").write_text("")
         assert space_app.find_app_dir() == folder
+
+
+# ------------------------------------------------------------------------- the showcase: ONNX, examples, your data
+
+
+@pytest.fixture(scope="module")
+def showcase(app, tiny_bert_cls_dir, exported_cls_student_dir):
+    """The app on the tiny pair whose student has ONNX exports and an evaluation beside it (nothing passed)."""
+    return app.build_demo(tiny_bert_cls_dir, exported_cls_student_dir, latency_runs=3)
+
+
+def _student_probs(side, text: str) -> list[float]:
+    enc = side.student.tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        return torch.softmax(side.student.model(**enc).logits[0], -1).tolist()
+
+
+def test_the_exported_student_answers_in_a_third_column(app, showcase, tiny_bert_cls_dir, exported_cls_student_dir):
+    side = showcase.side_by_side
+    assert side.onnx is not None and side.onnx.name == "onnx/model_quantized.onnx"
+    t_probs, t_lat, s_probs, s_lat, o_probs, o_lat, agreement = side.classify(SENTENCE)
+    assert list(o_probs) == ["negative", "positive"]
+    assert list(o_probs.values()) == pytest.approx(_student_probs(side, SENTENCE), abs=0.05)  # int8
+    assert "ms" in o_lat and "median of 3 runs" in o_lat  # timed like the others
+    assert "ONNX student" in agreement
+    assert any("Student, ONNX Runtime" in t and "model_quantized.onnx" in t for t in _markdown_values(showcase))
+    # the float32 export, named: the PyTorch student's probabilities to float precision
+    fp32 = app.build_demo(tiny_bert_cls_dir, exported_cls_student_dir, onnx="onnx/model.onnx", latency_runs=1)
+    o_probs = fp32.side_by_side.classify(SENTENCE)[4]
+    assert fp32.side_by_side.onnx.name == "onnx/model.onnx"
+    assert list(o_probs.values()) == pytest.approx(_student_probs(side, SENTENCE), abs=1e-4)
+
+
+def test_without_onnxruntime_the_page_says_what_to_install(app, tiny_bert_cls_dir, exported_cls_student_dir,
+                                                          monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails, as on a Space without it
+    demo = app.build_demo(tiny_bert_cls_dir, exported_cls_student_dir, report={}, latency_runs=1)
+    assert demo.side_by_side.onnx is None and len(demo.side_by_side.classify(SENTENCE)) == 5
+    assert any("install `onnxruntime`" in t for t in _markdown_values(demo))
+
+
+def test_the_onnx_file_comes_from_the_environment_then_distill_config(app, tmp_path):
+    assert app.resolve_onnx({}, tmp_path) is None
+    (tmp_path / "distill_config.json").write_text(json.dumps({"teacher": "a/t", "student": "a/s", "onnx": "onnx/x"}))
+    assert app.resolve_onnx({}, tmp_path) == "onnx/x"
+    assert app.resolve_onnx({"STUDENT_ONNX": "onnx/model.onnx"}, tmp_path) == "onnx/model.onnx"
+
+
+def test_the_examples_table_holds_the_evaluation_file(app, showcase, exported_cls_student_dir):
+    data = json.loads((exported_cls_student_dir / "evaluation_examples.json").read_text())
+    headers, rows = app.examples_table(app.read_examples(exported_cls_student_dir / "evaluation_examples.json"))
+    assert headers[-1] == "Text" and [r[-1] for r in rows] == [r["text"] for r in data["rows"]]
+    assert [r[1] for r in rows] == ["yes" if r["agree"] else "no" for r in data["rows"]]
+    intro = app.examples_intro(data)
+    assert f"{data['num_disagreements']} of {data['num_evaluated']}" in intro
+    assert any(intro in t for t in _markdown_values(showcase))  # found beside the student, nothing passed
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda d: d.update(schema_version=2), "schema_version"),
+        (lambda d: d["rows"][0].update(teacher_probs=[1.5, -0.5]), "teacher_probs"),
+        (lambda d: d["rows"][0].update(divergence=float("nan")), "divergence"),
+        (lambda d: d["rows"][0].pop("text"), "no text"),
+    ],
+)
+def test_a_corrupted_examples_file_is_refused_in_one_line(app, exported_cls_student_dir, edit, needle):
+    data = json.loads((exported_cls_student_dir / "evaluation_examples.json").read_text())
+    edit(data)
+    with pytest.raises(ValueError, match=needle):
+        app.read_examples(data)
+
+
+SENTIMENT_CSV = "sentence,label\n" + "".join(
+    f'"{t}",{"positive" if y else "negative"}\n' for t, y in [
+        ("the movie was wonderful and the actors were great", 1),
+        ("a dull , boring film with a terrible plot", 0),
+        ("i loved every minute of this charming story", 1),
+    ]
+)
+
+
+def test_files_of_three_formats_read_alike(app, tmp_path):
+    (tmp_path / "a.csv").write_text(SENTIMENT_CSV)
+    (tmp_path / "a.tsv").write_text(SENTIMENT_CSV.replace('"', "").replace(",label", "\tlabel").replace(",p", "\tp")
+                                    .replace(",n", "\tn"))
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"sentence": t, "label": y}) + "\n\n" for t, y in [
+        ("the movie was wonderful and the actors were great", "positive"),
+        ("a dull , boring film with a terrible plot", "negative"),
+        ("i loved every minute of this charming story", "positive"),
+    ]))
+    read = [app.read_table_file(tmp_path / f"a.{ext}") for ext in ("csv", "tsv", "jsonl")]
+    assert read[0] == read[1] == read[2]
+    columns, rows, total = read[0]
+    assert columns == ["sentence", "label"] and total == 3 and rows[1]["label"] == "negative"
+    assert app.guess_columns(columns) == ("sentence", "label")
+    assert app.gold_labels(["Positive", "0", "negative"], ["negative", "positive"]) == ["positive", "negative",
+                                                                                      "negative"]
+
+
+def test_uploaded_rows_get_both_predictions_agreement_and_accuracy(app, cls_side):
+    texts = [SENTENCE, "a dull , boring film with a terrible plot", "i loved every minute of this charming story"]
+    golds = ["positive", "negative", "positive"]
+    result = cls_side.classify_rows(texts, golds)
+    by_hand = {}
+    for who, lm in (("teacher", cls_side.teacher), ("student", cls_side.student)):
+        preds = []
+        for text in texts:
+            with torch.no_grad():
+                preds.append(lm.model.config.id2label[int(lm.model(**lm.tokenizer(text, return_tensors="pt"))
+                                                           .logits[0].argmax())])
+        by_hand[who] = preds
+        assert [r[who] for r in result["rows"]] == preds
+        assert result["accuracy"][who] == pytest.approx(sum(p == g for p, g in zip(preds, golds)) / 3)
+    agree = [t == s for t, s in zip(by_hand["teacher"], by_hand["student"])]
+    assert [r["agree"] for r in result["rows"]] == agree and result["agreement"] == pytest.approx(sum(agree) / 3)
+    path = app.write_results_csv(result["rows"])
+    lines = path.read_text().splitlines()
+    assert lines[0] == "text,label,teacher,teacher_probability,student,student_probability,agree" and len(lines) == 4
+    assert cls_side.classify_rows(texts)["accuracy"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("big.csv", "text\n" + "x" * 2_100_000 + "\n", "the limit is 2 MB"),
+        ("data.xlsx", "text\nhello\n", "use a .csv, .tsv or .jsonl file"),
+        ("latin.csv", b"text\ncaf\xe9\n", "not UTF-8"),
+        ("broken.jsonl", '{"text": "ok"}\n{"text": \n', "line 2: not valid JSON"),
+        ("list.jsonl", '["a list"]\n', "a JSON object per line"),
+        ("empty.csv", "text,label\n", "no rows"),
+        ("ragged.csv", "text\n\"a\",\"b\"\n", "more fields than the header"),
+    ],
+)
+def test_a_bad_file_gets_one_line(app, tmp_path, name, content, needle):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(app.UploadError, match=needle) as err:
+        app.read_table_file(path)
+    line = app.upload_one_line(err.value)
+    assert "\n" not in line and line.startswith("**Could not use this file**") and "Traceback" not in line
+
+
+def test_unknown_gold_labels_are_named(app):
+    with pytest.raises(app.UploadError, match="row 2: label 'maybe'"):
+        app.gold_labels(["positive", "maybe"], ["negative", "positive"])
+
+
+def test_space_push_adds_onnxruntime_and_the_examples_only_with_exports(tmp_path, exported_cls_student_dir,
+                                                                        tiny_bert_cls_student_dir):
+    from hf_distill import hub
+
+    app_dir = REPO / "spaces_app"
+    report = exported_cls_student_dir / "distillation_report.json"
+    plan = hub._plan_space("alice/demo", "alice/student", "alice/teacher", app_dir=app_dir, gradio_version="6.31.0",
+                           report_path=report, endpoint=None, student_dir=exported_cls_student_dir)
+    requirements = plan.generated["requirements.txt"].decode()
+    assert requirements.startswith((app_dir / "requirements.txt").read_text()) and "\nonnxruntime\n" in requirements
+    config = json.loads(plan.generated["distill_config.json"])
+    assert config["onnx"] in ("onnx/model_quantized.onnx", "onnx/model.onnx")
+    examples = json.loads(plan.generated["evaluation_examples.json"])
+    assert examples == json.loads((exported_cls_student_dir / "evaluation_examples.json").read_text())
+    meta = yaml.safe_load(plan.generated["README.md"].decode().split("---\n")[1])
+    assert meta["models"] == ["alice/teacher", "alice/student"]
+    plain = hub._plan_space("alice/demo", "alice/student", "alice/teacher", app_dir=app_dir, gradio_version="6.31.0",
+                            report_path=None, endpoint=None, student_dir=tiny_bert_cls_student_dir)
+    assert "requirements.txt" not in plain.generated  # the app's own, without onnxruntime
+    assert "onnx" not in json.loads(plain.generated["distill_config.json"])
+    assert "onnxruntime" not in (app_dir / "requirements.txt").read_text()
+
+
+def test_the_demo_runs_the_export_the_card_recommends(exported_cls_student_dir, tmp_path):
+    import dataclasses
+
+    from hf_distill.export import recommended_onnx_file
+    from hf_distill.report import DistillationReport
+
+    report = DistillationReport.from_json(exported_cls_student_dir)
+    assert [v.figures.name_or_path for v in report.variants] == ["onnx/model.onnx", "onnx/model_quantized.onnx"]
+    # both exports keep the student's accuracy (the same file measured): the smaller int8 one is the card's pick
+    assert recommended_onnx_file(exported_cls_student_dir, report) == "onnx/model_quantized.onnx"
+    worse = dataclasses.replace(report.variants[1], figures=dataclasses.replace(
+        report.variants[1].figures, metrics={**report.variants[1].figures.metrics, "accuracy": 0.0}))
+    report.variants[1] = worse
+    report.student.metrics["accuracy"] = 1.0  # no export keeps it: the float32 one, closest to the student
+    assert recommended_onnx_file(exported_cls_student_dir, report) == "onnx/model.onnx"
+    assert recommended_onnx_file(exported_cls_student_dir) == "onnx/model_quantized.onnx"
+    assert recommended_onnx_file(tmp_path) is None
+
+
+def test_cli_demo_passes_the_recommended_export(monkeypatch, tiny_bert_cls_dir, exported_cls_student_dir):
+    from hf_distill import cli_demo
+
+    seen = {}
+
+    class FakeApp:
+        @staticmethod
+        def build_demo(teacher, student, report, latency_runs, onnx):
+            seen["onnx"] = onnx
+            raise ValueError("stop here")
+
+    monkeypatch.setattr(cli_demo, "load_app", lambda: FakeApp)
+    args = argparse.Namespace(teacher=str(tiny_bert_cls_dir), student=str(exported_cls_student_dir), report=None,
+                              runs=1, host="127.0.0.1", port=0)
+    assert cli_demo.run_demo(args) == 2 and seen["onnx"] == "onnx/model_quantized.onnx"
+
+
+def test_a_causal_lm_gets_its_divergent_texts_as_a_table(app, gen_side, tiny_gpt2_dir, tiny_gpt2_student_dir):
+    from hf_distill.evaluation import evaluate_models
+
+    texts = ["once upon a time", "the wolf ate the grandmother and waited in her bed", "a king"]
+    ev = evaluate_models(gen_side.teacher.model, gen_side.student.model, gen_side.teacher.tokenizer, texts,
+                         task="text-generation", batch_size=3)
+    data = app.read_examples(ev.examples.to_dict())
+    headers, rows = app.examples_table(data)
+    assert headers == app.GENERATION_EXAMPLE_HEADERS and sorted(r[-1] for r in rows) == sorted(texts)
+    demo = app.build_demo(gen_side.teacher, gen_side.student, report={}, examples=data)
+    assert any("3 evaluation texts" in t for t in _markdown_values(demo))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
+from tests import tiny
 from tests.test_app import SAMPLE_REPORT, launch, load_app_module
 
 pytestmark = pytest.mark.slow  # a real browser: seconds per page
@@ -172,3 +175,120 @@ def test_browser_example_click_runs_both_models(urls, context):
     for who in ("teacher", "student"):
         assert "%" in page.locator(f"#{who}-label").inner_text()
     assert context.offsite == []
+
+
+# ------------------------------------------------------------------------- the showcase: ONNX, examples, your data
+THREE_ANSWERED = (
+    "() => ['#teacher-stats', '#student-stats', '#onnx-stats']"
+    ".every(s => document.querySelector(s) && document.querySelector(s).innerText.includes('ms'))"
+)
+
+
+@pytest.fixture(scope="module")
+def showcase_url(tmp_path_factory, tiny_bert_cls_dir, exported_cls_student_dir):
+    """The tiny pair whose student has ONNX exports and its evaluation beside it: nothing but the two folders."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        app = load_app_module("spaces_app_showcase")
+        demo = app.build_demo(tiny_bert_cls_dir, exported_cls_student_dir, latency_runs=3)
+        try:
+            yield launch(demo)
+        finally:
+            demo.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where the screenshots go: $HF_DISTILL_SCREENSHOTS when set (to look at them), else the test's tmp dir."""
+    folder = Path(os.environ.get("HF_DISTILL_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page_1400(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _in_first_screen(page, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
+
+
+def test_browser_three_columns_answer_one_input_in_the_first_screen(showcase_url, page_1400, shots):
+    page = page_1400
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(showcase_url, wait_until="domcontentloaded")
+    page.locator("#cls-input textarea").fill("the movie was wonderful and the actors were great")
+    _run_and_wait(page, "#cls-run", THREE_ANSWERED)
+    for who in ("teacher", "student", "onnx"):
+        label = page.locator(f"#{who}-label").inner_text()
+        assert "positive" in label and "negative" in label and "%" in label
+        assert "median of 3 runs" in page.locator(f"#{who}-stats").inner_text()
+    assert "model_quantized.onnx" in page.inner_text("body")
+    # the input and every answer are in view without scrolling (the report table follows)
+    assert page.evaluate("() => window.scrollY") == 0
+    for selector in ("#cls-input", "#teacher-label", "#student-label", "#onnx-label", "#onnx-stats"):
+        assert _in_first_screen(page, selector), selector
+    page.screenshot(path=str(shots / "showcase-three-columns.png"))
+    assert errors == []
+
+
+def test_browser_examples_table_click_fills_the_input_and_runs_all_models(showcase_url, page_1400, shots,
+                                                                          exported_cls_student_dir):
+    page = page_1400
+    page.goto(showcase_url, wait_until="domcontentloaded")
+    table = page.locator("#examples-table")
+    table.scroll_into_view_if_needed()
+    texts = [r["text"] for r in json.loads((exported_cls_student_dir / "evaluation_examples.json").read_text())["rows"]]
+    assert texts and texts[0] in table.inner_text()
+    page.screenshot(path=str(shots / "showcase-examples-table.png"), full_page=True)
+    table.locator('[data-testid="cell-1-5"]').click()  # the second row's text cell
+    page.wait_for_function(THREE_ANSWERED, timeout=WAIT_MS)
+    page.wait_for_function(NO_PENDING, timeout=WAIT_MS)
+    assert page.locator("#cls-input textarea").input_value() == texts[1]
+    for who in ("teacher", "student", "onnx"):
+        assert "%" in page.locator(f"#{who}-label").inner_text()
+    assert _in_first_screen(page, "#cls-input")  # scrolled back up to the answers
+    page.screenshot(path=str(shots / "showcase-example-clicked.png"))
+
+
+def test_browser_upload_of_a_labelled_csv_gives_accuracy_and_a_download(showcase_url, page_1400, shots, tmp_path):
+    data = tmp_path / "reviews.csv"
+    data.write_text("review,label\n" + "".join(f'"{t}",{"positive" if y else "negative"}\n' for t, y in tiny.SENTIMENT))
+    page = page_1400
+    page.goto(showcase_url, wait_until="domcontentloaded")
+    page.locator("#upload-file input[type=file]").set_input_files(str(data))
+    page.wait_for_function("() => document.querySelector('#upload-status').innerText.includes('columns')")
+    _run_and_wait(page, "#upload-run", "() => document.querySelector('#upload-status').innerText.includes('Accuracy')")
+    status = page.locator("#upload-status").inner_text()
+    assert f"{len(tiny.SENTIMENT)} rows" in status and "teacher" in status and "student" in status
+    link = page.locator("#upload-download a").first
+    csv_text = page.request.get(link.get_attribute("href")).text()
+    assert csv_text.splitlines()[0].startswith("text,label,teacher") and len(csv_text.splitlines()) == 9
+    page.locator("#upload-section").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "showcase-upload.png"), full_page=True)
+
+
+def test_browser_a_bad_file_shows_one_line(showcase_url, page_1400, shots, tmp_path):
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes(b"text,label\ncaf\xe9,positive\n")
+    page = page_1400
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(showcase_url, wait_until="domcontentloaded")
+    page.locator("#upload-file input[type=file]").set_input_files(str(bad))
+    page.wait_for_function("() => document.querySelector('#upload-status').innerText.includes('Could not use')")
+    status = page.locator("#upload-status").inner_text().strip()
+    assert status == "Could not use this file: latin1.csv is not UTF-8 text: save it as UTF-8"
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "Error" not in body
+    page.locator("#upload-section").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "showcase-bad-file.png"))
+    assert errors == []

@@ -210,7 +210,7 @@ def test_the_export_report_records_sizes_and_checksums(exported_student, tiny_be
     monkeypatch.setattr(gradio.Blocks, "launch", lambda self, **kw: launched.append(self))  # the real one blocks
     parser = argparse.ArgumentParser()
     cli_demo.register(parser.add_subparsers())
-    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(exported_student)])
+    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(exported_student), "--port", "0"])
     assert args.func(args) == 0 and len(launched) == 1
 
 
@@ -238,7 +238,7 @@ def test_an_export_that_no_longer_matches_its_check_is_refused_by_evaluate_and_d
     assert re.search(message, line) and f"`hf-distill export {folder} --overwrite`" in line and str(folder) in line
     parser = argparse.ArgumentParser()
     cli_demo.register(parser.add_subparsers())
-    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(folder)])
+    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(folder), "--port", "0"])
     assert args.func(args) == 2  # refused before any model is loaded
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("hf-distill demo: ") and re.search(message, line) and "hf-distill export" in line

@@ -91,7 +91,7 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
     assert results["push"] == {"pushed": False, "reason": "push_to_hub is off", "stage_seconds": 0.0}
     student = run / "student"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "distillation_report.json",
-                 "distillation_chart.png"):
+                 "distillation_chart.png", "evaluation_examples.json"):
         assert (student / name).is_file(), name
     assert json.loads((student / "config.json").read_text())["num_hidden_layers"] == 2
     assert not list(student.glob("*.bin")) and not list(student.glob("*.pt"))  # no pickles in the publishable folder
@@ -138,7 +138,8 @@ def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatc
         files = dict(hub.repo("model", "alice/tiny-sst").refs["main"])
     assert results["student"]["skipped"] and "alice/tiny-sst" in results["push"]["model_commit"]
     assert {"model.safetensors", "config.json", "README.md", "distillation_report.json",
-            "distillation_chart.png"} <= set(files)
+            "distillation_chart.png", "evaluation_examples.json"} <= set(files)
+    assert b"## Where they disagree" in files["README.md"]
     assert not any(name.endswith(".bin") or "checkpoint" in name for name in files)
     assert all(token.encode() not in data for data in files.values())
     assert files["model.safetensors"] == (tmp_path / "run" / "student" / "model.safetensors").read_bytes()
