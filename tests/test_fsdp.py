@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from tests.test_distributed import REPO, free_port
+from tests.test_distributed import REPO, STANDALONE
 
 SCRIPT = """\
 import json, os, sys, tempfile
@@ -70,6 +70,7 @@ if dist.is_initialized():
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["tied_root", "separate_head"])
 def test_fsdp2_two_processes_match_one_process(tmp_path, mode):
     script = tmp_path / "fsdp.py"
@@ -79,8 +80,7 @@ def test_fsdp2_two_processes_match_one_process(tmp_path, mode):
                          capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-4000:]
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(free_port()), str(script), str(tmp_path / "two.pt"), mode],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *STANDALONE, str(script), str(tmp_path / "two.pt"), mode],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert two.returncode == 0, two.stderr[-4000:]
