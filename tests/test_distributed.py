@@ -119,6 +119,19 @@ def tiny_batch(tok):
     return DataCollatorForLanguageModeling(tok, mlm=False)([tok(t) for t in tiny.CORPUS[:6]])
 
 
+# The end of every torchrun script: each rank past its last collective (rank 0 may still be saving), then the group
+# torn down while the interpreter is whole, then no interpreter finalization at all: gloo worker threads that still
+# hold work when the interpreter finalizes abort a finished process ("terminate called without an active
+# exception", SIGABRT; pytorch/pytorch#190489), which torchrun reports as a failed run.
+SCRIPT_END = """
+if torch.distributed.is_initialized():
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
+"""
+
 DDP_PROJECTIONS_SCRIPT = """
 import json
 import os
@@ -155,9 +168,7 @@ logs = [h for h in trainer.state.log_history if "loss_kd" in h] + [trainer.evalu
 os.makedirs(out, exist_ok=True)
 with open(f"{out}/logs-{cfg.process_index}.json", "w") as f:  # a file: the ranks' prints share one pipe
     json.dump(logs, f)
-if torch.distributed.is_initialized():
-    torch.distributed.destroy_process_group()  # gloo threads torn down at exit can abort the process (SIGABRT)
-"""
+""" + SCRIPT_END
 
 
 @pytest.fixture(scope="module")
@@ -242,9 +253,7 @@ os.makedirs(out, exist_ok=True)
 with open(f"{out}/shares-{cfg.process_index}.json", "w") as f:  # a file: the ranks' prints share one pipe
     json.dump(shares, f)
 trainer.save_model(out + "/final")
-if torch.distributed.is_initialized():
-    torch.distributed.destroy_process_group()  # gloo threads torn down at exit can abort the process (SIGABRT)
-"""
+""" + SCRIPT_END
 
 
 @pytest.mark.slow
