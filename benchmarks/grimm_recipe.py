@@ -46,13 +46,13 @@ WITH_DROPOUT = ["--student_config", "{}"]  # the student keeps the teacher's dro
 # distils from the live teacher's full logits, alpha 1, a student without dropout, 300 steps.
 VARIANTS: dict[str, list[str]] = {
     "example": [],
-    "ce": ["--alpha", "0"],                                           # CE-only baseline: same student, same steps
+    "ce": ["--alpha", "0"],  # CE-only baseline: same student, same steps
     "ce_dropout": ["--alpha", "0", *WITH_DROPOUT],
-    "dropout": WITH_DROPOUT,                                          # live teacher, alpha 1, teacher's dropout
+    "dropout": WITH_DROPOUT,  # live teacher, alpha 1, teacher's dropout
     "top64_a05_dropout": ["--use_soft_targets", "true", "--top_k", "64", "--alpha", "0.5", *WITH_DROPOUT],  # before
     "top64_a1_dropout": ["--use_soft_targets", "true", "--top_k", "64", "--alpha", "1", *WITH_DROPOUT],
     "top256": ["--use_soft_targets", "true", "--top_k", "256"],
-    "full_cache": ["--use_soft_targets", "true"],                     # full-logit cache: same loss, 2.3 GB on disk
+    "full_cache": ["--use_soft_targets", "true"],  # full-logit cache: same loss, 2.3 GB on disk
     "T2": ["--temperature", "2"],
     "lr5e-4": ["--learning_rate", "5e-4"],
     "first_blocks": ["--student_layer_strategy", "first"],
@@ -63,7 +63,11 @@ VARIANTS: dict[str, list[str]] = {
 
 def _report(run_dir: Path) -> dict | None:
     path = run_dir / "student" / "distillation_report.json"
-    return json.loads(path.read_text()) if path.is_file() and (run_dir / ".hf_distill" / "evaluate.json").is_file() else None
+    return (
+        json.loads(path.read_text())
+        if path.is_file() and (run_dir / ".hf_distill" / "evaluate.json").is_file()
+        else None
+    )
 
 
 def _config(work: Path, overrides: list[str]) -> tuple[Path, list[str]]:
@@ -107,23 +111,32 @@ def teacher_profile(teacher_dir: Path, rows: int = 400, ks: tuple[int, ...] = (6
 
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir).eval()
     tok = AutoTokenizer.from_pretrained(teacher_dir)
-    texts = [t for t in load_dataset("text", data_files=str(ROOT.parent / "shared" / "data" / "grimm" / "train.txt"),
-                                     split="train")["text"] if t.strip()]
+    texts = [
+        t
+        for t in load_dataset(
+            "text", data_files=str(ROOT.parent / "shared" / "data" / "grimm" / "train.txt"), split="train"
+        )["text"]
+        if t.strip()
+    ]
     lengths = [min(len(ids), 128) for ids in tok(texts)["input_ids"]]
     entropy, tails, count = 0.0, {k: 0.0 for k in ks}, 0
     with torch.no_grad():
         for i in range(0, rows, 16):
-            enc = tok(texts[i:i + 16], return_tensors="pt", padding=True, truncation=True, max_length=128)
+            enc = tok(texts[i : i + 16], return_tensors="pt", padding=True, truncation=True, max_length=128)
             log_p = torch.log_softmax(teacher(**enc).logits[:, :-1].float(), -1)[enc["attention_mask"][:, 1:].bool()]
             entropy += float(-(log_p.exp() * log_p).sum())
             for k in ks:
                 tails[k] += float((1 - log_p.topk(k, -1).values.exp().sum(-1)).sum())
             count += log_p.shape[0]
     vocab = teacher.config.vocab_size
-    return {"vocab": vocab, "train_tokens": sum(lengths), "entropy_nats": round(entropy / count, 3),
-            **{f"tail_mass_top{k}": round(tails[k] / count, 3) for k in ks},
-            "full_logit_cache_gb": round(sum(lengths) * vocab * 4 / 1e9, 2),
-            "scored_positions": count}
+    return {
+        "vocab": vocab,
+        "train_tokens": sum(lengths),
+        "entropy_nats": round(entropy / count, 3),
+        **{f"tail_mass_top{k}": round(tails[k] / count, 3) for k in ks},
+        "full_logit_cache_gb": round(sum(lengths) * vocab * 4 / 1e9, 2),
+        "scored_positions": count,
+    }
 
 
 def train_teacher(work: Path, name: str, common: list[str]) -> Path:
@@ -138,8 +151,9 @@ def train_teacher(work: Path, name: str, common: list[str]) -> Path:
     return out / "teacher"
 
 
-def run_variant(work: Path, teacher_name: str, teacher_dir: Path, variant: str, common: list[str],
-                student: list[str]) -> dict:
+def run_variant(
+    work: Path, teacher_name: str, teacher_dir: Path, variant: str, common: list[str], student: list[str]
+) -> dict:
     from hf_distill.pipeline import run_from_config
 
     suffix = "-".join(x.lstrip("-") for x in student) if student else "full"
@@ -150,10 +164,24 @@ def run_variant(work: Path, teacher_name: str, teacher_dir: Path, variant: str, 
         wanted = [str(student_without_dropout(teacher_dir)) if x == NO_DROPOUT else x for x in VARIANTS[variant]]
         config, overrides = _config(work, [*common, *student, *wanted])
         started = time.perf_counter()
-        results = run_from_config(config, [
-            *overrides, "--output_dir", str(out), "--teacher", str(teacher_dir), "--teacher_from_scratch", "false",
-            "--train_teacher", "no", "--stop_after", "evaluate", "--benchmark_runs", "3",
-        ])
+        results = run_from_config(
+            config,
+            [
+                *overrides,
+                "--output_dir",
+                str(out),
+                "--teacher",
+                str(teacher_dir),
+                "--teacher_from_scratch",
+                "false",
+                "--train_teacher",
+                "no",
+                "--stop_after",
+                "evaluate",
+                "--benchmark_runs",
+                "3",
+            ],
+        )
         wall = round(time.perf_counter() - started, 1)
         report = _report(out)
         stage_seconds = {k: v.get("stage_seconds") for k, v in results.items()}
@@ -163,12 +191,20 @@ def run_variant(work: Path, teacher_name: str, teacher_dir: Path, variant: str, 
     student_ppl = report["student"]["metrics"]["perplexity"]
     teacher_marker = json.loads((teacher_dir.parent / ".hf_distill" / "teacher.json").read_text())
     return {
-        "teacher": teacher_name, "variant": variant, "schedule": " ".join(student) or "example",
-        "overrides": VARIANTS[variant], "teacher_ppl": round(teacher_ppl, 2), "student_ppl": round(student_ppl, 2),
-        "ratio": round(student_ppl / teacher_ppl, 3), "top1": round(report["fidelity"]["agreement_top1"], 3),
-        "steps": report["distillation"].get("steps"), "train_seconds": report["training"].get("train_seconds"),
-        "teacher_train_seconds": teacher_marker.get("train_seconds"), "stage_seconds": stage_seconds,
-        "wall_seconds": wall, "dir": str(out.relative_to(work)),
+        "teacher": teacher_name,
+        "variant": variant,
+        "schedule": " ".join(student) or "example",
+        "overrides": VARIANTS[variant],
+        "teacher_ppl": round(teacher_ppl, 2),
+        "student_ppl": round(student_ppl, 2),
+        "ratio": round(student_ppl / teacher_ppl, 3),
+        "top1": round(report["fidelity"]["agreement_top1"], 3),
+        "steps": report["distillation"].get("steps"),
+        "train_seconds": report["training"].get("train_seconds"),
+        "teacher_train_seconds": teacher_marker.get("train_seconds"),
+        "stage_seconds": stage_seconds,
+        "wall_seconds": wall,
+        "dir": str(out.relative_to(work)),
     }
 
 
@@ -176,8 +212,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", default="example", choices=list(TEACHERS))
     p.add_argument("--variants", nargs="*", default=["example", "ce"])
-    p.add_argument("--student-steps", type=int, default=None, help="max_steps of the student (default: the example's epochs)")
-    p.add_argument("--eval-max-samples", type=int, default=None, help="evaluation rows of the student stage's eval loss")
+    p.add_argument(
+        "--student-steps", type=int, default=None, help="max_steps of the student (default: the example's epochs)"
+    )
+    p.add_argument(
+        "--eval-max-samples", type=int, default=None, help="evaluation rows of the student stage's eval loss"
+    )
     p.add_argument("--work", default=str(ROOT / "runs" / "grimm-recipe"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--profile", action="store_true", help="also measure the teacher's tail mass outside the top k")
@@ -208,11 +248,17 @@ def main() -> None:
         print(f"[grimm_recipe] {json.dumps(row)}", flush=True)
     print(f"\n# Grimm GPT-2 recipe variants — {platform.processor() or platform.machine()}, {a.threads} threads")
     print(f"# command: python {' '.join(sys.argv)}")
-    print("| teacher | variant | overrides | steps | teacher ppl | student ppl | × teacher | top-1 agree | student train s | wall s |")
+    print(
+        "| teacher | variant | overrides | steps | teacher ppl | student ppl | × teacher | top-1 agree "
+        "| student train s | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['teacher']} | {r['variant']} | {' '.join(r['overrides']) or '—'} | {r['steps']} | {r['teacher_ppl']} | "
-              f"{r['student_ppl']} | {r['ratio']} | {r['top1']} | {r['train_seconds']} | {r['wall_seconds']} |")
+        print(
+            f"| {r['teacher']} | {r['variant']} | {' '.join(r['overrides']) or '—'} | {r['steps']} "
+            f"| {r['teacher_ppl']} | "
+            f"{r['student_ppl']} | {r['ratio']} | {r['top1']} | {r['train_seconds']} | {r['wall_seconds']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -85,8 +85,7 @@ def cached_teacher(a, tok, data, collator):
         meta = json.loads((folder / "train.json").read_text())
         return GPT2LMHeadModel.from_pretrained(folder).eval(), meta["seconds"], True
     torch.manual_seed(a.seed)
-    teacher, seconds = train_teacher(tok, data, collator, a.teacher_steps, a.max_length, a.seed,
-                                     tempfile.mkdtemp())
+    teacher, seconds = train_teacher(tok, data, collator, a.teacher_steps, a.max_length, a.seed, tempfile.mkdtemp())
     teacher.save_pretrained(folder)
     tok.save_pretrained(folder)
     (folder / "train.json").write_text(json.dumps({"seconds": seconds}))
@@ -117,11 +116,16 @@ class TrlCollator:
         p_width = max(map(len, prompts))
         prompt_ids = torch.tensor([[pad] * (p_width - len(x)) + x for x in prompts])
         prompt_mask = torch.tensor([[0] * (p_width - len(x)) + [1] * len(x) for x in prompts])
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "prompts": prompt_ids,
-                "prompt_attention_mask": prompt_mask}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "labels": labels,
+            "prompts": prompt_ids,
+            "prompt_attention_mask": prompt_mask,
+        }
 
 
-# ---- trainers ----------------------------------------------------------------------------------------------------------
+# ---- trainers --------------------------------------------------------------------------------------------------------
 
 
 def new_student(teacher, init):
@@ -149,8 +153,10 @@ def row_name(value: str) -> str:
         return value
     if value.endswith("_ce") and (base == "kd_full" or _is_topk(base)):
         return value
-    raise argparse.ArgumentTypeError(f"unknown row {value!r}: choose from {', '.join(ROWS)}, kd_top<k>, "
-                                     "kd_full / seq_kd / onpolicy_<lmbda> + _rkl, or kd_full / kd_top<k> + _ce")
+    raise argparse.ArgumentTypeError(
+        f"unknown row {value!r}: choose from {', '.join(ROWS)}, kd_top<k>, "
+        "kd_full / seq_kd / onpolicy_<lmbda> + _rkl, or kd_full / kd_top<k> + _ce"
+    )
 
 
 def ours_trainer(row: str, a, teacher, student, tok, data, cached, out: str, steps: int, callbacks=()):
@@ -161,40 +167,92 @@ def ours_trainer(row: str, a, teacher, student, tok, data, cached, out: str, ste
     loss_type = "reverse_kl" if row.endswith("_rkl") else "forward_kl"
     alpha = 0.5 if row.endswith("_ce") else 1.0
     row = row_base(row)
-    common = dict(train_args(a.seed), output_dir=out, max_steps=steps, learning_rate=a.lr, temperature=1.0,
-                  loss_type=loss_type, logging_steps=10_000)
+    common = dict(
+        train_args(a.seed),
+        output_dir=out,
+        max_steps=steps,
+        learning_rate=a.lr,
+        temperature=1.0,
+        loss_type=loss_type,
+        logging_steps=10_000,
+    )
     if row == "ce":
         args = DistillationConfig(alpha=0.0, **common)
-        return DistillationTrainer(model=student, teacher_model=None, args=args, train_dataset=data["train"],
-                                   processing_class=tok, callbacks=list(callbacks))
+        return DistillationTrainer(
+            model=student,
+            teacher_model=None,
+            args=args,
+            train_dataset=data["train"],
+            processing_class=tok,
+            callbacks=list(callbacks),
+        )
     if row == "kd_full" or row.startswith("kd_top"):
         args = DistillationConfig(alpha=alpha, **common)
-        return DistillationTrainer(model=student, teacher_model=None if row in cached else teacher, args=args,
-                                   train_dataset=cached[row] if row in cached else data["train"],
-                                   processing_class=tok, callbacks=list(callbacks))
+        return DistillationTrainer(
+            model=student,
+            teacher_model=None if row in cached else teacher,
+            args=args,
+            train_dataset=cached[row] if row in cached else data["train"],
+            processing_class=tok,
+            callbacks=list(callbacks),
+        )
     return on_policy_trainer(row, a, teacher, student, tok, data, common, callbacks)
 
 
 def on_policy_trainer(row, a, teacher, student, tok, data, common, callbacks):
     """seq_kd (teacher-generated completions) or onpolicy_<lmbda> (student-generated with probability lmbda)."""
     lmbda = 0.0 if row == "seq_kd" else float(row.split("_")[1])
-    args = DistillationConfig(alpha=1.0, lmbda=lmbda, seq_kd=row == "seq_kd", max_new_tokens=a.max_new_tokens,
-                              generation_temperature=1.0, generation_top_p=1.0, generation_top_k=0, **common)
-    return DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=data["pc"],
-                               processing_class=tok, callbacks=list(callbacks))
+    args = DistillationConfig(
+        alpha=1.0,
+        lmbda=lmbda,
+        seq_kd=row == "seq_kd",
+        max_new_tokens=a.max_new_tokens,
+        generation_temperature=1.0,
+        generation_top_p=1.0,
+        generation_top_k=0,
+        **common,
+    )
+    return DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=args,
+        train_dataset=data["pc"],
+        processing_class=tok,
+        callbacks=list(callbacks),
+    )
 
 
 def trl_trainer(lmbda: float, a, teacher, student, tok, data, out: str, steps: int, callbacks=()):
     from trl.experimental.gkd import GKDConfig, GKDTrainer
 
     # SFTConfig's defaults differ from TrainingArguments' (bf16 and gradient checkpointing on): set them back.
-    args = GKDConfig(**dict(train_args(a.seed), output_dir=out, max_steps=steps, learning_rate=a.lr, lmbda=lmbda,
-                            beta=0.0, temperature=1.0, max_new_tokens=a.max_new_tokens, logging_steps=10_000,
-                            bf16=False, gradient_checkpointing=False, max_length=a.max_length, disable_dropout=True))
+    args = GKDConfig(
+        **dict(
+            train_args(a.seed),
+            output_dir=out,
+            max_steps=steps,
+            learning_rate=a.lr,
+            lmbda=lmbda,
+            beta=0.0,
+            temperature=1.0,
+            max_new_tokens=a.max_new_tokens,
+            logging_steps=10_000,
+            bf16=False,
+            gradient_checkpointing=False,
+            max_length=a.max_length,
+            disable_dropout=True,
+        )
+    )
     # lmbda 0 reads the plain text as kd_full does; generating runs read the prompt-completion rows ours read.
-    return GKDTrainer(model=student, teacher_model=teacher, args=args,
-                      train_dataset=data["pc"] if lmbda > 0 else data["train"], processing_class=tok,
-                      data_collator=TrlCollator(tok, a.prompt_tokens), callbacks=list(callbacks))
+    return GKDTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=args,
+        train_dataset=data["pc"] if lmbda > 0 else data["train"],
+        processing_class=tok,
+        data_collator=TrlCollator(tok, a.prompt_tokens),
+        callbacks=list(callbacks),
+    )
 
 
 def count_generated_batches(trainer) -> list[int]:
@@ -236,7 +294,7 @@ class BudgetProbe(TrainerCallback):
             model.train()
 
 
-# ---- measurements ------------------------------------------------------------------------------------------------------
+# ---- measurements ----------------------------------------------------------------------------------------------------
 
 
 def sample_measures(model, teacher, tok, prompts, a) -> tuple[dict, dict]:
@@ -246,14 +304,19 @@ def sample_measures(model, teacher, tok, prompts, a) -> tuple[dict, dict]:
     With ``--sample-repeats R`` > 1 the prompts are sampled R times (seeds seed .. seed + R - 1): the NLL is the
     token-weighted mean over all samples, distinct-2 and repetition the mean of the R sets (each the size of one
     R = 1 set, so the figures compare), and ``teacher_nll_se`` the standard error of the NLL across the R sets."""
-    runs = [sample_quality(model, teacher, tok, prompts, max_new_tokens=a.max_new_tokens, seed=a.seed + r,
-                           batch_size=32) for r in range(a.sample_repeats)]
+    runs = [
+        sample_quality(model, teacher, tok, prompts, max_new_tokens=a.max_new_tokens, seed=a.seed + r, batch_size=32)
+        for r in range(a.sample_repeats)
+    ]
 
     def figures(fs):
         tokens = sum(f.num_tokens for f in fs)
-        out = {"teacher_nll": sum(f.teacher_nll * f.num_tokens for f in fs) / tokens,
-               "distinct_2": statistics.mean(f.distinct_2 for f in fs),
-               "repetition": statistics.mean(f.repetition_rate for f in fs), "sample_tokens": tokens}
+        out = {
+            "teacher_nll": sum(f.teacher_nll * f.num_tokens for f in fs) / tokens,
+            "distinct_2": statistics.mean(f.distinct_2 for f in fs),
+            "repetition": statistics.mean(f.repetition_rate for f in fs),
+            "sample_tokens": tokens,
+        }
         if len(fs) > 1:
             out["teacher_nll_se"] = statistics.stdev(f.teacher_nll for f in fs) / len(fs) ** 0.5
         return out
@@ -311,9 +374,14 @@ def identical_batch_losses(a, teacher, init, tok, data, tmp) -> dict:
         trl = trl_trainer(0.0, a, teacher, student, tok, data, str(tmp / "lb-trl"), 1)
         n_ours, n_trl = ours._get_num_items_in_batch([plain], cpu), trl._get_num_items_in_batch([batch], cpu)
         kl, valid = _reference_kl(student, teacher, plain)
-        out["off"] = {"ours": float(ours.compute_loss(student, dict(plain), num_items_in_batch=n_ours)),
-                      "trl": float(trl.compute_loss(student, dict(batch), num_items_in_batch=n_trl)),
-                      "kl_sum": kl, "valid": valid, "count_ours": _kd_count(n_ours), "count_trl": int(n_trl)}
+        out["off"] = {
+            "ours": float(ours.compute_loss(student, dict(plain), num_items_in_batch=n_ours)),
+            "trl": float(trl.compute_loss(student, dict(batch), num_items_in_batch=n_trl)),
+            "kl_sum": kl,
+            "valid": valid,
+            "count_ours": _kd_count(n_ours),
+            "count_trl": int(n_trl),
+        }
 
         rows = [data["pc"][i] for i in range(16)]
         pre = TrlCollator(tok, a.prompt_tokens)(rows)
@@ -324,15 +392,27 @@ def identical_batch_losses(a, teacher, init, tok, data, tmp) -> dict:
         ids, mask, labels = trl.generate_on_policy_outputs(student, pre, trl.generation_config)
         generated = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         width = pre["prompts"].shape[1]
-        repacked = on_policy.completion_batch(pre["prompts"], pre["prompt_attention_mask"], ids[:, width:],
-                                              mask[:, width:], tok.pad_token_id, on_policy.SOURCE_STUDENT)
+        repacked = on_policy.completion_batch(
+            pre["prompts"],
+            pre["prompt_attention_mask"],
+            ids[:, width:],
+            mask[:, width:],
+            tok.pad_token_id,
+            on_policy.SOURCE_STUDENT,
+        )
         n_ours = ours._get_num_items_in_batch([repacked], cpu)
         kl, valid = _reference_kl(student, teacher, generated)
-        out["on"] = {"ours": float(ours.compute_loss(student, dict(repacked), num_items_in_batch=n_ours)),
-                     "trl": float(trl.compute_loss(student, dict(generated), num_items_in_batch=n_pre)),
-                     "kl_sum": kl, "valid": valid, "count_ours": _kd_count(n_ours), "count_trl": int(n_pre),
-                     "same_tokens": bool(torch.equal(repacked["input_ids"][repacked["attention_mask"].bool()],
-                                                     ids[mask.bool()]))}
+        out["on"] = {
+            "ours": float(ours.compute_loss(student, dict(repacked), num_items_in_batch=n_ours)),
+            "trl": float(trl.compute_loss(student, dict(generated), num_items_in_batch=n_pre)),
+            "kl_sum": kl,
+            "valid": valid,
+            "count_ours": _kd_count(n_ours),
+            "count_trl": int(n_pre),
+            "same_tokens": bool(
+                torch.equal(repacked["input_ids"][repacked["attention_mask"].bool()], ids[mask.bool()])
+            ),
+        }
     return out
 
 
@@ -345,7 +425,7 @@ def alternating_step_times(a, teacher, init, tok, data, tmp) -> dict:
     def run(make):
         timer = StepIntervalTimer()
         make(timer).train()
-        return timer.times[a.timing_warmup:]
+        return timer.times[a.timing_warmup :]
 
     def student():
         return new_student(teacher, init)
@@ -360,7 +440,7 @@ def alternating_step_times(a, teacher, init, tok, data, tmp) -> dict:
     return interleaved_median_steps({k: (lambda f=f: run(f)) for k, f in setups.items()}, a.timing_rounds)
 
 
-# ---- main --------------------------------------------------------------------------------------------------------------
+# ---- main ------------------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -375,8 +455,12 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=32, help="length of generated completions (and samples)")
     p.add_argument("--sweep-k", type=int, nargs="*", default=[16, 64, 256, 1024, 2048])
     p.add_argument("--sample-prompts", type=int, default=128, help="valid.txt prompts sampled for NLL / distinct-2")
-    p.add_argument("--sample-repeats", type=int, default=1,
-                   help="sample the prompts this many times (seeds seed..seed+R-1): more tokens and a standard error")
+    p.add_argument(
+        "--sample-repeats",
+        type=int,
+        default=1,
+        help="sample the prompts this many times (seeds seed..seed+R-1): more tokens and a standard error",
+    )
     p.add_argument("--timing-rounds", type=int, default=3)
     p.add_argument("--timing-steps", type=int, default=6)
     p.add_argument("--timing-warmup", type=int, default=2)
@@ -389,8 +473,9 @@ def main() -> None:
     started = time.perf_counter()
     load_start = os.getloadavg()[0]
     tok, data, collator = grimm_lm_data(a.vocab, a.max_length)
-    data["pc"] = on_policy.tokenize_prompt_completion(grimm_text()["train"], tok, max_length=a.max_length,
-                                                      prompt_tokens=a.prompt_tokens)
+    data["pc"] = on_policy.tokenize_prompt_completion(
+        grimm_text()["train"], tok, max_length=a.max_length, prompt_tokens=a.prompt_tokens
+    )
     teacher, teacher_seconds, reused = cached_teacher(a, tok, data, collator)
     teacher_ppl = perplexity(teacher, data["valid"], collator)
     tmp = Path(tempfile.mkdtemp())
@@ -407,10 +492,14 @@ def main() -> None:
     # kd_full first: its train time is the wall-clock budget the other rows are also read at.
     order = sorted(a.rows, key=lambda r: r != "kd_full")
     # Finished rows are kept in --work under a key of every setting that changes them, so a killed run resumes.
-    keyed = {k: v for k, v in vars(a).items() if k not in ("rows", "work", "skip_checks") and not k.startswith("timing")}
+    keyed = {
+        k: v for k, v in vars(a).items() if k not in ("rows", "work", "skip_checks") and not k.startswith("timing")
+    }
     if a.sample_repeats == 1:  # the default: rows saved before the option existed stay valid
         keyed.pop("sample_repeats")
-    done_file = Path(a.work) / f"rows-{hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]}.jsonl"
+    done_file = (
+        Path(a.work) / f"rows-{hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]}.jsonl"
+    )
     done = {}
     if done_file.is_file():
         done = {r["row"]: r for r in map(json.loads, done_file.read_text().splitlines()) if r.get("settings") == keyed}
@@ -442,15 +531,21 @@ def main() -> None:
             print(f"[lm_onpolicy] {row}: read from {done_file}", flush=True)
             continue
         if row.startswith("kd_top") and row_base(row) not in cached:  # made before the clock starts, as a cache is
-            cached[row_base(row)] = generate_soft_targets(teacher, data["train"], top_k=int(row_base(row)[6:]),
-                                                          temperature=1.0, cache_dir=tmp / f"c{row_base(row)}",
-                                                          progress=False)
+            cached[row_base(row)] = generate_soft_targets(
+                teacher,
+                data["train"],
+                top_k=int(row_base(row)[6:]),
+                temperature=1.0,
+                cache_dir=tmp / f"c{row_base(row)}",
+                progress=False,
+            )
         student = new_student(teacher, init)
         timer, probe = StepIntervalTimer(), BudgetProbe(budget, measure)
         out = str(tmp / row)
         if row.startswith("trl_gkd_"):
-            trainer = trl_trainer(float(row.rsplit("_", 1)[1]), a, teacher, student, tok, data, out, a.student_steps,
-                                  [timer, probe])
+            trainer = trl_trainer(
+                float(row.rsplit("_", 1)[1]), a, teacher, student, tok, data, out, a.student_steps, [timer, probe]
+            )
         else:
             trainer = ours_trainer(row, a, teacher, student, tok, data, cached, out, a.student_steps, [timer, probe])
         generated = count_generated_batches(trainer)
@@ -461,36 +556,52 @@ def main() -> None:
             budget = seconds
         ppl = measure(student)
         samples, teacher_samples = sample_measures(student, teacher, tok, prompts, a)
-        results[row] = {"ppl": ppl, "seconds": seconds, "step": statistics.median(timer.times[2:]),
-                        "mean_step": statistics.mean(timer.times[2:]), "student_generated": generated[0],
-                        "ppl_budget": probe.value if probe.value is not None else ppl,
-                        "budget_step": probe.step if probe.value is not None else a.student_steps, **samples}
+        results[row] = {
+            "ppl": ppl,
+            "seconds": seconds,
+            "step": statistics.median(timer.times[2:]),
+            "mean_step": statistics.mean(timer.times[2:]),
+            "student_generated": generated[0],
+            "ppl_budget": probe.value if probe.value is not None else ppl,
+            "budget_step": probe.step if probe.value is not None else a.student_steps,
+            **samples,
+        }
         save(row, results[row], teacher_samples=teacher_samples)
 
     sweep = topk_sweep(teacher, data, collator, a.sweep_k)
     total = time.perf_counter() - started
 
-    print(f"\n# Grimm LM distillation modes — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"trl {_trl_version()}, {a.threads} threads, no GPU; load average {load_start:.1f} at start, "
-          f"{os.getloadavg()[0]:.1f} at end")
+    print(
+        f"\n# Grimm LM distillation modes — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"trl {_trl_version()}, {a.threads} threads, no GPU; load average {load_start:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end"
+    )
     print(f"# command: python {' '.join(sys.argv)}")
     print(f"# settings: {json.dumps({k: v for k, v in vars(a).items() if k != 'work'})}")
-    print(f"teacher: GPT-2 4x256, vocab {len(tok)}, {a.teacher_steps} steps ({teacher_seconds:.0f} s"
-          f"{', reused from --work' if reused else ''}), held-out perplexity {teacher_ppl:.2f}; its own samples: "
-          f"teacher NLL {teacher_samples.get('teacher_nll', float('nan')):.3f}"
-          f"{f' ± {se:.3f}' if (se := teacher_samples.get('teacher_nll_se')) else ''}, "
-          f"distinct-2 {teacher_samples.get('distinct_2') or float('nan'):.3f}")
-    print(f"students: 2 blocks, {a.student_steps} steps each, {len(prompts)} valid.txt prompts of {a.prompt_tokens} "
-          f"tokens sampled to {a.max_new_tokens} new tokens (temperature 1)"
-          + (f"; wall-clock budget = kd_full's train time, {budget:.0f} s" if budget else ""))
-    print("| row | held-out ppl | × teacher | ppl at kd_full's wall-clock (step) | teacher NLL of samples | distinct-2 "
-          "| student-generated batches | mean step s | train s |")
+    print(
+        f"teacher: GPT-2 4x256, vocab {len(tok)}, {a.teacher_steps} steps ({teacher_seconds:.0f} s"
+        f"{', reused from --work' if reused else ''}), held-out perplexity {teacher_ppl:.2f}; its own samples: "
+        f"teacher NLL {teacher_samples.get('teacher_nll', float('nan')):.3f}"
+        f"{f' ± {se:.3f}' if (se := teacher_samples.get('teacher_nll_se')) else ''}, "
+        f"distinct-2 {teacher_samples.get('distinct_2') or float('nan'):.3f}"
+    )
+    print(
+        f"students: 2 blocks, {a.student_steps} steps each, {len(prompts)} valid.txt prompts of {a.prompt_tokens} "
+        f"tokens sampled to {a.max_new_tokens} new tokens (temperature 1)"
+        + (f"; wall-clock budget = kd_full's train time, {budget:.0f} s" if budget else "")
+    )
+    print(
+        "| row | held-out ppl | × teacher | ppl at kd_full's wall-clock (step) | teacher NLL of samples | distinct-2 "
+        "| student-generated batches | mean step s | train s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for row, r in results.items():
         d2 = f"{r['distinct_2']:.3f}" if r.get("distinct_2") is not None else "—"
-        print(f"| {row} | {r['ppl']:.2f} | {r['ppl'] / teacher_ppl:.3f} | {r['ppl_budget']:.2f} ({r['budget_step']}) "
-              f"| {r['teacher_nll']:.3f}{f' ± {se:.3f}' if (se := r.get('teacher_nll_se')) else ''} | {d2} "
-              f"| {r['student_generated']} | {r['mean_step']:.3f} | {r['seconds']:.0f} |")
+        print(
+            f"| {row} | {r['ppl']:.2f} | {r['ppl'] / teacher_ppl:.3f} | {r['ppl_budget']:.2f} ({r['budget_step']}) "
+            f"| {r['teacher_nll']:.3f}{f' ± {se:.3f}' if (se := r.get('teacher_nll_se')) else ''} | {d2} "
+            f"| {r['student_generated']} | {r['mean_step']:.3f} | {r['seconds']:.0f} |"
+        )
     print(f"\ntop-k fidelity on 400 training rows (teacher entropy {sweep['entropy']:.2f} nats/token):")
     print("| k | KL(full ‖ top-k) nats/token | mean tail mass |")
     print("|---|---|---|")
@@ -498,21 +609,31 @@ def main() -> None:
         print(f"| {k} | {sweep[k][0]:.4f} | {sweep[k][1]:.3f} |")
     if checks:
         for mode, b in checks.items():
-            print(f"identical {mode}-policy batch (16 rows, {b['valid']} predicted tokens), forward KL: "
-                  f"ours {b['ours']:.6f} (÷ {b['count_ours']}), TRL GKD {b['trl']:.6f} (÷ {b['count_trl']}), "
-                  f"float64 reference {b['kl_sum'] / b['valid']:.6f} (÷ {b['valid']}); reference sum ÷ TRL's count = "
-                  f"{b['kl_sum'] / b['count_trl']:.6f}" + (f"; same tokens: {b['same_tokens']}" if "same_tokens" in b else ""))
+            print(
+                f"identical {mode}-policy batch (16 rows, {b['valid']} predicted tokens), forward KL: "
+                f"ours {b['ours']:.6f} (÷ {b['count_ours']}), TRL GKD {b['trl']:.6f} (÷ {b['count_trl']}), "
+                f"float64 reference {b['kl_sum'] / b['valid']:.6f} (÷ {b['valid']}); reference sum ÷ TRL's count = "
+                f"{b['kl_sum'] / b['count_trl']:.6f}"
+                + (f"; same tokens: {b['same_tokens']}" if "same_tokens" in b else "")
+            )
     if timing:
-        print(f"step time ours/TRL, alternating on identical batches ({a.timing_rounds} rounds × {a.timing_steps} "
-              "timed steps, median): " + ", ".join(
-                  f"{m}-policy {timing['ours_' + m] * 1000:.0f} ms / {timing['trl_' + m] * 1000:.0f} ms = "
-                  f"{timing['ours_' + m] / timing['trl_' + m]:.2f}×" for m in ("off", "on")))
+        print(
+            f"step time ours/TRL, alternating on identical batches ({a.timing_rounds} rounds × {a.timing_steps} "
+            "timed steps, median): "
+            + ", ".join(
+                f"{m}-policy {timing['ours_' + m] * 1000:.0f} ms / {timing['trl_' + m] * 1000:.0f} ms = "
+                f"{timing['ours_' + m] / timing['trl_' + m]:.2f}×"
+                for m in ("off", "on")
+            )
+        )
     for ours_row, trl_row in (("kd_full", "trl_gkd_0"), ("onpolicy_0.5", "trl_gkd_0.5")):
         if ours_row in results and trl_row in results:
             o, t = results[ours_row], results[trl_row]
-            print(f"full runs {ours_row} / {trl_row}: train time {o['seconds']:.0f} s / {t['seconds']:.0f} s = "
-                  f"{o['seconds'] / t['seconds']:.2f}× (student-generated batches {o['student_generated']} / "
-                  f"{t['student_generated']}), held-out ppl {o['ppl']:.2f} vs {t['ppl']:.2f}")
+            print(
+                f"full runs {ours_row} / {trl_row}: train time {o['seconds']:.0f} s / {t['seconds']:.0f} s = "
+                f"{o['seconds'] / t['seconds']:.2f}× (student-generated batches {o['student_generated']} / "
+                f"{t['student_generated']}), held-out ppl {o['ppl']:.2f} vs {t['ppl']:.2f}"
+            )
     print(f"total wall time {total / 60:.1f} min")
 
 

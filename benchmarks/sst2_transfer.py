@@ -44,9 +44,17 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
 
 def accuracy(model, data, tok, batch_size=64) -> float:
-    trainer = Trainer(model=model, args=TrainingArguments(output_dir=tempfile.mkdtemp(), report_to=[], use_cpu=True,
-                                                          per_device_eval_batch_size=batch_size, disable_tqdm=True),
-                      processing_class=tok)
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(
+            output_dir=tempfile.mkdtemp(),
+            report_to=[],
+            use_cpu=True,
+            per_device_eval_batch_size=batch_size,
+            disable_tqdm=True,
+        ),
+        processing_class=tok,
+    )
     out = trainer.predict(data)
     return float((out.predictions.argmax(-1) == out.label_ids).mean())
 
@@ -73,32 +81,56 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(path)
     enc = lambda b: tok(b["sentence"], truncation=True, max_length=a.max_length)  # noqa: E731
     train = load_dataset("csv", data_files=str(DATA / "train.tsv"), delimiter="\t", quoting=3, split="train")
-    train = train.shuffle(seed=a.seed).select(range(a.labelled + a.transfer)).map(enc, batched=True,
-                                                                                   remove_columns=["sentence"])
+    train = (
+        train.shuffle(seed=a.seed)
+        .select(range(a.labelled + a.transfer))
+        .map(enc, batched=True, remove_columns=["sentence"])
+    )
     val = load_dataset("csv", data_files=str(DATA / "validation.tsv"), delimiter="\t", quoting=3, split="train")
     val = val.map(enc, batched=True, remove_columns=["sentence"])
     labelled = train.select(range(a.labelled))
     tmp = Path(tempfile.mkdtemp())
-    common = dict(report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, seed=a.seed,
-                  per_device_train_batch_size=a.batch_size, logging_steps=50, weight_decay=0.01)
+    common = dict(
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=a.seed,
+        per_device_train_batch_size=a.batch_size,
+        logging_steps=50,
+        weight_decay=0.01,
+    )
 
     # 1. teacher
     teacher = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     teacher_seconds = 0.0
     if not a.timing_only:
         t0 = time.perf_counter()
-        Trainer(model=teacher, args=TrainingArguments(output_dir=str(tmp / "t"), num_train_epochs=a.teacher_epochs,
-                                                      learning_rate=1e-4, warmup_steps=30, **common),
-                train_dataset=labelled, processing_class=tok).train()
+        Trainer(
+            model=teacher,
+            args=TrainingArguments(
+                output_dir=str(tmp / "t"),
+                num_train_epochs=a.teacher_epochs,
+                learning_rate=1e-4,
+                warmup_steps=30,
+                **common,
+            ),
+            train_dataset=labelled,
+            processing_class=tok,
+        ).train()
         teacher_seconds = time.perf_counter() - t0
     teacher.eval()
     teacher_acc = accuracy(teacher, val, tok)
 
     # 2. soft targets vs plain inference over the same rows, in turn
     def predict() -> None:
-        Trainer(model=teacher, args=TrainingArguments(output_dir=str(tmp / "p"), report_to=[], use_cpu=True,
-                                                      per_device_eval_batch_size=64, disable_tqdm=True),
-                processing_class=tok).predict(train)
+        Trainer(
+            model=teacher,
+            args=TrainingArguments(
+                output_dir=str(tmp / "p"), report_to=[], use_cpu=True, per_device_eval_batch_size=64, disable_tqdm=True
+            ),
+            processing_class=tok,
+        ).predict(train)
 
     gen_times, inf_times = [], []
     for i in range(a.timing_rounds):
@@ -109,23 +141,34 @@ def main() -> None:
         cached = generate_soft_targets(teacher, train, batch_size=64, cache_dir=tmp / f"cache{i}", progress=False)
         gen_times.append(time.perf_counter() - t0)
     cached_labelled = cached.select(range(a.labelled))
-    cached_transfer = concatenate_datasets([cached_labelled, cached.select(range(a.labelled, len(cached))).map(
-        lambda r: {"label": -1})])
+    cached_transfer = concatenate_datasets(
+        [cached_labelled, cached.select(range(a.labelled, len(cached))).map(lambda r: {"label": -1})]
+    )
 
     # 3. students
     def student_trainer(name, alpha, data, **kw):
         student = student_from_teacher(teacher, num_layers=3)
-        cfg = DistillationConfig(output_dir=str(tmp / name), learning_rate=1e-4, warmup_steps=30, alpha=alpha,
-                                 temperature=2.0, **{**common, **kw})
+        cfg = DistillationConfig(
+            output_dir=str(tmp / name),
+            learning_rate=1e-4,
+            warmup_steps=30,
+            alpha=alpha,
+            temperature=2.0,
+            **{**common, **kw},
+        )
         timer = StepTimer()
-        trainer = DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=data,
-                                      processing_class=tok, callbacks=[timer])
+        trainer = DistillationTrainer(
+            model=student, teacher_model=None, args=cfg, train_dataset=data, processing_class=tok, callbacks=[timer]
+        )
         trainer.step_timer = timer
         return student, trainer
 
     results = {}
-    runs = () if a.timing_only else (("ce_only", 0.0, labelled), ("kd_labelled", 0.5, cached_labelled),
-                                      ("kd_transfer", 0.5, cached_transfer))
+    runs = (
+        ()
+        if a.timing_only
+        else (("ce_only", 0.0, labelled), ("kd_labelled", 0.5, cached_labelled), ("kd_transfer", 0.5, cached_transfer))
+    )
     for name, alpha, data in runs:
         student, trainer = student_trainer(name, alpha, data, num_train_epochs=a.epochs)
         t0 = time.perf_counter()
@@ -150,7 +193,8 @@ def main() -> None:
         "students": results,
         "retained_pct": {k: 100 * v["accuracy"] / teacher_acc for k, v in results.items()},
         "transfer_gain_points": 100 * (results["kd_transfer"]["accuracy"] - results["ce_only"]["accuracy"])
-        if results else None,
+        if results
+        else None,
         "generation_vs_inference": statistics.median(gen_times) / statistics.median(inf_times),
         "generation_seconds": statistics.median(gen_times),
         "inference_seconds": statistics.median(inf_times),
@@ -166,13 +210,19 @@ def main() -> None:
         print("| student (3 layers) | rows | accuracy | % of teacher | train s |")
         print("|---|---|---|---|---|")
         for k, v in results.items():
-            print(f"| {k} | {v['rows']} | {v['accuracy']:.4f} | {figures['retained_pct'][k]:.1f}% "
-                  f"| {v['train_seconds']:.0f} |")
+            print(
+                f"| {k} | {v['rows']} | {v['accuracy']:.4f} | {figures['retained_pct'][k]:.1f}% "
+                f"| {v['train_seconds']:.0f} |"
+            )
         print(f"transfer-set gain over CE-only: {figures['transfer_gain_points']:+.1f} points (goal >= +2)")
-    print(f"soft-target generation / plain inference: {figures['generation_vs_inference']:.2f}x "
-          f"({figures['generation_seconds']:.1f} s vs {figures['inference_seconds']:.1f} s; goal <= 1.10)")
-    print(f"KD-with-cache epoch / CE-only epoch: {figures['kd_cache_vs_ce_epoch']:.2f}x (median step "
-          f"{figures['step_ms']['kd_cached']:.0f} ms vs {figures['step_ms']['ce']:.0f} ms; goal <= 1.10)")
+    print(
+        f"soft-target generation / plain inference: {figures['generation_vs_inference']:.2f}x "
+        f"({figures['generation_seconds']:.1f} s vs {figures['inference_seconds']:.1f} s; goal <= 1.10)"
+    )
+    print(
+        f"KD-with-cache epoch / CE-only epoch: {figures['kd_cache_vs_ce_epoch']:.2f}x (median step "
+        f"{figures['step_ms']['kd_cached']:.0f} ms vs {figures['step_ms']['ce']:.0f} ms; goal <= 1.10)"
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(figures, indent=1, default=float))
 

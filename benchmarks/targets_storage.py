@@ -80,10 +80,15 @@ def measure(name: str, cached, cache_root: Path, tokenizer, out: Path) -> dict:
             pass
 
     return {
-        "rows": rows, "tokens": tokens, "columns": manifest["dtypes"],
-        "arrow_bytes": arrow, "parquet_bytes": manifest["bytes"],
-        "arrow_per_token": arrow / tokens, "parquet_per_token": manifest["bytes"] / tokens,
-        "arrow_per_row": arrow / rows, "parquet_per_row": manifest["bytes"] / rows,
+        "rows": rows,
+        "tokens": tokens,
+        "columns": manifest["dtypes"],
+        "arrow_bytes": arrow,
+        "parquet_bytes": manifest["bytes"],
+        "arrow_per_token": arrow / tokens,
+        "parquet_per_token": manifest["bytes"] / tokens,
+        "arrow_per_row": arrow / rows,
+        "parquet_per_row": manifest["bytes"] / rows,
         "load_local_s": timed(local),
         "load_published_s": timed(lambda: load_soft_targets(published, student_tokenizer=tokenizer), repeat=1),
         "reload_published_s": timed(lambda: load_soft_targets(published, student_tokenizer=tokenizer)),
@@ -95,19 +100,40 @@ def grimm(a, tmp: Path) -> tuple:
     raw = load_dataset("text", data_files={"train": str(DATA / "grimm" / "train.txt")})["train"]
     raw = raw.filter(lambda r: r["text"].strip() != "")
     tok = train_bpe_tokenizer(raw["text"], a.vocab, model_max_length=a.max_length)
-    data = raw.map(lambda b: tok(b["text"], truncation=True, max_length=a.max_length), batched=True,
-                   remove_columns=["text"])
-    cfg = GPT2Config(vocab_size=len(tok), n_layer=4, n_embd=256, n_head=4, n_positions=a.max_length,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    data = raw.map(
+        lambda b: tok(b["text"], truncation=True, max_length=a.max_length), batched=True, remove_columns=["text"]
+    )
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_layer=4,
+        n_embd=256,
+        n_head=4,
+        n_positions=a.max_length,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     teacher = GPT2LMHeadModel(cfg)
     if a.teacher_steps:
-        args = TrainingArguments(output_dir=str(tmp / "t"), max_steps=a.teacher_steps, learning_rate=1e-3,
-                                 report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True, seed=a.seed,
-                                 per_device_train_batch_size=16, warmup_steps=20, logging_steps=1000)
-        Trainer(model=teacher, args=args, train_dataset=data,
-                data_collator=DataCollatorForLanguageModeling(tok, mlm=False)).train()
-    cached = generate_soft_targets(teacher.eval(), data, top_k=64, temperature=1.0, cache_dir=tmp / "grimm",
-                                   progress=False)
+        args = TrainingArguments(
+            output_dir=str(tmp / "t"),
+            max_steps=a.teacher_steps,
+            learning_rate=1e-3,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            disable_tqdm=True,
+            seed=a.seed,
+            per_device_train_batch_size=16,
+            warmup_steps=20,
+            logging_steps=1000,
+        )
+        Trainer(
+            model=teacher, args=args, train_dataset=data, data_collator=DataCollatorForLanguageModeling(tok, mlm=False)
+        ).train()
+    cached = generate_soft_targets(
+        teacher.eval(), data, top_k=64, temperature=1.0, cache_dir=tmp / "grimm", progress=False
+    )
     return cached, tok
 
 
@@ -119,8 +145,9 @@ def sst2(a, tmp: Path) -> tuple:
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2).eval()
     raw = load_dataset("csv", data_files=str(DATA / "sst2" / "train.tsv"), delimiter="\t")["train"]
     raw = raw.select(range(min(a.sst2_rows, len(raw))))
-    data = raw.map(lambda b: tok(b["sentence"], truncation=True, max_length=64), batched=True,
-                   remove_columns=["sentence"])
+    data = raw.map(
+        lambda b: tok(b["sentence"], truncation=True, max_length=64), batched=True, remove_columns=["sentence"]
+    )
     cached = generate_soft_targets(model, data, cache_dir=tmp / "sst2", progress=False)
     return cached, tok
 
@@ -144,17 +171,23 @@ def main() -> None:
     cached, tok = sst2(a, tmp)
     results["SST-2 MiniLM-L6, full logits"] = measure("sst2", cached, tmp / "sst2", tok, tmp / "published")
 
-    print(f"# soft targets: local Arrow cache vs published Parquet — {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {a.threads} threads")
+    print(
+        f"# soft targets: local Arrow cache vs published Parquet — {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {a.threads} threads"
+    )
     print(f"# command: python {' '.join(sys.argv)}")
-    print("| targets | rows | tokens | Arrow B/token | Parquet B/token | Parquet / Arrow | Arrow B/row | Parquet B/row "
-          "| load local cache s | load published s (first / again) | stream published s |")
+    print(
+        "| targets | rows | tokens | Arrow B/token | Parquet B/token | Parquet / Arrow | Arrow B/row | Parquet B/row "
+        "| load local cache s | load published s (first / again) | stream published s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['rows']:,} | {r['tokens']:,} | {r['arrow_per_token']:.1f} | {r['parquet_per_token']:.1f} "
-              f"| {r['parquet_bytes'] / r['arrow_bytes']:.2f} | {r['arrow_per_row']:.0f} | {r['parquet_per_row']:.0f} "
-              f"| {r['load_local_s']:.2f} | {r['load_published_s']:.2f} / {r['reload_published_s']:.2f} "
-              f"| {r['stream_published_s']:.2f} |")
+        print(
+            f"| {name} | {r['rows']:,} | {r['tokens']:,} | {r['arrow_per_token']:.1f} | {r['parquet_per_token']:.1f} "
+            f"| {r['parquet_bytes'] / r['arrow_bytes']:.2f} | {r['arrow_per_row']:.0f} | {r['parquet_per_row']:.0f} "
+            f"| {r['load_local_s']:.2f} | {r['load_published_s']:.2f} / {r['reload_published_s']:.2f} "
+            f"| {r['stream_published_s']:.2f} |"
+        )
     for name, r in results.items():
         print(f"{name}: columns {r['columns']}")
 

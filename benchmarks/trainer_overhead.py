@@ -55,8 +55,11 @@ def main() -> None:
     student_init = student_from_teacher(teacher, num_layers=3).state_dict()
     n = a.batch_size * (a.steps + a.warmup)
     data = load_dataset("csv", data_files=str(DATA), delimiter="\t", quoting=3, split=f"train[:{n}]")
-    data = data.map(lambda b: tok(b["sentence"], truncation=True, max_length=a.max_length), batched=True,
-                    remove_columns=["sentence"])
+    data = data.map(
+        lambda b: tok(b["sentence"], truncation=True, max_length=a.max_length),
+        batched=True,
+        remove_columns=["sentence"],
+    )
     tmp = tempfile.mkdtemp()
     cached = generate_soft_targets(teacher, data, cache_dir=tmp, progress=False)
 
@@ -64,23 +67,38 @@ def main() -> None:
         student = student_from_teacher(teacher, num_layers=3)
         student.load_state_dict(student_init)
         cfg = DistillationConfig(
-            output_dir=tmp, max_steps=a.steps + a.warmup, per_device_train_batch_size=a.batch_size,
-            alpha=0.0 if setup == "ce" else 0.5, temperature=2.0, report_to=[], save_strategy="no",
-            logging_steps=10_000, disable_tqdm=True, use_cpu=True, dataloader_num_workers=0, seed=0,
+            output_dir=tmp,
+            max_steps=a.steps + a.warmup,
+            per_device_train_batch_size=a.batch_size,
+            alpha=0.0 if setup == "ce" else 0.5,
+            temperature=2.0,
+            report_to=[],
+            save_strategy="no",
+            logging_steps=10_000,
+            disable_tqdm=True,
+            use_cpu=True,
+            dataloader_num_workers=0,
+            seed=0,
         )
         timer = StepTimer()
         trainer = DistillationTrainer(
-            model=student, teacher_model=teacher if setup == "kd_live" else None, args=cfg,
-            train_dataset=cached if setup == "kd_cached" else data, processing_class=tok, callbacks=[timer],
+            model=student,
+            teacher_model=teacher if setup == "kd_live" else None,
+            args=cfg,
+            train_dataset=cached if setup == "kd_cached" else data,
+            processing_class=tok,
+            callbacks=[timer],
         )
         trainer.train()
-        return timer.times[a.warmup:]
+        return timer.times[a.warmup :]
 
     setups = ("ce", "kd_live", "kd_cached")
     med = interleaved_median_steps({name: (lambda name=name: run(name)) for name in setups}, a.rounds)
-    print(f"# trainer overhead — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{a.threads} threads, batch {a.batch_size}, max_length {a.max_length}, "
-          f"{a.rounds} rounds x {a.steps} timed steps per setup")
+    print(
+        f"# trainer overhead — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{a.threads} threads, batch {a.batch_size}, max_length {a.max_length}, "
+        f"{a.rounds} rounds x {a.steps} timed steps per setup"
+    )
     print(f"# command: python {' '.join(sys.argv)}")
     print("| setup | median step (ms) | ratio vs CE |")
     print("|---|---|---|")

@@ -49,8 +49,10 @@ def raise_if_disk_full(err: BaseException, path: str | os.PathLike) -> None:
             full = False
     if full:
         cause = (str(err).strip() or type(err).__name__).splitlines()[0]
-        raise DiskFullError(f"no space left on the device holding {path} ({cause}): free some space there "
-                            "(`df -h` shows what is left), or write to another disk") from err
+        raise DiskFullError(
+            f"no space left on the device holding {path} ({cause}): free some space there "
+            "(`df -h` shows what is left), or write to another disk"
+        ) from err
 
 
 @contextmanager

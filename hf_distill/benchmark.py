@@ -305,7 +305,10 @@ def benchmark_pair(
             [forward(i, single[i]) for i in n], settings.latency_runs, settings.warmup, device, settings.settle_runs
         )
         thr, _ = interleaved_runs(
-            [forward(i, batches[i]) for i in n], settings.throughput_runs, min(settings.warmup, 1), device,
+            [forward(i, batches[i]) for i in n],
+            settings.throughput_runs,
+            min(settings.warmup, 1),
+            device,
             settings.settle_runs,
         )
         speeds = [

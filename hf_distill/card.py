@@ -19,6 +19,13 @@ import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_distill.atomic import disk_space_for
+from hf_distill.disagreements import (
+    CONFUSION_HEADER,
+    EXAMPLES_FILENAME,
+    EvaluationExamples,
+    confusion_rows,
+    read_examples,
+)
 from hf_distill.report import (
     LOWER_IS_BETTER,
     NO_DIFFERENCE,
@@ -35,13 +42,6 @@ from hf_distill.report import (
     metric_label,
     recommended_variant,
     validate_report,
-)
-from hf_distill.disagreements import (
-    CONFUSION_HEADER,
-    EXAMPLES_FILENAME,
-    EvaluationExamples,
-    confusion_rows,
-    read_examples,
 )
 from hf_distill.tasks import get_task
 
@@ -426,14 +426,17 @@ def _intervals_note(report: DistillationReport) -> str:
         return ""
     what = f"the {iv.num_units} evaluated {iv.unit}"
     unit = {"examples": "example", "texts": "text"}.get(iv.unit, "item")
-    per = (" Perplexity is resampled by text: each text's summed NLL and scored-token count." if "perplexity" in
-           iv.metrics else "")
+    per = (
+        " Perplexity is resampled by text: each text's summed NLL and scored-token count."
+        if "perplexity" in iv.metrics
+        else ""
+    )
     fidelity = f" Fidelity (agreement, KL, JS) is resampled over the same {iv.unit}." if iv.fidelity else ""
     return (
         f"Figures in parentheses are {round(100 * iv.confidence)}% confidence intervals: a {iv.method} over {what} "
         f"({iv.resamples} resamples, seed {iv.seed}). Teacher and student are resampled on the same {unit} indices, "
         "so the student-vs-teacher intervals are those of the difference and of the ratio themselves; "
-        f"\"{NO_DIFFERENCE}\" means the interval of the difference includes 0.{per}{fidelity}"
+        f'"{NO_DIFFERENCE}" means the interval of the difference includes 0.{per}{fidelity}'
     )
 
 
@@ -453,8 +456,10 @@ def _samples_note(report: DistillationReport) -> str:
         return ""
     g = q.generation
     if g.get("do_sample", True):
-        cuts = [f"top-k {g['top_k']}" if g.get("top_k") else "", f"top-p {_cell(g['top_p'])}" if g.get("top_p", 1) < 1
-                else ""]
+        cuts = [
+            f"top-k {g['top_k']}" if g.get("top_k") else "",
+            f"top-p {_cell(g['top_p'])}" if g.get("top_p", 1) < 1 else "",
+        ]
         cut = ", ".join(c for c in cuts if c) or "no top-k or top-p cut"
         how = f"sampled at temperature {_cell(g.get('temperature', 1.0))}, {cut}, seed {g.get('seed')}"
     else:
@@ -496,20 +501,26 @@ def _onnx_variables(report: DistillationReport, repo_id: str) -> dict[str, Any]:
         download, location = ["from huggingface_hub import hf_hub_download"], f'hf_hub_download("{repo_id}", "{file}")'
     else:  # a local, unpublished card: hf_hub_download cannot read a folder, so the file's own path
         download, location = [], f'"{repo_id.rstrip("/")}/{file}"'
-    snippet = "\n".join([
-        "import numpy as np",
-        "import onnxruntime as ort",
-        *download,
-        "from transformers import AutoTokenizer",
-        "",
-        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
-        f"session = ort.InferenceSession({location})",
-        *run,
-    ])
+    snippet = "\n".join(
+        [
+            "import numpy as np",
+            "import onnxruntime as ort",
+            *download,
+            "from transformers import AutoTokenizer",
+            "",
+            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")',
+            f"session = ort.InferenceSession({location})",
+            *run,
+        ]
+    )
     files = ", ".join(f"`{v.figures.name_or_path}` ({v.name})" for v in report.variants)
     fused = sorted({op for v in report.variants for op in (v.onnxruntime_operators or [])})
-    return {"onnx_snippet": snippet, "onnx_files": files, "recommended": f"`{file}`" if recommended else None,
-            "onnx_fused_operators": ", ".join(f"`{op}`" for op in fused)}
+    return {
+        "onnx_snippet": snippet,
+        "onnx_files": files,
+        "recommended": f"`{file}`" if recommended else None,
+        "onnx_fused_operators": ", ".join(f"`{op}`" for op in fused),
+    }
 
 
 def _items(report: DistillationReport) -> str:

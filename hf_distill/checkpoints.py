@@ -109,20 +109,24 @@ def last_complete_checkpoint(folder: str | Path, *, remove_incomplete: bool = Fa
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    found = sorted(
-        (int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))
-    )
+    found = sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name)))
     for _, path in reversed(found):
         if is_complete_checkpoint(path):
             problem = damaged_weights(path)
             if problem is None:
                 return str(path)
             kept = _move_aside(path) if remove_incomplete else path
-            logger.warning("checkpoint %s has damaged weights (%s): not resuming from it, but from the newest intact "
-                           "checkpoint before it, if any. It is kept, not deleted, as %s", path.name, problem, kept)
+            logger.warning(
+                "checkpoint %s has damaged weights (%s): not resuming from it, but from the newest intact "
+                "checkpoint before it, if any. It is kept, not deleted, as %s",
+                path.name,
+                problem,
+                kept,
+            )
             continue
-        logger.warning("checkpoint %s is incomplete (the run was stopped while saving it); not resuming from it",
-                       path.name)
+        logger.warning(
+            "checkpoint %s is incomplete (the run was stopped while saving it); not resuming from it", path.name
+        )
         if remove_incomplete:
             shutil.rmtree(path, ignore_errors=True)
     return None

@@ -91,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("config", nargs="?", help="YAML config (fields of PipelineArguments and DistillationConfig)")
     run.add_argument("--help-fields", action="store_true", help="list every config field and exit")
-    run.add_argument("--check", action="store_true",
-                     help="only validate the config, data, teacher, labels and output folder (every run does this first)")
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="only validate the config, data, teacher, labels and output folder (every run does this first)",
+    )
     run.set_defaults(func=_run)
     cli_measure.register(sub)
     cli_hub.register(sub)

@@ -71,8 +71,10 @@ def model_problem(option: str, value: str) -> str | None:
     if path.is_dir() and not (path / "config.json").is_file():
         if any(path.glob("*.onnx")):
             parent = path.parent if (path.parent / "config.json").is_file() else "the model folder it was exported from"
-            return (f"{option} {value} holds ONNX files, which the demo does not run: pass {parent} (the demo runs "
-                    "the PyTorch weights and tokenizer saved there)")
+            return (
+                f"{option} {value} holds ONNX files, which the demo does not run: pass {parent} (the demo runs "
+                "the PyTorch weights and tokenizer saved there)"
+            )
         return f"{option} {value} is not a model folder (no config.json in it): pass the folder save_pretrained wrote"
     if path.is_file():
         return f"{option} {value} is a file: pass the model folder that holds it ({path.parent})"
@@ -90,8 +92,10 @@ def port_problem(host: str, port: int) -> str | None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no user
             probe.bind(address)
     except OSError as err:
-        return (f"cannot serve on {host}:{port} ({err.strerror or err}): pass --port with a free port (or stop what "
-                "serves there)")
+        return (
+            f"cannot serve on {host}:{port} ({err.strerror or err}): pass --port with a free port (or stop what "
+            "serves there)"
+        )
     return None
 
 
@@ -108,8 +112,11 @@ def _report_or_none(path: str | os.PathLike) -> object | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Build the app for ``args.teacher`` / ``args.student`` and serve it until interrupted; return an exit code."""
-    problems = [model_problem("--teacher", args.teacher), model_problem("--student", args.student),
-                port_problem(args.host, args.port)]
+    problems = [
+        model_problem("--teacher", args.teacher),
+        model_problem("--student", args.student),
+        port_problem(args.host, args.port),
+    ]
     for problem in filter(None, problems):
         print(f"hf-distill demo: {problem}", file=sys.stderr)
     if any(problems):

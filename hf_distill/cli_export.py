@@ -29,9 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--atol", type=float, default=1e-4, help="max |logit difference| of the float32 file (1e-4)")
     ex.add_argument("--max-length", type=int, default=128, help="truncation length of verification texts")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing onnx/ folder")
-    ex.add_argument("--no-optimize", dest="optimize", action="store_false",
-                    help="keep standard ONNX operators (encoders are fused for onnxruntime by default: attention, "
-                         "LayerNorm, GELU; the fused files need onnxruntime)")
+    ex.add_argument(
+        "--no-optimize",
+        dest="optimize",
+        action="store_false",
+        help="keep standard ONNX operators (encoders are fused for onnxruntime by default: attention, "
+        "LayerNorm, GELU; the fused files need onnxruntime)",
+    )
     ex.set_defaults(func=run_export)
 
 
@@ -49,13 +53,19 @@ def run_export(args: argparse.Namespace) -> int:
         column = text_column_of(split, args.text_column)
         texts = [t for t in split[column][: args.max_samples] if isinstance(t, str) and t.strip()]
     result = export_onnx(
-        args.student_dir, args.output, quantize=None if args.quantize == "none" else args.quantize, texts=texts,
-        atol=args.atol, max_length=args.max_length, overwrite=args.overwrite,
+        args.student_dir,
+        args.output,
+        quantize=None if args.quantize == "none" else args.quantize,
+        texts=texts,
+        atol=args.atol,
+        max_length=args.max_length,
+        overwrite=args.overwrite,
         optimize=args.optimize,
     )
     for check in result.checks:
         print(
-            f"{check.file}: {check.disk_bytes / 1e6:.2f} MB, max |logit diff| vs PyTorch {check.max_abs_logit_diff:.2e}, "
+            f"{check.file}: {check.disk_bytes / 1e6:.2f} MB, "
+            f"max |logit diff| vs PyTorch {check.max_abs_logit_diff:.2e}, "
             f"top-1 agreement {check.top1_agreement:.2%} over {check.positions} positions"
         )
     return 0

@@ -64,8 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--bench-batch-size", type=_positive_int, default=8, help="batch size of the throughput measurement (default 8)"
     )
-    ev.add_argument("--max-length", type=_positive_int, default=128, help="truncate inputs to this many tokens (default 128)")
-    ev.add_argument("--threads", type=_positive_int, help="torch threads for every measurement (default: torch's current count)")
+    ev.add_argument(
+        "--max-length", type=_positive_int, default=128, help="truncate inputs to this many tokens (default 128)"
+    )
+    ev.add_argument(
+        "--threads", type=_positive_int, help="torch threads for every measurement (default: torch's current count)"
+    )
     ev.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     ev.add_argument("--warmup", type=int, default=3, help="untimed runs per model before timing (default 3)")
     ev.add_argument("--latency-runs", type=int, default=20, help="timed batch-1 runs per model (default 20)")
@@ -76,12 +80,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sample quality (causal LMs): both models continue the first tokens of evaluation texts, the teacher "
         "scores each model's samples"
     )
-    samples.add_argument("--sample-prompts", type=_non_negative_int, default=32,
-                         help="prompts, from the first evaluation texts (default 32; 0 skips the measure)")
-    samples.add_argument("--sample-prompt-tokens", type=_positive_int, default=16,
-                         help="tokens of each text kept as its prompt (default 16)")
-    samples.add_argument("--sample-new-tokens", type=_positive_int, default=32,
-                         help="new tokens per sample (default 32)")
+    samples.add_argument(
+        "--sample-prompts",
+        type=_non_negative_int,
+        default=32,
+        help="prompts, from the first evaluation texts (default 32; 0 skips the measure)",
+    )
+    samples.add_argument(
+        "--sample-prompt-tokens",
+        type=_positive_int,
+        default=16,
+        help="tokens of each text kept as its prompt (default 16)",
+    )
+    samples.add_argument(
+        "--sample-new-tokens", type=_positive_int, default=32, help="new tokens per sample (default 32)"
+    )
     samples.add_argument("--sample-seed", type=int, default=0, help="generation seed (default 0)")
     samples.add_argument("--sample-temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     samples.add_argument("--sample-top-p", type=float, default=1.0, help="nucleus cut (default 1.0: none)")

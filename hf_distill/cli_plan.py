@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `plan` subcommand; it sets `func(args) -> int` (an exit code)."""
     plan = subparsers.add_parser(
         "plan",
-        help="measure candidate students (layers × FFN width × trimmed vocabulary) against the teacher, before training",
+        help="measure candidate students (layers × FFN width × trimmed vocabulary) against the teacher, "
+        "before training",
         description="Build each candidate student from the config's teacher and measure parameters, disk size, "
         "batch-1 latency and batched throughput against the teacher on this machine. Size and speed do not depend "
         "on training, so pick the student for your budget here, then set student_layers / "
@@ -25,10 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     plan.add_argument("config", help="the YAML config of `hf-distill run` (teacher, data, max_length, ...)")
     plan.add_argument("--teacher", help="override the config's teacher (a local folder or Hub id)")
-    plan.add_argument("--layers", help="comma-separated block counts (default: the config's student_layers and one less)")
-    plan.add_argument("--widths", help="comma-separated FFN widths; 'full' keeps the teacher's (default: full and half)")
-    plan.add_argument("--trim", choices=["both", "yes", "no"], default="both", help="trimmed vocabulary (default: both)")
-    plan.add_argument("--texts", type=int, default=256, help="validation (else training) texts to time on (default 256)")
+    plan.add_argument(
+        "--layers", help="comma-separated block counts (default: the config's student_layers and one less)"
+    )
+    plan.add_argument(
+        "--widths", help="comma-separated FFN widths; 'full' keeps the teacher's (default: full and half)"
+    )
+    plan.add_argument(
+        "--trim", choices=["both", "yes", "no"], default="both", help="trimmed vocabulary (default: both)"
+    )
+    plan.add_argument(
+        "--texts", type=int, default=256, help="validation (else training) texts to time on (default 256)"
+    )
     plan.add_argument("--json", type=Path, default=Path("plan.json"), help="where to write the figures (plan.json)")
     plan.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     plan.set_defaults(func=run_plan)
@@ -88,26 +97,45 @@ def _run_plan(args: argparse.Namespace) -> int:
     if run_data.selection() is not None:  # choices are made on the selection split, never on the reported one
         split, timing = "selection", run_data.selection()
     texts = [t for t in timing[text][: args.texts] if isinstance(t, str) and t.strip()]
-    settings = BenchmarkSettings(batch_size=pipe_args.benchmark_batch_size, throughput_runs=pipe_args.benchmark_runs,
-                                 latency_runs=max(20, pipe_args.benchmark_runs), max_length=pipe_args.max_length,
-                                 threads=pipe_args.benchmark_threads)
-    plans = plan_students(teacher, tokenizer, texts, layers=layers, intermediate_sizes=widths, trim=trim,
-                          trimming_texts=run_data.train()[text] if any(trim) else None,
-                          settings=settings, strategy=pipe_args.student_layer_strategy,
-                          min_corpus_tokens=pipe_args.trim_min_corpus_tokens)
+    settings = BenchmarkSettings(
+        batch_size=pipe_args.benchmark_batch_size,
+        throughput_runs=pipe_args.benchmark_runs,
+        latency_runs=max(20, pipe_args.benchmark_runs),
+        max_length=pipe_args.max_length,
+        threads=pipe_args.benchmark_threads,
+    )
+    plans = plan_students(
+        teacher,
+        tokenizer,
+        texts,
+        layers=layers,
+        intermediate_sizes=widths,
+        trim=trim,
+        trimming_texts=run_data.train()[text] if any(trim) else None,
+        settings=settings,
+        strategy=pipe_args.student_layer_strategy,
+        min_corpus_tokens=pipe_args.trim_min_corpus_tokens,
+    )
     params = count_parameters(teacher)[0]
-    print(f"teacher {pipe_args.teacher}: {total} layers, {params / 1e6:.1f}M parameters, "
-          f"{disk_size_bytes(teacher) / 1e6:.1f} MB; timed on {len(texts)} texts of {split}, batch "
-          f"{settings.batch_size}, max length {settings.max_length}, on this machine")
+    print(
+        f"teacher {pipe_args.teacher}: {total} layers, {params / 1e6:.1f}M parameters, "
+        f"{disk_size_bytes(teacher) / 1e6:.1f} MB; timed on {len(texts)} texts of {split}, batch "
+        f"{settings.batch_size}, max length {settings.max_length}, on this machine"
+    )
     print(format_plan(plans))
     trimmed = next((p for p in plans if p.trimmed), None)
     if trimmed is not None:  # the same corpus trims every candidate: one change for all
-        print(f"trimming to the {pipe_args.train_split} text changes the encoding of "
-              f"{100 * trimmed.trim_changed_token_share:.2f}% of the {len(texts)} {split} texts' tokens "
-              f"({100 * trimmed.trim_unk_token_share:.2f}% become [UNK])")
+        print(
+            f"trimming to the {pipe_args.train_split} text changes the encoding of "
+            f"{100 * trimmed.trim_changed_token_share:.2f}% of the {len(texts)} {split} texts' tokens "
+            f"({100 * trimmed.trim_unk_token_share:.2f}% become [UNK])"
+        )
     figures = plans_to_json(
-        plans, teacher=pipe_args.teacher if not os.path.isabs(pipe_args.teacher) else Path(pipe_args.teacher).name,
-        teacher_parameters=params, timed_on=f"{len(texts)} texts of the {split} split", benchmark=asdict(settings),
+        plans,
+        teacher=pipe_args.teacher if not os.path.isabs(pipe_args.teacher) else Path(pipe_args.teacher).name,
+        teacher_parameters=params,
+        timed_on=f"{len(texts)} texts of the {split} split",
+        benchmark=asdict(settings),
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
     )
     args.json.write_text(json.dumps(figures, indent=1))

@@ -50,8 +50,9 @@ def load_splits(
         builder, kwargs = _builder_for(next(iter(data_files.values())))
         # One split at a time: loaded together, every split takes the first one's column types, and a training file
         # whose labels are all empty (type null) made the validation labels unreadable ("cannot cast int64 to null")
-        return DatasetDict({split: _load(builder, data_files={split: path}, **kwargs)[split]
-                            for split, path in data_files.items()})
+        return DatasetDict(
+            {split: _load(builder, data_files={split: path}, **kwargs)[split] for split, path in data_files.items()}
+        )
     if not dataset:
         raise ValueError("no data: give `dataset` (a Hub id or local path) or `train_file`/`validation_file`")
     if os.path.isfile(dataset):
@@ -151,7 +152,7 @@ def check_data_file(path: str | os.PathLike) -> list[str] | None:
             return None
     except UnicodeDecodeError as err:
         raise DataFileError(
-            f"data file {path} is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset "
+            f"data file {path} is not UTF-8 text (byte {err.object[err.start : err.start + 1]!r} at offset "
             f"{err.start}): convert it, e.g. `iconv -f latin1 -t utf-8`"
         ) from None
 
@@ -168,8 +169,10 @@ def _check_table(path: str, f: Any, suffix: str) -> list[str]:
         start = rows.line_num + 1
         for row in rows:
             if row == header:
-                raise DataFileError(f"data file {path}, line {start} repeats the header {header} (files joined "
-                                    "together?): delete that line")
+                raise DataFileError(
+                    f"data file {path}, line {start} repeats the header {header} (files joined "
+                    "together?): delete that line"
+                )
             if row and len(row) != len(header):
                 sep = "tab" if suffix == ".tsv" else "comma"
                 spans = f" (it runs to line {rows.line_num}: an unclosed quote?)" if rows.line_num > start else ""
@@ -208,21 +211,26 @@ def label_names(train: Dataset, label_column: str, class_names: str | list[str] 
         else ``LABEL_0 .. LABEL_{max id}``.
     """
     if label_column not in train.column_names:
-        raise ValueError(f"label column {label_column!r} not found; the data has columns {train.column_names}: "
-                         "set label_column")
+        raise ValueError(
+            f"label column {label_column!r} not found; the data has columns {train.column_names}: set label_column"
+        )
     values = {v for v in train.unique(label_column) if v is not None and v != -1 and v != "-1"}
     names = [n.strip() for n in class_names.split(",")] if isinstance(class_names, str) else class_names
     if names:
         unknown = sorted(str(v) for v in values if not _label_fits(v, names))
         if unknown:
-            raise ValueError(f"labels {unknown[:5]} in column {label_column!r} are not in class_names {names}: "
-                             "add them to class_names or fix the data")
+            raise ValueError(
+                f"labels {unknown[:5]} in column {label_column!r} are not in class_names {names}: "
+                "add them to class_names or fix the data"
+            )
         return list(names)
     if not values:
         raise ValueError(f"column {label_column!r} has no labels (every row is empty or -1)")
     if all(isinstance(v, int) for v in values):
         if min(values) < 0:
-            raise ValueError(f"label ids must be >= 0 (or -1 for unlabelled); column {label_column!r} has {min(values)}")
+            raise ValueError(
+                f"label ids must be >= 0 (or -1 for unlabelled); column {label_column!r} has {min(values)}"
+            )
         return [f"LABEL_{i}" for i in range(max(values) + 1)]
     return sorted(str(v) for v in values)
 
@@ -295,8 +303,10 @@ def parse_selection_size(value: str | int | float | None) -> int | float | None:
         size = -1
     if isinstance(size, int) and size >= 1 or isinstance(size, float) and 0.0 < size < 1.0:
         return size
-    raise ValueError(f"selection_size={value!r} is invalid: give a number of training rows (an integer >= 1, e.g. 500) "
-                     "or a share of them (a fraction between 0 and 1, e.g. 0.1)")
+    raise ValueError(
+        f"selection_size={value!r} is invalid: give a number of training rows (an integer >= 1, e.g. 500) "
+        "or a share of them (a fraction between 0 and 1, e.g. 0.1)"
+    )
 
 
 def selection_split(num_rows: int, size: int | float, seed: int) -> tuple[list[int], list[int]]:
@@ -319,8 +329,10 @@ def selection_split(num_rows: int, size: int | float, seed: int) -> tuple[list[i
 
     held = size if isinstance(size, int) else math.ceil(size * num_rows)
     if not 1 <= held < num_rows:
-        raise ValueError(f"selection_size={size} holds out {held} of the {num_rows} training rows: it must leave "
-                         "at least one row for training and hold out at least one; lower or raise it")
+        raise ValueError(
+            f"selection_size={size} holds out {held} of the {num_rows} training rows: it must leave "
+            "at least one row for training and hold out at least one; lower or raise it"
+        )
     chosen = np.zeros(num_rows, dtype=bool)
     chosen[np.random.default_rng(seed).permutation(num_rows)[:held]] = True
     return np.flatnonzero(~chosen).tolist(), np.flatnonzero(chosen).tolist()
@@ -362,11 +374,14 @@ class RunData:
 
     def splits(self) -> DatasetDict:
         if self._splits is None:
-            splits = load_splits(self.args.dataset, dataset_config=self.args.dataset_config,
-                                 data_files=self.files() or None)
+            splits = load_splits(
+                self.args.dataset, dataset_config=self.args.dataset_config, data_files=self.files() or None
+            )
             if self.args.train_split not in splits:
-                raise ValueError(f"no {self.args.train_split!r} split in the data (found {list(splits)}): "
-                                 "set train_split or train_file")
+                raise ValueError(
+                    f"no {self.args.train_split!r} split in the data (found {list(splits)}): "
+                    "set train_split or train_file"
+                )
             if self.classification:
                 splits = DatasetDict({name: integral_labels(ds, self.args.label_column) for name, ds in splits.items()})
             self._splits = splits
@@ -429,15 +444,21 @@ class RunData:
             return [t for t in ds[self.text_column()] if isinstance(t, str)]
         if fmt.conversational:
             if not getattr(tokenizer, "chat_template", None):
-                raise ValueError(f"{fmt} rows are rendered with the tokenizer's chat template, and it has none: give "
-                                 "a tokenizer with a chat_template")
+                raise ValueError(
+                    f"{fmt} rows are rendered with the tokenizer's chat template, and it has none: give "
+                    "a tokenizer with a chat_template"
+                )
             if fmt.kind == "messages":
                 conversations = ds["messages"]
             else:
                 completions = ds["completion"] if fmt.kind == "prompt-completion" else [[] for _ in range(len(ds))]
                 conversations = [p + c for p, c in zip(ds["prompt"], completions)]
-            return [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=not m or
-                                                  m[-1]["role"] != "assistant") for m in conversations]
+            return [
+                tokenizer.apply_chat_template(
+                    m, tokenize=False, add_generation_prompt=not m or m[-1]["role"] != "assistant"
+                )
+                for m in conversations
+            ]
         if fmt.kind == "prompt-only":
             return list(ds["prompt"])
         return [p + c for p, c in zip(ds["prompt"], ds["completion"])]
@@ -491,11 +512,13 @@ class RunData:
         if fmt is not None and fmt.kind not in ("text", "tokenized"):
             from .lm_data import prepare_lm_dataset
 
-            return prepare_lm_dataset(ds, tokenizer, max_length=self.args.max_length,
-                                      max_completion_length=max_completion_length, fmt=fmt)
+            return prepare_lm_dataset(
+                ds, tokenizer, max_length=self.args.max_length, max_completion_length=max_completion_length, fmt=fmt
+            )
         text, max_length = self.text_column(), self.args.max_length
         ds = ds.filter(lambda r: isinstance(r[text], str) and r[text].strip() != "")
         keep = {"label"} if self.classification else set()
         remove = [c for c in ds.column_names if c not in keep]
-        return ds.map(lambda b: tokenizer(b[text], truncation=True, max_length=max_length), batched=True,
-                      remove_columns=remove)
+        return ds.map(
+            lambda b: tokenizer(b[text], truncation=True, max_length=max_length), batched=True, remove_columns=remove
+        )

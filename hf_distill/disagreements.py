@@ -97,7 +97,9 @@ class EvaluationExamples:
             raise InvalidReport(f"{EXAMPLES_FILENAME} must hold a JSON object")
         version = data.get("schema_version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise InvalidReport(f"{EXAMPLES_FILENAME} field 'schema_version' must be a positive integer, got {version!r}")
+            raise InvalidReport(
+                f"{EXAMPLES_FILENAME} field 'schema_version' must be a positive integer, got {version!r}"
+            )
         if version > EXAMPLES_SCHEMA_VERSION:
             raise InvalidReport(
                 f"{EXAMPLES_FILENAME} schema_version {version} is newer than this hf-distill understands "
@@ -128,7 +130,9 @@ class EvaluationExamples:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise InvalidReport(f"{path} is not valid JSON ({err}): evaluate again with `hf-distill evaluate`") from None
+            raise InvalidReport(
+                f"{path} is not valid JSON ({err}): evaluate again with `hf-distill evaluate`"
+            ) from None
         return cls.from_dict(data)
 
 
@@ -274,8 +278,10 @@ def select_lm_examples(
 
 
 def _bad(where: str, problem: str) -> InvalidReport:
-    return InvalidReport(f"{EXAMPLES_FILENAME} field {where!r} {problem}: the file is corrupted or was edited by "
-                         "hand; evaluate again with `hf-distill evaluate`")
+    return InvalidReport(
+        f"{EXAMPLES_FILENAME} field {where!r} {problem}: the file is corrupted or was edited by "
+        "hand; evaluate again with `hf-distill evaluate`"
+    )
 
 
 def _count(where: str, value: Any, high: int | None = None) -> int:
@@ -370,8 +376,15 @@ def confusion_rows(ex: EvaluationExamples) -> list[tuple[str, ...]]:
     rows = []
     for c in [*ex.by_label, _total(ex)]:
         rows.append(
-            (c.label, str(c.examples), f"{c.disagreements} ({100 * c.disagreement_rate:.1f}%)",
-             str(c.teacher_only), str(c.student_only), str(c.both), str(c.neither))
+            (
+                c.label,
+                str(c.examples),
+                f"{c.disagreements} ({100 * c.disagreement_rate:.1f}%)",
+                str(c.teacher_only),
+                str(c.student_only),
+                str(c.both),
+                str(c.neither),
+            )
         )
     return rows
 
@@ -384,8 +397,15 @@ def _total(ex: EvaluationExamples) -> LabelCounts:
     return total
 
 
-CONFUSION_HEADER = ("Gold label", "Examples", "Disagreements", "Only teacher right", "Only student right",
-                    "Both right", "Neither right")
+CONFUSION_HEADER = (
+    "Gold label",
+    "Examples",
+    "Disagreements",
+    "Only teacher right",
+    "Only student right",
+    "Both right",
+    "Neither right",
+)
 
 __all__ = [
     "CONFUSION_HEADER",

@@ -157,7 +157,10 @@ class _DecoderForExport(nn.Module):
         for i in range(self.num_layers):
             cache.update(past[2 * i], past[2 * i + 1], i)
         out = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
             use_cache=True,
         )
         present = []
@@ -223,8 +226,14 @@ def _export_fp32(model: nn.Module, task: Task, path: Path, opset: int) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            module, args, dynamic_shapes=dims, input_names=inputs, output_names=outputs, dynamo=True,
-            opset_version=opset, verbose=False,
+            module,
+            args,
+            dynamic_shapes=dims,
+            input_names=inputs,
+            output_names=outputs,
+            dynamo=True,
+            opset_version=opset,
+            verbose=False,
         )
     program.save(str(path))
 
@@ -254,8 +263,11 @@ def optimize_for_onnxruntime(path: str | Path) -> dict[str, Any]:
     onnxscript_optimizer.remove_unused_nodes(model)  # the additive-bias subgraph the mask index replaced
     ir.save(model, str(path))
     onnx.checker.check_model(str(path))
-    return {"tool": "onnxscript.rewriter.ort_fusions.optimize_for_ort",
-            "fusions": {name: count for name, count in counts.items() if count}, "attention_mask_index": masks}
+    return {
+        "tool": "onnxscript.rewriter.ort_fusions.optimize_for_ort",
+        "fusions": {name: count for name, count in counts.items() if count},
+        "attention_mask_index": masks,
+    }
 
 
 def _attention_masks_as_index(model: Any) -> int:
@@ -331,8 +343,12 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path) -> dict[str, Any
         "operators_to_quantize": list(QUANTIZED_OPERATORS),
     }
     quantize_dynamic(
-        str(fp32_path), str(int8_path), op_types_to_quantize=list(QUANTIZED_OPERATORS), per_channel=True,
-        reduce_range=False, weight_type=QuantType.QInt8,
+        str(fp32_path),
+        str(int8_path),
+        op_types_to_quantize=list(QUANTIZED_OPERATORS),
+        per_channel=True,
+        reduce_range=False,
+        weight_type=QuantType.QInt8,
     )
     return settings
 
@@ -407,7 +423,7 @@ class OnnxModel:
             positions = extra.get("position_ids")
             if positions is None:
                 # Left or right padding: positions count real tokens, as GPT-2's generate() does.
-                positions = np.clip(np.cumsum(attention_mask, axis=1) - 1, 0, None)[:, -input_ids.shape[1]:]
+                positions = np.clip(np.cumsum(attention_mask, axis=1) - 1, 0, None)[:, -input_ids.shape[1] :]
             feed["position_ids"] = positions.astype(np.int64)
             for name, value in zip(self.input_names[3:], past):
                 feed[name] = value
@@ -415,8 +431,11 @@ class OnnxModel:
 
     def logits(self, input_ids: Any, attention_mask: Any, **extra: Any) -> np.ndarray:
         """Logits for one tokenized batch (numpy arrays or torch tensors)."""
-        arrays = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in extra.items()
-                  if k in ("token_type_ids", "position_ids", "past")}
+        arrays = {
+            k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v)
+            for k, v in extra.items()
+            if k in ("token_type_ids", "position_ids", "past")
+        }
         ids = input_ids.cpu().numpy() if isinstance(input_ids, torch.Tensor) else input_ids
         mask = attention_mask.cpu().numpy() if isinstance(attention_mask, torch.Tensor) else attention_mask
         return self.session.run(["logits"], self._feed(ids, mask, **arrays))[0]
@@ -460,7 +479,12 @@ def _valid_rows(task: Task, logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def compare_with_pytorch(
-    onnx_model: OnnxModel, model: nn.Module, tokenizer: Any, texts: Sequence[str], *, max_length: int = 128,
+    onnx_model: OnnxModel,
+    model: nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    max_length: int = 128,
     batch_size: int = 16,
 ) -> VariantCheck:
     """Max |logit difference| and top-1 agreement of an ONNX model with the PyTorch model, on texts.
@@ -480,8 +504,13 @@ def compare_with_pytorch(
     worst, agree, total = 0.0, 0, 0
     model.eval()
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
-                        max_length=max_length, return_tensors="pt")
+        enc = tokenizer(
+            list(texts[start : start + batch_size]),
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
         enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         with torch.no_grad():
             ref = model(**enc).logits.float().numpy()
@@ -494,8 +523,11 @@ def compare_with_pytorch(
     if total == 0:
         raise OnnxExportError("no verification positions: pass at least one non-empty text")
     return VariantCheck(
-        file=f"{ONNX_DIR}/{onnx_model.path.name}", max_abs_logit_diff=worst, top1_agreement=agree / total,
-        positions=total, disk_bytes=onnx_model.disk_bytes,
+        file=f"{ONNX_DIR}/{onnx_model.path.name}",
+        max_abs_logit_diff=worst,
+        top1_agreement=agree / total,
+        positions=total,
+        disk_bytes=onnx_model.disk_bytes,
     )
 
 
@@ -573,8 +605,11 @@ def export_onnx(
                 f"the float32 ONNX export disagrees with PyTorch: max |logit difference| "
                 f"{check.max_abs_logit_diff:.3g} (allowed {atol:g}), top-1 agreement {check.top1_agreement:.2%}; "
                 "nothing was written"
-                + ("; the graph was fused for onnxruntime: try again with --no-optimize (optimize=False)"
-                   if optimization else "")
+                + (
+                    "; the graph was fused for onnxruntime: try again with --no-optimize (optimize=False)"
+                    if optimization
+                    else ""
+                )
             )
         checks, quantization = [check], None
         files = [f"{ONNX_DIR}/{FP32_FILE}"]
@@ -589,9 +624,18 @@ def export_onnx(
             (staging / ORT_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
             files += [f"{ONNX_DIR}/{ORT_CONFIG_FILE}"]
         result = ExportResult(
-            output_dir=str(target.parent), task=task.name, files=[*files, f"{ONNX_DIR}/{REPORT_FILE}"], checks=checks,
-            atol=atol, opset=opset, quantization=quantization, optimization=optimization, texts=len(texts), input_names=inputs,
-            output_names=outputs, source_weights=source_weights,
+            output_dir=str(target.parent),
+            task=task.name,
+            files=[*files, f"{ONNX_DIR}/{REPORT_FILE}"],
+            checks=checks,
+            atol=atol,
+            opset=opset,
+            quantization=quantization,
+            optimization=optimization,
+            texts=len(texts),
+            input_names=inputs,
+            output_names=outputs,
+            source_weights=source_weights,
             # Every file in the staging folder is the export's own (external data included), the report aside.
             file_digests={f"{ONNX_DIR}/{p.name}": file_digest(p) for p in sorted(staging.iterdir()) if p.is_file()},
         )
@@ -681,19 +725,23 @@ def verify_export(model_dir: str | Path) -> dict[str, Any] | None:
     fix = f"export again with {_export_command(model_dir, report)}"
     for path in payload:
         if f"{ONNX_DIR}/{path.name}" not in digests:
-            raise OnnxExportError(f"{path} is not a file the export checked ({report_path} does not list it): "
-                                  f"remove it, or {fix}")
+            raise OnnxExportError(
+                f"{path} is not a file the export checked ({report_path} does not list it): remove it, or {fix}"
+            )
     for rel, expected in digests.items():
         path = model_dir / rel
         if not path.is_file():
             raise OnnxExportError(f"{path} does not exist (the export wrote it): {fix}")
         size = path.stat().st_size
         if size != expected.get("bytes"):
-            raise OnnxExportError(f"{path} is {size} bytes, but the export checked {expected.get('bytes')} bytes "
-                                  f"(truncated or altered since): {fix}")
+            raise OnnxExportError(
+                f"{path} is {size} bytes, but the export checked {expected.get('bytes')} bytes "
+                f"(truncated or altered since): {fix}"
+            )
         if file_digest(path)["sha256"] != expected.get("sha256"):
-            raise OnnxExportError(f"{path} is not the file the export checked (its SHA-256 differs: altered since): "
-                                  f"{fix}")
+            raise OnnxExportError(
+                f"{path} is not the file the export checked (its SHA-256 differs: altered since): {fix}"
+            )
     current = {p.name: p for p in _weight_files(model_dir)}
     for name in sorted(set(weights) | set(current)):
         if name not in current or name not in weights or file_digest(current[name]) != weights[name]:

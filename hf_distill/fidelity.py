@@ -103,8 +103,10 @@ class FidelityAccumulator:
         parts = list(zip(*self._items)) or [[np.zeros(0)]] * 4
         unit, agree, kl, js = (np.concatenate(p) for p in parts)
         unit = unit.astype(np.int64)
-        sums = {name: np.bincount(unit, weights=v, minlength=num_units) for name, v in
-                (("agree", agree), ("kl", kl), ("js", js), ("items", np.ones_like(agree)))}
+        sums = {
+            name: np.bincount(unit, weights=v, minlength=num_units)
+            for name, v in (("agree", agree), ("kl", kl), ("js", js), ("items", np.ones_like(agree)))
+        }
         if any(len(v) != num_units for v in sums.values()):
             raise ValueError(f"fidelity items name units beyond the {num_units} evaluated")
         return sums

@@ -134,8 +134,13 @@ MODEL_TOP_LEVEL_PATTERNS = (
 # onnx/: the exports `hf-distill export` writes beside the weights (the layout transformers.js and optimum load),
 # with a large graph's external data; each is checked against its export report before it is selected.
 MODEL_NESTED_PATTERNS = (
-    "*.png", "additional_chat_templates/*.jinja", "onnx/*.onnx", "onnx/*.onnx.data", "onnx/*.onnx_data",
-    "onnx/ort_config.json", "onnx/export_report.json",
+    "*.png",
+    "additional_chat_templates/*.jinja",
+    "onnx/*.onnx",
+    "onnx/*.onnx.data",
+    "onnx/*.onnx_data",
+    "onnx/ort_config.json",
+    "onnx/export_report.json",
 )
 # Pickled weights are refused (arbitrary code on load); these names tell the user why nothing was pushed.
 PICKLE_WEIGHT_PATTERNS = ("pytorch_model*.bin", "adapter_model.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
@@ -409,11 +414,14 @@ def resolve_namespace(
             user = _retrying(lambda: api.whoami(), what="reading the token's user")["name"]
     except Exception as err:
         reason, status = _explain(err, api=api, repo_id=repo_id, repo_type=repo_type, timeout=seconds)
-        message = (f"'{repo_id}' names no namespace and the token's user could not be read to put it under: {reason} "
-                   f"Nothing was created; pass 'namespace/{repo_id}' or fix the token.")
+        message = (
+            f"'{repo_id}' names no namespace and the token's user could not be read to put it under: {reason} "
+            f"Nothing was created; pass 'namespace/{repo_id}' or fix the token."
+        )
         raise HubPublishError(_redact(message, token), repo_id=repo_id, status=status) from None
-    logger.info("'%s' names no namespace: publishing to '%s/%s' (the token's user), as the Hub does", repo_id, user,
-                repo_id)
+    logger.info(
+        "'%s' names no namespace: publishing to '%s/%s' (the token's user), as the Hub does", repo_id, user, repo_id
+    )
     return f"{user}/{repo_id}"
 
 
@@ -513,8 +521,9 @@ def _retrying(call: Callable[[], _T], *, what: str, attempts: int = RETRY_ATTEMP
             if attempt == attempts:
                 raise
             wait = RETRY_BACKOFF_S * 2 ** (attempt - 1)
-            logger.warning("%s failed (%s); retrying in %.1f s (%d/%d)", what, type(err).__name__, wait, attempt,
-                           attempts - 1)
+            logger.warning(
+                "%s failed (%s); retrying in %.1f s (%d/%d)", what, type(err).__name__, wait, attempt, attempts - 1
+            )
             time.sleep(wait)
     raise AssertionError("unreachable")
 
@@ -613,8 +622,9 @@ def _publishing(
         except HubPublishError:
             raise
         except Exception as err:
-            _raise_publish_error(err, api, progress, repo_id=repo_id, repo_type=repo_type, files=files, token=token,
-                                 timeout=timeout)
+            _raise_publish_error(
+                err, api, progress, repo_id=repo_id, repo_type=repo_type, files=files, token=token, timeout=timeout
+            )
 
 
 def _raise_publish_error(
@@ -686,13 +696,18 @@ def _fine_grained_can_write(access: dict[str, Any], namespace: str) -> bool | No
     scoped = (access.get("fineGrained") or {}).get("scoped")
     if not isinstance(scoped, list):
         return None
-    return any((entry.get("entity") or {}).get("name") == namespace
-               and any("write" in permission for permission in entry.get("permissions") or [])
-               for entry in scoped)
+    return any(
+        (entry.get("entity") or {}).get("name") == namespace
+        and any("write" in permission for permission in entry.get("permissions") or [])
+        for entry in scoped
+    )
 
 
 def write_access_problems(
-    repos: Sequence[tuple[str, str]], *, token: str | None = None, endpoint: str | None = None,
+    repos: Sequence[tuple[str, str]],
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
     timeout: float | None = None,
 ) -> list[str]:
     """What stops the token from publishing to `repos`, one line each; empty when it can.
@@ -709,12 +724,16 @@ def write_access_problems(
         timeout: seconds per request (see `hub_timeout`).
     """
     if constants.is_offline_mode():
-        return ["push_to_hub with Hugging Face offline mode on (HF_HUB_OFFLINE=1): unset it, or set push_to_hub: "
-                "false and publish later with `hf-distill push`"]
+        return [
+            "push_to_hub with Hugging Face offline mode on (HF_HUB_OFFLINE=1): unset it, or set push_to_hub: "
+            "false and publish later with `hf-distill push`"
+        ]
     token = token or get_token()
     if not token:
-        return ["push_to_hub needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth login` "
-                "(checked now, before training)"]
+        return [
+            "push_to_hub needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth login` "
+            "(checked now, before training)"
+        ]
     try:
         seconds = hub_timeout(timeout)
     except HubPublishError as err:
@@ -726,45 +745,62 @@ def write_access_problems(
         except HfHubHTTPError as err:
             status = err.response.status_code if err.response is not None else None
             if status == 401:
-                return ["the Hugging Face token (HF_TOKEN or `hf auth login`) is invalid, expired or revoked: "
-                        "publishing needs a valid token with write access"]
-            return [f"the Hub at {api.endpoint} could not check the token (HTTP {status}): try again, or set "
-                    "push_to_hub: false and publish later with `hf-distill push`"]
+                return [
+                    "the Hugging Face token (HF_TOKEN or `hf auth login`) is invalid, expired or revoked: "
+                    "publishing needs a valid token with write access"
+                ]
+            return [
+                f"the Hub at {api.endpoint} could not check the token (HTTP {status}): try again, or set "
+                "push_to_hub: false and publish later with `hf-distill push`"
+            ]
         except _network_error_types() as err:
-            return [f"the Hub at {api.endpoint} cannot be reached to check the token ({type(err).__name__}): check "
-                    "the connection, or set push_to_hub: false and publish later with `hf-distill push`"]
+            return [
+                f"the Hub at {api.endpoint} cannot be reached to check the token ({type(err).__name__}): check "
+                "the connection, or set push_to_hub: false and publish later with `hf-distill push`"
+            ]
         access = (who.get("auth") or {}).get("accessToken") or {}
         user = who.get("name")
         if access.get("role") == "read":
-            return [f"the Hugging Face token of {user!r} is read-only: publishing needs a token with the 'write' role "
-                    "(or a fine-grained token with write access to the repos)"]
+            return [
+                f"the Hugging Face token of {user!r} is read-only: publishing needs a token with the 'write' role "
+                "(or a fine-grained token with write access to the repos)"
+            ]
         problems = []
         for repo_id, repo_type in repos:
             kind = "Space" if repo_type == "space" else f"{repo_type} repo"
             namespace = repo_id.split("/")[0]
             try:
-                _retrying(lambda rid=repo_id, rt=repo_type: api.auth_check(rid, repo_type=rt, write=True),
-                          what="auth check")
+                _retrying(
+                    lambda rid=repo_id, rt=repo_type: api.auth_check(rid, repo_type=rt, write=True), what="auth check"
+                )
                 continue  # it exists and the token may write it
             except RepositoryNotFoundError:
                 pass  # not there yet (or not visible): it will be created in its namespace
             except HfHubHTTPError as err:
                 status = err.response.status_code if err.response is not None else None
                 if status in (401, 403):
-                    problems.append(f"the token of {user!r} cannot write to the {kind} {repo_id!r} (HTTP {status}): "
-                                    f"use a token with write access to it, or another repo id")
+                    problems.append(
+                        f"the token of {user!r} cannot write to the {kind} {repo_id!r} (HTTP {status}): "
+                        f"use a token with write access to it, or another repo id"
+                    )
                     continue
             except _network_error_types() as err:
-                problems.append(f"the Hub at {api.endpoint} cannot be reached to check {repo_id!r} "
-                                f"({type(err).__name__}): check the connection")
+                problems.append(
+                    f"the Hub at {api.endpoint} cannot be reached to check {repo_id!r} "
+                    f"({type(err).__name__}): check the connection"
+                )
                 continue
             allowed = _writable_namespaces(who)
             if namespace not in allowed:
-                problems.append(f"the token of {user!r} cannot create the {kind} {repo_id!r}: it may create repos "
-                                f"under {', '.join(repr(n) for n in allowed)} only; use one of those namespaces")
+                problems.append(
+                    f"the token of {user!r} cannot create the {kind} {repo_id!r}: it may create repos "
+                    f"under {', '.join(repr(n) for n in allowed)} only; use one of those namespaces"
+                )
             elif access.get("role") == "fineGrained" and _fine_grained_can_write(access, namespace) is False:
-                problems.append(f"the fine-grained token of {user!r} has no write access to {namespace!r}, so it "
-                                f"cannot create the {kind} {repo_id!r}: grant it repo write access there")
+                problems.append(
+                    f"the fine-grained token of {user!r} has no write access to {namespace!r}, so it "
+                    f"cannot create the {kind} {repo_id!r}: grant it repo write access there"
+                )
     return problems
 
 
@@ -880,7 +916,8 @@ def prepare_model_publication(
         examples = read_examples(root)
     except ValueError as err:
         raise HubPublishError(
-            f"Refusing to publish {root}: {EXAMPLES_FILENAME} cannot be published as it is: {err} (nothing was uploaded)."
+            f"Refusing to publish {root}: {EXAMPLES_FILENAME} cannot be published as it is: {err} "
+            "(nothing was uploaded)."
         ) from None
     card_path = root / CARD_FILENAME
     meta = _card_meta(card_path) if card_path.is_file() else {}
@@ -1147,8 +1184,11 @@ def push_dataset_files(
     files = sorted({*files, *generated})
     secret = [f for f in files if any(_is_secret_name(part) for part in PurePosixPath(f).parts)]
     if secret:
-        raise HubPublishError(f"Refusing to publish {', '.join(secret)}: the name looks like a credential "
-                              "(nothing was uploaded).", repo_id=repo_id, files=files)
+        raise HubPublishError(
+            f"Refusing to publish {', '.join(secret)}: the name looks like a credential (nothing was uploaded).",
+            repo_id=repo_id,
+            files=files,
+        )
     _refuse_links_leaving(base, [f for f in files if f not in generated])
     token = resolve_token(token)
     _check_online()

@@ -142,6 +142,7 @@ class ReportIntervals:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReportIntervals:
         """Rebuild from the report's JSON; raises ValueError naming the field on a malformed one."""
+
         def iv(value: Any, where: str) -> Interval | None:
             if value is None:
                 return None
@@ -160,8 +161,13 @@ class ReportIntervals:
             )
         fidelity = {k: iv(v, f"fidelity.{k}") for k, v in (data.get("fidelity") or {}).items()}
         known = ("confidence", "resamples", "seed", "method")
-        return cls(unit=data["unit"], num_units=data["num_units"], metrics=metrics, fidelity=fidelity,
-                   **{k: data[k] for k in known if k in data})
+        return cls(
+            unit=data["unit"],
+            num_units=data["num_units"],
+            metrics=metrics,
+            fidelity=fidelity,
+            **{k: data[k] for k in known if k in data},
+        )
 
 
 def _pair(value, confidence: float) -> FigureIntervals:
@@ -253,8 +259,9 @@ def f1_from_counts(counts: np.ndarray, average: str) -> np.ndarray:
         return (per_class * present).sum(-1) / present.sum(-1)
 
 
-def _f1_pair(per_item: Mapping[str, np.ndarray], average: str, resamples: int, seed: int,
-             confidence: float) -> FigureIntervals:
+def _f1_pair(
+    per_item: Mapping[str, np.ndarray], average: str, resamples: int, seed: int, confidence: float
+) -> FigureIntervals:
     label = np.asarray(per_item["label"])
     preds = {who: np.asarray(per_item[f"pred_{who}"]) for who in ("teacher", "student")}
     seen = set(label.tolist()).union(*(v.tolist() for v in preds.values()))

@@ -183,8 +183,10 @@ def render_conversation(
     if marked:
         mask = [int(bool(m)) if i >= start else 0 for i, m in enumerate(whole["assistant_masks"])]
         if not any(mask[len(prompt_ids) :]):
-            raise ValueError("the chat template's {% generation %} blocks mark no token of a completion: put each "
-                             "assistant message's content inside {% generation %} ... {% endgeneration %}")
+            raise ValueError(
+                "the chat template's {% generation %} blocks mark no token of a completion: put each "
+                "assistant message's content inside {% generation %} ... {% endgeneration %}"
+            )
     elif all_assistant_turns:
         # Each assistant turn spans from its generation prompt to the end of the conversation rendered up to it.
         mask = [0] * len(ids)
@@ -209,9 +211,14 @@ def check_lm_format(fmt: LMFormat, args: Any, *, split: str = "train_dataset") -
     """
     generates_all = getattr(args, "lmbda", 0) >= 1 or getattr(args, "seq_kd", False)
     if fmt.prompt_only and (split != "train_dataset" or not generates_all):
-        where = "evaluation scores given completions" if split != "train_dataset" else (
-            "off-policy batches need completions: set lmbda=1 (the student writes every completion) or seq_kd=True "
-            "(the teacher writes those the student does not)")
+        where = (
+            "evaluation scores given completions"
+            if split != "train_dataset"
+            else (
+                "off-policy batches need completions: set lmbda=1 (the student writes every completion) or seq_kd=True "
+                "(the teacher writes those the student does not)"
+            )
+        )
         raise ValueError(f"{split} is prompt-only (a `prompt` column, no `completion`): {where}, or add completions")
     if split == "train_dataset" and fmt.kind == "text" and getattr(args, "generates", False):
         raise ValueError(
@@ -260,8 +267,9 @@ def prepare_lm_dataset(
         return encoded.filter(lambda row: len(row["input_ids"]) > 0)
     from .on_policy import tokenize_prompt_completion
 
-    return tokenize_prompt_completion(dataset, tokenizer, max_length=max_length,
-                                      max_completion_length=max_completion_length)
+    return tokenize_prompt_completion(
+        dataset, tokenizer, max_length=max_length, max_completion_length=max_completion_length
+    )
 
 
 def prepare_trainer_datasets(task: Any, args: Any, tokenizer: Any, train_dataset: Any, eval_dataset: Any) -> tuple:
@@ -278,8 +286,9 @@ def prepare_trainer_datasets(task: Any, args: Any, tokenizer: Any, train_dataset
             return dataset
         fmt = detect_lm_format(dataset, args.dataset_text_field)
         check_lm_format(fmt, args, split=split)
-        return prepare_lm_dataset(dataset, tokenizer, max_length=args.max_length,
-                                  max_completion_length=args.max_completion_length, fmt=fmt)
+        return prepare_lm_dataset(
+            dataset, tokenizer, max_length=args.max_length, max_completion_length=args.max_completion_length, fmt=fmt
+        )
 
     if isinstance(eval_dataset, dict):
         eval_dataset = {name: prepare(ds, f"eval_dataset[{name!r}]") for name, ds in eval_dataset.items()}

@@ -29,7 +29,11 @@ def label_config(names: list[str] | None) -> dict[str, Any]:
     """``num_labels`` / ``id2label`` / ``label2id`` keyword arguments for a classifier with these class names."""
     if names is None:
         return {}
-    return {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    return {
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {n: i for i, n in enumerate(names)},
+    }
 
 
 def teacher_tokenizer(args: Any, config: Any, corpus: Iterable[str] | None = None) -> PreTrainedTokenizerBase:
@@ -48,7 +52,8 @@ def teacher_tokenizer(args: Any, config: Any, corpus: Iterable[str] | None = Non
         tokenizer = train((t for t in corpus if t), args.tokenizer_vocab_size, model_max_length=args.max_length)
     else:
         tokenizer = AutoTokenizer.from_pretrained(
-            args.tokenizer or args.teacher, revision=None if args.tokenizer else config.teacher_revision,
+            args.tokenizer or args.teacher,
+            revision=None if args.tokenizer else config.teacher_revision,
             trust_remote_code=config.trust_remote_code,
         )
     if tokenizer.pad_token is None:
@@ -73,13 +78,23 @@ def build_teacher(
         spec = json.loads(args.teacher_config)
         model_type = spec.pop("model_type")
         cfg = AutoConfig.for_model(
-            model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **spec, **extra)
+            model_type,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **spec,
+            **extra,
+        )
         return auto.from_config(cfg), True
     check_weights(args.teacher, "teacher")
     model, info = auto.from_pretrained(
-        args.teacher, revision=config.teacher_revision, trust_remote_code=config.trust_remote_code,
-        output_loading_info=True, **extra)
+        args.teacher,
+        revision=config.teacher_revision,
+        trust_remote_code=config.trust_remote_code,
+        output_loading_info=True,
+        **extra,
+    )
     fresh_head = bool(info.get("missing_keys"))
     if fresh_head and args.train_teacher == "no":
         raise ValueError(
@@ -112,8 +127,10 @@ def check_weights(name_or_path: str | os.PathLike, role: str = "model") -> None:
     """
     damaged = damaged_weights(name_or_path)
     if damaged:
-        raise ValueError(f"the {role}'s weights file {'; '.join(damaged)} is truncated or damaged (an interrupted "
-                         "copy or download?): copy it again, or save the model again with save_pretrained")
+        raise ValueError(
+            f"the {role}'s weights file {'; '.join(damaged)} is truncated or damaged (an interrupted "
+            "copy or download?): copy it again, or save the model again with save_pretrained"
+        )
 
 
 def load_saved(folder: str | Path, task: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -137,9 +154,13 @@ def build_student(
         check_weights(args.student, "student")
         return auto_class(args.task).from_pretrained(args.student, trust_remote_code=config.trust_remote_code, **extra)
     return student_from_teacher(
-        teacher, num_layers=args.student_layers, strategy=args.student_layer_strategy,
-        intermediate_size=args.student_intermediate_size, num_attention_heads=args.student_num_attention_heads,
-        calibration=calibration, config_overrides=config_overrides,
+        teacher,
+        num_layers=args.student_layers,
+        strategy=args.student_layer_strategy,
+        intermediate_size=args.student_intermediate_size,
+        num_attention_heads=args.student_num_attention_heads,
+        calibration=calibration,
+        config_overrides=config_overrides,
     )
 
 

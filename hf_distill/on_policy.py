@@ -125,8 +125,10 @@ def tokenize_prompt_completion(
             if fmt.kind == "messages":
                 messages = row["messages"]
                 if not messages or messages[-1].get("role") != "assistant":
-                    raise ValueError("a `messages` row must end with an assistant message (the completion the loss "
-                                     "covers and on-policy generation replaces)")
+                    raise ValueError(
+                        "a `messages` row must end with an assistant message (the completion the loss "
+                        "covers and on-policy generation replaces)"
+                    )
                 return render_conversation(tokenizer, messages[:-1], messages[-1:], all_assistant_turns=True)
             completion = row.get("completion") if fmt.kind == "prompt-completion" else None
             if fmt.conversational:
@@ -175,15 +177,24 @@ def tokenize_prompt_completion(
         def encode_text(batch: dict[str, list]) -> dict[str, list]:
             texts = [t if isinstance(t, str) else "" for t in batch[column]]
             enc = tokenizer(texts, truncation=max_length is not None, max_length=max_length)
-            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                    PROMPT_LENGTH: [prompt_tokens] * len(texts)}
+            return {
+                "input_ids": enc["input_ids"],
+                "attention_mask": enc["attention_mask"],
+                PROMPT_LENGTH: [prompt_tokens] * len(texts),
+            }
 
         encoded = dataset.map(encode_text, batched=True, remove_columns=columns)
     return encoded.filter(lambda row: len(row["input_ids"]) > row[PROMPT_LENGTH])
 
 
-def pack_right(rows: list[torch.Tensor], starts: list[int], pad_token_id: int, width: int | None = None,
-               device: torch.device | None = None, masks: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def pack_right(
+    rows: list[torch.Tensor],
+    starts: list[int],
+    pad_token_id: int,
+    width: int | None = None,
+    device: torch.device | None = None,
+    masks: list[torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """Right-pad token rows into ``input_ids`` / ``attention_mask`` / ``labels``; row i's labels are its tokens from
     ``starts[i]`` on (-100 before and on padding), so the loss covers completion tokens only; with `masks` (one 0/1
     row each, e.g. a conversation's assistant tokens) only the tokens marked 1 from ``starts[i]`` on."""
@@ -201,7 +212,9 @@ def pack_right(rows: list[torch.Tensor], starts: list[int], pad_token_id: int, w
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def pad_left(rows: Sequence[Sequence[int]], pad_token_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_left(
+    rows: Sequence[Sequence[int]], pad_token_id: int, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad token rows to one length: (input_ids, attention_mask), as decoder-only generation wants them."""
     width = width or max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
@@ -354,8 +367,10 @@ def generate_completions(
     try:
         with _seeded(seed, device):
             out = model.generate(
-                input_ids=prompt_ids.to(device), attention_mask=prompt_mask.to(device),
-                generation_config=generation_config, synced_gpus=synced_gpus,
+                input_ids=prompt_ids.to(device),
+                attention_mask=prompt_mask.to(device),
+                generation_config=generation_config,
+                synced_gpus=synced_gpus,
             )
     finally:
         model.train(was_training)

@@ -68,20 +68,26 @@ class PipelineArguments:
     )
     student_config: str | None = field(
         default=None,
-        metadata={"help": 'JSON config attributes for the student, e.g. {"resid_pdrop": 0.0} (default: the teacher\'s).'},
+        metadata={
+            "help": 'JSON config attributes for the student, e.g. {"resid_pdrop": 0.0} (default: the teacher\'s).'
+        },
     )
     student_layer_strategy: str = field(
         default="uniform", metadata={"help": "Which blocks to keep.", "choices": ["uniform", "first", "last"]}
     )
     trim_vocabulary: bool = field(
         default=False,
-        metadata={"help": "Keep only the tokens the training text uses in the student's vocabulary and embeddings "
-                  "(sequence classification; see hf_distill.vocabulary)."},
+        metadata={
+            "help": "Keep only the tokens the training text uses in the student's vocabulary and embeddings "
+            "(sequence classification; see hf_distill.vocabulary)."
+        },
     )
     trim_min_corpus_tokens: int = field(
         default=1000,
-        metadata={"help": "trim_vocabulary refuses a training text of fewer tokens (its vocabulary would turn ordinary "
-                  "words into characters or [UNK]); lower it only for a text that is all the model will read."},
+        metadata={
+            "help": "trim_vocabulary refuses a training text of fewer tokens (its vocabulary would turn ordinary "
+            "words into characters or [UNK]); lower it only for a text that is all the model will read."
+        },
     )
     student_intermediate_size: int | None = field(
         default=None, metadata={"help": "Keep this many FFN neurons per student block, the most active ones."}
@@ -97,12 +103,15 @@ class PipelineArguments:
     validation_split: str = field(default="validation", metadata={"help": "Validation split name."})
     text_column: str | None = field(default=None, metadata={"help": "Text column (default: text/sentence/...)."})
     label_column: str = field(default="label", metadata={"help": "Label column (classification)."})
-    class_names: str | None = field(default=None, metadata={"help": 'Names of the label ids, e.g. "negative,positive".'})
+    class_names: str | None = field(
+        default=None, metadata={"help": 'Names of the label ids, e.g. "negative,positive".'}
+    )
     num_labelled: int | None = field(
         default=None, metadata={"help": "Use this many training rows with their labels (default: all)."}
     )
     num_transfer: int = field(
-        default=0, metadata={"help": "Further training rows used without labels: the student learns them from the teacher."}
+        default=0,
+        metadata={"help": "Further training rows used without labels: the student learns them from the teacher."},
     )
     max_length: int = field(default=128, metadata={"help": "Truncate tokenized texts to this length."})
     use_soft_targets: bool = field(default=True, metadata={"help": "Cache the teacher's outputs once (stage 2)."})
@@ -110,8 +119,10 @@ class PipelineArguments:
     soft_target_batch_size: int = field(default=64, metadata={"help": "Batch size of soft-target generation."})
     soft_targets: str | None = field(
         default=None,
-        metadata={"help": "Published soft targets (a Hub dataset id or a local folder, see hf_distill.shared_targets): "
-                  "train from them, verified, instead of running the teacher over the training data."},
+        metadata={
+            "help": "Published soft targets (a Hub dataset id or a local folder, see hf_distill.shared_targets): "
+            "train from them, verified, instead of running the teacher over the training data."
+        },
     )
     push_soft_targets: bool = field(
         default=False, metadata={"help": "The push stage also publishes this run's soft targets as a Hub dataset."}
@@ -121,16 +132,21 @@ class PipelineArguments:
     )
     selection_size: str | None = field(
         default=None,
-        metadata={"help": "Hold out a selection split from the training data: a number of rows (e.g. 500) or a share "
-                  "of them (e.g. 0.1). It is never trained on and is what chooses among settings (the student's "
-                  "evaluation during training: eval_strategy, load_best_model_at_end; `hf-distill plan`), while the "
-                  "report measures on the validation split. Default: no selection split."},
+        metadata={
+            "help": "Hold out a selection split from the training data: a number of rows (e.g. 500) or a share "
+            "of them (e.g. 0.1). It is never trained on and is what chooses among settings (the student's "
+            "evaluation during training: eval_strategy, load_best_model_at_end; `hf-distill plan`), while the "
+            "report measures on the validation split. Default: no selection split."
+        },
     )
     selection_seed: int = field(default=0, metadata={"help": "Seed of the rows selection_size holds out."})
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})
     eval_sample_prompts: int = field(
-        default=32, metadata={"help": "Causal LMs: prompts (first tokens of evaluation texts) both models continue, "
-                              "scored by the teacher (hf_distill.sample_quality); 0 skips the measure."}
+        default=32,
+        metadata={
+            "help": "Causal LMs: prompts (first tokens of evaluation texts) both models continue, "
+            "scored by the teacher (hf_distill.sample_quality); 0 skips the measure."
+        },
     )
     eval_sample_new_tokens: int = field(default=32, metadata={"help": "Causal LMs: new tokens per sample."})
     benchmark_threads: int | None = field(default=None, metadata={"help": "CPU threads for the speed benchmark."})
@@ -143,17 +159,22 @@ class PipelineArguments:
         default=None, metadata={"help": "Also write a dynamic int8 ONNX file (needs export_onnx).", "choices": ["int8"]}
     )
     optimize_onnx: bool = field(
-        default=True, metadata={"help": "Fuse an encoder's ONNX graph for onnxruntime (attention, LayerNorm, GELU); "
-                                        "false keeps standard ONNX operators."}
+        default=True,
+        metadata={
+            "help": "Fuse an encoder's ONNX graph for onnxruntime (attention, LayerNorm, GELU); "
+            "false keeps standard ONNX operators."
+        },
     )
     license: str = field(default="apache-2.0", metadata={"help": "License of the published student."})
     base_model: str | None = field(default=None, metadata={"help": "Card `base_model` (default: the teacher)."})
     hub_space_id: str | None = field(default=None, metadata={"help": "Also publish the demo Space under this id."})
     prompt_tokens: int | None = field(
         default=None,
-        metadata={"help": "Causal LM, prompt-completion training: the first N tokens of each training text are the "
-                  "prompt and the loss covers the rest; needed by lmbda/seq_kd (the completions are generated from "
-                  "the prompts; see hf_distill.on_policy)."},
+        metadata={
+            "help": "Causal LM, prompt-completion training: the first N tokens of each training text are the "
+            "prompt and the loss covers the rest; needed by lmbda/seq_kd (the completions are generated from "
+            "the prompts; see hf_distill.on_policy)."
+        },
     )
     overwrite: bool = field(default=False, metadata={"help": "Redo every stage, replacing earlier outputs."})
     stop_after: str | None = field(default=None, metadata={"help": "Stop after this stage.", "choices": list(STAGES)})
@@ -168,20 +189,38 @@ class PipelineArguments:
         if self.num_transfer and not get_task(self.task).has_class_labels:
             raise ValueError("num_transfer (unlabelled rows) applies to sequence classification")
         if (self.soft_targets or self.push_soft_targets) and not self.use_soft_targets:
-            raise ValueError("soft_targets / push_soft_targets need use_soft_targets: true (the student learns from cached targets)")
+            raise ValueError(
+                "soft_targets / push_soft_targets need use_soft_targets: true (the student learns from cached targets)"
+            )
         if self.quantize and not self.export_onnx:
-            raise ValueError(f"quantize={self.quantize!r} needs export_onnx: true (the int8 file is made from the ONNX export)")
-        positive = ("max_length", "tokenizer_vocab_size", "teacher_batch_size", "soft_target_batch_size",
-                    "benchmark_batch_size", "benchmark_runs", "student_layers", "eval_max_samples", "top_k")
-        bad = [f"{name}={getattr(self, name)!r}" for name in positive
-               if getattr(self, name) is not None and getattr(self, name) <= 0]
+            raise ValueError(
+                f"quantize={self.quantize!r} needs export_onnx: true (the int8 file is made from the ONNX export)"
+            )
+        positive = (
+            "max_length",
+            "tokenizer_vocab_size",
+            "teacher_batch_size",
+            "soft_target_batch_size",
+            "benchmark_batch_size",
+            "benchmark_runs",
+            "student_layers",
+            "eval_max_samples",
+            "top_k",
+        )
+        bad = [
+            f"{name}={getattr(self, name)!r}"
+            for name in positive
+            if getattr(self, name) is not None and getattr(self, name) <= 0
+        ]
         if bad:
             raise ValueError(f"{', '.join(bad)}: must be > 0")
         if self.prompt_tokens is not None and not 1 <= self.prompt_tokens < self.max_length:
             raise ValueError(f"prompt_tokens={self.prompt_tokens!r} must be in [1, max_length={self.max_length})")
         if self.eval_sample_prompts < 0 or self.eval_sample_new_tokens < 1:
-            raise ValueError(f"eval_sample_prompts={self.eval_sample_prompts!r} must be >= 0 (0 skips the measure) and "
-                             f"eval_sample_new_tokens={self.eval_sample_new_tokens!r} >= 1")
+            raise ValueError(
+                f"eval_sample_prompts={self.eval_sample_prompts!r} must be >= 0 (0 skips the measure) and "
+                f"eval_sample_new_tokens={self.eval_sample_new_tokens!r} >= 1"
+            )
         from .data import parse_selection_size
         from .students import check_compression_arguments
 
@@ -228,8 +267,10 @@ class _RunFieldParser(HfArgumentParser):
         namespace, remaining = self.parse_known_args(args=args)
         if remaining and not return_remaining_strings:
             raise ValueError(f"unknown arguments: {remaining}")
-        outputs = tuple(cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if f.init})
-                        for cls in self.dataclass_types)
+        outputs = tuple(
+            cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if f.init})
+            for cls in self.dataclass_types
+        )
         return (*outputs, remaining) if return_remaining_strings else outputs
 
 
@@ -375,18 +416,31 @@ class Pipeline:
             if PROMPT_LENGTH in data.column_names:  # LM prompt-completion rows: the teacher learns the completions
                 collator = PromptCompletionCollator(tokenizer)
             targs = TrainingArguments(
-                output_dir=str(self.root / "teacher_checkpoints"), num_train_epochs=self.args.teacher_epochs,
-                max_steps=self.args.teacher_max_steps, learning_rate=self.args.teacher_learning_rate,
+                output_dir=str(self.root / "teacher_checkpoints"),
+                num_train_epochs=self.args.teacher_epochs,
+                max_steps=self.args.teacher_max_steps,
+                learning_rate=self.args.teacher_learning_rate,
                 per_device_train_batch_size=self.args.teacher_batch_size,
-                weight_decay=0.01, logging_steps=self.config.logging_steps, save_strategy="no", report_to=[],
-                seed=self.config.seed, use_cpu=self.config.use_cpu, disable_tqdm=self.config.disable_tqdm,
-                bf16=self.config.bf16, fp16=self.config.fp16,
+                weight_decay=0.01,
+                logging_steps=self.config.logging_steps,
+                save_strategy="no",
+                report_to=[],
+                seed=self.config.seed,
+                use_cpu=self.config.use_cpu,
+                disable_tqdm=self.config.disable_tqdm,
+                bf16=self.config.bf16,
+                fp16=self.config.fp16,
             )
             started = time.perf_counter()
-            trainer = Trainer(model=model, args=targs, train_dataset=data, processing_class=tokenizer, data_collator=collator)
+            trainer = Trainer(
+                model=model, args=targs, train_dataset=data, processing_class=tokenizer, data_collator=collator
+            )
             result = trainer.train()
-            info.update(train_seconds=round(time.perf_counter() - started, 1), train_loss=result.training_loss,
-                        train_rows=len(data))
+            info.update(
+                train_seconds=round(time.perf_counter() - started, 1),
+                train_loss=result.training_loss,
+                train_rows=len(data),
+            )
         if self.dist.is_main_process:
             with atomic_directory(self.teacher_dir) as tmp:
                 model.save_pretrained(tmp, safe_serialization=True)
@@ -405,9 +459,14 @@ class Pipeline:
         # The main process runs the teacher (or verifies the cache) first; the others then find and verify it.
         with self.dist.main_process_first():
             return generate_soft_targets(
-                teacher, data, top_k=self.args.top_k, batch_size=self.args.soft_target_batch_size,
-                max_length=self.args.max_length, temperature=self.config.temperature,
-                cache_dir=self.root / "soft_targets", teacher_id=str(self.teacher_dir),
+                teacher,
+                data,
+                top_k=self.args.top_k,
+                batch_size=self.args.soft_target_batch_size,
+                max_length=self.args.max_length,
+                temperature=self.config.temperature,
+                cache_dir=self.root / "soft_targets",
+                teacher_id=str(self.teacher_dir),
                 progress=self.dist.is_main_process,
             )
 
@@ -419,8 +478,11 @@ class Pipeline:
         from .shared_targets import load_soft_targets
         from .soft_targets import weights_fingerprint
 
-        expect: dict[str, Any] = {"task": self.args.task, "temperature": self.config.temperature,
-                                  "teacher_weights": weights_fingerprint(teacher)}
+        expect: dict[str, Any] = {
+            "task": self.args.task,
+            "temperature": self.config.temperature,
+            "teacher_weights": weights_fingerprint(teacher),
+        }
         if self.args.top_k is not None:
             expect["top_k"] = self.args.top_k
         return load_soft_targets(self.args.soft_targets, student_tokenizer=student_tokenizer, expect=expect)
@@ -443,15 +505,23 @@ class Pipeline:
             teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
             result = self.shared_targets(tokenizer, teacher)
             # The student trains on these rows, not on train_file: the report records them.
-            return {"rows": len(result), "seconds": round(time.perf_counter() - started, 1),
-                    "source": self.targets_repo_id() or "local folder",
-                    "revision": (soft_target_info(result) or {}).get("revision"), **count_training_rows(result)}
+            return {
+                "rows": len(result),
+                "seconds": round(time.perf_counter() - started, 1),
+                "source": self.targets_repo_id() or "local folder",
+                "revision": (soft_target_info(result) or {}).get("revision"),
+                **count_training_rows(result),
+            }
         teacher, tokenizer = load_saved(self.teacher_dir, self.args.task)
         started = time.perf_counter()
         result = self.soft_targets(teacher, tokenizer)
-        return {"rows": len(result), "seconds": round(time.perf_counter() - started, 1),
-                "path": str(Path(result.cache_files[0]["filename"]).parent.relative_to(self.root.resolve()))
-                if result.cache_files else None}
+        return {
+            "rows": len(result),
+            "seconds": round(time.perf_counter() - started, 1),
+            "path": str(Path(result.cache_files[0]["filename"]).parent.relative_to(self.root.resolve()))
+            if result.cache_files
+            else None,
+        }
 
     # -- stage 3: student ---------------------------------------------------------------------------------------
 
@@ -464,9 +534,9 @@ class Pipeline:
             from .students import calibration_batch
 
             # Width pruning keeps the FFN neurons most active on a sample of the training text (Minitron).
-            calibration = calibration_batch(self.data.texts(self.data.train(), tokenizer), tokenizer,
-                                            self.args.max_length,
-                                            seed=self.config.seed)
+            calibration = calibration_batch(
+                self.data.texts(self.data.train(), tokenizer), tokenizer, self.args.max_length, seed=self.config.seed
+            )
         overrides = json.loads(self.args.student_config) if self.args.student_config else None
         return build_student(self.args, self.config, teacher, calibration=calibration, config_overrides=overrides)
 
@@ -475,17 +545,31 @@ class Pipeline:
         text (the training text without one): `(student, its tokenizer, the change as a dict)`, the change logged."""
         from .vocabulary import trim_vocabulary, trimming_change
 
-        student, trimmed = trim_vocabulary(student, tokenizer, self.data.texts(self.data.train(), tokenizer),
-                                           min_corpus_tokens=self.args.trim_min_corpus_tokens)
+        student, trimmed = trim_vocabulary(
+            student,
+            tokenizer,
+            self.data.texts(self.data.train(), tokenizer),
+            min_corpus_tokens=self.args.trim_min_corpus_tokens,
+        )
         measured = self.data.validation(self.args.eval_max_samples)
         what = "the validation text" if measured is not None else "the training text"
         measured = measured if measured is not None else self.data.train()
-        change = trimming_change(tokenizer, trimmed, student.config.vocabulary_kept_ids,
-                                 self.data.texts(measured, tokenizer))
-        logger.info("student: vocabulary trimmed %d -> %d tokens; %s", len(tokenizer), len(trimmed),
-                    change.describe(what))
-        return student, trimmed, {**asdict(change), "changed_share": change.changed_share,
-                                  "unk_share": change.unk_share, "measured_on": what}
+        change = trimming_change(
+            tokenizer, trimmed, student.config.vocabulary_kept_ids, self.data.texts(measured, tokenizer)
+        )
+        logger.info(
+            "student: vocabulary trimmed %d -> %d tokens; %s", len(tokenizer), len(trimmed), change.describe(what)
+        )
+        return (
+            student,
+            trimmed,
+            {
+                **asdict(change),
+                "changed_share": change.changed_share,
+                "unk_share": change.unk_share,
+                "measured_on": what,
+            },
+        )
 
     def student_arguments(self, has_eval_data: bool) -> DistillationConfig:
         """The student's training arguments: the config with the stage's own folder, as a copy."""
@@ -513,7 +597,9 @@ class Pipeline:
         # loss (whose data has no cached columns) and for hidden-state/attention losses. The cache is verified
         # again here: it may have been deleted or damaged since the soft-target stage.
         if self.args.soft_targets:
-            train = self.shared_targets(tokenizer, teacher)  # the student's tokenizer: a trimmed one gets its ids mapped
+            train = self.shared_targets(
+                tokenizer, teacher
+            )  # the student's tokenizer: a trimmed one gets its ids mapped
         elif self.args.use_soft_targets:
             train = self.soft_targets(teacher, teacher_tokenizer)
             if self.args.trim_vocabulary:  # cached rows hold teacher ids; the trimming corpus encodes identically
@@ -523,11 +609,17 @@ class Pipeline:
         elif self.args.prompt_tokens is not None:  # prompt-completion rows (on-policy / seq_kd need the prompts)
             from .on_policy import tokenize_prompt_completion
 
-            train = tokenize_prompt_completion(self.data.student_rows(None), tokenizer, max_length=self.args.max_length,
-                                               prompt_tokens=self.args.prompt_tokens, text_column=self.data.text_column())
+            train = tokenize_prompt_completion(
+                self.data.student_rows(None),
+                tokenizer,
+                max_length=self.args.max_length,
+                prompt_tokens=self.args.prompt_tokens,
+                text_column=self.data.text_column(),
+            )
         else:
-            train = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer,
-                                       self.config.max_completion_length)
+            train = self.data.tokenize(
+                self.data.student_rows(self.teacher_names()), tokenizer, self.config.max_completion_length
+            )
         eval_data = self.choosing_rows()
         if eval_data is not None:
             if self.classification:
@@ -535,8 +627,13 @@ class Pipeline:
             eval_data = self.data.tokenize(eval_data, tokenizer, self.config.max_completion_length)
         targs = self.student_arguments(eval_data is not None)
         trainer = DistillationTrainer(
-            model=student, teacher_model=teacher, args=targs, train_dataset=train, eval_dataset=eval_data,
-            processing_class=tokenizer, teacher_processing_class=teacher_tokenizer,
+            model=student,
+            teacher_model=teacher,
+            args=targs,
+            train_dataset=train,
+            eval_dataset=eval_data,
+            processing_class=tokenizer,
+            teacher_processing_class=teacher_tokenizer,
         )
         last = last_complete_checkpoint(targs.output_dir, remove_incomplete=self.dist.is_main_process)
         self.dist.wait_for_everyone()
@@ -557,10 +654,16 @@ class Pipeline:
             (staging / "training_args.bin").unlink(missing_ok=True)
             replace_directory(staging, self.student_dir)
         self.dist.wait_for_everyone()
-        return {"train_seconds": round(seconds, 1), "resumed_from": last, "global_step": result.global_step,
-                "train_loss": result.training_loss, "rows": len(train), "trimming": trimming,
-                "eval": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                "eval_split": "selection" if self.data.selection() is not None else self.args.validation_split}
+        return {
+            "train_seconds": round(seconds, 1),
+            "resumed_from": last,
+            "global_step": result.global_step,
+            "train_loss": result.training_loss,
+            "rows": len(train),
+            "trimming": trimming,
+            "eval": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            "eval_split": "selection" if self.data.selection() is not None else self.args.validation_split,
+        }
 
     # -- selection: which rows choose among settings -------------------------------------------------------------
 
@@ -573,16 +676,21 @@ class Pipeline:
     def selected_on(self) -> str:
         """Which rows chose among settings in this run, in words, for the report and the card."""
         evaluated = self.config.eval_strategy != "no"
-        how = ("the student's evaluations during training"
-               + (" (load_best_model_at_end picked the checkpoint)" if self.config.load_best_model_at_end else ""))
+        how = "the student's evaluations during training" + (
+            " (load_best_model_at_end picked the checkpoint)" if self.config.load_best_model_at_end else ""
+        )
         rows = self.data.selection_rows()
         if rows is not None:
-            held = (f"a selection split of {len(rows[1])} rows held out of the {self.args.train_split} split "
-                    f"(selection_seed {self.args.selection_seed}), never trained on")
+            held = (
+                f"a selection split of {len(rows[1])} rows held out of the {self.args.train_split} split "
+                f"(selection_seed {self.args.selection_seed}), never trained on"
+            )
             return f"{held}; {how} read it" if evaluated else f"{held} (this run's training evaluated nothing)"
         if evaluated and self.data.validation() is not None:
-            return (f"the {self.args.validation_split} split, the same rows these figures are measured on: {how} "
-                    "read it (set selection_size to hold out a selection split)")
+            return (
+                f"the {self.args.validation_split} split, the same rows these figures are measured on: {how} "
+                "read it (set selection_size to hold out a selection split)"
+            )
         return "nothing in this run (no evaluation during training)"
 
     # -- stages 4-6: evaluation, card, push ---------------------------------------------------------------------
@@ -600,9 +708,14 @@ class Pipeline:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(self.teacher_dir) if fmt is not None and fmt.conversational else None
-        return EvalData(texts=self.data.texts(val, tokenizer), labels=labels, dataset=str(source),
-                        split=self.args.validation_split,
-                        text_column=text, label_column=self.args.label_column if labels else None)
+        return EvalData(
+            texts=self.data.texts(val, tokenizer),
+            labels=labels,
+            dataset=str(source),
+            split=self.args.validation_split,
+            text_column=text,
+            label_column=self.args.label_column if labels else None,
+        )
 
     def stage_export(self) -> dict[str, Any]:
         from .export import export_onnx
@@ -611,11 +724,22 @@ class Pipeline:
         rows = self.data.validation() or self.data.train()
         from transformers import AutoTokenizer
 
-        texts = [t for t in self.data.texts(rows.select(range(min(256, len(rows)))),
-                                            AutoTokenizer.from_pretrained(self.student_dir)) if t.strip()]
+        texts = [
+            t
+            for t in self.data.texts(
+                rows.select(range(min(256, len(rows)))), AutoTokenizer.from_pretrained(self.student_dir)
+            )
+            if t.strip()
+        ]
         # The student folder is this run's own output: a previous export in it is replaced.
-        result = export_onnx(self.student_dir, quantize=self.args.quantize, texts=texts, max_length=self.args.max_length,
-                             overwrite=True, optimize=self.args.optimize_onnx)
+        result = export_onnx(
+            self.student_dir,
+            quantize=self.args.quantize,
+            texts=texts,
+            max_length=self.args.max_length,
+            overwrite=True,
+            optimize=self.args.optimize_onnx,
+        )
         return {"files": result.files, "checks": [dataclasses.asdict(c) for c in result.checks]}
 
     def stage_evaluate(self) -> dict[str, Any]:
@@ -629,14 +753,22 @@ class Pipeline:
         cfg = self.config
         student_config = AutoConfig.from_pretrained(self.student_dir)
         settings = {
-            "loss_type": cfg.loss_type, "temperature": cfg.temperature, "alpha": cfg.alpha,
+            "loss_type": cfg.loss_type,
+            "temperature": cfg.temperature,
+            "alpha": cfg.alpha,
             "layers_kept": getattr(student_config, "distilled_from_layers", None),
-            "steps": student_info.get("global_step"), "dataset": str(self.args.train_file or self.args.dataset),
-            "labelled_rows": self.args.num_labelled, "transfer_rows": self.args.num_transfer,
+            "steps": student_info.get("global_step"),
+            "dataset": str(self.args.train_file or self.args.dataset),
+            "labelled_rows": self.args.num_labelled,
+            "transfer_rows": self.args.num_transfer,
             "soft_targets": "cached" + (f" top-{self.args.top_k}" if self.args.top_k else " full logits")
-            if self.args.use_soft_targets else "live teacher",
-            "hidden_loss_weight": cfg.hidden_loss_weight, "attention_loss_weight": cfg.attention_loss_weight,
-            "stages": "teacher fine-tuning → soft targets → student" if teacher_info.get("trained") else "soft targets → student",
+            if self.args.use_soft_targets
+            else "live teacher",
+            "hidden_loss_weight": cfg.hidden_loss_weight,
+            "attention_loss_weight": cfg.attention_loss_weight,
+            "stages": "teacher fine-tuning → soft targets → student"
+            if teacher_info.get("trained")
+            else "soft targets → student",
         }
         targets = self.state.done("soft_targets") or {}
         if self.args.soft_targets:
@@ -648,8 +780,9 @@ class Pipeline:
             settings["transfer_rows"] = targets.get("transfer_rows")
         if self.targets_repo_id():
             settings["soft_targets_dataset"] = self.targets_repo_id()
-            settings["stages"] = (f"the teacher's soft targets, published as the Hub dataset {self.targets_repo_id()} "
-                                  "→ student")
+            settings["stages"] = (
+                f"the teacher's soft targets, published as the Hub dataset {self.targets_repo_id()} → student"
+            )
         from .students import compression_facts
 
         settings.update(compression_facts(student_config))
@@ -663,19 +796,36 @@ class Pipeline:
             settings.update(prompt_tokens=self.args.prompt_tokens, lmbda=cfg.lmbda, seq_kd=cfg.seq_kd)
             if cfg.generates:
                 settings.update(max_new_tokens=cfg.max_new_tokens, generation_temperature=cfg.generation_temperature)
-        training = {"train_seconds": student_info.get("train_seconds"), "teacher_train_seconds": teacher_info.get("train_seconds")}
+        training = {
+            "train_seconds": student_info.get("train_seconds"),
+            "teacher_train_seconds": teacher_info.get("train_seconds"),
+        }
         bench = BenchmarkSettings(
-            batch_size=self.args.benchmark_batch_size, throughput_runs=self.args.benchmark_runs,
-            latency_runs=max(50, self.args.benchmark_runs), max_length=self.args.max_length,
+            batch_size=self.args.benchmark_batch_size,
+            throughput_runs=self.args.benchmark_runs,
+            latency_runs=max(50, self.args.benchmark_runs),
+            max_length=self.args.max_length,
             threads=self.args.benchmark_threads,
         )
         report = evaluate_pair(
-            str(self.teacher_dir), str(self.student_dir), self._validation_file_or_data(), task=None,
-            max_samples=self.args.eval_max_samples, max_length=self.args.max_length, threads=self.args.benchmark_threads,
-            benchmark=bench, distillation=settings, training=training, output_dir=str(self.student_dir),
-            selected_on=self.selected_on(), **self._sample_arguments(),
+            str(self.teacher_dir),
+            str(self.student_dir),
+            self._validation_file_or_data(),
+            task=None,
+            max_samples=self.args.eval_max_samples,
+            max_length=self.args.max_length,
+            threads=self.args.benchmark_threads,
+            benchmark=bench,
+            distillation=settings,
+            training=training,
+            output_dir=str(self.student_dir),
+            selected_on=self.selected_on(),
+            **self._sample_arguments(),
         )
-        return {"report": "student/distillation_report.json", "ratios": asdict(report.ratios) if hasattr(report, "ratios") else None}
+        return {
+            "report": "student/distillation_report.json",
+            "ratios": asdict(report.ratios) if hasattr(report, "ratios") else None,
+        }
 
     def _sample_arguments(self) -> dict[str, Any]:
         """evaluate_pair's sample-quality settings (causal LMs only; other tasks ignore them)."""
@@ -683,14 +833,19 @@ class Pipeline:
 
         if not self.args.eval_sample_prompts:
             return {"measure_sample_quality": False}
-        return {"samples": SampleSettings(num_prompts=self.args.eval_sample_prompts,
-                                          max_new_tokens=self.args.eval_sample_new_tokens)}
+        return {
+            "samples": SampleSettings(
+                num_prompts=self.args.eval_sample_prompts, max_new_tokens=self.args.eval_sample_new_tokens
+            )
+        }
 
     def stage_card(self) -> dict[str, Any]:
         from .card import write_card
 
         path = write_card(
-            self.student_dir / "distillation_report.json", self.student_dir, repo_id=self.config.hub_model_id,
+            self.student_dir / "distillation_report.json",
+            self.student_dir,
+            repo_id=self.config.hub_model_id,
             base_model=self.args.base_model or (self.args.teacher if not self.args.teacher_from_scratch else None),
             license=self.args.license,
         )
@@ -714,21 +869,35 @@ class Pipeline:
             # weights' hash (and shown as local:RUN/teacher).
             as_is = not self.args.teacher_from_scratch and not (self.state.done("teacher") or {}).get("trained")
             info["soft_targets_commit"] = push_soft_targets(
-                cache, self.targets_repo_id(), tokenizer=self.teacher_dir,
+                cache,
+                self.targets_repo_id(),
+                tokenizer=self.teacher_dir,
                 teacher_id=self.args.teacher if as_is else None,
                 teacher_revision=self.config.teacher_revision if as_is else None,
-                data_source=str(source) if source else None, models=[self.config.hub_model_id],
-                private=bool(self.config.hub_private_repo), license=self.args.license,
+                data_source=str(source) if source else None,
+                models=[self.config.hub_model_id],
+                private=bool(self.config.hub_private_repo),
+                license=self.args.license,
             )
-        url = push_to_hub(self.student_dir, self.config.hub_model_id, private=bool(self.config.hub_private_repo),
-                          space_id=self.args.hub_space_id or None)
+        url = push_to_hub(
+            self.student_dir,
+            self.config.hub_model_id,
+            private=bool(self.config.hub_private_repo),
+            space_id=self.args.hub_space_id or None,
+        )
         info["model_commit"] = str(url)
         if self.args.hub_space_id:
             teacher_repo = self.args.teacher if not self.args.teacher_from_scratch else self.config.hub_model_id
             report = self.student_dir / "distillation_report.json"
-            info["space_commit"] = str(push_space(self.args.hub_space_id, self.config.hub_model_id, teacher_repo,
-                                                  report_path=report if report.is_file() else None,
-                                                  student_dir=self.student_dir))
+            info["space_commit"] = str(
+                push_space(
+                    self.args.hub_space_id,
+                    self.config.hub_model_id,
+                    teacher_repo,
+                    report_path=report if report.is_file() else None,
+                    student_dir=self.student_dir,
+                )
+            )
         return info
 
     # -- driver -------------------------------------------------------------------------------------------------

@@ -95,42 +95,68 @@ def plan_students(
     for depth in layers:
         for width in widths:
             for trimmed in trim:
-                student = student_from_teacher(teacher, num_layers=depth, strategy=strategy, intermediate_size=width,
-                                               calibration=calibration if width is not None else None)
+                student = student_from_teacher(
+                    teacher,
+                    num_layers=depth,
+                    strategy=strategy,
+                    intermediate_size=width,
+                    calibration=calibration if width is not None else None,
+                )
                 s_tok = tokenizer
                 change = None
                 if trimmed:
-                    student, s_tok = trim_vocabulary(student, copy.deepcopy(tokenizer), corpus,
-                                                     min_corpus_tokens=min_corpus_tokens or MIN_CORPUS_TOKENS)
+                    student, s_tok = trim_vocabulary(
+                        student,
+                        copy.deepcopy(tokenizer),
+                        corpus,
+                        min_corpus_tokens=min_corpus_tokens or MIN_CORPUS_TOKENS,
+                    )
                     change = trimming_change(tokenizer, s_tok, student.config.vocabulary_kept_ids, texts)
                 student.eval()
                 pb = benchmark_pair(teacher, student, tokenizer, s_tok, texts, settings=settings)
                 t, s = pb.teacher_speed, pb.student_speed
-                name = f"{depth}/{total} layers" + (f", FFN {width}" if width is not None else "") + (
-                    ", trimmed" if trimmed else "")
-                plans.append(CandidatePlan(
-                    name=name, layers=depth, intermediate_size=width, trimmed=trimmed,
-                    vocab_size=student.get_input_embeddings().weight.shape[0],
-                    parameters=pb.student_parameters[0],
-                    parameter_ratio=pb.teacher_parameters[0] / pb.student_parameters[0],
-                    disk_bytes=pb.student_disk_bytes, disk_ratio=pb.teacher_disk_bytes / pb.student_disk_bytes,
-                    latency_ms_p50=s.latency_ms_p50, latency_speedup=t.latency_ms_p50 / s.latency_ms_p50,
-                    throughput_per_s=s.throughput_per_s, throughput_ratio=s.throughput_per_s / t.throughput_per_s,
-                    teacher_latency_ms_p50=t.latency_ms_p50, teacher_throughput_per_s=t.throughput_per_s,
-                    trim_changed_token_share=change.changed_share if change else None,
-                    trim_unk_token_share=change.unk_share if change else None,
-                ))
+                name = (
+                    f"{depth}/{total} layers"
+                    + (f", FFN {width}" if width is not None else "")
+                    + (", trimmed" if trimmed else "")
+                )
+                plans.append(
+                    CandidatePlan(
+                        name=name,
+                        layers=depth,
+                        intermediate_size=width,
+                        trimmed=trimmed,
+                        vocab_size=student.get_input_embeddings().weight.shape[0],
+                        parameters=pb.student_parameters[0],
+                        parameter_ratio=pb.teacher_parameters[0] / pb.student_parameters[0],
+                        disk_bytes=pb.student_disk_bytes,
+                        disk_ratio=pb.teacher_disk_bytes / pb.student_disk_bytes,
+                        latency_ms_p50=s.latency_ms_p50,
+                        latency_speedup=t.latency_ms_p50 / s.latency_ms_p50,
+                        throughput_per_s=s.throughput_per_s,
+                        throughput_ratio=s.throughput_per_s / t.throughput_per_s,
+                        teacher_latency_ms_p50=t.latency_ms_p50,
+                        teacher_throughput_per_s=t.throughput_per_s,
+                        trim_changed_token_share=change.changed_share if change else None,
+                        trim_unk_token_share=change.unk_share if change else None,
+                    )
+                )
     return plans
 
 
 def format_plan(plans: Sequence[CandidatePlan]) -> str:
     """A Markdown table of the candidates."""
-    lines = ["| candidate | vocabulary | tokens changed by trimming | parameters | fewer params | disk MB "
-             "| latency (batch 1) | throughput |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| candidate | vocabulary | tokens changed by trimming | parameters | fewer params | disk MB "
+        "| latency (batch 1) | throughput |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for p in plans:
-        changed = "—" if p.trim_changed_token_share is None else (
-            f"{100 * p.trim_changed_token_share:.2f}% ({100 * (p.trim_unk_token_share or 0):.2f}% [UNK])")
+        changed = (
+            "—"
+            if p.trim_changed_token_share is None
+            else (f"{100 * p.trim_changed_token_share:.2f}% ({100 * (p.trim_unk_token_share or 0):.2f}% [UNK])")
+        )
         lines.append(
             f"| {p.name} | {p.vocab_size:,} | {changed} | {p.parameters / 1e6:.1f}M | {p.parameter_ratio:.2f}× "
             f"| {p.disk_bytes / 1e6:.1f} | {p.latency_ms_p50:.1f} ms ({p.latency_speedup:.2f}× faster) "

@@ -61,8 +61,10 @@ def _model_config(source: str, what: str, revision: str | None, problems: list[s
     try:
         return AutoConfig.from_pretrained(source, revision=revision)
     except Exception as err:  # noqa: BLE001
-        problems.append(f"{what} {source!r} is not a local folder and could not be resolved on the Hub "
-                        f"(offline, private, or misspelt?): {_first_line(err)}")
+        problems.append(
+            f"{what} {source!r} is not a local folder and could not be resolved on the Hub "
+            f"(offline, private, or misspelt?): {_first_line(err)}"
+        )
         return None
 
 
@@ -130,16 +132,20 @@ def check_run(
                 raise ValueError("it needs a model_type")
             teacher_cfg = _config_from_spec(spec, problems)
         except (ValueError, TypeError) as err:
-            problems.append(f"teacher_config is not a JSON object with model_type and sizes ({_first_line(err)}), "
-                            'e.g. {"model_type": "gpt2", "n_layer": 4}')
+            problems.append(
+                f"teacher_config is not a JSON object with model_type and sizes ({_first_line(err)}), "
+                'e.g. {"model_type": "gpt2", "n_layer": 4}'
+            )
     else:
         teacher_cfg = _model_config(args.teacher, "teacher", config.teacher_revision, problems)
     student_cfg = _model_config(args.student, "student", None, problems) if args.student else None
     if not args.student and args.student_layers is not None and teacher_cfg is not None:
         blocks = layer_count(teacher_cfg)
         if blocks is not None and not 1 <= args.student_layers <= blocks:
-            problems.append(f"student_layers={args.student_layers} is out of range: the teacher has {blocks} blocks, "
-                            f"choose 1..{blocks}")
+            problems.append(
+                f"student_layers={args.student_layers} is out of range: the teacher has {blocks} blocks, "
+                f"choose 1..{blocks}"
+            )
     if teacher_cfg is not None:
         problems += _architecture_problems(args, teacher_cfg)
     problems += _soft_targets_problems(args, teacher_cfg, state)
@@ -155,8 +161,9 @@ def check_run(
     if getattr(args, "export_onnx", False):
         missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
         if missing:
-            problems.append(f"export_onnx needs {', '.join(missing)}: pip install 'hf-distill[onnx]' "
-                            "(or set export_onnx: false)")
+            problems.append(
+                f"export_onnx needs {', '.join(missing)}: pip install 'hf-distill[onnx]' (or set export_onnx: false)"
+            )
 
     # The data: readable, columns, labels.
     try:
@@ -166,8 +173,9 @@ def check_run(
             data.text_column()
             val = data.validation()
             if val is not None and data.text_column() not in val.column_names:
-                problems.append(f"validation data has no text column {data.text_column()!r} "
-                                f"(it has {val.column_names})")
+                problems.append(
+                    f"validation data has no text column {data.text_column()!r} (it has {val.column_names})"
+                )
         else:
             problems += _lm_format_problems(args, config, fmt)
             val = data.validation()
@@ -200,8 +208,10 @@ def check_run(
         problems.append("push_soft_targets with soft_targets: these targets are published already; drop one of them")
     if args.soft_targets and getattr(args, "selection_size", None) is not None:
         # the published rows are not this run's training split: the held-out rows could be among them
-        problems.append("selection_size with soft_targets: the student trains on the published rows, which may hold "
-                        "the rows selection_size holds out of this run's data; drop one of them")
+        problems.append(
+            "selection_size with soft_targets: the student trains on the published rows, which may hold "
+            "the rows selection_size holds out of this run's data; drop one of them"
+        )
     _check_repo_id(args.soft_targets_repo_id, "soft_targets_repo_id", problems)
     if args.soft_targets and not Path(args.soft_targets).is_dir():
         _check_repo_id(args.soft_targets, "soft_targets (not a local folder, so a Hub dataset id)", problems)
@@ -268,8 +278,10 @@ def _architecture_problems(args: Any, teacher_cfg: Any) -> list[str]:
     task = get_task(args.task)
     where = "teacher_config" if args.teacher_from_scratch else f"teacher {args.teacher!r}"
     if type(teacher_cfg) not in task.auto_class._model_mapping:
-        return [f"{where}: a {teacher_cfg.model_type!r} model has no {task.name} class in transformers "
-                f"({task.auto_class.__name__}): {_families()}"]
+        return [
+            f"{where}: a {teacher_cfg.model_type!r} model has no {task.name} class in transformers "
+            f"({task.auto_class.__name__}): {_families()}"
+        ]
     if args.student:
         return []
     try:
@@ -277,8 +289,10 @@ def _architecture_problems(args: Any, teacher_cfg: Any) -> list[str]:
             model = task.auto_class.from_config(teacher_cfg)
         find_blocks(model)
     except Exception as err:  # noqa: BLE001 - an architecture the students module cannot cut
-        return [f"{where}: a student cannot be built from a {teacher_cfg.model_type!r} teacher "
-                f"({_first_line(err).split(':')[0]}): {_families()}, or give a student: of your own"]
+        return [
+            f"{where}: a student cannot be built from a {teacher_cfg.model_type!r} teacher "
+            f"({_first_line(err).split(':')[0]}): {_families()}, or give a student: of your own"
+        ]
     size = args.student_intermediate_size
     if size is not None:
         try:
@@ -286,8 +300,10 @@ def _architecture_problems(args: Any, teacher_cfg: Any) -> list[str]:
         except ValueError as err:
             return [f"student_intermediate_size: {_first_line(err)}"]
         if size > width:
-            return [f"student_intermediate_size={size} is larger than the teacher's FFN ({width} neurons per block): "
-                    f"width pruning keeps a subset of them, choose 1..{width}"]
+            return [
+                f"student_intermediate_size={size} is larger than the teacher's FFN ({width} neurons per block): "
+                f"width pruning keeps a subset of them, choose 1..{width}"
+            ]
     return []
 
 
@@ -305,17 +321,21 @@ def _soft_targets_problems(args: Any, teacher_cfg: Any, state: RunState) -> list
     fine-tunes (or builds) gets new weights, so no published targets can ever match it: refused up front."""
     if not args.soft_targets or state.done("teacher"):
         return []
-    rule = ("published soft targets serve only the teacher whose weights made them, and this run would give the "
-            "teacher new weights: set teacher: to the teacher that made them with train_teacher: no, or drop "
-            "soft_targets (the run then caches this teacher's own)")
+    rule = (
+        "published soft targets serve only the teacher whose weights made them, and this run would give the "
+        "teacher new weights: set teacher: to the teacher that made them with train_teacher: no, or drop "
+        "soft_targets (the run then caches this teacher's own)"
+    )
     if args.teacher_from_scratch:
         return [f"soft_targets with teacher_from_scratch: {rule}"]
     if args.train_teacher == "yes":
         return [f"soft_targets with train_teacher: yes: {rule}"]
     if args.train_teacher == "auto" and _has_task_head(teacher_cfg, get_task(args.task)) is False:
-        return [f"soft_targets with train_teacher: auto and a teacher without a trained "
-                f"{get_task(args.task).auto_class._model_mapping[type(teacher_cfg)].__name__} head (auto fine-tunes "
-                f"it): {rule}"]
+        return [
+            f"soft_targets with train_teacher: auto and a teacher without a trained "
+            f"{get_task(args.task).auto_class._model_mapping[type(teacher_cfg)].__name__} head (auto fine-tunes "
+            f"it): {rule}"
+        ]
     return []
 
 
@@ -337,9 +357,7 @@ def _teacher_tokenizer(args: Any, config: Any, state: RunState) -> Any:
         return None
 
 
-def model_problems(
-    args: Any, data: RunData, teacher_cfg: Any, tokenizer: Any, *, student_cfg: Any = None
-) -> list[str]:
+def model_problems(args: Any, data: RunData, teacher_cfg: Any, tokenizer: Any, *, student_cfg: Any = None) -> list[str]:
     """What needs the teacher's tokenizer: a given student's vocabulary and classes, and room for completions.
 
     Run by `check_run`, and by the teacher stage once a tokenizer trained there exists (a from-scratch teacher).
@@ -379,27 +397,34 @@ def _student_problems(args: Any, data: RunData, teacher_cfg: Any, tokenizer: Any
         student_tokenizer = None
     problems = []
     try:
-        check_vocabularies(teacher_cfg, student_cfg, tokenizer, student_tokenizer, task=task,
-                           teacher_reads_student_ids=True)
+        check_vocabularies(
+            teacher_cfg, student_cfg, tokenizer, student_tokenizer, task=task, teacher_reads_student_ids=True
+        )
     except ValueError as err:
         reason = str(err).split(":")[0]  # the comparison's finding; its advice is for the API, not for a run
-        problems.append(f"student {args.student!r} does not share the teacher's vocabulary ({reason}): the run "
-                        "feeds it the teacher's token ids; give a student built on the teacher's tokenizer, or leave "
-                        "student: out to build one from the teacher")
+        problems.append(
+            f"student {args.student!r} does not share the teacher's vocabulary ({reason}): the run "
+            "feeds it the teacher's token ids; give a student built on the teacher's tokenizer, or leave "
+            "student: out to build one from the teacher"
+        )
     else:
         rows = getattr(student_cfg, "vocab_size", None)
         if isinstance(rows, int) and len(tokenizer) > rows:
-            problems.append(f"student {args.student!r} has {rows} embedding rows but the teacher's tokenizer "
-                            f"{len(tokenizer)} tokens: give a student built on the teacher's tokenizer")
+            problems.append(
+                f"student {args.student!r} has {rows} embedding rows but the teacher's tokenizer "
+                f"{len(tokenizer)} tokens: give a student built on the teacher's tokenizer"
+            )
     if task.has_class_labels and _has_task_head(student_cfg, task):
         try:
             names = data.label_names()
         except ValueError:
             return problems  # reported with the data's problems
         if student_cfg.num_labels != len(names):
-            problems.append(f"student {args.student!r} has a {student_cfg.num_labels}-class head but the run's data "
-                            f"has {len(names)} classes {names}: give a student with num_labels={len(names)}, or one "
-                            "without a classification head (a new one is then trained)")
+            problems.append(
+                f"student {args.student!r} has a {student_cfg.num_labels}-class head but the run's data "
+                f"has {len(names)} classes {names}: give a student with num_labels={len(names)}, or one "
+                "without a classification head (a new one is then trained)"
+            )
     return problems
 
 
@@ -412,9 +437,11 @@ def _prompt_problems(args: Any, data: RunData, tokenizer: Any) -> list[str]:
         longest = max([longest, *lengths])
         if longest > args.prompt_tokens:
             return []
-    return [f"prompt_tokens={args.prompt_tokens} is at least as long as every training text (the longest has "
-            f"{longest} tokens with max_length={args.max_length}), so no text has a completion to learn: lower "
-            f"prompt_tokens below {longest}"]
+    return [
+        f"prompt_tokens={args.prompt_tokens} is at least as long as every training text (the longest has "
+        f"{longest} tokens with max_length={args.max_length}), so no text has a completion to learn: lower "
+        f"prompt_tokens below {longest}"
+    ]
 
 
 def _lm_format_problems(args: Any, config: Any, fmt: Any) -> list[str]:
@@ -422,25 +449,35 @@ def _lm_format_problems(args: Any, config: Any, fmt: Any) -> list[str]:
     from .lm_data import check_lm_format
 
     if fmt.kind == "tokenized":
-        return ["the data holds input_ids: hf-distill run tokenizes itself; give text, prompt/completion, prompt-only "
-                "or messages rows (or train with DistillationTrainer)"]
+        return [
+            "the data holds input_ids: hf-distill run tokenizes itself; give text, prompt/completion, prompt-only "
+            "or messages rows (or train with DistillationTrainer)"
+        ]
     problems = []
     if args.use_soft_targets and not getattr(config, "generates", False):  # else reported by _on_policy_problems
-        problems.append(f"{fmt} rows train on their completions, scored by the live teacher; cached soft targets are "
-                        "made from whole texts: set use_soft_targets: false")
+        problems.append(
+            f"{fmt} rows train on their completions, scored by the live teacher; cached soft targets are "
+            "made from whole texts: set use_soft_targets: false"
+        )
     if args.prompt_tokens is not None:
-        problems.append(f"prompt_tokens splits plain texts into prompt and completion; these {fmt} rows have their "
-                        "prompts already: remove prompt_tokens")
+        problems.append(
+            f"prompt_tokens splits plain texts into prompt and completion; these {fmt} rows have their "
+            "prompts already: remove prompt_tokens"
+        )
     try:
         check_lm_format(fmt, config)
     except ValueError as err:
         problems.append(str(err))
     if fmt.prompt_only and (args.train_teacher == "yes" or args.teacher_from_scratch):
-        problems.append("a teacher cannot be trained on prompt-only rows (no completions): give a trained teacher "
-                        "(train_teacher: no) or rows with completions")
+        problems.append(
+            "a teacher cannot be trained on prompt-only rows (no completions): give a trained teacher "
+            "(train_teacher: no) or rows with completions"
+        )
     if fmt.conversational and args.teacher_from_scratch and not args.tokenizer:
-        problems.append(f"{fmt} rows are rendered with the tokenizer's chat template, and a tokenizer trained from "
-                        "scratch has none: give `tokenizer` (one with a chat_template)")
+        problems.append(
+            f"{fmt} rows are rendered with the tokenizer's chat template, and a tokenizer trained from "
+            "scratch has none: give `tokenizer` (one with a chat_template)"
+        )
     return problems
 
 
@@ -453,21 +490,29 @@ def _on_policy_problems(args: Any, config: Any, teacher_cfg: Any, data_has_promp
     task = get_task(args.task)
     mode = "lmbda > 0 (on-policy)" if getattr(config, "lmbda", 0) > 0 else "seq_kd" if generates else "prompt_tokens"
     if not (task.per_token and task.shift):
-        return [f"{mode} applies to causal-lm (the student generates text); remove lmbda/seq_kd/prompt_tokens for {task}"]
+        return [
+            f"{mode} applies to causal-lm (the student generates text); remove lmbda/seq_kd/prompt_tokens for {task}"
+        ]
     problems = []
     if args.use_soft_targets:
-        problems.append(f"{mode} trains on prompt-completion rows (completions generated during training when lmbda "
-                        "> 0 or seq_kd) scored by the live teacher; cached soft targets cannot serve them: set "
-                        "use_soft_targets: false")
+        problems.append(
+            f"{mode} trains on prompt-completion rows (completions generated during training when lmbda "
+            "> 0 or seq_kd) scored by the live teacher; cached soft targets cannot serve them: set "
+            "use_soft_targets: false"
+        )
     if generates and prompt_tokens is None and not data_has_prompts:
-        problems.append(f"{mode} needs prompts: set prompt_tokens: N (the first N tokens of each training text are "
-                        "the prompt the completions are generated from)")
+        problems.append(
+            f"{mode} needs prompts: set prompt_tokens: N (the first N tokens of each training text are "
+            "the prompt the completions are generated from)"
+        )
     if generates and prompt_tokens is not None and teacher_cfg is not None:
         get = teacher_cfg.get if isinstance(teacher_cfg, dict) else lambda k: getattr(teacher_cfg, k, None)
         positions = get("n_positions") or get("max_position_embeddings")
         if isinstance(positions, int) and prompt_tokens + config.max_new_tokens > positions:
-            problems.append(f"prompt_tokens={prompt_tokens} + max_new_tokens={config.max_new_tokens} exceed the "
-                            f"teacher's {positions} positions: lower one of them")
+            problems.append(
+                f"prompt_tokens={prompt_tokens} + max_new_tokens={config.max_new_tokens} exceed the "
+                f"teacher's {positions} positions: lower one of them"
+            )
     return problems
 
 
@@ -482,8 +527,10 @@ def _label_problems(args: Any, data: RunData, saved_teacher_cfg: Any) -> list[st
         names = list(saved_teacher_cfg.id2label.values())
     labelled, _ = data.training_rows()
     if not any(v is not None and v != -1 and v != "-1" and v != "" for v in labelled[col]):
-        problems.append(f"the training rows have no labels (column {col!r} is empty or -1 in all "
-                        f"{len(labelled)} labelled rows): label some rows, or raise num_labelled")
+        problems.append(
+            f"the training rows have no labels (column {col!r} is empty or -1 in all "
+            f"{len(labelled)} labelled rows): label some rows, or raise num_labelled"
+        )
     val = data.validation()
     if val is not None:
         if col not in val.column_names:
@@ -498,5 +545,11 @@ def _label_problems(args: Any, data: RunData, saved_teacher_cfg: Any) -> list[st
 
 def run_inputs(args: Any) -> dict[str, str | None]:
     """The local paths a run reads (protected from `--overwrite`)."""
-    return {"teacher": args.teacher, "student": args.student, "tokenizer": args.tokenizer,
-            "train_file": args.train_file, "validation_file": args.validation_file, "dataset": args.dataset}
+    return {
+        "teacher": args.teacher,
+        "student": args.student,
+        "tokenizer": args.tokenizer,
+        "train_file": args.train_file,
+        "validation_file": args.validation_file,
+        "dataset": args.dataset,
+    }

@@ -236,8 +236,9 @@ class DistillationReport:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not a distillation report (not JSON text: {err}): {made_by}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path} is not a distillation report (a JSON {type(data).__name__}, not an object): "
-                             f"{made_by}")
+            raise ValueError(
+                f"{path} is not a distillation report (a JSON {type(data).__name__}, not an object): {made_by}"
+            )
         try:
             return cls.from_dict(data)
         except (ValueError, TypeError) as err:
@@ -318,12 +319,30 @@ class DistillationReport:
         rows += _sample_rows(self.sample_quality)
         f = self.fidelity
         fid = self.intervals.fidelity if self.intervals else {}
-        rows.append(("Top-1 agreement with teacher", "—", fmt_pct(100.0 * f.agreement_top1)
-                     + fmt_bounds(fid.get("agreement_top1"), lambda v: fmt_pct(100.0 * v)), ""))
-        rows.append(("KL(teacher ‖ student), nats", "—", fmt_metric(f.kl_teacher_student)
-                     + fmt_bounds(fid.get("kl_teacher_student"), fmt_metric), ""))
-        rows.append(("Jensen–Shannon divergence, nats", "—", fmt_metric(f.js_divergence)
-                     + fmt_bounds(fid.get("js_divergence"), fmt_metric), ""))
+        rows.append(
+            (
+                "Top-1 agreement with teacher",
+                "—",
+                fmt_pct(100.0 * f.agreement_top1) + fmt_bounds(fid.get("agreement_top1"), lambda v: fmt_pct(100.0 * v)),
+                "",
+            )
+        )
+        rows.append(
+            (
+                "KL(teacher ‖ student), nats",
+                "—",
+                fmt_metric(f.kl_teacher_student) + fmt_bounds(fid.get("kl_teacher_student"), fmt_metric),
+                "",
+            )
+        )
+        rows.append(
+            (
+                "Jensen–Shannon divergence, nats",
+                "—",
+                fmt_metric(f.js_divergence) + fmt_bounds(fid.get("js_divergence"), fmt_metric),
+                "",
+            )
+        )
         return rows
 
 
@@ -336,15 +355,21 @@ def _sample_rows(q: SampleQuality | None) -> list[tuple[str, str, str, str]]:
     if q is None:
         return []
     t, s = q.teacher, q.student
-    ratio = "undefined (the teacher's NLL of its own samples is 0)" if q.nll_ratio is None else (
-        f"{fmt_x(q.nll_ratio)} the teacher's NLL of its own samples"
+    ratio = (
+        "undefined (the teacher's NLL of its own samples is 0)"
+        if q.nll_ratio is None
+        else (f"{fmt_x(q.nll_ratio)} the teacher's NLL of its own samples")
     )
     return [
         (SAMPLE_NLL_LABEL, fmt_metric(t.teacher_nll), fmt_metric(s.teacher_nll), ratio),
         ("Distinct-1 of samples", fmt_optional(t.distinct_1), fmt_optional(s.distinct_1), ""),
         ("Distinct-2 of samples", fmt_optional(t.distinct_2), fmt_optional(s.distinct_2), ""),
-        (f"Repetition rate of samples (seq-rep-{q.repetition_n})", fmt_optional(t.repetition_rate),
-         fmt_optional(s.repetition_rate), ""),
+        (
+            f"Repetition rate of samples (seq-rep-{q.repetition_n})",
+            fmt_optional(t.repetition_rate),
+            fmt_optional(s.repetition_rate),
+            "",
+        ),
     ]
 
 
@@ -398,7 +423,9 @@ def _with_variant_cells(report: DistillationReport, rows: list[tuple[str, str, s
     """Insert one column per variant between the student's and the comparison column."""
     if not report.variants:
         return rows
-    return [(label, t, s, *[_variant_cell(report, v, label) for v in report.variants], cmp) for label, t, s, cmp in rows]
+    return [
+        (label, t, s, *[_variant_cell(report, v, label) for v in report.variants], cmp) for label, t, s, cmp in rows
+    ]
 
 
 def recommended_variant(report: DistillationReport, tolerance: float = 0.005) -> VariantFigures | None:
@@ -435,8 +462,10 @@ def _build_variant(data: Any, where: str) -> VariantFigures:
         fidelity=_build(Fidelity, data.get("fidelity"), f"{where}.fidelity"),
         max_abs_logit_diff_vs_student=data.get("max_abs_logit_diff_vs_student"),
         onnxruntime_operators=data.get("onnxruntime_operators"),
-        difference_vs_student={k: None if v is None else _build(Interval, v, f"{where}.difference_vs_student.{k}")
-                               for k, v in (data.get("difference_vs_student") or {}).items()},
+        difference_vs_student={
+            k: None if v is None else _build(Interval, v, f"{where}.difference_vs_student.{k}")
+            for k, v in (data.get("difference_vs_student") or {}).items()
+        },
     )
 
 
@@ -606,8 +635,8 @@ def interval_phrase(report: DistillationReport, name: str) -> str | None:
     low, high = (fmt_signed(scale * v, scale) for v in ci.difference.as_tuple())
     if contains(ci.difference.as_tuple(), 0.0):
         return f"{NO_DIFFERENCE}: {low} to {high}{unit}, {count}"
-    retained = "" if ci.ratio is None else (
-        f"; {fmt_pct(100 * ci.ratio.low)} to {fmt_pct(100 * ci.ratio.high)} retained"
+    retained = (
+        "" if ci.ratio is None else (f"; {fmt_pct(100 * ci.ratio.low)} to {fmt_pct(100 * ci.ratio.high)} retained")
     )
     return f"{fmt_signed(scale * (s - t), scale)}{unit} (95% CI {low} to {high}{retained}), {count}"
 
@@ -749,8 +778,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_number(where: str, value: Any, *, low: float, low_inclusive: bool = False, high: float | None = None,
-                  optional: bool = False, integer: bool = False) -> None:
+def _check_number(
+    where: str,
+    value: Any,
+    *,
+    low: float,
+    low_inclusive: bool = False,
+    high: float | None = None,
+    optional: bool = False,
+    integer: bool = False,
+) -> None:
     if value is None and optional:
         return
     if not _is_number(value) or (integer and not float(value).is_integer()):
@@ -761,8 +798,10 @@ def _check_number(where: str, value: Any, *, low: float, low_inclusive: bool = F
     too_low = value < low if low_inclusive else value <= low
     if too_low or (high is not None and value > high):
         bound = f"{'≥' if low_inclusive else '>'} {low:g}" + (f" and ≤ {high:g}" if high is not None else "")
-        raise InvalidReport(f"report field {where!r} is {value!r}, but it must be {bound}: the report is corrupted "
-                            "or was edited by hand; measure again with `hf-distill evaluate`")
+        raise InvalidReport(
+            f"report field {where!r} is {value!r}, but it must be {bound}: the report is corrupted "
+            "or was edited by hand; measure again with `hf-distill evaluate`"
+        )
 
 
 def _check_ratio(where: str, stored: Any, expected: float | None) -> None:
@@ -786,8 +825,14 @@ def validate_report(report: DistillationReport) -> None:
         if not isinstance(fig.name_or_path, str) or not fig.name_or_path.strip():
             raise InvalidReport(f"report field '{who}.name_or_path' must be a non-empty string")
         _check_number(f"{who}.parameters", fig.parameters, low=1, low_inclusive=True, integer=True)
-        _check_number(f"{who}.parameters_without_embeddings", fig.parameters_without_embeddings, low=0,
-                      low_inclusive=True, high=fig.parameters, integer=True)
+        _check_number(
+            f"{who}.parameters_without_embeddings",
+            fig.parameters_without_embeddings,
+            low=0,
+            low_inclusive=True,
+            high=fig.parameters,
+            integer=True,
+        )
         _check_number(f"{who}.disk_bytes", fig.disk_bytes, low=0, integer=True)
         _check_number(f"{who}.latency_ms_p50", fig.latency_ms_p50, low=0)
         _check_number(f"{who}.latency_ms_p95", fig.latency_ms_p95, low=0)
@@ -829,19 +874,21 @@ def validate_report(report: DistillationReport) -> None:
     _check_ratio("ratios.latency_x", r.latency_x, t.latency_ms_p50 / s.latency_ms_p50)
     _check_ratio("ratios.speedup_x", r.speedup_x, s.throughput_per_s / t.throughput_per_s)
     if t.generation_tokens_per_s and s.generation_tokens_per_s:
-        _check_ratio("ratios.generation_speedup_x", r.generation_speedup_x,
-                     s.generation_tokens_per_s / t.generation_tokens_per_s)
+        _check_ratio(
+            "ratios.generation_speedup_x", r.generation_speedup_x, s.generation_tokens_per_s / t.generation_tokens_per_s
+        )
     for name, pct in r.metric_retained_pct_by_metric.items():
         if name in t.metrics and name in s.metrics and t.metrics[name]:
-            _check_ratio(f"ratios.metric_retained_pct_by_metric.{name}", pct,
-                         100.0 * s.metrics[name] / t.metrics[name])
+            _check_ratio(f"ratios.metric_retained_pct_by_metric.{name}", pct, 100.0 * s.metrics[name] / t.metrics[name])
     for name, ratio in r.metric_ratio_to_teacher_by_metric.items():
         if name in t.metrics and name in s.metrics and t.metrics[name]:
-            _check_ratio(f"ratios.metric_ratio_to_teacher_by_metric.{name}", ratio,
-                         s.metrics[name] / t.metrics[name])
+            _check_ratio(f"ratios.metric_ratio_to_teacher_by_metric.{name}", ratio, s.metrics[name] / t.metrics[name])
     if r.primary_metric not in LOWER_IS_BETTER and t.metrics[r.primary_metric]:
-        _check_ratio("ratios.metric_retained_pct", r.metric_retained_pct,
-                     100.0 * s.metrics[r.primary_metric] / t.metrics[r.primary_metric])
+        _check_ratio(
+            "ratios.metric_retained_pct",
+            r.metric_retained_pct,
+            100.0 * s.metrics[r.primary_metric] / t.metrics[r.primary_metric],
+        )
     if report.sample_quality is not None:
         _validate_sample_quality(report.sample_quality)
     if report.intervals is not None:
@@ -852,12 +899,13 @@ def validate_report(report: DistillationReport) -> None:
         _check_number(f"{where}.figures.disk_bytes", vf.disk_bytes, low=0, integer=True)
         _check_number(f"{where}.figures.latency_ms_p50", vf.latency_ms_p50, low=0)
         _check_number(f"{where}.figures.throughput_per_s", vf.throughput_per_s, low=0)
-        _check_number(f"{where}.fidelity.agreement_top1", v.fidelity.agreement_top1, low=0, low_inclusive=True,
-                      high=1)
+        _check_number(f"{where}.fidelity.agreement_top1", v.fidelity.agreement_top1, low=0, low_inclusive=True, high=1)
         for name, interval in v.difference_vs_student.items():
             if interval is not None and not interval.low <= interval.high:
-                raise InvalidReport(f"report field '{where}.difference_vs_student.{name}' has low {interval.low} "
-                                    f"above high {interval.high}")
+                raise InvalidReport(
+                    f"report field '{where}.difference_vs_student.{name}' has low {interval.low} "
+                    f"above high {interval.high}"
+                )
         for name, value in vf.metrics.items():
             if name in FRACTION_METRICS:
                 _check_number(f"{where}.figures.metrics.{name}", value, low=0, low_inclusive=True, high=1)
@@ -881,8 +929,11 @@ def _validate_intervals(iv: ReportIntervals) -> None:
     _check_number("intervals.num_units", iv.num_units, low=1, low_inclusive=True, integer=True)
     _check_number("intervals.resamples", iv.resamples, low=1, low_inclusive=True, integer=True)
     _check_number("intervals.confidence", iv.confidence, low=0, high=1)
-    named = [(f"metrics.{m}.{k}", getattr(f, k)) for m, f in iv.metrics.items()
-             for k in ("teacher", "student", "difference", "ratio")]
+    named = [
+        (f"metrics.{m}.{k}", getattr(f, k))
+        for m, f in iv.metrics.items()
+        for k in ("teacher", "student", "difference", "ratio")
+    ]
     for where, interval in named + [(f"fidelity.{k}", v) for k, v in iv.fidelity.items()]:
         if interval is None:
             continue
@@ -906,8 +957,9 @@ def _validate_sample_quality(q: SampleQuality) -> None:
     _check_number("sample_quality.num_prompts", q.num_prompts, low=1, low_inclusive=True, integer=True)
     _check_number("sample_quality.prompt_tokens", q.prompt_tokens, low=1, low_inclusive=True, integer=True)
     _check_number("sample_quality.repetition_n", q.repetition_n, low=1, low_inclusive=True, integer=True)
-    _check_number("sample_quality.short_prompts", q.short_prompts, low=0, low_inclusive=True, high=q.num_prompts,
-                  integer=True)
+    _check_number(
+        "sample_quality.short_prompts", q.short_prompts, low=0, low_inclusive=True, high=q.num_prompts, integer=True
+    )
     if q.teacher.teacher_nll > 0:
         _check_ratio("sample_quality.nll_ratio", q.nll_ratio, q.student.teacher_nll / q.teacher.teacher_nll)
     if not isinstance(q.generation, dict):

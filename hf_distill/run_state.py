@@ -25,8 +25,17 @@ STATE_DIR = ".hf_distill"
 STAGE_FOLDERS = ("teacher", "teacher_checkpoints", "soft_targets", "student", "student_checkpoints")
 # Settings that may change between a run and its resumption without invalidating finished stages.
 VOLATILE = {
-    "overwrite", "push_to_hub", "hub_model_id", "hub_space_id", "hub_private_repo", "report_to",
-    "logging_steps", "logging_strategy", "disable_tqdm", "dataloader_num_workers", "stop_after",
+    "overwrite",
+    "push_to_hub",
+    "hub_model_id",
+    "hub_space_id",
+    "hub_private_repo",
+    "report_to",
+    "logging_steps",
+    "logging_strategy",
+    "disable_tqdm",
+    "dataloader_num_workers",
+    "stop_after",
 }
 
 
@@ -84,26 +93,39 @@ class RunState:
         if self.settings_path.is_file() and self.finished():
             before = json.loads(self.settings_path.read_text())
             problems = []
-            if "data_fingerprint" in before and "data_fingerprint" in settings and \
-                    before["data_fingerprint"] != settings["data_fingerprint"]:
-                changed = sorted(k for k in set(before["data_fingerprint"]) | set(settings["data_fingerprint"])
-                                 if before["data_fingerprint"].get(k) != settings["data_fingerprint"].get(k))
+            if (
+                "data_fingerprint" in before
+                and "data_fingerprint" in settings
+                and before["data_fingerprint"] != settings["data_fingerprint"]
+            ):
+                changed = sorted(
+                    k
+                    for k in set(before["data_fingerprint"]) | set(settings["data_fingerprint"])
+                    if before["data_fingerprint"].get(k) != settings["data_fingerprint"].get(k)
+                )
                 problems.append(
                     f"the data of split(s) {', '.join(changed)} changed since the finished stages "
                     f"({', '.join(self.finished())}) used it: pass --overwrite to redo them on the new data, "
                     "restore the old file, or use another output_dir"
                 )
             before, settings = _with_defaults(before, settings)
-            changed = sorted(k for k in set(before) | set(settings)
-                             if k not in VOLATILE and k != "data_fingerprint" and before.get(k) != settings.get(k))
+            changed = sorted(
+                k
+                for k in set(before) | set(settings)
+                if k not in VOLATILE and k != "data_fingerprint" and before.get(k) != settings.get(k)
+            )
             if changed:
                 details = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-                problems.append(f"{self.root} holds a run with other settings ({details}). Use another output_dir, "
-                                "or pass --overwrite to redo every stage.")
+                problems.append(
+                    f"{self.root} holds a run with other settings ({details}). Use another output_dir, "
+                    "or pass --overwrite to redo every stage."
+                )
             return problems
         if not self.dir.is_dir() and self.root.is_dir() and any(self.root.iterdir()):
-            return [f"{self.root} is not empty and is not an hf-distill run folder; choose another output_dir or pass "
-                    f"--overwrite (which deletes only the stage folders {', '.join(STAGE_FOLDERS)} in it)"]
+            return [
+                f"{self.root} is not empty and is not an hf-distill run folder; choose another output_dir or pass "
+                f"--overwrite (which deletes only the stage folders {', '.join(STAGE_FOLDERS)} in it)"
+            ]
         return []
 
     def prepare(self, settings: dict[str, Any], overwrite: bool, inputs: dict[str, str | None] | None = None) -> None:

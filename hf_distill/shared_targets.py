@@ -81,7 +81,9 @@ EXPECT_FIELDS = {
     "logprob_dtype": "logprob_dtype",
 }
 _FIXES = {
-    "temperature": "train at the targets' temperature (DistillationConfig.temperature) or publish targets made at yours",
+    "temperature": (
+        "train at the targets' temperature (DistillationConfig.temperature) or publish targets made at yours"
+    ),
     "top_k": "use the targets' top_k or publish targets made with yours",
     "task": "distil a student for the targets' task",
     "teacher_weights": "pass the teacher that made the targets (named in their card), or regenerate the targets "
@@ -106,10 +108,13 @@ def _cache_folder(path: Path) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise ValueError(f"{path} is not a soft-target cache (no {MANIFEST}): pass the folder "
-                         "generate_soft_targets(cache_dir=...) wrote, or a Dataset with soft-target columns")
-    raise ValueError(f"{path} holds {len(found)} soft-target caches ({', '.join(p.name for p in found)}): "
-                     "pass the one to publish")
+        raise ValueError(
+            f"{path} is not a soft-target cache (no {MANIFEST}): pass the folder "
+            "generate_soft_targets(cache_dir=...) wrote, or a Dataset with soft-target columns"
+        )
+    raise ValueError(
+        f"{path} holds {len(found)} soft-target caches ({', '.join(p.name for p in found)}): pass the one to publish"
+    )
 
 
 def _load_cache(path: Path) -> tuple[Dataset, dict[str, Any]]:
@@ -162,8 +167,14 @@ def _write_shards(ds: Dataset, folder: Path, max_shard_bytes: int) -> list[dict[
         rel = f"{DATA_DIR}/train-{i:05d}-of-{n:05d}.parquet"
         part = ds.shard(num_shards=n, index=i, contiguous=True)
         part.to_parquet(str(folder / rel))
-        shards.append({"path": rel, "rows": len(part), "bytes": (folder / rel).stat().st_size,
-                       "sha256": file_sha256(folder / rel)})
+        shards.append(
+            {
+                "path": rel,
+                "rows": len(part),
+                "bytes": (folder / rel).stat().st_size,
+                "sha256": file_sha256(folder / rel),
+            }
+        )
     return shards
 
 
@@ -178,14 +189,25 @@ def _card(manifest: dict[str, Any], repo_id: str) -> str:
         soft_targets=facts,
     )
     teacher = manifest.get("teacher_id") or "an unnamed teacher"
-    kind = (f"its top-{manifest['top_k']} token log-probabilities at temperature {manifest['temperature']} and the "
-            "remaining mass" if manifest.get("top_k") else "its raw logits (usable at any temperature)")
+    kind = (
+        f"its top-{manifest['top_k']} token log-probabilities at temperature {manifest['temperature']} and the "
+        "remaining mass"
+        if manifest.get("top_k")
+        else "its raw logits (usable at any temperature)"
+    )
     rows = [
-        ("Teacher", f"`{teacher}`" + (f" at revision `{manifest['teacher_revision']}`" if manifest.get("teacher_revision") else "")),
+        (
+            "Teacher",
+            f"`{teacher}`"
+            + (f" at revision `{manifest['teacher_revision']}`" if manifest.get("teacher_revision") else ""),
+        ),
         ("Teacher weights (SHA-256)", f"`{manifest['teacher_weights_sha256']}`"),
         ("Tokenizer vocabulary (SHA-256)", f"`{manifest.get('tokenizer_sha256')}`"),
         ("Task", manifest["task"]),
-        ("Data", f"`{manifest.get('data_source') or 'not recorded'}` (fingerprint `{manifest.get('data_fingerprint')}`)"),
+        (
+            "Data",
+            f"`{manifest.get('data_source') or 'not recorded'}` (fingerprint `{manifest.get('data_fingerprint')}`)",
+        ),
         ("Temperature", str(manifest.get("temperature"))),
         ("Top-k", str(manifest.get("top_k") or "none (full logits)")),
         ("Max length", str(manifest.get("max_length"))),
@@ -199,11 +221,18 @@ def _card(manifest: dict[str, Any], repo_id: str) -> str:
         expect["temperature"] = manifest["temperature"]
     temperature = manifest.get("temperature") or 2.0
     models = manifest.get("models") or []
-    models_text = ("\n## Models distilled from these targets\n\n" + "\n".join(f"- [{m}](https://huggingface.co/{m})" for m in models)
-                   + "\n") if models else ""
+    models_text = (
+        (
+            "\n## Models distilled from these targets\n\n"
+            + "\n".join(f"- [{m}](https://huggingface.co/{m})" for m in models)
+            + "\n"
+        )
+        if models
+        else ""
+    )
     body = f"""# Soft targets of {teacher}
 
-The teacher's predictions over {manifest['rows']:,} examples ({kind}), published with hf-distill so that
+The teacher's predictions over {manifest["rows"]:,} examples ({kind}), published with hf-distill so that
 students can be distilled without running the teacher. Every shard's SHA-256 is in `{MANIFEST_FILE}` and is
 checked when the targets are loaded.
 
@@ -254,8 +283,10 @@ def save_soft_targets(
     else:
         ds, info = dataset_or_cache_dir, soft_target_info(dataset_or_cache_dir)
     if info is None or not set(SOFT_TARGET_COLUMNS) & set(ds.column_names):
-        raise ValueError("soft targets needed: a cache folder or the Dataset that generate_soft_targets returned "
-                         "(it has teacher_* columns and their settings)")
+        raise ValueError(
+            "soft targets needed: a cache folder or the Dataset that generate_soft_targets returned "
+            "(it has teacher_* columns and their settings)"
+        )
     tok = _teacher_tokenizer(tokenizer, info.get("teacher_id"))
     tokens = _num_tokens(ds)
     shards = _write_shards(ds, folder, max_shard_bytes)
@@ -347,14 +378,27 @@ def push_soft_targets(
     with tempfile.TemporaryDirectory(prefix="hf-distill-targets-") as tmp:
         staging = Path(tmp) / "repo"
         manifest = save_soft_targets(
-            dataset_or_cache_dir, staging, repo_id=repo_id, tokenizer=tokenizer, teacher_id=teacher_id,
-            teacher_revision=teacher_revision, data_source=data_source, license=license, models=models,
+            dataset_or_cache_dir,
+            staging,
+            repo_id=repo_id,
+            tokenizer=tokenizer,
+            teacher_id=teacher_id,
+            teacher_revision=teacher_revision,
+            data_source=data_source,
+            license=license,
+            models=models,
             max_shard_bytes=max_shard_bytes,
         )
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         commit = push_dataset_files(
-            staging, files, repo_id, token=token, private=private, revision=revision,
-            commit_message=commit_message or f"Upload soft targets of {manifest['teacher_id'] or 'a teacher'} with hf-distill",
+            staging,
+            files,
+            repo_id,
+            token=token,
+            private=private,
+            revision=revision,
+            commit_message=commit_message
+            or f"Upload soft targets of {manifest['teacher_id'] or 'a teacher'} with hf-distill",
             endpoint=endpoint,
             # a re-push with fewer shards must not leave old ones behind (they would not match the manifest)
             delete_patterns=[f"{DATA_DIR}/*", f"{TOKENIZER_DIR}/*"],
@@ -368,8 +412,13 @@ def _dtype_name(feature: Any) -> str:
     if dtype is None and hasattr(feature, "feature"):
         dtype = getattr(feature.feature, "dtype", None)
     shape = getattr(feature, "shape", None)
-    return f"{dtype}[{','.join('*' if s is None else str(s) for s in shape)}]" if shape else f"{dtype}[*]" if \
-        hasattr(feature, "feature") else str(dtype)
+    return (
+        f"{dtype}[{','.join('*' if s is None else str(s) for s in shape)}]"
+        if shape
+        else f"{dtype}[*]"
+        if hasattr(feature, "feature")
+        else str(dtype)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- load
@@ -378,8 +427,9 @@ def _dtype_name(feature: Any) -> str:
 class _Source:
     """Where the files are: a local folder, or a Hub dataset repo downloaded file by file."""
 
-    def __init__(self, repo_id_or_path: str | os.PathLike[str], revision: str | None, token: str | None,
-                 endpoint: str | None) -> None:
+    def __init__(
+        self, repo_id_or_path: str | os.PathLike[str], revision: str | None, token: str | None, endpoint: str | None
+    ) -> None:
         self.local = Path(repo_id_or_path) if Path(repo_id_or_path).is_dir() else None
         self.name = str(repo_id_or_path)
         self.revision, self.token, self.endpoint = revision, token, endpoint
@@ -393,12 +443,26 @@ class _Source:
             return path
         from huggingface_hub import hf_hub_download
 
-        return Path(hf_hub_download(self.name, rel, repo_type="dataset", revision=self.revision, token=self.token,
-                                    endpoint=self.endpoint, local_dir=local_dir))
+        return Path(
+            hf_hub_download(
+                self.name,
+                rel,
+                repo_type="dataset",
+                revision=self.revision,
+                token=self.token,
+                endpoint=self.endpoint,
+                local_dir=local_dir,
+            )
+        )
 
 
-def read_manifest(repo_id_or_path: str | os.PathLike[str], *, revision: str | None = None, token: str | None = None,
-                  endpoint: str | None = None) -> dict[str, Any]:
+def read_manifest(
+    repo_id_or_path: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> dict[str, Any]:
     """The manifest (`MANIFEST_FILE`) of published soft targets: a Hub dataset id or a local folder."""
     return _read_manifest(_Source(repo_id_or_path, revision, token, endpoint))
 
@@ -415,8 +479,10 @@ def _read_manifest(source: _Source) -> dict[str, Any]:
         raise SoftTargetCacheError(f"soft targets {source.name}: {MANIFEST_FILE} is not valid JSON ({err})") from None
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise SoftTargetCacheError(f"soft targets {source.name}: manifest schema {version!r}, this hf-distill reads "
-                                   f"{SCHEMA_VERSION}: upgrade hf-distill or republish the targets")
+        raise SoftTargetCacheError(
+            f"soft targets {source.name}: manifest schema {version!r}, this hf-distill reads "
+            f"{SCHEMA_VERSION}: upgrade hf-distill or republish the targets"
+        )
     return manifest
 
 
@@ -441,14 +507,19 @@ def _check_rows(source: _Source, manifest: dict[str, Any], rows: int) -> None:
 def _check_expect(source: _Source, manifest: dict[str, Any], expect: dict[str, Any]) -> None:
     unknown = sorted(set(expect) - set(EXPECT_FIELDS))
     if unknown:
-        raise ValueError(f"expect: unknown field(s) {', '.join(unknown)}; choose among {', '.join(sorted(EXPECT_FIELDS))}")
+        raise ValueError(
+            f"expect: unknown field(s) {', '.join(unknown)}; choose among {', '.join(sorted(EXPECT_FIELDS))}"
+        )
     for key, wanted in expect.items():
         field = EXPECT_FIELDS[key]
         actual = manifest.get(field)
         if key == "temperature" and manifest.get("top_k") is None:
             continue  # raw logits serve every temperature
-        same = (actual is not None and wanted is not None and math.isclose(float(actual), float(wanted), abs_tol=1e-9)) \
-            if key == "temperature" else actual == wanted
+        same = (
+            (actual is not None and wanted is not None and math.isclose(float(actual), float(wanted), abs_tol=1e-9))
+            if key == "temperature"
+            else actual == wanted
+        )
         if not same:
             fix = _FIXES.get(key, f"load targets whose {key} is {wanted!r}")
             raise ValueError(f"soft targets {source.name}: {key} is {actual!r} but {wanted!r} was expected: {fix}")
@@ -462,15 +533,19 @@ def _kept_ids(source: _Source, manifest: dict[str, Any], student_tokenizer: Any)
 
     wanted = manifest.get("tokenizer_sha256")
     if wanted is None:
-        raise ValueError(f"soft targets {source.name} record no tokenizer, so the student's cannot be checked: "
-                         "republish them with push_soft_targets(tokenizer=...) or pass student_tokenizer=None")
+        raise ValueError(
+            f"soft targets {source.name} record no tokenizer, so the student's cannot be checked: "
+            "republish them with push_soft_targets(tokenizer=...) or pass student_tokenizer=None"
+        )
     mine = vocabulary_sha256(student_tokenizer)
     if mine == wanted:
         return None
-    mismatch = (f"soft targets {source.name}: tokenizer is {mine[:12]}… ({len(student_tokenizer.get_vocab())} tokens) "
-                f"but the targets were made with {wanted[:12]}… ({manifest.get('tokenizer_vocab_size')} tokens), "
-                f"and it is not a trimmed subset of it: use the teacher's tokenizer (in {TOKENIZER_DIR}/ of the "
-                "targets) or a student trimmed from it")
+    mismatch = (
+        f"soft targets {source.name}: tokenizer is {mine[:12]}… ({len(student_tokenizer.get_vocab())} tokens) "
+        f"but the targets were made with {wanted[:12]}… ({manifest.get('tokenizer_vocab_size')} tokens), "
+        f"and it is not a trimmed subset of it: use the teacher's tokenizer (in {TOKENIZER_DIR}/ of the "
+        "targets) or a student trimmed from it"
+    )
     folder = source.fetch(f"{TOKENIZER_DIR}/tokenizer.json").parent
     if source.local is None:  # the other tokenizer files, next to it in the Hub cache
         for name in ("tokenizer_config.json", "special_tokens_map.json"):
@@ -480,8 +555,10 @@ def _kept_ids(source: _Source, manifest: dict[str, Any], student_tokenizer: Any)
                 pass
     teacher_tokenizer = AutoTokenizer.from_pretrained(str(folder))
     if vocabulary_sha256(teacher_tokenizer) != wanted:
-        raise SoftTargetCacheError(f"soft targets {source.name}: {TOKENIZER_DIR}/ does not match the manifest's "
-                                   "tokenizer hash: republish the targets")
+        raise SoftTargetCacheError(
+            f"soft targets {source.name}: {TOKENIZER_DIR}/ does not match the manifest's "
+            "tokenizer hash: republish the targets"
+        )
     teacher_vocab = teacher_tokenizer.get_vocab()
     student = sorted(student_tokenizer.get_vocab().items(), key=lambda kv: kv[1])
     if [i for _, i in student] != list(range(len(student))) or any(t not in teacher_vocab for t, _ in student):
@@ -494,19 +571,30 @@ def _kept_ids(source: _Source, manifest: dict[str, Any], student_tokenizer: Any)
     except ValueError:
         raise ValueError(mismatch) from None
     if manifest.get("top_k") is not None:
-        raise ValueError(f"soft targets {source.name} are top-{manifest['top_k']}: they hold the teacher's ids and a "
-                         "tail that cannot be renormalised over a trimmed student's vocabulary; use full-logit "
-                         "targets or the teacher's tokenizer")
+        raise ValueError(
+            f"soft targets {source.name} are top-{manifest['top_k']}: they hold the teacher's ids and a "
+            "tail that cannot be renormalised over a trimmed student's vocabulary; use full-logit "
+            "targets or the teacher's tokenizer"
+        )
     return kept
 
 
 def _info(manifest: dict[str, Any], source: _Source) -> str:
     """The description `soft_target_info` reads (the trainer checks temperature and top-k with it)."""
-    info = {"format": 1, "teacher_weights": manifest["teacher_weights_sha256"], "data": manifest.get("data_fingerprint"),
-            "task": manifest["task"], "top_k": manifest.get("top_k"), "max_length": manifest.get("max_length"),
-            "temperature": manifest.get("temperature"), "logprob_dtype": manifest.get("logprob_dtype"),
-            "teacher_id": manifest.get("teacher_id"), "columns": sorted(c for c in manifest["columns"] if c.startswith("teacher_")),
-            "source": source.name if source.local is None else None, "revision": source.commit}
+    info = {
+        "format": 1,
+        "teacher_weights": manifest["teacher_weights_sha256"],
+        "data": manifest.get("data_fingerprint"),
+        "task": manifest["task"],
+        "top_k": manifest.get("top_k"),
+        "max_length": manifest.get("max_length"),
+        "temperature": manifest.get("temperature"),
+        "logprob_dtype": manifest.get("logprob_dtype"),
+        "teacher_id": manifest.get("teacher_id"),
+        "columns": sorted(c for c in manifest["columns"] if c.startswith("teacher_")),
+        "source": source.name if source.local is None else None,
+        "revision": source.commit,
+    }
     return json.dumps({INFO_KEY: info})
 
 
@@ -559,8 +647,10 @@ def load_soft_targets(
         TypeError: `expect` is not a mapping (e.g. a list of field names).
     """
     if expect is not None and not isinstance(expect, Mapping):  # dict(["task"]) fails with a riddle
-        raise TypeError(f"expect={expect!r} must map each field to the value the targets must have, e.g. "
-                        f"expect={{'task': 'causal-lm', 'temperature': 2.0}}; fields: {', '.join(sorted(EXPECT_FIELDS))}")
+        raise TypeError(
+            f"expect={expect!r} must map each field to the value the targets must have, e.g. "
+            f"expect={{'task': 'causal-lm', 'temperature': 2.0}}; fields: {', '.join(sorted(EXPECT_FIELDS))}"
+        )
     source = _Source(repo_id_or_path, revision, token, endpoint)
     started = time.perf_counter()
     manifest = _read_manifest(source)
@@ -589,6 +679,11 @@ def load_soft_targets(
         size = manifest.get("tokenizer_vocab_size")
         ds = ds.map(lambda b: {"input_ids": remap_ids(b["input_ids"], kept, size)}, batched=True)
         ds.info.description = _info(manifest, source)
-    logger.info("soft targets: %s verified (%d shards, %d rows) in %.1f s", source.name, len(shards), manifest["rows"],
-                time.perf_counter() - started)
+    logger.info(
+        "soft targets: %s verified (%d shards, %d rows) in %.1f s",
+        source.name,
+        len(shards),
+        manifest["rows"],
+        time.perf_counter() - started,
+    )
     return ds

@@ -202,7 +202,9 @@ def generate_soft_targets(
         if not task.per_token:
             raise ValueError("top_k applies to token tasks; classification keeps the full logits (they are small)")
         if not isinstance(top_k, int) or not 1 <= top_k <= vocab:
-            raise ValueError(f"top_k={top_k!r} is invalid: choose an integer in 1..{vocab} (the vocabulary size) or None")
+            raise ValueError(
+                f"top_k={top_k!r} is invalid: choose an integer in 1..{vocab} (the vocabulary size) or None"
+            )
     if logprob_dtype not in ("float16", "float32"):
         raise ValueError(f"logprob_dtype={logprob_dtype!r} is invalid: choose float16 or float32")
     if temperature <= 0:
@@ -259,7 +261,11 @@ def generate_soft_targets(
     base = dataset.remove_columns([c for c in columns if c in dataset.column_names])
     result = concatenate_datasets([base, Dataset.from_dict(columns, features=_features(columns))], axis=1)
     if max_length is not None:
-        result = result.map(lambda row: {c: row[c][:max_length] for c in MODEL_INPUTS + ("labels",) if c in row and isinstance(row[c], list)})
+        result = result.map(
+            lambda row: {
+                c: row[c][:max_length] for c in MODEL_INPUTS + ("labels",) if c in row and isinstance(row[c], list)
+            }
+        )
     info["columns"] = sorted(columns)
     info["seconds"] = round(seconds, 3)
     result.info.description = json.dumps({INFO_KEY: info})

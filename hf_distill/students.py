@@ -46,21 +46,41 @@ class BlockLayout:
     per_layer: tuple[str, ...] = ()
 
 
-_GATED = dict(blocks="layers", ffn_in=("mlp.gate_proj", "mlp.up_proj"), ffn_out="mlp.down_proj",
-              width_attr="intermediate_size", per_layer=("layer_types",))
+_GATED = dict(
+    blocks="layers",
+    ffn_in=("mlp.gate_proj", "mlp.up_proj"),
+    ffn_out="mlp.down_proj",
+    width_attr="intermediate_size",
+    per_layer=("layer_types",),
+)
 # Adding a family is one row here plus its tests (tests/test_students_decoders.py).
 LAYOUTS = (
-    BlockLayout("BERT-family encoders", ("bert", "roberta", "xlm-roberta", "electra", "camembert"),
-                "encoder.layer", ("intermediate.dense",), "output.dense", "intermediate_size"),
+    BlockLayout(
+        "BERT-family encoders",
+        ("bert", "roberta", "xlm-roberta", "electra", "camembert"),
+        "encoder.layer",
+        ("intermediate.dense",),
+        "output.dense",
+        "intermediate_size",
+    ),
     BlockLayout("GPT-2-family decoders", ("gpt2",), "h", ("mlp.c_fc",), "mlp.c_proj", "n_inner", conv1d=True),
     BlockLayout("GPT-2-family decoders", ("gptj",), "h", ("mlp.fc_in",), "mlp.fc_out", "n_inner"),
     # Llama, Mistral, Qwen2/Qwen3 (q_norm/k_norm are per-block weights), Gemma 1-3 (embeddings scaled inside the
     # model), SmolLM (1/2 are llama; 3 drops rotary positions on some layers): blocks at model.layers, gated MLP.
-    BlockLayout("Llama-family decoders", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"),
-                **_GATED),
+    BlockLayout(
+        "Llama-family decoders", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"), **_GATED
+    ),
     BlockLayout("Llama-family decoders", ("smollm3",), **{**_GATED, "per_layer": ("layer_types", "no_rope_layers")}),
-    BlockLayout("Phi-3 decoders", ("phi3",), "layers", ("mlp.gate_up_proj",), "mlp.down_proj", "intermediate_size",
-                fused_chunks=2, per_layer=("layer_types",)),
+    BlockLayout(
+        "Phi-3 decoders",
+        ("phi3",),
+        "layers",
+        ("mlp.gate_up_proj",),
+        "mlp.down_proj",
+        "intermediate_size",
+        fused_chunks=2,
+        per_layer=("layer_types",),
+    ),
 )
 
 
@@ -107,8 +127,10 @@ def find_blocks(model: PreTrainedModel) -> tuple[str, nn.ModuleList]:
     base = getattr(model, base_prefix, model) if base_prefix else model
     blocks = _get(base, layout.blocks)
     if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
-        raise ValueError(f"{type(model).__name__} has no blocks at {layout.blocks!r} as {layout.family} do: "
-                         "build the student yourself and pass it to DistillationTrainer")
+        raise ValueError(
+            f"{type(model).__name__} has no blocks at {layout.blocks!r} as {layout.family} do: "
+            "build the student yourself and pass it to DistillationTrainer"
+        )
     prefix = f"{base_prefix}.{layout.blocks}" if base is not model else layout.blocks
     return prefix, blocks
 
@@ -122,7 +144,10 @@ def select_layers(num_teacher_layers: int, num_layers: int, strategy: str = "uni
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is invalid: choose one of {', '.join(STRATEGIES)}")
     if not 1 <= num_layers <= num_teacher_layers:
-        raise ValueError(f"num_layers={num_layers} is invalid: the teacher has {num_teacher_layers} blocks, choose 1..{num_teacher_layers}")
+        raise ValueError(
+            f"num_layers={num_layers} is invalid: the teacher has {num_teacher_layers} blocks, "
+            f"choose 1..{num_teacher_layers}"
+        )
     if strategy == "first":
         return list(range(num_layers))
     if strategy == "last":
@@ -149,8 +174,10 @@ def _ffn_modules(block: nn.Module, layout: BlockLayout) -> tuple[list[nn.Module]
     """The input projections and the output projection of one block's FFN, as the layout names them."""
     ins, out = [_get(block, path) for path in layout.ffn_in], _get(block, layout.ffn_out)
     if out is None or any(m is None for m in ins):
-        raise ValueError(f"width pruning: a {type(block).__name__} block has no {', '.join(layout.ffn_in)} / "
-                         f"{layout.ffn_out} FFN as {layout.family} do; it supports {SUPPORTED}")
+        raise ValueError(
+            f"width pruning: a {type(block).__name__} block has no {', '.join(layout.ffn_in)} / "
+            f"{layout.ffn_out} FFN as {layout.family} do; it supports {SUPPORTED}"
+        )
     return ins, out
 
 
@@ -258,7 +285,9 @@ def student_from_teacher(
             return_tensors="pt")``, a few hundred sentences of the training text); needed for ``intermediate_size``.
     """
     if hasattr(teacher, "get_base_model") and not isinstance(teacher, PreTrainedModel):
-        raise ValueError("student_from_teacher needs a plain transformers model; merge or unwrap the PEFT teacher first")
+        raise ValueError(
+            "student_from_teacher needs a plain transformers model; merge or unwrap the PEFT teacher first"
+        )
     layout = layout_of(teacher)
     prefix, blocks = find_blocks(teacher)
     total = len(blocks)
@@ -279,17 +308,23 @@ def student_from_teacher(
     else:
         keep = _check_layers(layers)
         if not keep or len(set(keep)) != len(keep) or any(not 0 <= i < total for i in keep) or keep != sorted(keep):
-            raise ValueError(f"layers={list(layers)} is invalid: give distinct, increasing block indices in 0..{total - 1}")
+            raise ValueError(
+                f"layers={list(layers)} is invalid: give distinct, increasing block indices in 0..{total - 1}"
+            )
 
     ffn_keep: dict[int, torch.Tensor] = {}
     if intermediate_size is not None:
         width = ffn_width(teacher)
         if not _is_int(intermediate_size) or not 1 <= intermediate_size <= width:
-            raise ValueError(f"intermediate_size={intermediate_size!r} is invalid: the teacher's FFN has {width} "
-                             f"neurons, choose 1..{width}")
+            raise ValueError(
+                f"intermediate_size={intermediate_size!r} is invalid: the teacher's FFN has {width} "
+                f"neurons, choose 1..{width}"
+            )
         if calibration is None:
-            raise ValueError("intermediate_size needs calibration: a tokenized batch of training text "
-                             "(tokenizer(texts, padding=True, return_tensors='pt')) to score the FFN neurons on")
+            raise ValueError(
+                "intermediate_size needs calibration: a tokenized batch of training text "
+                "(tokenizer(texts, padding=True, return_tensors='pt')) to score the FFN neurons on"
+            )
         scores = ffn_importance(teacher, calibration)
         # Kept neurons stay in their original order, so keeping all of them reproduces the teacher exactly.
         ffn_keep = {i: scores[i].topk(intermediate_size).indices.sort().values for i in keep}
@@ -351,12 +386,15 @@ def compression_facts(config, corpus: str = "the training text") -> dict[str, st
     width = getattr(config, "pruned_from_intermediate_size", None)
     if width is not None:
         now = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
-        facts["width"] = (f"FFN {width:,} → {now:,} neurons per block, the most active kept "
-                          "(activation importance, Minitron)")
+        facts["width"] = (
+            f"FFN {width:,} → {now:,} neurons per block, the most active kept (activation importance, Minitron)"
+        )
     return facts
 
 
-def calibration_batch(texts, tokenizer, max_length: int, num_texts: int = 256, seed: int = 0) -> dict[str, torch.Tensor]:
+def calibration_batch(
+    texts, tokenizer, max_length: int, num_texts: int = 256, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """A tokenized batch of `num_texts` texts drawn with `seed` from `texts`, for scoring FFN neurons."""
     texts = list(texts)
     generator = torch.Generator().manual_seed(seed)
@@ -373,14 +411,20 @@ def check_compression_arguments(args) -> None:
     width = getattr(args, "student_intermediate_size", None)
     heads = getattr(args, "student_num_attention_heads", None)
     if (trim or width is not None or heads is not None) and getattr(args, "student", None):
-        raise ValueError("trim_vocabulary, student_intermediate_size and student_num_attention_heads apply to a "
-                         "student built from the teacher: leave `student` unset, or drop them")
+        raise ValueError(
+            "trim_vocabulary, student_intermediate_size and student_num_attention_heads apply to a "
+            "student built from the teacher: leave `student` unset, or drop them"
+        )
     if heads is not None:
-        raise ValueError("student_num_attention_heads is not supported with transformers 5 (BERT and GPT-2 derive "
-                         "the head size from hidden_size / num_attention_heads); use student_intermediate_size")
+        raise ValueError(
+            "student_num_attention_heads is not supported with transformers 5 (BERT and GPT-2 derive "
+            "the head size from hidden_size / num_attention_heads); use student_intermediate_size"
+        )
     if width is not None and (not _is_int(width) or width < 1):
         raise ValueError(f"student_intermediate_size={width!r} is invalid: give a number of FFN neurons >= 1")
     if trim and getattr(args, "task", "sequence-classification") != "sequence-classification":
-        raise ValueError("trim_vocabulary in `hf-distill run` supports sequence-classification: the evaluation "
-                         "compares token-level outputs over one vocabulary. Trim a language-model student from "
-                         "Python (hf_distill.vocabulary.trim_vocabulary) or drop trim_vocabulary")
+        raise ValueError(
+            "trim_vocabulary in `hf-distill run` supports sequence-classification: the evaluation "
+            "compares token-level outputs over one vocabulary. Trim a language-model student from "
+            "Python (hf_distill.vocabulary.trim_vocabulary) or drop trim_vocabulary"
+        )

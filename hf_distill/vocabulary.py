@@ -73,12 +73,20 @@ __all__ = [
 # ~0.7M). A deliberate small corpus is accepted with `min_corpus_tokens=`.
 MIN_CORPUS_TOKENS = 1000
 
-_SUPPORTED_TOKENIZERS = ("WordPiece (BERT family), byte-level BPE (GPT-2, Llama 3, Qwen) and SentencePiece BPE with "
-                         "byte fallback (Llama 2, Mistral)")
+_SUPPORTED_TOKENIZERS = (
+    "WordPiece (BERT family), byte-level BPE (GPT-2, Llama 3, Qwen) and SentencePiece BPE with "
+    "byte fallback (Llama 2, Mistral)"
+)
 
 # Config attributes that hold token ids and must follow the new numbering.
 _ID_ATTRIBUTES = (
-    "pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "unk_token_id", "mask_token_id",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "sep_token_id",
+    "cls_token_id",
+    "unk_token_id",
+    "mask_token_id",
     "decoder_start_token_id",
 )
 
@@ -121,7 +129,8 @@ def _refuse_small_corpus(total: int, min_corpus_tokens: int) -> None:
             f"the trimming corpus holds {total:,} tokens but trim_vocabulary needs at least {min_corpus_tokens:,} "
             "(min_corpus_tokens): so little text keeps a vocabulary in which ordinary words split into characters or "
             "become [UNK]; trim to the training text (the text column of the whole training split), or lower "
-            "min_corpus_tokens for a corpus that is all the model will read")
+            "min_corpus_tokens for a corpus that is all the model will read"
+        )
 
 
 def check_trimming_corpus(tokenizer, texts: Iterable[str], min_corpus_tokens: int = MIN_CORPUS_TOKENS) -> None:
@@ -182,7 +191,7 @@ def _bpe_derivation(token: str, ranks: dict[tuple[str, str], int]) -> list[str]:
         rank, i = min(((ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(symbols, symbols[1:]))))
         if rank == len(ranks):
             break
-        symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+        symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
         built.append(symbols[i])
     return built if symbols == [token] else []
 
@@ -254,8 +263,9 @@ def _trim_tokenizer(tokenizer, kept_ids: list[int], merges: list | None):
 
 
 def _slice_linear(layer: nn.Linear, kept: torch.Tensor) -> nn.Linear:
-    new = nn.Linear(layer.in_features, len(kept), bias=layer.bias is not None,
-                    device=layer.weight.device, dtype=layer.weight.dtype)
+    new = nn.Linear(
+        layer.in_features, len(kept), bias=layer.bias is not None, device=layer.weight.device, dtype=layer.weight.dtype
+    )
     with torch.no_grad():
         new.weight.copy_(layer.weight[kept])
         if layer.bias is not None:
@@ -269,17 +279,26 @@ def _trim_model(model, kept_ids: list[int], old_vocab: int) -> None:
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     tied = out is not None and out.weight is inp.weight
     if not isinstance(inp, nn.Embedding):
-        raise ValueError(f"trim_vocabulary needs nn.Embedding input embeddings; {type(model).__name__} has {type(inp).__name__}")
+        raise ValueError(
+            f"trim_vocabulary needs nn.Embedding input embeddings; {type(model).__name__} has {type(inp).__name__}"
+        )
     if out is not None and not isinstance(out, nn.Linear):
-        raise ValueError(f"trim_vocabulary needs an nn.Linear output head; {type(model).__name__} has {type(out).__name__}")
+        raise ValueError(
+            f"trim_vocabulary needs an nn.Linear output head; {type(model).__name__} has {type(out).__name__}"
+        )
     handled = {id(inp.weight)} | ({id(out.weight), id(out.bias)} if out is not None else set())
     # A vocabulary-sized tensor we do not know how to slice means an architecture we do not support: refuse.
-    others = [n for n, p in model.named_parameters(remove_duplicate=False)
-              if id(p) not in handled and p.shape[:1] == (old_vocab,) and p.ndim >= 1]
+    others = [
+        n
+        for n, p in model.named_parameters(remove_duplicate=False)
+        if id(p) not in handled and p.shape[:1] == (old_vocab,) and p.ndim >= 1
+    ]
     others = [n for n in others if not n.endswith("predictions.bias")]  # BERT MLM bias: tied to the decoder bias
     if others:
-        raise ValueError(f"trim_vocabulary does not know how to slice {others} of {type(model).__name__}; "
-                         "it supports models whose vocabulary lives in the input embeddings and the output head")
+        raise ValueError(
+            f"trim_vocabulary does not know how to slice {others} of {type(model).__name__}; "
+            "it supports models whose vocabulary lives in the input embeddings and the output head"
+        )
     # Sliced in place, so a subclass keeps its behaviour (Gemma's embeddings scaled by sqrt(hidden_size)); the
     # padding row follows the renumbering.
     new_id = {old: new for new, old in enumerate(kept_ids)}
@@ -338,8 +357,9 @@ def trim_vocabulary(
     if min_frequency < 1:
         raise ValueError(f"min_frequency={min_frequency} is invalid: use 1 or more")
     if min_corpus_tokens < 1:
-        raise ValueError(f"min_corpus_tokens={min_corpus_tokens} is invalid: use 1 or more (an empty corpus keeps "
-                         "no word at all)")
+        raise ValueError(
+            f"min_corpus_tokens={min_corpus_tokens} is invalid: use 1 or more (an empty corpus keeps no word at all)"
+        )
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ValueError(f"trim_vocabulary needs a fast tokenizer (tokenizers backend); got {type(tokenizer).__name__}")
@@ -350,11 +370,16 @@ def trim_vocabulary(
     byte_level = _is_byte_level(data.get("pre_tokenizer"))
     if kind not in ("WordPiece", "BPE"):
         raise ValueError(f"trim_vocabulary supports {_SUPPORTED_TOKENIZERS} tokenizers; this one is {kind}")
-    if kind == "BPE" and (data["model"].get("continuing_subword_prefix") or data["model"].get("end_of_word_suffix")
-                          or not (byte_level or data["model"].get("byte_fallback"))):
-        raise ValueError(f"trim_vocabulary supports {_SUPPORTED_TOKENIZERS} tokenizers; this BPE tokenizer is "
-                         "neither byte-level nor falls back to bytes (or marks word pieces), so text outside the "
-                         "trimming corpus could not fall back to bytes")
+    if kind == "BPE" and (
+        data["model"].get("continuing_subword_prefix")
+        or data["model"].get("end_of_word_suffix")
+        or not (byte_level or data["model"].get("byte_fallback"))
+    ):
+        raise ValueError(
+            f"trim_vocabulary supports {_SUPPORTED_TOKENIZERS} tokenizers; this BPE tokenizer is "
+            "neither byte-level nor falls back to bytes (or marks word pieces), so text outside the "
+            "trimming corpus could not fall back to bytes"
+        )
     vocab: dict[str, int] = data["model"]["vocab"]
     id_to_token = {i: t for t, i in vocab.items()}
     old_vocab = model.get_input_embeddings().weight.shape[0]
@@ -382,12 +407,15 @@ def trim_vocabulary(
         keep_ids |= {vocab[t] for c in chars for t in (c, prefix + c) if t in vocab}
     merges = None
     if kind == "BPE":
-        vocab_keep, merges = _bpe_closure(data["model"], {id_to_token[i] for i in keep_ids if i in id_to_token},
-                                          byte_level)
+        vocab_keep, merges = _bpe_closure(
+            data["model"], {id_to_token[i] for i in keep_ids if i in id_to_token}, byte_level
+        )
         keep_ids |= {vocab[t] for t in vocab_keep}
     if max(keep_ids) >= old_vocab:
-        raise ValueError(f"the tokenizer uses id {max(keep_ids)} but the model's embeddings have {old_vocab} rows: "
-                         "they do not belong together")
+        raise ValueError(
+            f"the tokenizer uses id {max(keep_ids)} but the model's embeddings have {old_vocab} rows: "
+            "they do not belong together"
+        )
     kept_ids = sorted(keep_ids)
     new_tokenizer = _trim_tokenizer(tokenizer, kept_ids, merges)
     _trim_model(model, kept_ids, old_vocab)
@@ -441,12 +469,15 @@ class TrimmingChange:
 
     def describe(self, what: str = "the validation text") -> str:
         """One sentence for the log, the plan and the card."""
-        return (f"{100 * self.changed_share:.2f}% of {what}'s {self.tokens:,} tokens encode differently after "
-                f"trimming ({100 * self.unk_share:.2f}% become [UNK])")
+        return (
+            f"{100 * self.changed_share:.2f}% of {what}'s {self.tokens:,} tokens encode differently after "
+            f"trimming ({100 * self.unk_share:.2f}% become [UNK])"
+        )
 
 
-def trimming_change(original_tokenizer, trimmed_tokenizer, kept_ids: Sequence[int], texts: Iterable[str],
-                    batch_size: int = 1024) -> TrimmingChange:
+def trimming_change(
+    original_tokenizer, trimmed_tokenizer, kept_ids: Sequence[int], texts: Iterable[str], batch_size: int = 1024
+) -> TrimmingChange:
     """Measure how much of `texts` the trimmed tokenizer encodes differently from the original.
 
     Both tokenizers share the pre-tokenizer, so their words align: a word is changed when the trimmed tokenizer's
@@ -474,8 +505,10 @@ def trimming_change(original_tokenizer, trimmed_tokenizer, kept_ids: Sequence[in
 
     def flush() -> None:
         nonlocal tokens, changed, unks
-        pairs = zip(original.encode_batch(batch, add_special_tokens=False),
-                    trimmed.encode_batch(batch, add_special_tokens=False))
+        pairs = zip(
+            original.encode_batch(batch, add_special_tokens=False),
+            trimmed.encode_batch(batch, add_special_tokens=False),
+        )
         for before, after in pairs:
             tokens += len(before.ids)
             mapped = [kept[i] for i in after.ids]
@@ -524,13 +557,21 @@ def kept_ids_of(model_or_config) -> list[int] | None:
         return None
     kept = list(kept) if kept is not None else None
     vocab = getattr(config, "vocab_size", None)
-    if (kept is None or before is None or not kept or any(b <= a for a, b in zip(kept, kept[1:]))
-            or kept[0] < 0 or kept[-1] >= before or (isinstance(vocab, int) and len(kept) > vocab)):
+    if (
+        kept is None
+        or before is None
+        or not kept
+        or any(b <= a for a, b in zip(kept, kept[1:]))
+        or kept[0] < 0
+        or kept[-1] >= before
+        or (isinstance(vocab, int) and len(kept) > vocab)
+    ):
         raise ValueError(
             "the model's config marks a trimmed vocabulary inconsistently (vocabulary_kept_ids: "
             f"{'missing' if kept is None else f'{len(kept)} ids'}, trimmed_from_vocab_size: {before}, vocab_size: "
             f"{vocab}): both come from trim_vocabulary, the ids increasing and below trimmed_from_vocab_size; re-trim "
-            "the student with hf_distill.vocabulary.trim_vocabulary or remove both attributes")
+            "the student with hf_distill.vocabulary.trim_vocabulary or remove both attributes"
+        )
     return kept
 
 
@@ -557,12 +598,14 @@ def remap_ids(input_ids: Any, kept_ids: Sequence[int], teacher_vocab_size: int |
     mapped = table[flat]
     if (mapped < 0).any():
         dropped = sorted(set(flat[mapped < 0].tolist()))[:5]
-        raise ValueError(f"teacher ids {dropped} were dropped by the vocabulary trimming: these rows are not from "
-                         "the trimming corpus; tokenize them with the student's tokenizer instead")
+        raise ValueError(
+            f"teacher ids {dropped} were dropped by the vocabulary trimming: these rows are not from "
+            "the trimming corpus; tokenize them with the student's tokenizer instead"
+        )
     if ragged:
         values, out, start = mapped.tolist(), [], 0
         for row in input_ids:
-            out.append(values[start:start + len(row)])
+            out.append(values[start : start + len(row)])
             start += len(row)
         return out
     return mapped.tolist() if isinstance(input_ids, list) else mapped
@@ -596,8 +639,10 @@ def teacher_logits_for_student(teacher_logits: torch.Tensor, student, task: str 
     if kept is None or not get_task(task).per_token or teacher_logits.shape[-1] == len(kept):
         return teacher_logits
     if teacher_logits.shape[-1] <= max(kept):
-        raise ValueError(f"the teacher's logits have {teacher_logits.shape[-1]} ids but the student keeps teacher id "
-                         f"{max(kept)}: this student was not trimmed from this teacher's vocabulary")
+        raise ValueError(
+            f"the teacher's logits have {teacher_logits.shape[-1]} ids but the student keeps teacher id "
+            f"{max(kept)}: this student was not trimmed from this teacher's vocabulary"
+        )
     return restrict_to_kept_ids(teacher_logits, kept)
 
 
@@ -609,8 +654,10 @@ def check_trimmed_tokenizers(student_tokenizer, teacher_tokenizer, kept_ids: Seq
     by_id = {i: t for t, i in teacher_vocab.items()}
     expected = {by_id.get(old): new for new, old in enumerate(kept_ids)}
     if student_vocab != expected:
-        raise ValueError("the student's vocabulary is trimmed, but not from this teacher's tokenizer: distil from "
-                         "the teacher whose vocabulary trim_vocabulary was given")
+        raise ValueError(
+            "the student's vocabulary is trimmed, but not from this teacher's tokenizer: distil from "
+            "the teacher whose vocabulary trim_vocabulary was given"
+        )
 
 
 def check_trimmed_student(student, teacher, train_dataset, student_tokenizer=None, teacher_tokenizer=None) -> None:
@@ -626,14 +673,18 @@ def check_trimmed_student(student, teacher, train_dataset, student_tokenizer=Non
         return
     columns = getattr(train_dataset, "column_names", None) or ()
     if "teacher_topk_ids" in columns:
-        raise ValueError("cached top-k soft targets hold the teacher's ids and cannot be renormalised over a trimmed "
-                         "student's vocabulary: cache full logits (top_k=None) or distil from the live teacher")
+        raise ValueError(
+            "cached top-k soft targets hold the teacher's ids and cannot be renormalised over a trimmed "
+            "student's vocabulary: cache full logits (top_k=None) or distil from the live teacher"
+        )
     if teacher is None:
         return
     teacher_vocab = teacher.get_input_embeddings().weight.shape[0]
     if max(kept) >= teacher_vocab:
-        raise ValueError(f"the student keeps teacher id {max(kept)} but the teacher has {teacher_vocab} ids: this "
-                         "student was not trimmed from this teacher")
+        raise ValueError(
+            f"the student keeps teacher id {max(kept)} but the teacher has {teacher_vocab} ids: this "
+            "student was not trimmed from this teacher"
+        )
     if hasattr(student_tokenizer, "get_vocab") and hasattr(teacher_tokenizer, "get_vocab"):
         check_trimmed_tokenizers(student_tokenizer, teacher_tokenizer, kept)
 
@@ -648,5 +699,8 @@ def remap_dataset(dataset, student):
     if kept is None:
         return dataset
     size = student.config.trimmed_from_vocab_size
-    return dataset.map(lambda batch: {"input_ids": remap_ids(batch["input_ids"], kept, size)}, batched=True,
-                       desc="mapping input_ids to the trimmed vocabulary")
+    return dataset.map(
+        lambda batch: {"input_ids": remap_ids(batch["input_ids"], kept, size)},
+        batched=True,
+        desc="mapping input_ids to the trimmed vocabulary",
+    )

@@ -26,13 +26,14 @@ import csv  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import tempfile  # noqa: E402
 import statistics  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Iterator, Mapping  # noqa: E402
+from typing import Any
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
@@ -359,8 +360,7 @@ class _Stream:
         if self.stopped_at_eos:
             state = "done (end of text)"
         return (
-            f"**Time to first token:** {self.ttft_ms:.1f} ms · **Speed:** {rate:.1f} tokens/s"
-            f" · {n} new tokens, {state}"
+            f"**Time to first token:** {self.ttft_ms:.1f} ms · **Speed:** {rate:.1f} tokens/s · {n} new tokens, {state}"
         )
 
 
@@ -518,8 +518,13 @@ class SideBySide:
             row = {"text": text}
             if golds is not None:
                 row["label"] = golds[k]
-            row.update(teacher=tl, teacher_probability=round(tp, 4), student=sl, student_probability=round(sp, 4),
-                       agree=same_prediction(t_labels, ti, s_labels, si))
+            row.update(
+                teacher=tl,
+                teacher_probability=round(tp, 4),
+                student=sl,
+                student_probability=round(sp, 4),
+                agree=same_prediction(t_labels, ti, s_labels, si),
+            )
             rows.append(row)
         n = len(rows)
         accuracy = None
@@ -689,8 +694,10 @@ def read_examples(source: Mapping | str | os.PathLike) -> dict:
         raise ValueError(f"{EXAMPLES_FILENAME}: expected a JSON object with 'rows'")
     version = data.get("schema_version")
     if not isinstance(version, int) or not 1 <= version <= EXAMPLES_SCHEMA_VERSION:
-        raise ValueError(f"{EXAMPLES_FILENAME}: schema_version {version!r} is not one this app reads (1 to "
-                         f"{EXAMPLES_SCHEMA_VERSION}); update the app")
+        raise ValueError(
+            f"{EXAMPLES_FILENAME}: schema_version {version!r} is not one this app reads (1 to "
+            f"{EXAMPLES_SCHEMA_VERSION}); update the app"
+        )
     for i, row in enumerate(data["rows"]):
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise ValueError(f"{EXAMPLES_FILENAME}: rows[{i}] has no text")
@@ -707,9 +714,7 @@ def read_examples(source: Mapping | str | os.PathLike) -> dict:
     return data
 
 
-def find_examples(
-    report: Any, student: str | os.PathLike | None, app_dir: Path = APP_DIR
-) -> Path | None:
+def find_examples(report: Any, student: str | os.PathLike | None, app_dir: Path = APP_DIR) -> Path | None:
     """``evaluation_examples.json`` beside the report file, in the student's folder (or Hub repo), or by app.py."""
     candidates: list[Path] = []
     if isinstance(report, (str, os.PathLike)):
@@ -740,8 +745,14 @@ def examples_table(examples: Mapping) -> tuple[list[str], list[list[Any]]]:
     rows = examples.get("rows") or []
     if examples.get("labels") is not None:
         return CLASSIFICATION_EXAMPLE_HEADERS, [
-            [r["divergence"], "yes" if r.get("agree") else "no", r.get("label") or "", r.get("teacher_prediction", ""),
-             r.get("student_prediction", ""), r["text"]]
+            [
+                r["divergence"],
+                "yes" if r.get("agree") else "no",
+                r.get("label") or "",
+                r.get("teacher_prediction", ""),
+                r.get("student_prediction", ""),
+                r["text"],
+            ]
             for r in rows
         ]
     return GENERATION_EXAMPLE_HEADERS, [
@@ -753,12 +764,16 @@ def examples_intro(examples: Mapping) -> str:
     """What the table holds, from the file's own counts."""
     n, rows = examples.get("num_evaluated"), len(examples.get("rows") or [])
     if examples.get("labels") is None:
-        return (f"The {rows} of the {n} evaluation texts where the student's next-token distributions stray "
-                "furthest from the teacher's. Click a row to run its text through the models; click a column's "
-                "header to sort.")
-    return (f"Teacher and student disagree on **{examples.get('num_disagreements')} of {n}** evaluation examples. "
-            f"The table holds {rows}: every disagreement first, then the agreeing examples with the largest "
-            "divergence. Click a row to run its text through all the models; click a column's header to sort.")
+        return (
+            f"The {rows} of the {n} evaluation texts where the student's next-token distributions stray "
+            "furthest from the teacher's. Click a row to run its text through the models; click a column's "
+            "header to sort."
+        )
+    return (
+        f"Teacher and student disagree on **{examples.get('num_disagreements')} of {n}** evaluation examples. "
+        f"The table holds {rows}: every disagreement first, then the agreeing examples with the largest "
+        "divergence. Click a row to run its text through all the models; click a column's header to sort."
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -831,9 +846,11 @@ def gold_labels(values: list[str], label_names: list[str]) -> list[str]:
         elif v.lstrip("-").isdigit() and 0 <= int(v) < len(label_names):
             out.append(label_names[int(v)])
         else:
-            raise UploadError(f"row {n}: label {value!r} is neither one of the teacher's labels "
-                              f"({', '.join(label_names)}) nor a class id 0-{len(label_names) - 1}: pick the right "
-                              "label column, or none")
+            raise UploadError(
+                f"row {n}: label {value!r} is neither one of the teacher's labels "
+                f"({', '.join(label_names)}) nor a class id 0-{len(label_names) - 1}: pick the right "
+                "label column, or none"
+            )
     return out
 
 
@@ -866,9 +883,7 @@ def _message_page(markdown: str) -> gr.Blocks:
 
 def _input_box(side: SideBySide, label: str, placeholder: str, elem_id: str) -> gr.Textbox:
     # Capped at what the models can read: the browser refuses longer input before it reaches the queue.
-    return gr.Textbox(
-        label=label, lines=2, placeholder=placeholder, elem_id=elem_id, max_length=side.max_input_chars
-    )
+    return gr.Textbox(label=label, lines=2, placeholder=placeholder, elem_id=elem_id, max_length=side.max_input_chars)
 
 
 def _model_heading(who: str, name: str, parameters: int | None = None) -> str:
@@ -877,15 +892,18 @@ def _model_heading(who: str, name: str, parameters: int | None = None) -> str:
 
 def _classification_ui(side: SideBySide) -> tuple[gr.Textbox, dict[str, Any]]:
     text = _input_box(side, "Text", "Type a sentence to classify", "cls-input")
-    button = gr.Button("Classify with all models" if side.onnx else "Classify with both models", variant="primary",
-                       elem_id="cls-run")
+    button = gr.Button(
+        "Classify with all models" if side.onnx else "Classify with both models", variant="primary", elem_id="cls-run"
+    )
     gr.Markdown(
         "_Timings: each model runs once to warm up, then several times (median shown); "
         "the models run one after the other, never at the same time._"
     )
     agreement = gr.Markdown(elem_id="cls-agreement")
-    columns = [("Teacher", "teacher", side.teacher.name, side.teacher.num_parameters),
-               ("Student", "student", side.student.name, side.student.num_parameters)]
+    columns = [
+        ("Teacher", "teacher", side.teacher.name, side.teacher.num_parameters),
+        ("Student", "student", side.student.name, side.student.num_parameters),
+    ]
     if side.onnx is not None:
         columns.append(("Student, ONNX Runtime", "onnx", side.onnx.name, None))
     outputs = []
@@ -947,7 +965,12 @@ def _examples_ui(side: SideBySide, examples: Mapping, box: gr.Textbox, run: dict
     headers, rows = examples_table(examples)
     gr.Markdown(examples_intro(examples), elem_id="examples-intro")
     table = gr.Dataframe(
-        value=rows, headers=headers, interactive=False, wrap=True, max_height=420, elem_id="examples-table",
+        value=rows,
+        headers=headers,
+        interactive=False,
+        wrap=True,
+        max_height=420,
+        elem_id="examples-table",
         datatype=["number", *["str"] * (len(headers) - 1)] if examples.get("labels") is not None else "auto",
         column_widths=[90, 70, 100, 100, 100, "40%"] if examples.get("labels") is not None else None,
     )
@@ -971,8 +994,9 @@ def _upload_ui(side: SideBySide) -> None:
         upload = gr.File(label="Your file", file_types=[".csv", ".tsv", ".jsonl"], elem_id="upload-file", scale=2)
         with gr.Column(scale=3):
             text_col = gr.Dropdown(label="Text column", choices=[], elem_id="upload-text-column")
-            label_col = gr.Dropdown(label="Label column (optional)", choices=[NO_LABEL], value=NO_LABEL,
-                                    elem_id="upload-label-column")
+            label_col = gr.Dropdown(
+                label="Label column (optional)", choices=[NO_LABEL], value=NO_LABEL, elem_id="upload-label-column"
+            )
             run = gr.Button("Run both models on the file", elem_id="upload-run")
     status = gr.Markdown(elem_id="upload-status")
     results = gr.Dataframe(interactive=False, wrap=True, max_height=360, visible=False, elem_id="upload-results")
@@ -984,12 +1008,18 @@ def _upload_ui(side: SideBySide) -> None:
         try:
             cols, rows, total = read_table_file(path)
         except Exception as exc:  # one line in the page, never a traceback
-            return upload_one_line(exc), gr.update(choices=[], value=None), gr.update(choices=[NO_LABEL],
-                                                                                     value=NO_LABEL)
+            return (
+                upload_one_line(exc),
+                gr.update(choices=[], value=None),
+                gr.update(choices=[NO_LABEL], value=NO_LABEL),
+            )
         text, label = guess_columns(cols)
         cut = f" (the first {len(rows)} are run)" if total > len(rows) else ""
-        return (f"{total} rows{cut}, columns: {', '.join(f'`{c}`' for c in cols)}. Pick the columns and run.",
-                gr.update(choices=cols, value=text), gr.update(choices=[NO_LABEL, *cols], value=label))
+        return (
+            f"{total} rows{cut}, columns: {', '.join(f'`{c}`' for c in cols)}. Pick the columns and run.",
+            gr.update(choices=cols, value=text),
+            gr.update(choices=[NO_LABEL, *cols], value=label),
+        )
 
     def predict(path: str | None, text: str | None, label: str | None):
         hidden = gr.update(visible=False)
@@ -1012,18 +1042,29 @@ def _upload_ui(side: SideBySide) -> None:
         lines = [f"**{n} rows** · teacher and student agree on **{100 * result['agreement']:.1f}%**"]
         if result["accuracy"] is not None:
             acc = result["accuracy"]
-            lines.append(f"**Accuracy** against `{label}`: teacher **{100 * acc['teacher']:.1f}%**, "
-                         f"student **{100 * acc['student']:.1f}%**")
+            lines.append(
+                f"**Accuracy** against `{label}`: teacher **{100 * acc['teacher']:.1f}%**, "
+                f"student **{100 * acc['student']:.1f}%**"
+            )
         if total > n:
             lines.append(f"_Only the first {n} of {total} rows were run._")
         path_out = write_results_csv(result["rows"])
         table = [list(r.values()) for r in result["rows"]]
-        return (" · ".join(lines), gr.update(value=table, headers=list(result["rows"][0]), visible=True),
-                gr.update(value=str(path_out), visible=True))
+        return (
+            " · ".join(lines),
+            gr.update(value=table, headers=list(result["rows"][0]), visible=True),
+            gr.update(value=str(path_out), visible=True),
+        )
 
     upload.change(columns, inputs=[upload], outputs=[status, text_col, label_col], api_visibility="private")
-    run.click(predict, inputs=[upload, text_col, label_col], outputs=[status, results, download],
-              concurrency_limit=1, concurrency_id="models", api_visibility="private")
+    run.click(
+        predict,
+        inputs=[upload, text_col, label_col],
+        outputs=[status, results, download],
+        concurrency_limit=1,
+        concurrency_id="models",
+        api_visibility="private",
+    )
 
 
 def build_demo(

@@ -122,8 +122,9 @@ def test_task_detected_from_config_and_class(app, tiny_bert_cls_dir, tiny_gpt2_d
         app.detect_task(BertConfig(architectures=["BertForMaskedLM"]))
     with pytest.raises(ValueError, match="no `architectures`"):
         app.detect_task(BertConfig())
-    mlm = BertForMaskedLM(BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=8))
+    mlm = BertForMaskedLM(
+        BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    )
     with pytest.raises(ValueError, match="BertForMaskedLM"):
         app.detect_task(mlm)
 
@@ -157,8 +158,9 @@ def test_classify_shows_both_models_probabilities_latency_and_agreement(cls_side
 
 
 @pytest.mark.parametrize(("teacher_class", "student_class", "verdict"), [(1, 1, "Agree"), (1, 0, "Disagree")])
-def test_agreement_follows_each_models_top_class(app, tiny_bert_cls_dir, tiny_bert_cls_student_dir,
-                                                 teacher_class, student_class, verdict):
+def test_agreement_follows_each_models_top_class(
+    app, tiny_bert_cls_dir, tiny_bert_cls_student_dir, teacher_class, student_class, verdict
+):
     side = app.SideBySide(app.load_model(tiny_bert_cls_dir), app.load_model(tiny_bert_cls_student_dir), 1)
     _set_top_class(side.teacher, teacher_class)
     _set_top_class(side.student, student_class)
@@ -206,9 +208,12 @@ def test_greedy_generation_streams_what_transformers_generate_gives(gen_side):
     for lm, text, stats in ((gen_side.teacher, t_text, t_stats), (gen_side.student, s_text, s_stats)):
         ids = lm.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
         ref = lm.model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=6,
+            do_sample=False,
             pad_token_id=lm.tokenizer.pad_token_id,
-        )[0, ids.shape[1]:]
+        )[0, ids.shape[1] :]
         assert text == lm.tokenizer.decode(ref, skip_special_tokens=True)
         n_new = sum(int(t) != lm.tokenizer.eos_token_id for t in ref)
         assert f"{n_new} new tokens, done" in stats
@@ -292,8 +297,11 @@ def test_long_prompt_is_cut_to_fit_the_context(gen_side):
 
 
 def _md_rows(md: str) -> dict[str, list[str]]:
-    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]] for line in md.splitlines()
-            if line.startswith("| ") and not line.startswith("| |")}
+    return {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]]
+        for line in md.splitlines()
+        if line.startswith("| ") and not line.startswith("| |")
+    }
 
 
 def test_report_table_shows_the_rows_stored_in_the_report(app):
@@ -527,8 +535,19 @@ def test_cli_demo_launches_on_loopback(monkeypatch, tiny_bert_cls_dir, tiny_bert
 
     parser, cli_demo = _parser()
     (tmp_path / "distillation_report.json").write_text(json.dumps(SAMPLE_REPORT))
-    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student",
-                              str(tiny_bert_cls_student_dir), "--report", str(tmp_path), "--port", "7999"])
+    args = parser.parse_args(
+        [
+            "demo",
+            "--teacher",
+            str(tiny_bert_cls_dir),
+            "--student",
+            str(tiny_bert_cls_student_dir),
+            "--report",
+            str(tmp_path),
+            "--port",
+            "7999",
+        ]
+    )
     assert args.func is cli_demo.run_demo and args.host == "127.0.0.1"
     launched = {}
 
@@ -555,7 +574,7 @@ def test_cli_demo_names_a_bad_model_path_or_port_before_loading(monkeypatch, tmp
         "./missing": "--student './missing' does not exist (a local path): check the path",
         "run/studnet": "--student 'run/studnet' does not exist (a local path): check the path",
         "run/student/onnx": "--student run/student/onnx holds ONNX files, which the demo does not run: pass "
-                            "run/student (the demo runs the PyTorch weights and tokenizer saved there)",
+        "run/student (the demo runs the PyTorch weights and tokenizer saved there)",
         "run/student/config.json": "--student run/student/config.json is a file: pass the model folder that holds it",
         "run": "--student run is not a model folder (no config.json in it)",
         "truncated": "--student truncated: weights file truncated/model.safetensors (Error while deserializing header",
@@ -575,8 +594,9 @@ def test_cli_demo_names_a_bad_model_path_or_port_before_loading(monkeypatch, tmp
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_bert_cls_dir),
-                                  "--port", str(port)])
+        args = parser.parse_args(
+            ["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_bert_cls_dir), "--port", str(port)]
+        )
         assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"hf-distill demo: cannot serve on 127.0.0.1:{port} (") and "launch()" not in err, err
@@ -585,8 +605,9 @@ def test_cli_demo_names_a_bad_model_path_or_port_before_loading(monkeypatch, tmp
 
 def test_cli_demo_clear_errors(monkeypatch, tmp_path, tiny_bert_cls_dir, tiny_gpt2_dir, capsys):
     parser, cli_demo = _parser()
-    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_gpt2_dir),
-                              "--port", "0"])
+    args = parser.parse_args(
+        ["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(tiny_gpt2_dir), "--port", "0"]
+    )
     assert args.func(args) == 2
     assert "same task" in capsys.readouterr().err
 
@@ -654,8 +675,9 @@ def test_the_exported_student_answers_in_a_third_column(app, showcase, tiny_bert
     assert list(o_probs.values()) == pytest.approx(_student_probs(side, SENTENCE), abs=1e-4)
 
 
-def test_without_onnxruntime_the_page_says_what_to_install(app, tiny_bert_cls_dir, exported_cls_student_dir,
-                                                          monkeypatch):
+def test_without_onnxruntime_the_page_says_what_to_install(
+    app, tiny_bert_cls_dir, exported_cls_student_dir, monkeypatch
+):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails, as on a Space without it
     demo = app.build_demo(tiny_bert_cls_dir, exported_cls_student_dir, report={}, latency_runs=1)
     assert demo.side_by_side.onnx is None and len(demo.side_by_side.classify(SENTENCE)) == 5
@@ -696,7 +718,8 @@ def test_a_corrupted_examples_file_is_refused_in_one_line(app, exported_cls_stud
 
 
 SENTIMENT_CSV = "sentence,label\n" + "".join(
-    f'"{t}",{"positive" if y else "negative"}\n' for t, y in [
+    f'"{t}",{"positive" if y else "negative"}\n'
+    for t, y in [
         ("the movie was wonderful and the actors were great", 1),
         ("a dull , boring film with a terrible plot", 0),
         ("i loved every minute of this charming story", 1),
@@ -706,20 +729,29 @@ SENTIMENT_CSV = "sentence,label\n" + "".join(
 
 def test_files_of_three_formats_read_alike(app, tmp_path):
     (tmp_path / "a.csv").write_text(SENTIMENT_CSV)
-    (tmp_path / "a.tsv").write_text(SENTIMENT_CSV.replace('"', "").replace(",label", "\tlabel").replace(",p", "\tp")
-                                    .replace(",n", "\tn"))
-    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"sentence": t, "label": y}) + "\n\n" for t, y in [
-        ("the movie was wonderful and the actors were great", "positive"),
-        ("a dull , boring film with a terrible plot", "negative"),
-        ("i loved every minute of this charming story", "positive"),
-    ]))
+    (tmp_path / "a.tsv").write_text(
+        SENTIMENT_CSV.replace('"', "").replace(",label", "\tlabel").replace(",p", "\tp").replace(",n", "\tn")
+    )
+    (tmp_path / "a.jsonl").write_text(
+        "".join(
+            json.dumps({"sentence": t, "label": y}) + "\n\n"
+            for t, y in [
+                ("the movie was wonderful and the actors were great", "positive"),
+                ("a dull , boring film with a terrible plot", "negative"),
+                ("i loved every minute of this charming story", "positive"),
+            ]
+        )
+    )
     read = [app.read_table_file(tmp_path / f"a.{ext}") for ext in ("csv", "tsv", "jsonl")]
     assert read[0] == read[1] == read[2]
     columns, rows, total = read[0]
     assert columns == ["sentence", "label"] and total == 3 and rows[1]["label"] == "negative"
     assert app.guess_columns(columns) == ("sentence", "label")
-    assert app.gold_labels(["Positive", "0", "negative"], ["negative", "positive"]) == ["positive", "negative",
-                                                                                      "negative"]
+    assert app.gold_labels(["Positive", "0", "negative"], ["negative", "positive"]) == [
+        "positive",
+        "negative",
+        "negative",
+    ]
 
 
 def test_uploaded_rows_get_both_predictions_agreement_and_accuracy(app, cls_side):
@@ -731,8 +763,11 @@ def test_uploaded_rows_get_both_predictions_agreement_and_accuracy(app, cls_side
         preds = []
         for text in texts:
             with torch.no_grad():
-                preds.append(lm.model.config.id2label[int(lm.model(**lm.tokenizer(text, return_tensors="pt"))
-                                                           .logits[0].argmax())])
+                preds.append(
+                    lm.model.config.id2label[
+                        int(lm.model(**lm.tokenizer(text, return_tensors="pt")).logits[0].argmax())
+                    ]
+                )
         by_hand[who] = preds
         assert [r[who] for r in result["rows"]] == preds
         assert result["accuracy"][who] == pytest.approx(sum(p == g for p, g in zip(preds, golds)) / 3)
@@ -753,7 +788,7 @@ def test_uploaded_rows_get_both_predictions_agreement_and_accuracy(app, cls_side
         ("broken.jsonl", '{"text": "ok"}\n{"text": \n', "line 2: not valid JSON"),
         ("list.jsonl", '["a list"]\n', "a JSON object per line"),
         ("empty.csv", "text,label\n", "no rows"),
-        ("ragged.csv", "text\n\"a\",\"b\"\n", "more fields than the header"),
+        ("ragged.csv", 'text\n"a","b"\n', "more fields than the header"),
     ],
 )
 def test_a_bad_file_gets_one_line(app, tmp_path, name, content, needle):
@@ -770,14 +805,23 @@ def test_unknown_gold_labels_are_named(app):
         app.gold_labels(["positive", "maybe"], ["negative", "positive"])
 
 
-def test_space_push_adds_onnxruntime_and_the_examples_only_with_exports(tmp_path, exported_cls_student_dir,
-                                                                        tiny_bert_cls_student_dir):
+def test_space_push_adds_onnxruntime_and_the_examples_only_with_exports(
+    tmp_path, exported_cls_student_dir, tiny_bert_cls_student_dir
+):
     from hf_distill import hub
 
     app_dir = REPO / "spaces_app"
     report = exported_cls_student_dir / "distillation_report.json"
-    plan = hub._plan_space("alice/demo", "alice/student", "alice/teacher", app_dir=app_dir, gradio_version="6.31.0",
-                           report_path=report, endpoint=None, student_dir=exported_cls_student_dir)
+    plan = hub._plan_space(
+        "alice/demo",
+        "alice/student",
+        "alice/teacher",
+        app_dir=app_dir,
+        gradio_version="6.31.0",
+        report_path=report,
+        endpoint=None,
+        student_dir=exported_cls_student_dir,
+    )
     requirements = plan.generated["requirements.txt"].decode()
     assert requirements.startswith((app_dir / "requirements.txt").read_text()) and "\nonnxruntime\n" in requirements
     config = json.loads(plan.generated["distill_config.json"])
@@ -786,8 +830,16 @@ def test_space_push_adds_onnxruntime_and_the_examples_only_with_exports(tmp_path
     assert examples == json.loads((exported_cls_student_dir / "evaluation_examples.json").read_text())
     meta = yaml.safe_load(plan.generated["README.md"].decode().split("---\n")[1])
     assert meta["models"] == ["alice/teacher", "alice/student"]
-    plain = hub._plan_space("alice/demo", "alice/student", "alice/teacher", app_dir=app_dir, gradio_version="6.31.0",
-                            report_path=None, endpoint=None, student_dir=tiny_bert_cls_student_dir)
+    plain = hub._plan_space(
+        "alice/demo",
+        "alice/student",
+        "alice/teacher",
+        app_dir=app_dir,
+        gradio_version="6.31.0",
+        report_path=None,
+        endpoint=None,
+        student_dir=tiny_bert_cls_student_dir,
+    )
     assert "requirements.txt" not in plain.generated  # the app's own, without onnxruntime
     assert "onnx" not in json.loads(plain.generated["distill_config.json"])
     assert "onnxruntime" not in (app_dir / "requirements.txt").read_text()
@@ -803,8 +855,12 @@ def test_the_demo_runs_the_export_the_card_recommends(exported_cls_student_dir, 
     assert [v.figures.name_or_path for v in report.variants] == ["onnx/model.onnx", "onnx/model_quantized.onnx"]
     # both exports keep the student's accuracy (the same file measured): the smaller int8 one is the card's pick
     assert recommended_onnx_file(exported_cls_student_dir, report) == "onnx/model_quantized.onnx"
-    worse = dataclasses.replace(report.variants[1], figures=dataclasses.replace(
-        report.variants[1].figures, metrics={**report.variants[1].figures.metrics, "accuracy": 0.0}))
+    worse = dataclasses.replace(
+        report.variants[1],
+        figures=dataclasses.replace(
+            report.variants[1].figures, metrics={**report.variants[1].figures.metrics, "accuracy": 0.0}
+        ),
+    )
     report.variants[1] = worse
     report.student.metrics["accuracy"] = 1.0  # no export keeps it: the float32 one, closest to the student
     assert recommended_onnx_file(exported_cls_student_dir, report) == "onnx/model.onnx"
@@ -824,8 +880,14 @@ def test_cli_demo_passes_the_recommended_export(monkeypatch, tiny_bert_cls_dir, 
             raise ValueError("stop here")
 
     monkeypatch.setattr(cli_demo, "load_app", lambda: FakeApp)
-    args = argparse.Namespace(teacher=str(tiny_bert_cls_dir), student=str(exported_cls_student_dir), report=None,
-                              runs=1, host="127.0.0.1", port=0)
+    args = argparse.Namespace(
+        teacher=str(tiny_bert_cls_dir),
+        student=str(exported_cls_student_dir),
+        report=None,
+        runs=1,
+        host="127.0.0.1",
+        port=0,
+    )
     assert cli_demo.run_demo(args) == 2 and seen["onnx"] == "onnx/model_quantized.onnx"
 
 
@@ -833,8 +895,14 @@ def test_a_causal_lm_gets_its_divergent_texts_as_a_table(app, gen_side, tiny_gpt
     from hf_distill.evaluation import evaluate_models
 
     texts = ["once upon a time", "the wolf ate the grandmother and waited in her bed", "a king"]
-    ev = evaluate_models(gen_side.teacher.model, gen_side.student.model, gen_side.teacher.tokenizer, texts,
-                         task="text-generation", batch_size=3)
+    ev = evaluate_models(
+        gen_side.teacher.model,
+        gen_side.student.model,
+        gen_side.teacher.tokenizer,
+        texts,
+        task="text-generation",
+        batch_size=3,
+    )
     data = app.read_examples(ev.examples.to_dict())
     headers, rows = app.examples_table(data)
     assert headers == app.GENERATION_EXAMPLE_HEADERS and sorted(r[-1] for r in rows) == sorted(texts)

@@ -52,8 +52,11 @@ def expected_agreement(teacher_dir: Path, student_dir: Path) -> str:
             logits = model(**AutoTokenizer.from_pretrained(folder)(SENTENCE, return_tensors="pt")).logits
         tops.append(model.config.id2label[int(logits.argmax(-1))])
     t_top, s_top = tops
-    return f"Agree: both predict {t_top}" if t_top == s_top else \
-        f"Disagree: teacher predicts {t_top}, student predicts {s_top}"
+    return (
+        f"Agree: both predict {t_top}"
+        if t_top == s_top
+        else f"Disagree: teacher predicts {t_top}, student predicts {s_top}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -240,8 +243,9 @@ def test_browser_three_columns_answer_one_input_in_the_first_screen(showcase_url
     assert errors == []
 
 
-def test_browser_examples_table_click_fills_the_input_and_runs_all_models(showcase_url, page_1400, shots,
-                                                                          exported_cls_student_dir):
+def test_browser_examples_table_click_fills_the_input_and_runs_all_models(
+    showcase_url, page_1400, shots, exported_cls_student_dir
+):
     page = page_1400
     page.goto(showcase_url, wait_until="domcontentloaded")
     table = page.locator("#examples-table")

@@ -88,8 +88,9 @@ def write_named_labels(tmp_path: Path) -> tuple[Path, Path]:
 def test_string_labels_with_class_names_are_mapped_to_ids(tmp_path, tiny_bert_cls_dir):
     train, val = write_named_labels(tmp_path)
     # class_names in the other order than sorted: the ids must follow class_names, not the data.
-    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val),
-                     class_names="positive,negative")
+    cfg = cls_config(
+        tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val), class_names="positive,negative"
+    )
     results = run_from_config(cfg, ["--stop_after", "student"])
     assert results["student"]["global_step"] == 4 and results["soft_targets"]["rows"] == 40
     teacher = json.loads((tmp_path / "run" / "teacher" / "config.json").read_text())
@@ -104,8 +105,9 @@ def test_string_labels_with_class_names_are_mapped_to_ids(tmp_path, tiny_bert_cl
 def test_labels_outside_class_names_are_reported_before_any_stage(tmp_path, tiny_bert_cls_dir):
     train, val = write_named_labels(tmp_path)
     val.write_text(val.read_text() + "so so\tneutral\n")
-    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val),
-                     class_names="negative,good")
+    cfg = cls_config(
+        tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val), class_names="negative,good"
+    )
     with pytest.raises(PreflightError) as err:
         run_from_config(cfg)
     problems = err.value.problems
@@ -151,8 +153,9 @@ def test_empty_label_cells_are_unlabelled_rows_not_float_labels(tmp_path, tiny_b
     assert len(err.value.problems) == 1 and "training rows have no labels" in err.value.problems[0], err.value
     train = _blank_labels(tmp_path, "some_blank.tsv", every=3)
     for names in ("negative,positive", None):
-        cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), class_names=names, num_labelled=None,
-                         num_transfer=0)
+        cfg = cls_config(
+            tmp_path, tiny_bert_cls_dir, train_file=str(train), class_names=names, num_labelled=None, num_transfer=0
+        )
         run_from_config(cfg, check_only=True)
     args, config, _ = parse_run_config(cfg)
     data = RunData(args, seed=0)
@@ -166,7 +169,9 @@ def test_empty_label_cells_are_unlabelled_rows_not_float_labels(tmp_path, tiny_b
 
 def test_student_layers_out_of_range_is_refused_before_the_teacher_stage(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, student_layers=9)
-    with pytest.raises(PreflightError, match=r"student_layers=9 is out of range: the teacher has 4 blocks, choose 1..4"):
+    with pytest.raises(
+        PreflightError, match=r"student_layers=9 is out of range: the teacher has 4 blocks, choose 1..4"
+    ):
         run_from_config(cfg)
     assert not (tmp_path / "run" / "teacher").exists()
 
@@ -175,19 +180,36 @@ def test_check_reports_every_problem_at_once_and_writes_nothing(tmp_path, tiny_b
     train, val = write_named_labels(tmp_path)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    cfg = cls_config(tmp_path, tmp_path / "no" / "such" / "teacher", student_layers=3,
-                     train_file=str(train), validation_file=str(val), class_names="negative,good", top_k=4,
-                     hub_model_id="not a repo id", push_to_hub=True, hub_space_id="alice/x/y",
-                     output_dir=str(blocker / "run"))
+    cfg = cls_config(
+        tmp_path,
+        tmp_path / "no" / "such" / "teacher",
+        student_layers=3,
+        train_file=str(train),
+        validation_file=str(val),
+        class_names="negative,good",
+        top_k=4,
+        hub_model_id="not a repo id",
+        push_to_hub=True,
+        hub_space_id="alice/x/y",
+        output_dir=str(blocker / "run"),
+    )
     code, out, err = cli(capsys, "run", cfg, "--check")
     assert code == 1 and "Traceback" not in err
     assert "6 problem(s)" in err, err
-    for expected in ("teacher", "does not exist (a local path)", "labels ['positive'] in column 'label' are not in "
-                     "class_names", "top_k applies to token tasks", "hub_model_id='not a repo id'",
-                     "hub_space_id='alice/x/y'", "a-file is a file, not a folder"):
+    for expected in (
+        "teacher",
+        "does not exist (a local path)",
+        "labels ['positive'] in column 'label' are not in class_names",
+        "top_k applies to token tasks",
+        "hub_model_id='not a repo id'",
+        "hub_space_id='alice/x/y'",
+        "a-file is a file, not a folder",
+    ):
         assert expected in err, (expected, err)
     (teacher_line,) = [line for line in err.splitlines() if "such/teacher" in line]
-    assert "does not exist" in teacher_line and "repo id" not in teacher_line.lower() and "hub" not in teacher_line.lower()
+    assert (
+        "does not exist" in teacher_line and "repo id" not in teacher_line.lower() and "hub" not in teacher_line.lower()
+    )
 
 
 def test_check_on_a_good_config_passes_and_writes_nothing(tmp_path, tiny_bert_cls_dir, capsys):
@@ -243,15 +265,23 @@ BAD_FILES = {
     "empty": (lambda p: p.write_text(""), r"is empty: it needs a header line"),
     "header only": (lambda p: p.write_text("sentence\tlabel\n"), r"has a header but no rows"),
     "ragged": (_ragged, r"line 3: 3 fields where the header has 2 .*stray tab"),
-    "not utf-8": (lambda p: p.write_bytes("sentence\tlabel\ncaf\xe9 cr\xe8me\t1\n".encode("latin-1")),
-                  r"is not UTF-8 text .*iconv"),
+    "not utf-8": (
+        lambda p: p.write_bytes("sentence\tlabel\ncaf\xe9 cr\xe8me\t1\n".encode("latin-1")),
+        r"is not UTF-8 text .*iconv",
+    ),
     # without class_names the header's "label" became a third class; with them all the valid labels were flagged
-    "header repeated": (lambda p: p.write_text("sentence\tlabel\ngood\t1\nbad\t0\nsentence\tlabel\nfine\t1\n"),
-                        r"line 4 repeats the header \['sentence', 'label'\] .*delete that line"),
-    "unclosed quote": (lambda p: p.write_text('sentence,label\ngood,1\n"bad film,0\nfine,1\n'),
-                       r"line 3: 1 fields where the header has 2 .*runs to line 4: an unclosed quote"),
-    "other columns than validation": (lambda p: p.write_text("text\tlabel\nfine\t1\n"),
-                                      r"data files have different columns .*use one header in every file"),
+    "header repeated": (
+        lambda p: p.write_text("sentence\tlabel\ngood\t1\nbad\t0\nsentence\tlabel\nfine\t1\n"),
+        r"line 4 repeats the header \['sentence', 'label'\] .*delete that line",
+    ),
+    "unclosed quote": (
+        lambda p: p.write_text('sentence,label\ngood,1\n"bad film,0\nfine,1\n'),
+        r"line 3: 1 fields where the header has 2 .*runs to line 4: an unclosed quote",
+    ),
+    "other columns than validation": (
+        lambda p: p.write_text("text\tlabel\nfine\t1\n"),
+        r"data files have different columns .*use one header in every file",
+    ),
     "no text column": (lambda p: p.write_text("words\tlabel\nfine\t1\n"), r"text column 'sentence' not found"),
     "no label column": (lambda p: p.write_text("sentence\ty\nfine\t1\n"), r"label column 'label' not found"),
 }
@@ -305,10 +335,21 @@ def test_a_text_longer_than_csvs_field_limit_is_read(tmp_path, tiny_bert_cls_dir
 
 def test_cli_errors_are_one_line_and_the_traceback_needs_debug(tmp_path, capsys, monkeypatch):
     missing = tmp_path / "missing.json"
-    for argv in (["card", "--report", missing, "--output", tmp_path / "card"],
-                 ["evaluate", "--teacher", tmp_path / "t", "--student", tmp_path / "s", "--dataset",
-                  tmp_path / "d.tsv", "--output", tmp_path / "e"],
-                 ["run", tmp_path / "missing.yaml"]):
+    for argv in (
+        ["card", "--report", missing, "--output", tmp_path / "card"],
+        [
+            "evaluate",
+            "--teacher",
+            tmp_path / "t",
+            "--student",
+            tmp_path / "s",
+            "--dataset",
+            tmp_path / "d.tsv",
+            "--output",
+            tmp_path / "e",
+        ],
+        ["run", tmp_path / "missing.yaml"],
+    ):
         code, out, err = cli(capsys, *argv)
         assert code == 1, (argv, err)
         one_error_line(err)  # exactly one "hf-distill: error:" line, no traceback
@@ -329,11 +370,17 @@ def test_usage_errors_are_the_commands_short_usage_and_the_error(tmp_path, capsy
     cases = {
         ("card", "--report", "r", "--output", "o", "--bogus"): (
             "usage: hf-distill card --report REPORT --output OUTPUT [options]  (`hf-distill card --help` lists them)",
-            "hf-distill card: error: unrecognized arguments: --bogus"),
+            "hf-distill card: error: unrecognized arguments: --bogus",
+        ),
         ("evaluate", "--teacher", "t"): (
-            "usage: hf-distill evaluate --teacher TEACHER --student STUDENT --dataset DATASET --output OUTPUT [options]",
-            "hf-distill evaluate: error: the following arguments are required: --student, --dataset, --output"),
-        ("frob",): ("usage: hf-distill COMMAND [options]", "hf-distill: error: argument COMMAND: invalid choice: 'frob'"),
+            "usage: hf-distill evaluate --teacher TEACHER --student STUDENT --dataset DATASET --output OUTPUT "
+            "[options]",
+            "hf-distill evaluate: error: the following arguments are required: --student, --dataset, --output",
+        ),
+        ("frob",): (
+            "usage: hf-distill COMMAND [options]",
+            "hf-distill: error: argument COMMAND: invalid choice: 'frob'",
+        ),
     }
     for argv, (usage, error) in cases.items():
         with pytest.raises(SystemExit) as exit_:
@@ -343,12 +390,16 @@ def test_usage_errors_are_the_commands_short_usage_and_the_error(tmp_path, capsy
         assert err.splitlines()[0].startswith(usage) and err.splitlines()[1].startswith(error), err
     config = tmp_path / "c.yaml"
     config.write_text("teacher: x\n")
-    for argv, message in (((config, "--alpha", "abc"), "argument --alpha: invalid float value: 'abc'"),
-                          (("--alpha=0.5",), "the following arguments are required: --teacher")):
+    for argv, message in (
+        ((config, "--alpha", "abc"), "argument --alpha: invalid float value: 'abc'"),
+        (("--alpha=0.5",), "the following arguments are required: --teacher"),
+    ):
         code, out, err = cli(capsys, "run", *argv)
         assert code == 1 and len(err.splitlines()) == 2, err
-        assert one_error_line(err) == f"hf-distill: error: {message}: `hf-distill run --help-fields` lists the " \
-                                      "fields and their values"
+        assert (
+            one_error_line(err) == f"hf-distill: error: {message}: `hf-distill run --help-fields` lists the "
+            "fields and their values"
+        )
 
 
 @pytest.mark.slow
@@ -361,6 +412,17 @@ def test_run_error_after_a_stage_is_one_line(tmp_path, tiny_bert_cls_dir, capsys
     assert "other settings (alpha: 0.5 -> 0.9)" in err and "Traceback" not in err
     assert markers(tmp_path / "run") == {"teacher"} and (tmp_path / "run" / STATE_DIR / "run_config.json").is_file()
     # setting a field to its default (or to what a default resolves to) is the same run, not "other settings"
-    code, out, err = cli(capsys, "run", cfg, "--temperature", "2.0", "--scale_by_temperature_squared", "true",
-                         "--learning_rate", "5e-5", "--stop_after", "teacher")
+    code, out, err = cli(
+        capsys,
+        "run",
+        cfg,
+        "--temperature",
+        "2.0",
+        "--scale_by_temperature_squared",
+        "true",
+        "--learning_rate",
+        "5e-5",
+        "--stop_after",
+        "teacher",
+    )
     assert code == 0 and "teacher: skipped (finished earlier)" in out, err

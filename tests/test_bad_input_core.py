@@ -126,8 +126,7 @@ def test_classifier_pairs_that_work_are_still_accepted(tmp_path, wordpiece_token
     assert math.isfinite(result.training_loss) and result.training_loss > 0
     # a student whose vocabulary was trimmed from the teacher's: the live teacher reads the student's ids mapped
     # back to its own, so it sees exactly what it sees on the teacher's tokenization
-    trimmed, trimmed_tok = trim_vocabulary(tiny.bert_cls(tok, 2), copy.deepcopy(tok), texts,
-                                           min_corpus_tokens=10)
+    trimmed, trimmed_tok = trim_vocabulary(tiny.bert_cls(tok, 2), copy.deepcopy(tok), texts, min_corpus_tokens=10)
     assert len(trimmed_tok) < len(tok)
     teacher = tiny.bert_cls(tok, 4).eval()
     trainer = DistillationTrainer(
@@ -161,8 +160,12 @@ def test_a_half_marked_trimmed_student_is_refused(tmp_path, wordpiece_tokenizer,
     other = tiny.bert_cls(other_wordpiece, 2)
     other.config.vocabulary_kept_ids = list(range(len(other_wordpiece)))
     with pytest.raises(ValueError, match="inconsistently"):
-        check_vocabularies(tiny.bert_cls(tok, 4).config, other.config, task=get_task("text-classification"),
-                           teacher_reads_student_ids=True)
+        check_vocabularies(
+            tiny.bert_cls(tok, 4).config,
+            other.config,
+            task=get_task("text-classification"),
+            teacher_reads_student_ids=True,
+        )
 
 
 # -- evaluation: labels matched by name -----------------------------------------------------------------------------
@@ -277,10 +280,12 @@ def test_evaluate_and_card_name_the_missing_input(tmp_path, tiny_bert_cls_dir):
 
 def test_card_names_a_report_that_is_not_a_report(tmp_path, capsys):
     # was "hf-distill: error: Expecting value: line 1 column 1 (char 0)", naming no file
-    cases = {"not json": (b"not json\n", r"is not a distillation report \(not JSON text: Expecting value"),
-             "latin-1": (b"caf\xe9", r"is not a distillation report \(not JSON text: 'utf-8' codec"),
-             "a list": (b"[1, 2]\n", r"is not a distillation report \(a JSON list, not an object\)"),
-             "no fields": (b"{}\n", r": distillation report is missing \['schema_version'")}
+    cases = {
+        "not json": (b"not json\n", r"is not a distillation report \(not JSON text: Expecting value"),
+        "latin-1": (b"caf\xe9", r"is not a distillation report \(not JSON text: 'utf-8' codec"),
+        "a list": (b"[1, 2]\n", r"is not a distillation report \(a JSON list, not an object\)"),
+        "no fields": (b"{}\n", r": distillation report is missing \['schema_version'"),
+    }
     for name, (content, message) in cases.items():
         report = tmp_path / f"{name.replace(' ', '_')}.json"
         report.write_bytes(content)
@@ -304,14 +309,29 @@ def test_a_truncated_weights_file_is_named(tmp_path, tiny_bert_cls_dir, wordpiec
     folder, weights = _truncated_copy(tiny_bert_cls_dir, tmp_path)
     data = tmp_path / "eval.tsv"
     data.write_text("sentence\tlabel\ngood\t1\n")
-    code, out, err = cli(capsys, "evaluate", "--teacher", tiny_bert_cls_dir, "--student", folder, "--dataset", data,
-                         "--output", tmp_path / "out")
+    code, out, err = cli(
+        capsys,
+        "evaluate",
+        "--teacher",
+        tiny_bert_cls_dir,
+        "--student",
+        folder,
+        "--dataset",
+        data,
+        "--output",
+        tmp_path / "out",
+    )
     assert code == 1 and one_error_line(err).startswith(
-        f"hf-distill: error: the student's weights file {weights} (Error while deserializing header"), err
+        f"hf-distill: error: the student's weights file {weights} (Error while deserializing header"
+    ), err
     assert "is truncated or damaged (an interrupted copy or download?): copy it again" in err
     with pytest.raises(ValueError, match=re.escape(f"the teacher's weights file {weights} (")):
-        DistillationTrainer(model=tiny.bert_cls(wordpiece_tokenizer, 2), teacher_model=str(folder),
-                            args=config(tmp_path), processing_class=wordpiece_tokenizer)
+        DistillationTrainer(
+            model=tiny.bert_cls(wordpiece_tokenizer, 2),
+            teacher_model=str(folder),
+            args=config(tmp_path),
+            processing_class=wordpiece_tokenizer,
+        )
 
 
 def test_trainer_refuses_a_student_with_the_teachers_labels_in_another_order(tmp_path, wordpiece_tokenizer):

@@ -39,8 +39,9 @@ def refused_before_the_teacher(tmp_path, cfg, match: str, *overrides: str) -> No
 
 
 def test_a_student_with_another_wordpiece_vocabulary_is_refused(tmp_path, tiny_bert_cls_dir, capsys):
-    other = tiny.train_wordpiece_tokenizer(["completely different words " * 3, "zebra quartz jigsaw"] * 20, 120,
-                                           model_max_length=64)
+    other = tiny.train_wordpiece_tokenizer(
+        ["completely different words " * 3, "zebra quartz jigsaw"] * 20, 120, model_max_length=64
+    )
     student_dir = tmp_path / "student"
     tiny.bert_cls(other, num_layers=2).save_pretrained(student_dir)
     other.save_pretrained(student_dir)
@@ -50,8 +51,7 @@ def test_a_student_with_another_wordpiece_vocabulary_is_refused(tmp_path, tiny_b
     refused_before_the_teacher(tmp_path, cfg, "does not share the teacher's vocabulary")
 
 
-def test_a_student_with_another_number_of_classes_is_refused(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer,
-                                                              capsys):
+def test_a_student_with_another_number_of_classes_is_refused(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer, capsys):
     student_dir = tmp_path / "student"
     tiny.bert_cls(wordpiece_tokenizer, num_layers=2, num_labels=3).save_pretrained(student_dir)
     wordpiece_tokenizer.save_pretrained(student_dir)
@@ -73,8 +73,16 @@ def test_intermediate_size_wider_than_the_teachers_ffn_is_refused(tmp_path, tiny
 
 
 def test_prompts_as_long_as_every_text_are_refused_by_check(tmp_path, tiny_gpt2_dir, capsys):
-    cfg = lm_config(tmp_path, teacher=str(tiny_gpt2_dir), teacher_from_scratch=False, train_teacher="no",
-                    use_soft_targets=False, top_k=None, prompt_tokens=31, output_dir=str(tmp_path / "run"))
+    cfg = lm_config(
+        tmp_path,
+        teacher=str(tiny_gpt2_dir),
+        teacher_from_scratch=False,
+        train_teacher="no",
+        use_soft_targets=False,
+        top_k=None,
+        prompt_tokens=31,
+        output_dir=str(tmp_path / "run"),
+    )
     line = check_line(capsys, cfg)
     assert "prompt_tokens=31 is at least as long as every training text" in line and "lower prompt_tokens" in line
     assert main(["run", str(cfg), "--check", "--prompt_tokens", "4"]) == 0  # shorter prompts leave completions
@@ -103,8 +111,17 @@ def test_soft_targets_with_a_teacher_the_run_trains_are_refused(tmp_path, tiny_b
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"model_type": "mixtral", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-          "num_attention_heads": 4, "num_key_value_heads": 4}, "a student cannot be built from a 'mixtral' teacher"),
+        (
+            {
+                "model_type": "mixtral",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 4,
+            },
+            "a student cannot be built from a 'mixtral' teacher",
+        ),
         ({"model_type": "t5", "d_model": 32, "num_layers": 2}, "a 't5' model has no causal-lm class in transformers"),
         ({"model_type": "t6"}, "model_type 't6' is not a transformers model type"),
     ],
@@ -118,12 +135,20 @@ def test_an_architecture_the_run_cannot_use_is_refused_naming_the_families(tmp_p
 
 
 @pytest.mark.parametrize("model_type", ["llama", "qwen3", "phi3"])
-def test_a_llama_layout_teacher_passes_the_architecture_check_and_its_gated_ffn_bounds_pruning(tmp_path, capsys,
-                                                                                             model_type):
-    spec = {"model_type": model_type, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2}
-    assert main(["run", str(lm_config(tmp_path, teacher_config=json.dumps(spec))), "--check"]) == 0, \
+def test_a_llama_layout_teacher_passes_the_architecture_check_and_its_gated_ffn_bounds_pruning(
+    tmp_path, capsys, model_type
+):
+    spec = {
+        "model_type": model_type,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
+    assert main(["run", str(lm_config(tmp_path, teacher_config=json.dumps(spec))), "--check"]) == 0, (
         capsys.readouterr().err
+    )
     line = check_line(capsys, lm_config(tmp_path, teacher_config=json.dumps(spec), student_intermediate_size=65))
     assert "student_intermediate_size=65 is larger than the teacher's FFN (64 neurons per block)" in line
 
@@ -137,9 +162,10 @@ def hub(tmp_path, monkeypatch):
 
     from tests.fake_hub import FakeHub, online_client
 
-    with online_client(monkeypatch, tmp_path / "hf_home"), FakeHub(
-        {TOKEN: ("alice", "write"), READ_TOKEN: ("alice", "read")}, orgs={"alice": ["team"]}
-    ) as fake:
+    with (
+        online_client(monkeypatch, tmp_path / "hf_home"),
+        FakeHub({TOKEN: ("alice", "write"), READ_TOKEN: ("alice", "read")}, orgs={"alice": ["team"]}) as fake,
+    ):
         monkeypatch.setattr(constants, "ENDPOINT", fake.url)
         yield fake
 
@@ -147,8 +173,9 @@ def hub(tmp_path, monkeypatch):
 PUSH = ("--push_to_hub", "true", "--hub_model_id")
 
 
-def test_push_without_a_token_or_with_a_read_token_is_refused_before_training(tmp_path, tiny_bert_cls_dir, hub,
-                                                                             capsys, monkeypatch):
+def test_push_without_a_token_or_with_a_read_token_is_refused_before_training(
+    tmp_path, tiny_bert_cls_dir, hub, capsys, monkeypatch
+):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     assert "needs a Hugging Face token with write access" in check_line(capsys, cfg, *PUSH, "alice/m")
     monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
@@ -159,8 +186,9 @@ def test_push_without_a_token_or_with_a_read_token_is_refused_before_training(tm
     assert not hub.repos  # nothing was created
 
 
-def test_push_to_a_namespace_or_repo_the_token_cannot_write_is_refused(tmp_path, tiny_bert_cls_dir, hub, capsys,
-                                                                       monkeypatch):
+def test_push_to_a_namespace_or_repo_the_token_cannot_write_is_refused(
+    tmp_path, tiny_bert_cls_dir, hub, capsys, monkeypatch
+):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     line = check_line(capsys, cfg, *PUSH, "bob/m")
@@ -170,8 +198,9 @@ def test_push_to_a_namespace_or_repo_the_token_cannot_write_is_refused(tmp_path,
     # the Space is checked too, before the model is trained or committed
     line = check_line(capsys, cfg, *PUSH, "alice/m", "--hub_space_id", "bob/demo")
     assert "cannot create the Space 'bob/demo'" in line
-    line = check_line(capsys, cfg, *PUSH, "team/m", "--push_soft_targets", "true",
-                      "--soft_targets_repo_id", "bob/targets")
+    line = check_line(
+        capsys, cfg, *PUSH, "team/m", "--push_soft_targets", "true", "--soft_targets_repo_id", "bob/targets"
+    )
     assert "cannot create the dataset repo 'bob/targets'" in line
     # writable: the user's own namespace, an organisation, a repo it owns
     hub.seed("model", "alice/existing")

@@ -151,8 +151,19 @@ def test_a_given_student_without_teacher_blocks_gets_a_card_through_the_card_com
     report.to_json(tmp_path / REPORT_FILENAME)
     parser = argparse.ArgumentParser(prog="hf-distill")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["card", "--report", str(tmp_path / REPORT_FILENAME), "--output", str(tmp_path / "card"),
-                              "--repo-id", "alice/tiny", "--license", "mit"])
+    args = parser.parse_args(
+        [
+            "card",
+            "--report",
+            str(tmp_path / REPORT_FILENAME),
+            "--output",
+            str(tmp_path / "card"),
+            "--repo-id",
+            "alice/tiny",
+            "--license",
+            "mit",
+        ]
+    )
     assert args.func(args) == 0, capsys.readouterr().err
     text = (tmp_path / "card" / "README.md").read_text()
     assert "| Layers kept | no teacher blocks (the student was given" in text

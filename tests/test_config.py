@@ -21,8 +21,22 @@ def test_defaults_and_t_squared_default(tmp_path):
 def test_hf_argument_parser_round_trip(tmp_path):
     (cfg,) = HfArgumentParser(DistillationConfig).parse_args_into_dataclasses(
         [
-            "--output_dir", str(tmp_path), "--temperature", "4", "--alpha", "0.9", "--loss_type", "jsd",
-            "--jsd_beta", "0.2", "--layer_mapping", "1:2,2:4", "--hidden_loss", "cosine", "--report_to", "none",
+            "--output_dir",
+            str(tmp_path),
+            "--temperature",
+            "4",
+            "--alpha",
+            "0.9",
+            "--loss_type",
+            "jsd",
+            "--jsd_beta",
+            "0.2",
+            "--layer_mapping",
+            "1:2,2:4",
+            "--hidden_loss",
+            "cosine",
+            "--report_to",
+            "none",
         ]
     )
     assert (cfg.temperature, cfg.alpha, cfg.loss_type, cfg.jsd_beta) == (4.0, 0.9, "jsd", 0.2)

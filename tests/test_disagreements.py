@@ -120,14 +120,28 @@ def test_file_round_trips_and_is_validated_on_load(tmp_path):
 
 def _evaluated(tmp_path, teacher, student):
     data = EvalData([t for t, _ in tiny.SENTIMENT], [y for _, y in tiny.SENTIMENT], dataset="tiny-sentiment")
-    return evaluate_pair(teacher, student, data, benchmark=FAST, output_dir=tmp_path, include_exports=False,
-                         distillation={"loss_type": "forward_kl", "temperature": 2.0, "alpha": 0.5,
-                                       "layers_kept": [0, 2], "steps": 10, "dataset": "tiny"},
-                         training={"train_seconds": 1.5})
+    return evaluate_pair(
+        teacher,
+        student,
+        data,
+        benchmark=FAST,
+        output_dir=tmp_path,
+        include_exports=False,
+        distillation={
+            "loss_type": "forward_kl",
+            "temperature": 2.0,
+            "alpha": 0.5,
+            "layers_kept": [0, 2],
+            "steps": 10,
+            "dataset": "tiny",
+        },
+        training={"train_seconds": 1.5},
+    )
 
 
-def test_evaluate_writes_the_file_counted_from_both_models(tiny_bert_cls_dir, tiny_bert_cls_student_dir, tmp_path,
-                                                           monkeypatch):
+def test_evaluate_writes_the_file_counted_from_both_models(
+    tiny_bert_cls_dir, tiny_bert_cls_student_dir, tmp_path, monkeypatch
+):
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
     report = _evaluated(tmp_path, tiny_bert_cls_dir, tiny_bert_cls_student_dir)
     ex = read_examples(tmp_path)
@@ -136,10 +150,12 @@ def test_evaluate_writes_the_file_counted_from_both_models(tiny_bert_cls_dir, ti
     tok = AutoTokenizer.from_pretrained(tiny_bert_cls_dir)
     texts, golds = zip(*tiny.SENTIMENT)
     with torch.no_grad():
-        lt = AutoModelForSequenceClassification.from_pretrained(tiny_bert_cls_dir)(**tok(list(texts), padding=True,
-                                                                                       return_tensors="pt")).logits
+        lt = AutoModelForSequenceClassification.from_pretrained(tiny_bert_cls_dir)(
+            **tok(list(texts), padding=True, return_tensors="pt")
+        ).logits
         ls = AutoModelForSequenceClassification.from_pretrained(tiny_bert_cls_student_dir)(
-            **tok(list(texts), padding=True, return_tensors="pt")).logits
+            **tok(list(texts), padding=True, return_tensors="pt")
+        ).logits
     names = [ex.labels[i] for i in range(len(ex.labels))]
     assert ex.by_label == count_by_label(golds, lt.argmax(-1).tolist(), ls.argmax(-1).tolist(), names)
     assert ex.num_disagreements == int((lt.argmax(-1) != ls.argmax(-1)).sum())
@@ -172,8 +188,14 @@ def test_card_states_the_table_recounted_from_the_file_and_push_uploads_it(
     assert ex.all_disagreements and len(ex.rows) == ex.num_evaluated  # 8 examples, cap 50: the file holds all
     for c in recount_from_rows(ex):
         n_dis = f"{c.disagreements} ({100 * c.disagreement_rate:.1f}%)"
-        assert cells[c.label][1:] == [str(c.examples), n_dis, str(c.teacher_only), str(c.student_only), str(c.both),
-                                      str(c.neither)]
+        assert cells[c.label][1:] == [
+            str(c.examples),
+            n_dis,
+            str(c.teacher_only),
+            str(c.student_only),
+            str(c.both),
+            str(c.neither),
+        ]
     assert cells["**All**"][1] == str(ex.num_evaluated)
 
     # push: the file is selected, the published card shows the section and links the Space

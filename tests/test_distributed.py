@@ -35,12 +35,34 @@ def two_processes_and_one(tmp_path, tokenizer, source: str, *extra: str):
     script.write_text(source)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     multi = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *STANDALONE, str(script), str(tmp_path / "multi"), str(tok_dir), "1", *extra],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            *STANDALONE,
+            str(script),
+            str(tmp_path / "multi"),
+            str(tok_dir),
+            "1",
+            *extra,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert multi.returncode == 0, multi.stderr[-4000:]
-    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tok_dir), "2", *extra],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    single = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "single"), str(tok_dir), "2", *extra],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert single.returncode == 0, single.stderr[-4000:]
     return multi, single
 
@@ -49,12 +71,32 @@ def run_config(tmp_path: Path, teacher: Path, name: str, **extra) -> Path:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(tiny.CORPUS[:24]) + "\n")
     cfg = {
-        "task": "causal-lm", "teacher": str(teacher), "train_file": str(corpus), "validation_file": str(corpus),
-        "eval_max_samples": 8, "max_length": 32, "top_k": 16, "temperature": 1.0, "student_layers": 2,
-        "output_dir": str(tmp_path / name), "max_steps": 5, "per_device_train_batch_size": 2,
-        "train_sampling_strategy": "sequential", "optim": "sgd", "learning_rate": 0.5, "max_grad_norm": 0.0,
-        "lr_scheduler_type": "constant", "alpha": 0.5, "report_to": "none", "use_cpu": True, "disable_tqdm": True,
-        "save_strategy": "no", "benchmark_threads": 1, "benchmark_runs": 3, "benchmark_batch_size": 4, "seed": 0,
+        "task": "causal-lm",
+        "teacher": str(teacher),
+        "train_file": str(corpus),
+        "validation_file": str(corpus),
+        "eval_max_samples": 8,
+        "max_length": 32,
+        "top_k": 16,
+        "temperature": 1.0,
+        "student_layers": 2,
+        "output_dir": str(tmp_path / name),
+        "max_steps": 5,
+        "per_device_train_batch_size": 2,
+        "train_sampling_strategy": "sequential",
+        "optim": "sgd",
+        "learning_rate": 0.5,
+        "max_grad_norm": 0.0,
+        "lr_scheduler_type": "constant",
+        "alpha": 0.5,
+        "report_to": "none",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        "benchmark_threads": 1,
+        "benchmark_runs": 3,
+        "benchmark_batch_size": 4,
+        "seed": 0,
     }
     cfg.update(extra)
     path = tmp_path / f"{name}.yaml"
@@ -66,21 +108,39 @@ def run_config(tmp_path: Path, teacher: Path, name: str, **extra) -> Path:
 def test_torchrun_two_processes_match_one_process(tmp_path, tiny_gpt2_dir):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     multi = run_config(tmp_path, tiny_gpt2_dir, "multi")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *STANDALONE, "-m", "hf_distill.cli",
-           "run", str(multi)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        *STANDALONE,
+        "-m",
+        "hf_distill.cli",
+        "run",
+        str(multi),
+    ]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
     log = out.stdout + out.stderr
     single = run_config(tmp_path, tiny_gpt2_dir, "single", gradient_accumulation_steps=2)
-    out1 = subprocess.run([sys.executable, "-m", "hf_distill.cli", "run", str(single)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    out1 = subprocess.run(
+        [sys.executable, "-m", "hf_distill.cli", "run", str(single)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out1.returncode == 0, out1.stderr[-4000:]
 
     w_multi = load_file(tmp_path / "multi" / "student" / "model.safetensors")
     w_single = load_file(tmp_path / "single" / "student" / "model.safetensors")
     init = load_file(tiny_gpt2_dir / "model.safetensors")
     assert w_multi.keys() == w_single.keys()
-    moved = max((w_single[k] - init[k]).abs().max().item() for k in ("transformer.wte.weight", "transformer.ln_f.weight"))
+    moved = max(
+        (w_single[k] - init[k]).abs().max().item() for k in ("transformer.wte.weight", "transformer.ln_f.weight")
+    )
     assert moved > 1e-3  # training changed the weights, so the comparison means something
     for k in w_multi:
         torch.testing.assert_close(w_multi[k], w_single[k], atol=WEIGHT_TOLERANCE, rtol=0, msg=k)
@@ -102,8 +162,9 @@ def test_bf16_teacher_kd_loss_close_to_fp32(tmp_path, bpe_tokenizer):
     for dtype in ("float32", "bfloat16"):
         t = tiny.gpt2(tok, 4)
         t.load_state_dict(teacher.state_dict())
-        args = DistillationConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, alpha=1.0, temperature=2.0,
-                                  teacher_dtype=dtype)
+        args = DistillationConfig(
+            output_dir=str(tmp_path), report_to=[], use_cpu=True, alpha=1.0, temperature=2.0, teacher_dtype=dtype
+        )
         trainer = DistillationTrainer(model=student, teacher_model=t, args=args, processing_class=tok)
         assert next(trainer.teacher.parameters()).dtype == getattr(torch, dtype)
         with torch.no_grad():
@@ -132,7 +193,8 @@ sys.stderr.flush()
 os._exit(0)
 """
 
-DDP_PROJECTIONS_SCRIPT = """
+DDP_PROJECTIONS_SCRIPT = (
+    """
 import json
 import os
 import sys
@@ -168,7 +230,9 @@ logs = [h for h in trainer.state.log_history if "loss_kd" in h] + [trainer.evalu
 os.makedirs(out, exist_ok=True)
 with open(f"{out}/logs-{cfg.process_index}.json", "w") as f:  # a file: the ranks' prints share one pipe
     json.dump(logs, f)
-""" + SCRIPT_END
+"""
+    + SCRIPT_END
+)
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +261,10 @@ def test_torchrun_projections_are_averaged_like_the_student(projections_runs):
 def test_torchrun_logs_the_loss_components_of_one_process(projections_runs):
     """Each process's components are its share of the global per-item value (divided by counts over all processes):
     summed, not averaged, they are the one-process values, like `loss`; both ranks log the same figures."""
-    multi, other, single = (json.loads((projections_runs / run / f"logs-{rank}.json").read_text())
-                            for run, rank in (("multi", 0), ("multi", 1), ("single", 0)))
+    multi, other, single = (
+        json.loads((projections_runs / run / f"logs-{rank}.json").read_text())
+        for run, rank in (("multi", 0), ("multi", 1), ("single", 0))
+    )
     assert len(multi) == len(single) == 4 and multi[:3] == other[:3]
     names = ("loss", "loss_kd", "loss_ce", "loss_hidden", "loss_attn")
     for got, want in zip(multi, single):  # three training logs, then the evaluation (eval_loss_kd, ...)
@@ -208,7 +274,8 @@ def test_torchrun_logs_the_loss_components_of_one_process(projections_runs):
             assert got[name] == pytest.approx(want[name], rel=1e-4, abs=2e-6), name
 
 
-DDP_SEQ_KD_SCRIPT = """
+DDP_SEQ_KD_SCRIPT = (
+    """
 import json
 import os
 import sys
@@ -239,7 +306,8 @@ cfg = DistillationConfig(
     max_steps=3, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0, alpha=0.5,
     temperature=2.0, max_new_tokens=6, save_strategy="no", disable_tqdm=True, seed=0,
     train_sampling_strategy="sequential", logging_steps=1,
-    **(dict(seq_kd=True, generation_temperature=0.0) if mode == "seq_kd" else dict(lmbda=0.5, generation_temperature=1.0)),
+    **(dict(seq_kd=True, generation_temperature=0.0) if mode == "seq_kd"
+       else dict(lmbda=0.5, generation_temperature=1.0)),
 )
 trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok)
 calls = []
@@ -253,7 +321,9 @@ os.makedirs(out, exist_ok=True)
 with open(f"{out}/shares-{cfg.process_index}.json", "w") as f:  # a file: the ranks' prints share one pipe
     json.dump(shares, f)
 trainer.save_model(out + "/final")
-""" + SCRIPT_END
+"""
+    + SCRIPT_END
+)
 
 
 @pytest.mark.slow
@@ -272,8 +342,10 @@ def test_torchrun_generated_batches_match_one_process(tmp_path, bpe_tokenizer, m
     if mode == "seq_kd":
         assert counts == [3, 3]  # every batch
     # the logged share of student-generated micro-batches is summed over processes: the one-process figures
-    shares = [json.loads((tmp_path / run / f"shares-{rank}.json").read_text())
-              for run, rank in (("multi", 0), ("multi", 1), ("single", 0))]
+    shares = [
+        json.loads((tmp_path / run / f"shares-{rank}.json").read_text())
+        for run, rank in (("multi", 0), ("multi", 1), ("single", 0))
+    ]
     assert shares[0] == shares[1] == shares[2]
     assert len(shares[0]) == 3 and (shares[0] == [0.0] * 3 if mode == "seq_kd" else sum(shares[0]) > 0)
     w_multi = load_file(tmp_path / "multi" / "final" / "model.safetensors")

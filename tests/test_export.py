@@ -53,7 +53,10 @@ def test_bert_classifier_export_matches_pytorch(tmp_path, tiny_bert_cls_dir):
     # the checks above were made on these fused files.
     layers = 4
     assert _contrib_ops(folder / ONNX_DIR / "model.onnx") == {
-        "Attention": layers, "SkipLayerNormalization": 2 * layers, "BiasGelu": layers}
+        "Attention": layers,
+        "SkipLayerNormalization": 2 * layers,
+        "BiasGelu": layers,
+    }
     assert _contrib_ops(folder / ONNX_DIR / INT8_FILE)["QAttention"] == layers
     config = json.loads((folder / ONNX_DIR / "ort_config.json").read_text())
     assert config["optimization"]["fusions"]["attention"] == layers
@@ -118,8 +121,11 @@ def test_a_disagreeing_export_is_refused(tmp_path, tiny_bert_cls_dir, wordpiece_
 
     monkeypatch.setattr(export, "_export_fp32", export_other_weights)
     folder = _copy(tiny_bert_cls_dir, tmp_path, "cls")
-    with pytest.raises(OnnxExportError, match=r"the float32 ONNX export disagrees with PyTorch: max \|logit difference\| "
-                       r"\S+ \(allowed 0\.0001\), top-1 agreement .*; nothing was written$") as info:
+    with pytest.raises(
+        OnnxExportError,
+        match=r"the float32 ONNX export disagrees with PyTorch: max \|logit difference\| "
+        r"\S+ \(allowed 0\.0001\), top-1 agreement .*; nothing was written$",
+    ) as info:
         export_onnx(folder, texts=TEXTS, optimize=False)
     assert "--no-optimize" not in str(info.value)  # the graph was not fused: that is not the way out
     assert not (folder / ONNX_DIR).exists() and not list(folder.glob(".onnx-*"))  # no staging folder left
@@ -205,12 +211,16 @@ def test_the_export_report_records_sizes_and_checksums(exported_student, tiny_be
     assert report["source_weights"] == {"model.safetensors": file_digest(exported_student / "model.safetensors")}
     assert verify_export(exported_student)["files"] == report["files"]  # an intact export is accepted
     assert set(load_onnx_variants(exported_student, load_for_export(exported_student)[0].config)) == {
-        "onnx", "onnx-int8"}
+        "onnx",
+        "onnx-int8",
+    }
     launched = []
     monkeypatch.setattr(gradio.Blocks, "launch", lambda self, **kw: launched.append(self))  # the real one blocks
     parser = argparse.ArgumentParser()
     cli_demo.register(parser.add_subparsers())
-    args = parser.parse_args(["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(exported_student), "--port", "0"])
+    args = parser.parse_args(
+        ["demo", "--teacher", str(tiny_bert_cls_dir), "--student", str(exported_student), "--port", "0"]
+    )
     assert args.func(args) == 0 and len(launched) == 1
 
 
@@ -230,8 +240,25 @@ def test_an_export_that_no_longer_matches_its_check_is_refused_by_evaluate_and_d
         load_onnx_variants(folder, load_for_export(folder)[0].config)  # what evaluate measures the variants with
     data = tmp_path / "val.tsv"
     data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in tiny.SENTIMENT))
-    code = main(["evaluate", "--teacher", str(tiny_bert_cls_dir), "--student", str(folder), "--dataset", str(data),
-                 "--output", str(tmp_path / "eval"), "--threads", "1", "--latency-runs", "2", "--throughput-runs", "1"])
+    code = main(
+        [
+            "evaluate",
+            "--teacher",
+            str(tiny_bert_cls_dir),
+            "--student",
+            str(folder),
+            "--dataset",
+            str(data),
+            "--output",
+            str(tmp_path / "eval"),
+            "--threads",
+            "1",
+            "--latency-runs",
+            "2",
+            "--throughput-runs",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and not (tmp_path / "eval" / "distillation_report.json").exists()
     (line,) = [x for x in err.splitlines() if x.startswith("hf-distill: error:")]  # one line, beside progress bars
@@ -300,23 +327,39 @@ def test_cli_export_prints_each_variant(tmp_path, tiny_bert_cls_dir, capsys):
 def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_bert_cls_dir, tiny_bert_cls_student_dir):
     from huggingface_hub import ModelCard
 
+    from hf_distill.benchmark import BenchmarkSettings
     from hf_distill.card import write_card
     from hf_distill.evaluation import EvalData
     from hf_distill.measure import evaluate_pair
     from hf_distill.report import REPORT_FILENAME, DistillationReport
-    from hf_distill.benchmark import BenchmarkSettings
     from tests.test_card import _table
 
     student = _copy(tiny_bert_cls_student_dir, tmp_path, "student")
     export_onnx(student, texts=TEXTS)
     texts = [t for t, _ in tiny.SENTIMENT]
-    data = EvalData(texts=texts, labels=[y for _, y in tiny.SENTIMENT], dataset="local", split=None,
-                    text_column="sentence", label_column="label")
+    data = EvalData(
+        texts=texts,
+        labels=[y for _, y in tiny.SENTIMENT],
+        dataset="local",
+        split=None,
+        text_column="sentence",
+        label_column="label",
+    )
     report = evaluate_pair(
-        tiny_bert_cls_dir, student, data, threads=1, metric_source="local",
+        tiny_bert_cls_dir,
+        student,
+        data,
+        threads=1,
+        metric_source="local",
         benchmark=BenchmarkSettings(batch_size=4, latency_runs=3, throughput_runs=2, warmup=1),
-        distillation={"loss_type": "forward_kl", "temperature": 2.0, "alpha": 0.5, "layers_kept": [1, 3],
-                      "dataset": "local", "steps": 4},
+        distillation={
+            "loss_type": "forward_kl",
+            "temperature": 2.0,
+            "alpha": 0.5,
+            "layers_kept": [1, 3],
+            "dataset": "local",
+            "steps": 4,
+        },
         training={"train_seconds": 1.0},
     )
     assert [v.name for v in report.variants] == ["Student ONNX fp32", "Student ONNX int8"]
@@ -327,14 +370,22 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
     assert fp32.fidelity.agreement_top1 == report.fidelity.agreement_top1
     # paired on the same examples, the fp32 file's accuracy differs from the student's by exactly nothing
     assert fp32.difference_vs_student["accuracy"].as_tuple() == (0.0, 0.0)
-    assert "no measurable difference from the student: +0.0 to +0.0 points" in dict(
-        (row[0], row[3]) for row in report.table_rows())["Accuracy"]
+    assert (
+        "no measurable difference from the student: +0.0 to +0.0 points"
+        in dict((row[0], row[3]) for row in report.table_rows())["Accuracy"]
+    )
     assert int8.figures.disk_bytes < fp32.figures.disk_bytes
     # timed in the same round-robin runs as teacher and student: the ratios read off the table's own columns
     assert int8.ratios.latency_x == pytest.approx(report.teacher.latency_ms_p50 / int8.figures.latency_ms_p50)
     assert int8.ratios.speedup_x == pytest.approx(int8.figures.throughput_per_s / report.teacher.throughput_per_s)
-    assert report.table_columns() == ["", "Teacher", "Student", "Student ONNX fp32", "Student ONNX int8",
-                                      "Student vs teacher"]
+    assert report.table_columns() == [
+        "",
+        "Teacher",
+        "Student",
+        "Student ONNX fp32",
+        "Student ONNX int8",
+        "Student vs teacher",
+    ]
     rows = {row[0]: row for row in report.table_rows()}
     assert all(len(row) == 6 for row in rows.values())
     assert rows["Size on disk (MB)"][4].endswith("smaller)")
@@ -359,8 +410,11 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
 
     app = load_app_module()
     md = app.report_markdown(app.read_report(out / REPORT_FILENAME))
-    app_rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md.splitlines()
-                if line.startswith("| ") and not line.startswith("| |")}
+    app_rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in md.splitlines()
+        if line.startswith("| ") and not line.startswith("| |")
+    }
     assert app_rows == {k: list(v[1:]) for k, v in rows.items()}
     assert "Student ONNX int8" in md
     # the model-index reports the form the card recommends (an export that keeps the student's accuracy)

@@ -1,4 +1,5 @@
-"""Faults a run must survive: interrupted writes, partial or damaged artifacts, edited inputs, failed and concurrent runs."""
+"""Faults a run must survive: interrupted writes, partial or damaged artifacts, edited inputs, failed and concurrent
+runs."""
 
 from __future__ import annotations
 
@@ -69,7 +70,11 @@ def test_a_checkpoint_with_damaged_weights_is_passed_over_with_a_warning_and_kep
     assert last_complete_checkpoint(tmp_path, remove_incomplete=True) == str(good)
     # never deleted: moved out of the Trainer's way (it would write its next checkpoint-10 into the folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "checkpoint-5", "damaged-checkpoint-10", "damaged-checkpoint-15", "damaged-checkpoint-20"]
+        "checkpoint-5",
+        "damaged-checkpoint-10",
+        "damaged-checkpoint-15",
+        "damaged-checkpoint-20",
+    ]
     assert (tmp_path / "damaged-checkpoint-10" / "model.safetensors").read_bytes() == before
 
 
@@ -146,7 +151,7 @@ def test_soft_target_cache_corrupted_between_stages_is_regenerated_not_used(tmp_
     name, data = next(iter(good.items()))
     damaged = bytearray(data)
     middle = len(damaged) // 2
-    damaged[middle:middle + 64] = bytes(64)  # same size, other bytes: only the checksum can tell
+    damaged[middle : middle + 64] = bytes(64)  # same size, other bytes: only the checksum can tell
     (folder / name).write_bytes(bytes(damaged))
     results = run_from_config(cfg, ["--stop_after", "student"])
     assert results["student"]["global_step"] == 4
@@ -179,7 +184,9 @@ def test_training_file_edited_in_place_after_a_stage_is_refused(tmp_path, tiny_b
     run_from_config(cfg, ["--stop_after", "teacher"])
     train = tmp_path / "train.tsv"
     train.write_text(train.read_text().replace("\t1\n", "\t0\n", 3))  # same path, other labels
-    with pytest.raises(PreflightError, match=r"data of split\(s\) train changed since the finished stages.*--overwrite"):
+    with pytest.raises(
+        PreflightError, match=r"data of split\(s\) train changed since the finished stages.*--overwrite"
+    ):
         run_from_config(cfg, ["--stop_after", "soft_targets"])
     assert markers(tmp_path / "run") == {"teacher"}
     results = run_from_config(cfg, ["--stop_after", "teacher", "--overwrite", "true"])  # redo on the new data

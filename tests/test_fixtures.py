@@ -16,8 +16,9 @@ from tests.conftest import SESSION_SEEDS
 
 
 @pytest.mark.parametrize("consumed", [0, 1000])
-def test_session_models_do_not_depend_on_what_earlier_tests_drew(consumed, tiny_bert_cls_dir, tiny_gpt2_dir,
-                                                                  wordpiece_tokenizer, bpe_tokenizer):
+def test_session_models_do_not_depend_on_what_earlier_tests_drew(
+    consumed, tiny_bert_cls_dir, tiny_gpt2_dir, wordpiece_tokenizer, bpe_tokenizer
+):
     torch.rand(consumed)  # an earlier test's draws, before the session fixture was first built
     expected = {
         tiny_bert_cls_dir: tiny.bert_cls(wordpiece_tokenizer, num_layers=4, seed=SESSION_SEEDS["tiny-bert-cls"]),
@@ -36,9 +37,15 @@ def test_session_models_do_not_depend_on_what_earlier_tests_drew(consumed, tiny_
 @pytest.mark.slow  # two fresh interpreters
 def test_the_tiny_wordpiece_vocabulary_is_the_same_in_every_process():
     # the tokenizers trainer breaks merge ties differently per process: trained per run, each run had its own vocabulary
-    code = ("import json, sys, tempfile; from tests import tiny; "
-            "print(json.dumps(sorted(tiny.wordpiece_tokenizer(tempfile.mkdtemp()).get_vocab().items())))")
+    code = (
+        "import json, sys, tempfile; from tests import tiny; "
+        "print(json.dumps(sorted(tiny.wordpiece_tokenizer(tempfile.mkdtemp()).get_vocab().items())))"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    vocabularies = {subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                   check=True, timeout=300).stdout for _ in range(2)}
+    vocabularies = {
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=300
+        ).stdout
+        for _ in range(2)
+    }
     assert len(vocabularies) == 1

@@ -76,12 +76,32 @@ def test_fsdp2_two_processes_match_one_process(tmp_path, mode):
     script = tmp_path / "fsdp.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt"), mode], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "one.pt"), mode],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-4000:]
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *STANDALONE, str(script), str(tmp_path / "two.pt"), mode],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            *STANDALONE,
+            str(script),
+            str(tmp_path / "two.pt"),
+            mode,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert two.returncode == 0, two.stderr[-4000:]
     single, sharded = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")

@@ -189,8 +189,9 @@ def test_push_uploads_exactly_the_model_card_report_and_chart(fake_hub, output_d
             assert data == (output_dir / name).read_bytes(), name
     assert files["README.md"].decode() == CARD  # a card written by a person is published as it is
     # the report names the repo it is published to as the student (the rest is unchanged)
-    published, local = json.loads(files["distillation_report.json"]), json.loads(
-        (output_dir / "distillation_report.json").read_text()
+    published, local = (
+        json.loads(files["distillation_report.json"]),
+        json.loads((output_dir / "distillation_report.json").read_text()),
     )
     assert published["student"].pop("name_or_path") == "alice/tiny-student"
     local["student"].pop("name_or_path")
@@ -694,9 +695,10 @@ def test_cli_push_model_and_space(fake_hub, output_dir, app_dir, monkeypatch, ca
     assert f"Model commit: {fake_hub.url}/alice/student/commit/{model.commits[0].oid}" in out
     space_files = uploaded(fake_hub, "space", "alice/demo")
     # the Space shows the report the model repo carries
-    assert space_files["distillation_report.json"] == uploaded(fake_hub, "model", "alice/student")[
-        "distillation_report.json"
-    ]
+    assert (
+        space_files["distillation_report.json"]
+        == uploaded(fake_hub, "model", "alice/student")["distillation_report.json"]
+    )
     assert "Space commit:" in out
     assert_no_token_anywhere(fake_hub, out, err, *(r.getMessage() for r in logs))
 
@@ -726,8 +728,20 @@ def test_cli_push_a_bare_name_goes_to_the_tokens_user(fake_hub, output_dir, app_
     # that full id, or the commit goes to a repo that does not exist and an empty repo is left behind
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     code, out, err = run_cli(
-        ["push", str(output_dir), "--repo-id", "student", "--space-id", "demo", "--teacher-repo-id", "tiny/teacher",
-         "--app-dir", str(app_dir), "--endpoint", fake_hub.url],
+        [
+            "push",
+            str(output_dir),
+            "--repo-id",
+            "student",
+            "--space-id",
+            "demo",
+            "--teacher-repo-id",
+            "tiny/teacher",
+            "--app-dir",
+            str(app_dir),
+            "--endpoint",
+            fake_hub.url,
+        ],
         capsys,
     )
     assert code == 0, err
@@ -814,8 +828,11 @@ def test_space_readme_is_a_space_card_that_round_trips(fake_hub, app_dir, tmp_pa
     assert again.data.to_dict() == data and again.text == card.text
     assert hub_mod.build_space_readme(
         title="T", teacher_repo_id="a/t", model_repo_id="a/s", sdk_version="6.0.0"
-    ) == str(SpaceCard(hub_mod.build_space_readme(title="T", teacher_repo_id="a/t", model_repo_id="a/s",
-                                                  sdk_version="6.0.0")))
+    ) == str(
+        SpaceCard(
+            hub_mod.build_space_readme(title="T", teacher_repo_id="a/t", model_repo_id="a/s", sdk_version="6.0.0")
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -876,9 +893,10 @@ def test_a_given_teacher_id_becomes_base_model_of_the_published_card(fake_hub, t
     publish(out, "alice/s", teacher_repo_id="org/teacher", token=TOKEN, endpoint=fake_hub.url)
     card = uploaded(fake_hub, "model", "alice/s")["README.md"].decode()
     assert "base_model: org/teacher" in card
-    assert json.loads(uploaded(fake_hub, "model", "alice/s")["distillation_report.json"])["teacher"][
-        "name_or_path"
-    ] == "org/teacher"
+    assert (
+        json.loads(uploaded(fake_hub, "model", "alice/s")["distillation_report.json"])["teacher"]["name_or_path"]
+        == "org/teacher"
+    )
 
 
 def test_a_hand_written_card_with_a_local_base_model_is_refused(fake_hub, output_dir, tmp_path):

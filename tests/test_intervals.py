@@ -60,8 +60,15 @@ def test_identical_models_give_a_zero_difference_and_a_ratio_of_one():
     x = _correct(500, 0.7, seed=0)
     nll = np.random.default_rng(0).random(500) * 40
     tokens = np.random.default_rng(1).integers(1, 30, 500).astype(float)
-    out = pair_intervals({"correct_teacher": x, "correct_student": x.copy(), "nll_teacher": nll,
-                          "nll_student": nll.copy(), "tokens": tokens})
+    out = pair_intervals(
+        {
+            "correct_teacher": x,
+            "correct_student": x.copy(),
+            "nll_teacher": nll,
+            "nll_student": nll.copy(),
+            "tokens": tokens,
+        }
+    )
     for name in ("accuracy", "perplexity"):
         assert out[name].difference.as_tuple() == (0.0, 0.0)
         assert out[name].ratio.as_tuple() == pytest.approx((1.0, 1.0))
@@ -118,8 +125,9 @@ def _with_intervals(student_accuracy: float, difference: tuple[float, float]) ->
     acc = acc["accuracy"]
     acc.difference = Interval(*difference)
     acc.ratio = Interval(1 + difference[0] / t, 1 + difference[1] / t)
-    report.intervals = ReportIntervals(unit="examples", num_units=872, metrics={"accuracy": acc},
-                                       fidelity={"agreement_top1": Interval(0.93, 0.96)})
+    report.intervals = ReportIntervals(
+        unit="examples", num_units=872, metrics={"accuracy": acc}, fidelity={"agreement_top1": Interval(0.93, 0.96)}
+    )
     return report
 
 
@@ -205,8 +213,15 @@ def test_a_variant_is_compared_with_the_student_on_the_same_examples():
     assert diff.low <= d.mean() <= diff.high and diff.high - diff.low < 0.012
     report = _with_intervals(0.903, (-0.008, 0.011))
     figures = dataclasses.replace(report.student, name_or_path="onnx/model_quantized.onnx")
-    report.variants = [VariantFigures("Student ONNX int8", figures, report.ratios, report.fidelity,
-                                      difference_vs_student={"accuracy": Interval(-0.009, 0.003)})]
+    report.variants = [
+        VariantFigures(
+            "Student ONNX int8",
+            figures,
+            report.ratios,
+            report.fidelity,
+            difference_vs_student={"accuracy": Interval(-0.009, 0.003)},
+        )
+    ]
     cell = dict((row[0], row[3]) for row in report.table_rows())["Accuracy"]
     assert cell == "0.9030 (100.3% retained; no measurable difference from the student: −0.9 to +0.3 points)"
     report.variants[0].difference_vs_student["accuracy"] = Interval(-0.02, -0.006)

@@ -31,8 +31,9 @@ OTHER_TEMPLATE = (  # a teacher's template: other role markers
     "{% if add_generation_prompt %}<|user|>[assistant]{% endif %}"
 )
 # The generation prompt ends with a space that the rendered assistant turn does not have: no prefix.
-NO_PREFIX_TEMPLATE = PLAIN_TEMPLATE.replace("{% if add_generation_prompt %}<|assistant|>",
-                                            "{% if add_generation_prompt %}<|assistant|> ")
+NO_PREFIX_TEMPLATE = PLAIN_TEMPLATE.replace(
+    "{% if add_generation_prompt %}<|assistant|>", "{% if add_generation_prompt %}<|assistant|> "
+)
 
 PAIRS = [
     ("once upon a time", "there lived a king and a queen"),
@@ -79,8 +80,14 @@ def rows(kind):
     return {"messages": [[user(p), assistant(c), user("and"), assistant("a queen")] for p, c in PAIRS]}
 
 
-FORMATS = ["text", "prompt-completion", "prompt-only", "conversational prompt-completion",
-           "conversational prompt-only", "messages"]
+FORMATS = [
+    "text",
+    "prompt-completion",
+    "prompt-only",
+    "conversational prompt-completion",
+    "conversational prompt-only",
+    "messages",
+]
 
 
 def gpt2_pair(tok):
@@ -91,10 +98,19 @@ def gpt2_pair(tok):
 
 
 def llama(tok, layers):
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -106,9 +122,21 @@ def llama_pair(tok):
 
 
 def config(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, per_device_train_batch_size=4,
-                learning_rate=1e-2, max_steps=1, save_strategy="no", disable_tqdm=True, seed=0, max_new_tokens=4,
-                alpha=1.0, temperature=2.0, max_length=48)
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        report_to=[],
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        max_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        max_new_tokens=4,
+        alpha=1.0,
+        temperature=2.0,
+        max_length=48,
+    )
     base.update(kw)
     return DistillationConfig(**base)
 
@@ -135,8 +163,9 @@ def test_unknown_format_is_refused_in_one_line_naming_the_accepted_columns(tmp_p
         assert column in message
     teacher, student = gpt2_pair(tok)
     with pytest.raises(ValueError, match=r"cannot tell the causal-LM data format from the columns \['question'"):
-        DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path), train_dataset=data,
-                            processing_class=tok)
+        DistillationTrainer(
+            model=student, teacher_model=teacher, args=config(tmp_path), train_dataset=data, processing_class=tok
+        )
     mixed = Dataset.from_dict({"prompt": ["a"], "completion": [[assistant("b")]]})
     with pytest.raises(ValueError, match="both be strings or both lists of messages"):
         detect_lm_format(mixed)
@@ -164,8 +193,13 @@ def test_chat_template_masks_everything_but_the_assistant_turns(tmp_path, templa
     tok = chat_tokenizer(template)
     messages = [user("once upon a time"), assistant("there lived a king"), user("and"), assistant("a queen")]
     teacher, student = gpt2_pair(tok)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path),
-                                  train_dataset=Dataset.from_dict({"messages": [messages]}), processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config(tmp_path),
+        train_dataset=Dataset.from_dict({"messages": [messages]}),
+        processing_class=tok,
+    )
     row = trainer.train_dataset[0]
     ids, mask = expected_conversation(tok, messages, lambda i: messages[i]["role"] == "assistant")
     assert row["input_ids"] == ids and row[COMPLETION_MASK] == mask
@@ -212,16 +246,25 @@ def test_max_length_and_max_completion_length(tok):
 # ---- every format trains a step, off-policy and on-policy -----------------------------------------------------------
 
 
-CASES = [(kind, lmbda) for kind in FORMATS for lmbda in (0.0, 1.0)
-         if not (kind == "text" and lmbda) and not ("prompt-only" in kind and not lmbda)]
+CASES = [
+    (kind, lmbda)
+    for kind in FORMATS
+    for lmbda in (0.0, 1.0)
+    if not (kind == "text" and lmbda) and not ("prompt-only" in kind and not lmbda)
+]
 
 
 @pytest.mark.parametrize("kind,lmbda", CASES)
 def test_each_format_trains_a_step(tmp_path, tok, kind, lmbda):
     teacher, student = gpt2_pair(tok)
     before = [p.detach().clone() for p in student.parameters()]
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=lmbda),
-                                  train_dataset=Dataset.from_dict(rows(kind)), processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config(tmp_path, lmbda=lmbda),
+        train_dataset=Dataset.from_dict(rows(kind)),
+        processing_class=tok,
+    )
     result = trainer.train()
     assert math.isfinite(result.training_loss) and result.training_loss > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
@@ -229,12 +272,18 @@ def test_each_format_trains_a_step(tmp_path, tok, kind, lmbda):
         assert trainer._generated_batches == [0, 1]
 
 
-@pytest.mark.parametrize("kind,lmbda", [("messages", 0.0), ("conversational prompt-only", 1.0),
-                                        ("prompt-completion", 1.0)])
+@pytest.mark.parametrize(
+    "kind,lmbda", [("messages", 0.0), ("conversational prompt-only", 1.0), ("prompt-completion", 1.0)]
+)
 def test_llama_pair_trains_each_format(tmp_path, tok, kind, lmbda):
     teacher, student = llama_pair(tok)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=lmbda),
-                                  train_dataset=Dataset.from_dict(rows(kind)), processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config(tmp_path, lmbda=lmbda),
+        train_dataset=Dataset.from_dict(rows(kind)),
+        processing_class=tok,
+    )
     assert math.isfinite(trainer.train().training_loss)
 
 
@@ -244,20 +293,40 @@ def test_prompt_only_data_is_refused_off_policy_in_one_line(tmp_path, tok):
         for lmbda in (0.0, 0.5):
             refusal = r"train_dataset is prompt-only .*set lmbda=1 .* or seq_kd=True"
             with pytest.raises(ValueError, match=refusal) as err:
-                DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=lmbda),
-                                    train_dataset=Dataset.from_dict(rows(kind)), processing_class=tok)
+                DistillationTrainer(
+                    model=student,
+                    teacher_model=teacher,
+                    args=config(tmp_path, lmbda=lmbda),
+                    train_dataset=Dataset.from_dict(rows(kind)),
+                    processing_class=tok,
+                )
             assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="eval_dataset is prompt-only .*evaluation scores given completions"):
-        DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=1.0),
-                            train_dataset=Dataset.from_dict(rows("prompt-only")),
-                            eval_dataset=Dataset.from_dict(rows("prompt-only")), processing_class=tok)
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=config(tmp_path, lmbda=1.0),
+            train_dataset=Dataset.from_dict(rows("prompt-only")),
+            eval_dataset=Dataset.from_dict(rows("prompt-only")),
+            processing_class=tok,
+        )
     # seq_kd gives every batch the student does not write a teacher-written completion
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, seq_kd=True),
-                                  train_dataset=Dataset.from_dict(rows("prompt-only")), processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config(tmp_path, seq_kd=True),
+        train_dataset=Dataset.from_dict(rows("prompt-only")),
+        processing_class=tok,
+    )
     assert trainer.train_dataset[PROMPT_LENGTH] == [len(r) for r in trainer.train_dataset["input_ids"]]
     with pytest.raises(ValueError, match="text rows have none"):
-        DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=1.0),
-                            train_dataset=Dataset.from_dict(rows("text")), processing_class=tok)
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=config(tmp_path, lmbda=1.0),
+            train_dataset=Dataset.from_dict(rows("text")),
+            processing_class=tok,
+        )
 
 
 # ---- teacher and student tokenizers ---------------------------------------------------------------------------------
@@ -268,8 +337,14 @@ def test_the_student_template_renders_for_both_and_other_vocabularies_are_refuse
     teacher_tok = chat_tokenizer(OTHER_TEMPLATE)
     assert teacher_tok.get_vocab() == tok.get_vocab()
     data = Dataset.from_dict(rows("messages"))
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path), train_dataset=data,
-                                  processing_class=tok, teacher_processing_class=teacher_tok)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config(tmp_path),
+        train_dataset=data,
+        processing_class=tok,
+        teacher_processing_class=teacher_tok,
+    )
     ours = tokenize_prompt_completion(data, tok, max_length=48)
     assert trainer.train_dataset["input_ids"] == ours["input_ids"]  # the student's rendering, read by both models
     assert tokenize_prompt_completion(data, teacher_tok, max_length=48)["input_ids"] != ours["input_ids"]
@@ -278,8 +353,14 @@ def test_the_student_template_renders_for_both_and_other_vocabularies_are_refuse
     other = chat_tokenizer(vocab_size=280)
     teacher_other = tiny.gpt2(other, num_layers=2)
     with pytest.raises(ValueError, match="tokenizers differ .*different vocabularies") as err:
-        DistillationTrainer(model=student, teacher_model=teacher_other, args=config(tmp_path), train_dataset=data,
-                            processing_class=tok, teacher_processing_class=other)
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher_other,
+            args=config(tmp_path),
+            train_dataset=data,
+            processing_class=tok,
+            teacher_processing_class=other,
+        )
     assert "\n" not in str(err.value)
 
 
@@ -294,12 +375,25 @@ def test_a_trl_dataset_goes_into_our_trainer_unchanged(tmp_path, tok):
 
     data = Dataset.from_dict({"messages": [[user(p), assistant(c)] for p, c in PAIRS]})
     teacher, student = gpt2_pair(tok)
-    gkd = GKDTrainer(model=student, teacher_model=teacher, train_dataset=data, processing_class=tok,
-                     args=GKDConfig(output_dir=str(tmp_path / "trl"), report_to=[], use_cpu=True, max_length=48,
-                                    lmbda=0.0, max_steps=1, disable_tqdm=True))
+    gkd = GKDTrainer(
+        model=student,
+        teacher_model=teacher,
+        train_dataset=data,
+        processing_class=tok,
+        args=GKDConfig(
+            output_dir=str(tmp_path / "trl"),
+            report_to=[],
+            use_cpu=True,
+            max_length=48,
+            lmbda=0.0,
+            max_steps=1,
+            disable_tqdm=True,
+        ),
+    )
     theirs = gkd.data_collator([data[i] for i in range(len(data))])
-    ours_trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path), train_dataset=data,
-                                       processing_class=tok)
+    ours_trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=config(tmp_path), train_dataset=data, processing_class=tok
+    )
     ours = ours_trainer.data_collator([ours_trainer.train_dataset[i] for i in range(len(data))])
 
     def real(ids, mask):
@@ -307,8 +401,9 @@ def test_a_trl_dataset_goes_into_our_trainer_unchanged(tmp_path, tok):
 
     assert real(theirs["input_ids"], theirs["attention_mask"]) == real(ours["input_ids"], ours["attention_mask"])
     assert real(theirs["labels"], theirs["labels"] != -100) == real(ours["labels"], ours["labels"] != -100)
-    assert real(theirs["prompts"], theirs["prompt_attention_mask"]) == real(ours["prompt_input_ids"],
-                                                                            ours["prompt_attention_mask"])
+    assert real(theirs["prompts"], theirs["prompt_attention_mask"]) == real(
+        ours["prompt_input_ids"], ours["prompt_attention_mask"]
+    )
 
 
 # ---- hf-distill run: the same formats from jsonl files ---------------------------------------------------------------
@@ -331,13 +426,28 @@ def run_config(tmp_path, tok, train_kind, validation_kind, **extra):
         teacher.save_pretrained(teacher_dir)
         tok.save_pretrained(teacher_dir)
     cfg = {
-        "task": "causal-lm", "teacher": str(teacher_dir), "train_teacher": "no", "use_soft_targets": False,
+        "task": "causal-lm",
+        "teacher": str(teacher_dir),
+        "train_teacher": "no",
+        "use_soft_targets": False,
         "train_file": write_jsonl(tmp_path / "train.jsonl", rows(train_kind)),
         "validation_file": write_jsonl(tmp_path / "validation.jsonl", rows(validation_kind)),
-        "student_layers": 1, "max_length": 48, "max_steps": 2, "per_device_train_batch_size": 2, "alpha": 1.0,
-        "max_new_tokens": 4, "eval_sample_prompts": 2, "eval_sample_new_tokens": 4, "output_dir": str(tmp_path / "run"),
-        "report_to": "none", "use_cpu": True, "disable_tqdm": True, "save_strategy": "no", "benchmark_threads": 1,
-        "benchmark_runs": 2, "benchmark_batch_size": 2,
+        "student_layers": 1,
+        "max_length": 48,
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "alpha": 1.0,
+        "max_new_tokens": 4,
+        "eval_sample_prompts": 2,
+        "eval_sample_new_tokens": 4,
+        "output_dir": str(tmp_path / "run"),
+        "report_to": "none",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        "benchmark_threads": 1,
+        "benchmark_runs": 2,
+        "benchmark_batch_size": 2,
     }
     cfg.update(extra)
     path = tmp_path / "run.yaml"
@@ -345,11 +455,14 @@ def run_config(tmp_path, tok, train_kind, validation_kind, **extra):
     return path
 
 
-@pytest.mark.parametrize("train_kind,validation_kind,lmbda", [
-    ("messages", "messages", 0.0),
-    ("conversational prompt-only", "conversational prompt-completion", 1.0),
-    ("prompt-completion", "prompt-completion", 0.0),
-])
+@pytest.mark.parametrize(
+    "train_kind,validation_kind,lmbda",
+    [
+        ("messages", "messages", 0.0),
+        ("conversational prompt-only", "conversational prompt-completion", 1.0),
+        ("prompt-completion", "prompt-completion", 0.0),
+    ],
+)
 def test_run_trains_from_lm_data_files(tmp_path, tok, train_kind, validation_kind, lmbda):
     import json
 
@@ -366,16 +479,27 @@ def test_run_check_refuses_lm_data_it_cannot_train_on(tmp_path, tok):
     from hf_distill.preflight import PreflightError
 
     with pytest.raises(PreflightError) as err:
-        run_from_config(run_config(tmp_path, tok, "prompt-only", "prompt-only", use_soft_targets=True,
-                                   prompt_tokens=2), check_only=True)
+        run_from_config(
+            run_config(tmp_path, tok, "prompt-only", "prompt-only", use_soft_targets=True, prompt_tokens=2),
+            check_only=True,
+        )
     problems = err.value.problems
     assert any("cached soft targets are made from whole texts: set use_soft_targets: false" in p for p in problems)
     assert any("have their prompts already: remove prompt_tokens" in p for p in problems)
     assert any(p.startswith("train_dataset is prompt-only") and "set lmbda=1" in p for p in problems)
     assert any(p.startswith("the validation data is prompt-only") for p in problems)
     with pytest.raises(PreflightError) as err:
-        run_from_config(run_config(tmp_path, tok, "text", "text") and
-                        run_config(tmp_path, tok, "text", "text", train_file=write_jsonl(
-                            tmp_path / "qa.jsonl", {"question": ["q"], "answer": ["a"]})), check_only=True)
-    assert any("cannot tell the causal-LM data format from the columns ['question', 'answer']" in p
-               for p in err.value.problems)
+        run_from_config(
+            run_config(tmp_path, tok, "text", "text")
+            and run_config(
+                tmp_path,
+                tok,
+                "text",
+                "text",
+                train_file=write_jsonl(tmp_path / "qa.jsonl", {"question": ["q"], "answer": ["a"]}),
+            ),
+            check_only=True,
+        )
+    assert any(
+        "cannot tell the causal-LM data format from the columns ['question', 'answer']" in p for p in err.value.problems
+    )

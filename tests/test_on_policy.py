@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import DataCollatorForLanguageModeling, GenerationConfig
 
-from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill import on_policy
+from hf_distill import DistillationConfig, DistillationTrainer, on_policy
 from hf_distill.on_policy import PromptCompletionCollator, tokenize_prompt_completion
 from tests import tiny
 
@@ -17,9 +16,20 @@ PROMPT = 4
 
 
 def config(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, per_device_train_batch_size=4,
-                learning_rate=5e-3, logging_steps=1, save_strategy="no", disable_tqdm=True, seed=0,
-                max_new_tokens=6, alpha=1.0, temperature=2.0)
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        report_to=[],
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        learning_rate=5e-3,
+        logging_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        max_new_tokens=6,
+        alpha=1.0,
+        temperature=2.0,
+    )
     base.update(kw)
     return DistillationConfig(**base)
 
@@ -35,8 +45,9 @@ def models(tok):
 
 
 def prompt_data(tok, n=8, max_length=24):
-    return tokenize_prompt_completion(Dataset.from_dict({"text": tiny.CORPUS[:n]}), tok, max_length=max_length,
-                                      prompt_tokens=PROMPT)
+    return tokenize_prompt_completion(
+        Dataset.from_dict({"text": tiny.CORPUS[:n]}), tok, max_length=max_length, prompt_tokens=PROMPT
+    )
 
 
 def reference_kd(student, teacher, batch, temperature):
@@ -55,8 +66,14 @@ def reference_kd(student, teacher, batch, temperature):
 
 @pytest.mark.parametrize(
     "field,value,words",
-    [("lmbda", 1.5, "[0, 1]"), ("max_new_tokens", 0, ">= 1"), ("generation_temperature", -0.1, ">= 0"),
-     ("generation_top_p", 0.0, "(0, 1]"), ("generation_top_k", -1, ">= 0"), ("seq_kd", "yes", "true or false")],
+    [
+        ("lmbda", 1.5, "[0, 1]"),
+        ("max_new_tokens", 0, ">= 1"),
+        ("generation_temperature", -0.1, ">= 0"),
+        ("generation_top_p", 0.0, "(0, 1]"),
+        ("generation_top_k", -1, ">= 0"),
+        ("seq_kd", "yes", "true or false"),
+    ],
 )
 def test_on_policy_fields_are_validated(tmp_path, field, value, words):
     with pytest.raises(ValueError, match=rf"DistillationConfig\.{field}=.*invalid") as err:
@@ -74,15 +91,20 @@ def test_generates_only_when_lmbda_or_seq_kd(tmp_path):
 
 def test_prompt_completion_columns_and_plain_text(bpe_tokenizer):
     tok = bpe_tokenizer
-    pairs = Dataset.from_dict({"prompt": ["once upon a time", "the wolf", ""],
-                               "completion": [" there lived a king", " ate the grandmother", " no prompt"]})
+    pairs = Dataset.from_dict(
+        {
+            "prompt": ["once upon a time", "the wolf", ""],
+            "completion": [" there lived a king", " ate the grandmother", " no prompt"],
+        }
+    )
     rows = tokenize_prompt_completion(pairs, tok, max_length=32)
     assert len(rows) == 2  # an empty prompt gives nothing to continue from: dropped
     first = rows[0]
     prompt_ids = tok("once upon a time")["input_ids"]
     assert first["prompt_length"] == len(prompt_ids)
     assert first["input_ids"] == prompt_ids + tok(" there lived a king", add_special_tokens=False)["input_ids"] + [
-        tok.eos_token_id]
+        tok.eos_token_id
+    ]
 
     text = Dataset.from_dict({"text": ["once upon a time there lived a king", "the"]})
     rows = tokenize_prompt_completion(text, tok, max_length=32, prompt_tokens=PROMPT)
@@ -97,8 +119,10 @@ def test_prompt_completion_columns_and_plain_text(bpe_tokenizer):
 
 def test_collator_labels_completion_tokens_only_and_left_pads_prompts(bpe_tokenizer):
     tok = bpe_tokenizer
-    features = [{"input_ids": [5, 6, 7, 8, 9], "attention_mask": [1] * 5, "prompt_length": 2},
-                {"input_ids": [10, 11, 12], "attention_mask": [1] * 3, "prompt_length": 1}]
+    features = [
+        {"input_ids": [5, 6, 7, 8, 9], "attention_mask": [1] * 5, "prompt_length": 2},
+        {"input_ids": [10, 11, 12], "attention_mask": [1] * 3, "prompt_length": 1},
+    ]
     batch = PromptCompletionCollator(tok)(features)
     pad = tok.pad_token_id
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9], [10, 11, 12, pad, pad]]
@@ -127,20 +151,28 @@ def test_left_padded_generation_and_repacked_rows_equal_unpadded(bpe_tokenizer):
     batch = PromptCompletionCollator(tok)(features)
     assert (batch["prompt_attention_mask"] == 0).any()  # some prompts are really left-padded
     gen = GenerationConfig(max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=None)
-    completions, mask = on_policy.generate_completions(student, batch["prompt_input_ids"],
-                                                       batch["prompt_attention_mask"], gen, seed=0)
-    packed = on_policy.completion_batch(batch["prompt_input_ids"], batch["prompt_attention_mask"], completions, mask,
-                                        tok.pad_token_id, on_policy.SOURCE_STUDENT)
+    completions, mask = on_policy.generate_completions(
+        student, batch["prompt_input_ids"], batch["prompt_attention_mask"], gen, seed=0
+    )
+    packed = on_policy.completion_batch(
+        batch["prompt_input_ids"],
+        batch["prompt_attention_mask"],
+        completions,
+        mask,
+        tok.pad_token_id,
+        on_policy.SOURCE_STUDENT,
+    )
     with torch.no_grad():
         logits = student(input_ids=packed["input_ids"], attention_mask=packed["attention_mask"]).logits
         for i, f in enumerate(features):
             alone = torch.tensor([f["input_ids"]])
             out = student.generate(input_ids=alone, attention_mask=torch.ones_like(alone), generation_config=gen)
-            assert completions[i].tolist() == out[0, alone.shape[1]:].tolist()
+            assert completions[i].tolist() == out[0, alone.shape[1] :].tolist()
             n = out.shape[1]
             assert packed["input_ids"][i, :n].tolist() == out[0].tolist()
-            assert packed["labels"][i].tolist() == [-100] * alone.shape[1] + out[0, alone.shape[1]:].tolist() + [
-                -100] * (packed["labels"].shape[1] - n)
+            assert packed["labels"][i].tolist() == [-100] * alone.shape[1] + out[0, alone.shape[1] :].tolist() + [
+                -100
+            ] * (packed["labels"].shape[1] - n)
             torch.testing.assert_close(logits[i, :n], student(input_ids=out).logits[0], atol=1e-5, rtol=0)
 
 
@@ -149,14 +181,16 @@ def test_left_padded_generation_and_repacked_rows_equal_unpadded(bpe_tokenizer):
 
 def test_lmbda_zero_is_todays_off_policy_kd(tmp_path, bpe_tokenizer):
     tok = bpe_tokenizer
-    plain = Dataset.from_dict({"text": tiny.CORPUS[:16]}).map(lambda b: tok(b["text"]), batched=True,
-                                                              remove_columns=["text"])
+    plain = Dataset.from_dict({"text": tiny.CORPUS[:16]}).map(
+        lambda b: tok(b["text"]), batched=True, remove_columns=["text"]
+    )
     weights = []
     for extra in ({}, dict(lmbda=0.0, max_new_tokens=3, generation_temperature=0.7, generation_top_k=5)):
         teacher, student = models(tok)
         cfg = config(tmp_path, max_steps=2, alpha=0.5, **extra)
-        trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=plain,
-                                      processing_class=tok)
+        trainer = DistillationTrainer(
+            model=student, teacher_model=teacher, args=cfg, train_dataset=plain, processing_class=tok
+        )
         trainer.train()
         weights.append({k: v.clone() for k, v in student.state_dict().items()})
     for k in weights[0]:
@@ -164,8 +198,13 @@ def test_lmbda_zero_is_todays_off_policy_kd(tmp_path, bpe_tokenizer):
 
     # prompt-completion data, lmbda = 0: nothing is generated and the KD loss is the reference over completions
     teacher, student = models(tok)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path), processing_class=tok,
-                                  train_dataset=prompt_data(tok))
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config(tmp_path),
+        processing_class=tok,
+        train_dataset=prompt_data(tok),
+    )
     student.generate = teacher.generate = None  # would fail if called
     batch = trainer.data_collator([prompt_data(tok)[i] for i in range(4)])
     batches, counts = trainer.get_batch_samples(iter([batch]), 1, torch.device("cpu"))
@@ -180,8 +219,9 @@ def test_lmbda_one_teacher_scores_exactly_the_generated_sequences(tmp_path, bpe_
     teacher, student = models(tok)
     cfg = config(tmp_path, lmbda=1.0, alpha=0.5)  # alpha < 1: CE is still dropped on the student's own samples
     data = prompt_data(tok)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data,
-                                  processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok
+    )
     generated, seen = [], []
     original = student.generate
 
@@ -203,7 +243,7 @@ def test_lmbda_one_teacher_scores_exactly_the_generated_sequences(tmp_path, bpe_
     n_new = 0
     for i in range(prompts.shape[0]):
         prompt = prompts[i][prompt_mask[i].bool()].tolist()
-        completion = out[i, prompts.shape[1]:].tolist()  # no EOS in max_new_tokens for this model: all kept
+        completion = out[i, prompts.shape[1] :].tolist()  # no EOS in max_new_tokens for this model: all kept
         n_new += len(completion)
         row = gen["attention_mask"][i].bool()
         assert seen[0][i][row].tolist() == prompt + completion  # the teacher saw prompt + generated tokens
@@ -235,13 +275,16 @@ def test_gradient_accumulation_4x2_equals_1x8(tmp_path, bpe_tokenizer, mode):
     cfg = config(tmp_path, generation_temperature=0.0, alpha=0.5, **mode)
     # prompts of 1 to 4 words: prompts and re-packed rows are padded differently in every micro-batch
     words = [line.split() for line in tiny.CORPUS[:8]]
-    pairs = {"prompt": [" ".join(w[: 1 + i % 4]) for i, w in enumerate(words)],
-             "completion": [" " + " ".join(w[1 + i % 4 :]) for i, w in enumerate(words)]}
+    pairs = {
+        "prompt": [" ".join(w[: 1 + i % 4]) for i, w in enumerate(words)],
+        "completion": [" " + " ".join(w[1 + i % 4 :]) for i, w in enumerate(words)],
+    }
     data = tokenize_prompt_completion(Dataset.from_dict(pairs), tok, max_length=24)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data,
-                                  processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok
+    )
     rows = [data[i] for i in range(8)]
-    micro, g_micro = grads(trainer, [trainer.data_collator(rows[i:i + 2]) for i in range(0, 8, 2)])
+    micro, g_micro = grads(trainer, [trainer.data_collator(rows[i : i + 2]) for i in range(0, 8, 2)])
     big, g_big = grads(trainer, [trainer.data_collator(rows)])
 
     def sequences(batches):
@@ -249,7 +292,9 @@ def test_gradient_accumulation_4x2_equals_1x8(tmp_path, bpe_tokenizer, mode):
 
     assert sequences(micro) == sequences(big)
     assert len({b["input_ids"].shape[1] for b in micro}) > 1  # the micro-batches are padded differently
-    assert int(big[0][on_policy.SOURCE_KEY]) == (on_policy.SOURCE_STUDENT if "lmbda" in mode else on_policy.SOURCE_TEACHER)
+    assert int(big[0][on_policy.SOURCE_KEY]) == (
+        on_policy.SOURCE_STUDENT if "lmbda" in mode else on_policy.SOURCE_TEACHER
+    )
     moved = max(g.abs().max().item() for g in g_big.values())
     assert moved > 1e-4
     for name in g_big:
@@ -261,8 +306,9 @@ def test_seq_kd_keeps_ce_and_lmbda_draws_are_seeded(tmp_path, bpe_tokenizer):
     teacher, student = models(tok)
     data = prompt_data(tok)
     cfg = config(tmp_path, lmbda=0.5, seq_kd=True, alpha=0.5, max_new_tokens=3)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data,
-                                  processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok
+    )
     batch = trainer.data_collator([data[i] for i in range(2)])
     keys = [(step, i) for step in range(3) for i in range(2)]
     made = {k: trainer.generated_batch(batch, *k) for k in keys}
@@ -282,10 +328,19 @@ def test_seq_kd_keeps_ce_and_lmbda_draws_are_seeded(tmp_path, bpe_tokenizer):
 def test_the_student_generated_share_is_logged(tmp_path, bpe_tokenizer, lmbda, seq_kd):
     tok = bpe_tokenizer
     teacher, student = models(tok)
-    cfg = config(tmp_path, lmbda=lmbda, seq_kd=seq_kd, max_new_tokens=2, max_steps=4, gradient_accumulation_steps=2,
-                 per_device_train_batch_size=2, logging_steps=2)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=prompt_data(tok),
-                                  processing_class=tok)
+    cfg = config(
+        tmp_path,
+        lmbda=lmbda,
+        seq_kd=seq_kd,
+        max_new_tokens=2,
+        max_steps=4,
+        gradient_accumulation_steps=2,
+        per_device_train_batch_size=2,
+        logging_steps=2,
+    )
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=cfg, train_dataset=prompt_data(tok), processing_class=tok
+    )
     sources = []
     generated = trainer.generated_batch
 
@@ -314,8 +369,14 @@ def test_lora_student_trains_on_policy(tmp_path, bpe_tokenizer):
     before = {k: v.clone() for k, v in student.state_dict().items()}
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True, task_type="CAUSAL_LM")
     cfg = config(tmp_path, lmbda=1.0, max_steps=3, per_device_train_batch_size=2, learning_rate=5e-2)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=prompt_data(tok),
-                                  processing_class=tok, peft_config=lora)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=cfg,
+        train_dataset=prompt_data(tok),
+        processing_class=tok,
+        peft_config=lora,
+    )
     calls = []
     peft_model = trainer.model
     original = peft_model.generate
@@ -326,7 +387,9 @@ def test_lora_student_trains_on_policy(tmp_path, bpe_tokenizer):
     state = peft_model.state_dict()
     lora_b = [v for k, v in state.items() if "lora_B" in k]
     assert lora_b and max(v.abs().max().item() for v in lora_b) > 0  # the adapters learnt (B starts at zero)
-    base = {k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in state.items() if "lora_" not in k}
+    base = {
+        k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in state.items() if "lora_" not in k
+    }
     for k, v in before.items():
         assert torch.equal(base[k], v), k
 
@@ -337,30 +400,60 @@ def test_refusals_name_the_problem(tmp_path, bpe_tokenizer, wordpiece_tokenizer)
     data = prompt_data(tok)
     with_soft = data.add_column("teacher_logits", [[[0.0] * len(tok)] * len(r) for r in data["input_ids"]])
     with pytest.raises(ValueError, match="cached soft targets cannot serve generated completions"):
-        DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=0.5),
-                            train_dataset=with_soft, processing_class=tok)
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=config(tmp_path, lmbda=0.5),
+            train_dataset=with_soft,
+            processing_class=tok,
+        )
     with pytest.raises(ValueError, match="lmbda > 0 .*needs a live teacher_model"):
-        DistillationTrainer(model=student, teacher_model=None, args=config(tmp_path, lmbda=0.5),
-                            train_dataset=with_soft, processing_class=tok)
+        DistillationTrainer(
+            model=student,
+            teacher_model=None,
+            args=config(tmp_path, lmbda=0.5),
+            train_dataset=with_soft,
+            processing_class=tok,
+        )
     with pytest.raises(ValueError, match="seq_kd needs a live teacher_model to score the generated completions"):
-        DistillationTrainer(model=student, teacher_model=None, args=config(tmp_path, seq_kd=True, alpha=0.0),
-                            train_dataset=data, processing_class=tok)
-    plain = Dataset.from_dict({"text": tiny.CORPUS[:4]}).map(lambda b: tok(b["text"]), batched=True,
-                                                             remove_columns=["text"])
+        DistillationTrainer(
+            model=student,
+            teacher_model=None,
+            args=config(tmp_path, seq_kd=True, alpha=0.0),
+            train_dataset=data,
+            processing_class=tok,
+        )
+    plain = Dataset.from_dict({"text": tiny.CORPUS[:4]}).map(
+        lambda b: tok(b["text"]), batched=True, remove_columns=["text"]
+    )
     with pytest.raises(ValueError, match="needs prompt-completion data.*tokenize_prompt_completion"):
-        DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=1.0), train_dataset=plain,
-                            processing_class=tok)
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=config(tmp_path, lmbda=1.0),
+            train_dataset=plain,
+            processing_class=tok,
+        )
     with pytest.raises(ValueError, match=r"exceed the models' 64 positions: lower max_new_tokens"):
-        DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=1.0, max_new_tokens=61),
-                            train_dataset=data, processing_class=tok)
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=config(tmp_path, lmbda=1.0, max_new_tokens=61),
+            train_dataset=data,
+            processing_class=tok,
+        )
     bert_t, bert_s = tiny.bert_cls(wordpiece_tokenizer, 4), tiny.bert_cls(wordpiece_tokenizer, 2)
     with pytest.raises(ValueError, match="applies to causal LMs"):
-        DistillationTrainer(model=bert_s, teacher_model=bert_t, args=config(tmp_path, lmbda=0.5),
-                            processing_class=wordpiece_tokenizer)
+        DistillationTrainer(
+            model=bert_s, teacher_model=bert_t, args=config(tmp_path, lmbda=0.5), processing_class=wordpiece_tokenizer
+        )
     # a collator that drops the prompts is caught at the batch
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, lmbda=1.0),
-                                  train_dataset=data, processing_class=tok)
-    lm_batch = DataCollatorForLanguageModeling(tok, mlm=False)([{"input_ids": r["input_ids"]} for r in data.select(range(2))])
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=config(tmp_path, lmbda=1.0), train_dataset=data, processing_class=tok
+    )
+    lm_batch = DataCollatorForLanguageModeling(tok, mlm=False)(
+        [{"input_ids": r["input_ids"]} for r in data.select(range(2))]
+    )
     with pytest.raises(ValueError, match="need prompts"):
         trainer.generated_batch(lm_batch, 0, 0)
 
@@ -375,8 +468,18 @@ def test_run_trains_on_policy_from_a_plain_text_corpus(tmp_path):
     from hf_distill.pipeline import run_from_config
     from tests.test_pipeline import lm_config, markers
 
-    cfg = lm_config(tmp_path, use_soft_targets=False, top_k=None, prompt_tokens=PROMPT, lmbda=0.5, seq_kd=True,
-                    max_new_tokens=8, loss_type="jsd", jsd_beta=0.5, logging_steps=1)
+    cfg = lm_config(
+        tmp_path,
+        use_soft_targets=False,
+        top_k=None,
+        prompt_tokens=PROMPT,
+        lmbda=0.5,
+        seq_kd=True,
+        max_new_tokens=8,
+        loss_type="jsd",
+        jsd_beta=0.5,
+        logging_steps=1,
+    )
     results = run_from_config(cfg)
     run = tmp_path / "lmrun"
     assert markers(run) == {"teacher", "student", "evaluate", "card"}
@@ -398,10 +501,12 @@ def test_run_check_refuses_on_policy_settings_it_cannot_serve(tmp_path, tiny_ber
     assert any("cached soft targets cannot serve them: set use_soft_targets: false" in p for p in problems)
     assert any("needs prompts: set prompt_tokens: N" in p for p in problems)
     with pytest.raises(PreflightError) as err:
-        run_from_config(lm_config(tmp_path, lmbda=0.5, max_new_tokens=70, prompt_tokens=4, use_soft_targets=False),
-                        check_only=True)
-    assert err.value.problems == ["prompt_tokens=4 + max_new_tokens=70 exceed the teacher's 64 positions: lower one "
-                                  "of them"]
+        run_from_config(
+            lm_config(tmp_path, lmbda=0.5, max_new_tokens=70, prompt_tokens=4, use_soft_targets=False), check_only=True
+        )
+    assert err.value.problems == [
+        "prompt_tokens=4 + max_new_tokens=70 exceed the teacher's 64 positions: lower one of them"
+    ]
     with pytest.raises(PreflightError, match="seq_kd applies to causal-lm .* for sequence-classification"):
         run_from_config(cls_config(tmp_path, tiny_bert_cls_dir, seq_kd=True), check_only=True)
     with pytest.raises(ValueError, match=r"prompt_tokens=32 must be in \[1, max_length=32\)"):
@@ -413,10 +518,20 @@ def test_seq_kd_with_alpha_zero_is_sequence_level_kd_and_lmbda_needs_alpha(tmp_p
     tok = bpe_tokenizer
     teacher, student = models(tok)
     data = prompt_data(tok)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok, train_dataset=data,
-                                  args=config(tmp_path, seq_kd=True, alpha=0.0, max_steps=2))
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        processing_class=tok,
+        train_dataset=data,
+        args=config(tmp_path, seq_kd=True, alpha=0.0, max_steps=2),
+    )
     trainer.train()
     assert trainer.state.log_history[0]["loss_ce"] > 0 and trainer.state.log_history[0]["loss_kd"] == 0
     with pytest.raises(ValueError, match="lmbda > 0 with alpha=0: .* set alpha > 0"):
-        DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok, train_dataset=data,
-                            args=config(tmp_path, lmbda=0.5, alpha=0.0))
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            processing_class=tok,
+            train_dataset=data,
+            args=config(tmp_path, lmbda=0.5, alpha=0.0),
+        )

@@ -32,12 +32,30 @@ def write_sentiment(tmp_path: Path) -> tuple[Path, Path]:
 def cls_config(tmp_path: Path, teacher: Path, **extra) -> Path:
     train, val = write_sentiment(tmp_path)
     cfg = {
-        "task": "sequence-classification", "teacher": str(teacher), "train_teacher": "yes", "teacher_max_steps": 3,
-        "teacher_batch_size": 8, "train_file": str(train), "validation_file": str(val), "text_column": "sentence",
-        "class_names": "negative,positive", "num_labelled": 24, "num_transfer": 16, "max_length": 32,
-        "student_layers": 2, "output_dir": str(tmp_path / "run"), "max_steps": 4, "per_device_train_batch_size": 8,
-        "logging_steps": 2, "report_to": "none", "use_cpu": True, "disable_tqdm": True, "save_strategy": "no",
-        "benchmark_threads": 1, "benchmark_runs": 3, "benchmark_batch_size": 4,
+        "task": "sequence-classification",
+        "teacher": str(teacher),
+        "train_teacher": "yes",
+        "teacher_max_steps": 3,
+        "teacher_batch_size": 8,
+        "train_file": str(train),
+        "validation_file": str(val),
+        "text_column": "sentence",
+        "class_names": "negative,positive",
+        "num_labelled": 24,
+        "num_transfer": 16,
+        "max_length": 32,
+        "student_layers": 2,
+        "output_dir": str(tmp_path / "run"),
+        "max_steps": 4,
+        "per_device_train_batch_size": 8,
+        "logging_steps": 2,
+        "report_to": "none",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        "benchmark_threads": 1,
+        "benchmark_runs": 3,
+        "benchmark_batch_size": 4,
     }
     cfg.update(extra)
     path = tmp_path / "cls.yaml"
@@ -49,12 +67,32 @@ def lm_config(tmp_path: Path, **extra) -> Path:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(tiny.CORPUS[:60]) + "\n")
     cfg = {
-        "task": "causal-lm", "teacher": "tiny-from-scratch", "teacher_from_scratch": True,
-        "teacher_config": json.dumps({"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64}),
-        "tokenizer_vocab_size": 300, "teacher_max_steps": 4, "teacher_batch_size": 8, "train_file": str(corpus),
-        "validation_file": str(corpus), "eval_max_samples": 16, "max_length": 32, "top_k": 8, "student_layers": 1,
-        "output_dir": str(tmp_path / "lmrun"), "max_steps": 4, "per_device_train_batch_size": 8, "temperature": 1.0,
-        "report_to": "none", "use_cpu": True, "disable_tqdm": True, "save_strategy": "no", "benchmark_threads": 1, "benchmark_runs": 3, "benchmark_batch_size": 4,
+        "task": "causal-lm",
+        "teacher": "tiny-from-scratch",
+        "teacher_from_scratch": True,
+        "teacher_config": json.dumps(
+            {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64}
+        ),
+        "tokenizer_vocab_size": 300,
+        "teacher_max_steps": 4,
+        "teacher_batch_size": 8,
+        "train_file": str(corpus),
+        "validation_file": str(corpus),
+        "eval_max_samples": 16,
+        "max_length": 32,
+        "top_k": 8,
+        "student_layers": 1,
+        "output_dir": str(tmp_path / "lmrun"),
+        "max_steps": 4,
+        "per_device_train_batch_size": 8,
+        "temperature": 1.0,
+        "report_to": "none",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "save_strategy": "no",
+        "benchmark_threads": 1,
+        "benchmark_runs": 3,
+        "benchmark_batch_size": 4,
     }
     cfg.update(extra)
     path = tmp_path / "lm.yaml"
@@ -90,8 +128,15 @@ def test_classification_run_completes_all_stages_then_skips_them(tmp_path, tiny_
     assert markers(run) == {"teacher", "soft_targets", "student", "evaluate", "card"}  # push_to_hub is off
     assert results["push"] == {"pushed": False, "reason": "push_to_hub is off", "stage_seconds": 0.0}
     student = run / "student"
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "distillation_report.json",
-                 "distillation_chart.png", "evaluation_examples.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "README.md",
+        "distillation_report.json",
+        "distillation_chart.png",
+        "evaluation_examples.json",
+    ):
         assert (student / name).is_file(), name
     assert json.loads((student / "config.json").read_text())["num_hidden_layers"] == 2
     assert not list(student.glob("*.bin")) and not list(student.glob("*.pt"))  # no pickles in the publishable folder
@@ -137,8 +182,14 @@ def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatc
         results = run_from_config(cfg, ["--push_to_hub", "true", "--hub_model_id", "alice/tiny-sst"])
         files = dict(hub.repo("model", "alice/tiny-sst").refs["main"])
     assert results["student"]["skipped"] and "alice/tiny-sst" in results["push"]["model_commit"]
-    assert {"model.safetensors", "config.json", "README.md", "distillation_report.json",
-            "distillation_chart.png", "evaluation_examples.json"} <= set(files)
+    assert {
+        "model.safetensors",
+        "config.json",
+        "README.md",
+        "distillation_report.json",
+        "distillation_chart.png",
+        "evaluation_examples.json",
+    } <= set(files)
     assert b"## Where they disagree" in files["README.md"]
     assert not any(name.endswith(".bin") or "checkpoint" in name for name in files)
     assert all(token.encode() not in data for data in files.values())
@@ -190,11 +241,18 @@ def test_causal_lm_from_scratch_with_topk_targets(tmp_path):
 
 @pytest.mark.slow
 def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir):
-    cfg = cls_config(tmp_path, tiny_bert_cls_dir, max_steps=400, save_strategy="steps", save_steps=5,
-                     per_device_train_batch_size=16)
+    cfg = cls_config(
+        tmp_path, tiny_bert_cls_dir, max_steps=400, save_strategy="steps", save_steps=5, per_device_train_batch_size=16
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "hf_distill.cli", "run", str(cfg)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hf_distill.cli", "run", str(cfg)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     checkpoints = tmp_path / "run" / "student_checkpoints"
     deadline = time.monotonic() + 240
     try:
@@ -236,8 +294,15 @@ def test_ctrl_c_during_training_exits_130(tmp_path, tiny_bert_cls_dir):
     # SIGINT to the process group, as a terminal's Ctrl-C sends it, while the student trains
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, max_steps=100_000, save_strategy="steps", save_steps=5)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "hf_distill.cli", "run", str(cfg)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hf_distill.cli", "run", str(cfg)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     checkpoints = tmp_path / "run" / "student_checkpoints"
     try:
         deadline = time.monotonic() + 240
@@ -251,7 +316,9 @@ def test_ctrl_c_during_training_exits_130(tmp_path, tiny_bert_cls_dir):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
     assert proc.returncode == 130, err[-2000:]
-    assert err.rstrip().endswith("hf-distill: interrupted (a re-run resumes from the last finished stage or checkpoint)")
+    assert err.rstrip().endswith(
+        "hf-distill: interrupted (a re-run resumes from the last finished stage or checkpoint)"
+    )
     assert "Traceback" not in err and "hf-distill: error" not in err
     assert markers(tmp_path / "run") == {"teacher", "soft_targets"}  # the student did not finish
 

@@ -17,10 +17,20 @@ TEXTS = tiny.CORPUS[:6]
 def test_plan_students_measures_every_candidate(wordpiece_tokenizer):
     teacher = tiny.bert_cls(wordpiece_tokenizer, num_layers=4)
     # trimmed to half the timing texts: the other half holds words the trimming splits differently
-    plans = plan_students(teacher, wordpiece_tokenizer, TEXTS, layers=[1, 2], intermediate_sizes=[None, 16],
-                          trim=[False, True], trimming_texts=TEXTS[:3], settings=FAST, min_corpus_tokens=10)
+    plans = plan_students(
+        teacher,
+        wordpiece_tokenizer,
+        TEXTS,
+        layers=[1, 2],
+        intermediate_sizes=[None, 16],
+        trim=[False, True],
+        trimming_texts=TEXTS[:3],
+        settings=FAST,
+        min_corpus_tokens=10,
+    )
     assert [(p.layers, p.intermediate_size, p.trimmed) for p in plans] == [
-        (d, w, t) for d in (1, 2) for w in (None, 16) for t in (False, True)]
+        (d, w, t) for d in (1, 2) for w in (None, 16) for t in (False, True)
+    ]
     teacher_params = count_parameters(teacher)[0]
     for p in plans:
         assert p.parameter_ratio == pytest.approx(teacher_params / p.parameters)
@@ -28,8 +38,9 @@ def test_plan_students_measures_every_candidate(wordpiece_tokenizer):
     # the plan's sizes are those of the students the pipeline builds
     plain = student_from_teacher(teacher, num_layers=2)
     assert plans[4].parameters == count_parameters(plain)[0]
-    trimmed, tok = trim_vocabulary(student_from_teacher(teacher, num_layers=2), wordpiece_tokenizer, TEXTS[:3],
-                                  min_corpus_tokens=10)
+    trimmed, tok = trim_vocabulary(
+        student_from_teacher(teacher, num_layers=2), wordpiece_tokenizer, TEXTS[:3], min_corpus_tokens=10
+    )
     assert plans[5].parameters == count_parameters(trimmed)[0] < plans[4].parameters
     assert plans[5].vocab_size == len(tok) < len(wordpiece_tokenizer)
     assert plans[6].parameters < plans[4].parameters  # FFN pruned
@@ -45,8 +56,9 @@ def test_plan_students_measures_every_candidate(wordpiece_tokenizer):
 
 def test_plan_needs_a_trimming_corpus(wordpiece_tokenizer):
     with pytest.raises(ValueError, match="trimming_texts"):
-        plan_students(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, TEXTS, layers=[1], trim=[True],
-                      settings=FAST)
+        plan_students(
+            tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, TEXTS, layers=[1], trim=[True], settings=FAST
+        )
 
 
 def test_cli_plan_prints_a_table_and_writes_json(tmp_path, tiny_bert_cls_dir, capsys):

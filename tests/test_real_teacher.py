@@ -24,13 +24,26 @@ def test_real_minilm_teacher_into_two_layer_student(tmp_path, shared_data):
     assert student.config.num_hidden_layers == 2 and student.config.distilled_from_layers == [2, 5]
 
     data = load_dataset("csv", data_files=str(shared_data / "sst2" / "train.tsv"), delimiter="\t", split="train[:64]")
-    data = data.map(lambda b: tok(b["sentence"], truncation=True, max_length=64), batched=True, remove_columns=["sentence"])
+    data = data.map(
+        lambda b: tok(b["sentence"], truncation=True, max_length=64), batched=True, remove_columns=["sentence"]
+    )
     cfg = DistillationConfig(
-        output_dir=str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=8, learning_rate=5e-5,
-        temperature=2.0, alpha=0.5, logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+        output_dir=str(tmp_path / "out"),
+        max_steps=6,
+        per_device_train_batch_size=8,
+        learning_rate=5e-5,
+        temperature=2.0,
+        alpha=0.5,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
     )
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=cfg, train_dataset=data, processing_class=tok
+    )
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 6 and all(torch.isfinite(torch.tensor(h["loss"])) for h in logs)

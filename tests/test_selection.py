@@ -19,7 +19,9 @@ def write_with_ids(tmp_path: Path) -> tuple[Path, Path]:
     rows = tiny.SENTIMENT * 6
     train, val = tmp_path / "train_ids.tsv", tmp_path / "validation_ids.tsv"
     train.write_text("idx\tsentence\tlabel\n" + "".join(f"{i}\t{t}\t{y}\n" for i, (t, y) in enumerate(rows)))
-    val.write_text("idx\tsentence\tlabel\n" + "".join(f"{1000 + i}\t{t}\t{y}\n" for i, (t, y) in enumerate(tiny.SENTIMENT)))
+    val.write_text(
+        "idx\tsentence\tlabel\n" + "".join(f"{1000 + i}\t{t}\t{y}\n" for i, (t, y) in enumerate(tiny.SENTIMENT))
+    )
     return train, val
 
 
@@ -83,8 +85,15 @@ def test_a_run_chooses_on_the_selection_split_and_the_card_says_so(tmp_path, tin
 
     monkeypatch.setattr(DistillationTrainer, "evaluate", evaluate)
     train, val = write_with_ids(tmp_path)
-    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val), selection_size="8",
-                     eval_strategy="steps", eval_steps=2)
+    cfg = cls_config(
+        tmp_path,
+        tiny_bert_cls_dir,
+        train_file=str(train),
+        validation_file=str(val),
+        selection_size="8",
+        eval_strategy="steps",
+        eval_steps=2,
+    )
     results = run_from_config(cfg)
     assert evaluated and set(evaluated) == {8}  # every evaluation during and after training read the 8 held-out rows
     assert results["student"]["eval_split"] == "selection"
@@ -93,7 +102,10 @@ def test_a_run_chooses_on_the_selection_split_and_the_card_says_so(tmp_path, tin
     assert report["evaluation"]["split"] == "validation" and report["evaluation"]["num_samples"] == len(tiny.SENTIMENT)
     assert report["evaluation"]["selected_on"].startswith("a selection split of 8 rows held out of the train split")
     card = (student / "README.md").read_text()
-    assert "Chosen on: a selection split of 8 rows held out of the train split (selection_seed 0), never trained on" in card
+    assert (
+        "Chosen on: a selection split of 8 rows held out of the train split (selection_seed 0), never trained on"
+        in card
+    )
     assert f"Measured on: the validation split ({len(tiny.SENTIMENT)} rows)." in card
     assert yaml.safe_load(cfg.read_text())["selection_size"] == "8"
 
@@ -102,11 +114,22 @@ def test_plan_times_and_measures_on_the_selection_split(tmp_path, tiny_bert_cls_
     from hf_distill.cli import main
 
     train, val = write_with_ids(tmp_path)
-    cfg = cls_config(tmp_path, tiny_bert_cls_dir, train_file=str(train), validation_file=str(val), selection_size="8",
-                     benchmark_runs=1, benchmark_batch_size=2)
+    cfg = cls_config(
+        tmp_path,
+        tiny_bert_cls_dir,
+        train_file=str(train),
+        validation_file=str(val),
+        selection_size="8",
+        benchmark_runs=1,
+        benchmark_batch_size=2,
+    )
     out = tmp_path / "plan.json"
-    assert main(["plan", str(cfg), "--layers", "1", "--widths", "full", "--trim", "no", "--texts", "4",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            ["plan", str(cfg), "--layers", "1", "--widths", "full", "--trim", "no", "--texts", "4", "--json", str(out)]
+        )
+        == 0
+    )
     assert "timed on 4 texts of selection" in capsys.readouterr().out
     assert json.loads(out.read_text())["timed_on"] == "4 texts of the selection split"
 
@@ -129,5 +152,6 @@ def test_selection_size_with_published_soft_targets_is_refused(tmp_path, tiny_be
 
     pipe = pipeline(tmp_path, tiny_bert_cls_dir, selection_size="8", soft_targets=str(tmp_path / "targets"))
     problems = check_run(pipe.args, pipe.config, data=pipe.data)
-    assert any(p.startswith("selection_size with soft_targets: the student trains on the published rows")
-               for p in problems)
+    assert any(
+        p.startswith("selection_size with soft_targets: the student trains on the published rows") for p in problems
+    )

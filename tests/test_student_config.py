@@ -52,9 +52,20 @@ def test_config_overrides_reject_an_unknown_attribute(tmp_path):
 
 def test_pipeline_student_config_reaches_the_built_student(tmp_path):
     teacher = _teacher(tmp_path)
-    args, config, _ = parse_run_config(None, [
-        "--task", "causal-lm", "--teacher", "t", "--output_dir", str(tmp_path / "run"), "--student_layers", "2",
-        "--student_config", json.dumps(NO_DROPOUT),
-    ])
+    args, config, _ = parse_run_config(
+        None,
+        [
+            "--task",
+            "causal-lm",
+            "--teacher",
+            "t",
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--student_layers",
+            "2",
+            "--student_config",
+            json.dumps(NO_DROPOUT),
+        ],
+    )
     student = Pipeline(args, config).build_student(teacher, tokenizer=None)
     assert set(_dropouts(student)) == {0.0} and student.config.num_hidden_layers == 2

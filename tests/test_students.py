@@ -69,7 +69,9 @@ def test_bad_layers_and_unsupported_architecture(wordpiece_tokenizer):
         student_from_teacher(teacher, layers=[0, 4])
     with pytest.raises(ValueError, match="either num_layers or layers"):
         student_from_teacher(teacher, num_layers=2, layers=[0, 1])
-    distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, hidden_dim=32, n_layers=2, n_heads=2))
+    distil = DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=50, dim=16, hidden_dim=32, n_layers=2, n_heads=2)
+    )
     with pytest.raises(ValueError, match="BERT-family encoders .* GPT-2-family decoders"):
         student_from_teacher(distil, num_layers=1)
 
@@ -117,8 +119,16 @@ def test_ffn_pruning_lowers_parameters_by_the_computed_amount(kind, wordpiece_to
     from hf_distill.students import ffn_importance
 
     scores = ffn_importance(teacher, _calibration(tok))[1]
-    up = pruned.bert.encoder.layer[0].intermediate.dense.weight if kind == "bert" else pruned.transformer.h[0].mlp.c_fc.weight
-    t_up = teacher.bert.encoder.layer[1].intermediate.dense.weight if kind == "bert" else teacher.transformer.h[1].mlp.c_fc.weight
+    up = (
+        pruned.bert.encoder.layer[0].intermediate.dense.weight
+        if kind == "bert"
+        else pruned.transformer.h[0].mlp.c_fc.weight
+    )
+    t_up = (
+        teacher.bert.encoder.layer[1].intermediate.dense.weight
+        if kind == "bert"
+        else teacher.transformer.h[1].mlp.c_fc.weight
+    )
     top = scores.topk(keep).indices.sort().values
     assert torch.equal(up, t_up[top] if kind == "bert" else t_up[:, top])
     pruned.save_pretrained(tmp_path)

@@ -97,9 +97,23 @@ def test_kept_blocks_keep_their_attention_kind_and_generate_with_a_cache(family,
 @pytest.mark.parametrize("model_type", ["mixtral", "qwen3_moe", "gpt_neo"])
 def test_unsupported_decoders_are_refused_in_one_line_naming_the_families(model_type):
     sizes = {"gpt_neo": dict(hidden_size=32, num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]])}
-    config = AutoConfig.for_model(model_type, vocab_size=VOCAB, **sizes.get(model_type, dict(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2)))
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=VOCAB,
+        **sizes.get(
+            model_type,
+            dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+            ),
+        ),
+    )
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     with pytest.raises(ValueError) as err:
@@ -120,9 +134,17 @@ ENCODERS = {"roberta": {}, "xlm-roberta": {}, "electra": {"embedding_size": 32},
 
 @pytest.mark.parametrize("model_type", ENCODERS)
 def test_bert_family_rows_copy_and_prune_exactly(model_type):
-    config = AutoConfig.for_model(model_type, vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                                  num_hidden_layers=4, num_attention_heads=4, max_position_embeddings=64,
-                                  pad_token_id=0, **ENCODERS[model_type])
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        **ENCODERS[model_type],
+    )
     teacher = AutoModelForSequenceClassification.from_config(config).eval()
     ids = IDS + (IDS < 3) * 3
     full = student_from_teacher(teacher, num_layers=4, intermediate_size=64, calibration=CALIBRATION).eval()
@@ -132,11 +154,22 @@ def test_bert_family_rows_copy_and_prune_exactly(model_type):
 
 
 def test_gptj_blocks_and_ffn():
-    config = AutoConfig.for_model("gptj", vocab_size=VOCAB, n_embd=32, n_layer=4, n_head=4, rotary_dim=4,
-                                  n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = AutoConfig.for_model(
+        "gptj",
+        vocab_size=VOCAB,
+        n_embd=32,
+        n_layer=4,
+        n_head=4,
+        rotary_dim=4,
+        n_positions=64,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     teacher = AutoModelForCausalLM.from_config(config).eval()
-    full = student_from_teacher(teacher, num_layers=4, intermediate_size=ffn_width(teacher),
-                                calibration=CALIBRATION).eval()
+    full = student_from_teacher(
+        teacher, num_layers=4, intermediate_size=ffn_width(teacher), calibration=CALIBRATION
+    ).eval()
     assert torch.allclose(logits(full), logits(teacher), atol=1e-6)
     small = student_from_teacher(teacher, layers=[0, 3], intermediate_size=32, calibration=CALIBRATION)
     assert small.config.n_layer == 2 and small.config.n_inner == 32 and ffn_width(small) == 32

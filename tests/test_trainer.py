@@ -10,8 +10,7 @@ from datasets import Dataset
 from safetensors.torch import load_file
 from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding, TrainerCallback
 
-from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher
-from hf_distill import losses
+from hf_distill import DistillationConfig, DistillationTrainer, losses, student_from_teacher
 from hf_distill.trainer import PROJECTIONS_FILE
 from tests import tiny
 
@@ -33,7 +32,9 @@ def config(tmp_path, **kw):
 
 
 def lm_dataset(tok, n=32):
-    return Dataset.from_dict({"text": tiny.CORPUS[:n]}).map(lambda b: tok(b["text"]), batched=True, remove_columns=["text"])
+    return Dataset.from_dict({"text": tiny.CORPUS[:n]}).map(
+        lambda b: tok(b["text"]), batched=True, remove_columns=["text"]
+    )
 
 
 def cls_dataset(tok, n=32):
@@ -95,10 +96,24 @@ def test_trainer_ga_4x2_matches_1x8_weights(tmp_path, bpe_tokenizer):
     for bs, ga in ((8, 1), (2, 4)):
         student = tiny.gpt2(tok, num_layers=2)
         student.load_state_dict(init)
-        cfg = config(tmp_path / f"{bs}x{ga}", per_device_train_batch_size=bs, gradient_accumulation_steps=ga,
-                     max_steps=2, optim="sgd", learning_rate=0.5, lr_scheduler_type="constant", max_grad_norm=0.0)
-        trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=ds,
-                                      processing_class=tok, data_collator=DataCollatorForLanguageModeling(tok, mlm=False))
+        cfg = config(
+            tmp_path / f"{bs}x{ga}",
+            per_device_train_batch_size=bs,
+            gradient_accumulation_steps=ga,
+            max_steps=2,
+            optim="sgd",
+            learning_rate=0.5,
+            lr_scheduler_type="constant",
+            max_grad_norm=0.0,
+        )
+        trainer = DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=cfg,
+            train_dataset=ds,
+            processing_class=tok,
+            data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+        )
         trainer.train()
         finals.append({k: v.detach().clone() for k, v in student.state_dict().items()})
     moved = max((finals[0][k] - init[k]).abs().max().item() for k in init)
@@ -113,8 +128,9 @@ def test_trainer_ga_4x2_matches_1x8_weights(tmp_path, bpe_tokenizer):
 def test_alpha_zero_is_exactly_plain_cross_entropy(tmp_path, bpe_tokenizer, wordpiece_tokenizer):
     tok = bpe_tokenizer
     student = tiny.gpt2(tok, num_layers=2)
-    trainer = DistillationTrainer(model=student, teacher_model=tiny.gpt2(tok, 4), args=config(tmp_path, alpha=0.0),
-                                  processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=tiny.gpt2(tok, 4), args=config(tmp_path, alpha=0.0), processing_class=tok
+    )
     batch = collate_lm(tok, [tok(t) for t in tiny.CORPUS[:3]])
     ours = trainer.compute_loss(student, batch)
     # The LM loss is chunked over the valid positions: the same CE, summed in another order (float rounding only).
@@ -122,8 +138,9 @@ def test_alpha_zero_is_exactly_plain_cross_entropy(tmp_path, bpe_tokenizer, word
 
     wtok = wordpiece_tokenizer
     cls_student = tiny.bert_cls(wtok, 2)
-    trainer = DistillationTrainer(model=cls_student, teacher_model=tiny.bert_cls(wtok, 4), args=config(tmp_path, alpha=0.0),
-                                  processing_class=wtok)
+    trainer = DistillationTrainer(
+        model=cls_student, teacher_model=tiny.bert_cls(wtok, 4), args=config(tmp_path, alpha=0.0), processing_class=wtok
+    )
     batch = DataCollatorWithPadding(wtok)([{**wtok(t), "labels": y} for t, y in tiny.SENTIMENT[:4]])
     assert torch.allclose(trainer.compute_loss(cls_student, batch), cls_student(**batch).loss, atol=1e-7, rtol=0)
 
@@ -133,8 +150,12 @@ def test_label_smoothing_factor_reaches_the_hard_label_loss(tmp_path, wordpiece_
     student = tiny.bert_cls(tok, 2)
     with torch.no_grad():
         student.classifier.bias.copy_(torch.tensor([2.0, -1.0]))  # a confident model: smoothing changes its loss
-    trainer = DistillationTrainer(model=student, teacher_model=tiny.bert_cls(tok, 4), processing_class=tok,
-                                  args=config(tmp_path, alpha=0.0, label_smoothing_factor=eps))
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=tiny.bert_cls(tok, 4),
+        processing_class=tok,
+        args=config(tmp_path, alpha=0.0, label_smoothing_factor=eps),
+    )
     rows = [tiny.SENTIMENT[i] for i in (0, 2, 4, 1)]  # 3 positive, 1 negative (balanced, smoothing would cancel)
     batch = DataCollatorWithPadding(tok)([{**tok(t), "labels": y} for t, y in rows])
     with torch.no_grad():
@@ -153,8 +174,13 @@ def test_teacher_frozen_untouched_and_not_in_optimizer(tmp_path, wordpiece_token
     teacher.train()  # the trainer must put it in eval mode
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student = student_from_teacher(teacher, 2)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, max_steps=4),
-                                  train_dataset=cls_dataset(tok), processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config(tmp_path, max_steps=4),
+        train_dataset=cls_dataset(tok),
+        processing_class=tok,
+    )
     trainer.train()
     assert not teacher.training
     assert all(not p.requires_grad for p in teacher.parameters())
@@ -185,8 +211,13 @@ def test_train_bert_sequence_classification(tmp_path, wordpiece_tokenizer):
     tok = wordpiece_tokenizer
     teacher = tiny.bert_cls(tok, 4)
     ds = cls_dataset(tok)
-    trainer = DistillationTrainer(model=tiny.bert_cls(tok, 2), teacher_model=teacher, args=config(tmp_path, max_steps=15),
-                                  train_dataset=ds, processing_class=tok)
+    trainer = DistillationTrainer(
+        model=tiny.bert_cls(tok, 2),
+        teacher_model=teacher,
+        args=config(tmp_path, max_steps=15),
+        train_dataset=ds,
+        processing_class=tok,
+    )
     train_and_compare(trainer, ds)
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert all(k in logged[0] for k in ("loss_ce", "loss_kd", "loss_hidden", "loss_attn"))
@@ -200,8 +231,9 @@ def test_train_bert_masked_lm_with_hidden_loss(tmp_path, wordpiece_tokenizer):
     ds = lm_dataset(tok)
     collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.3, seed=0)
     cfg = config(tmp_path, max_steps=15, hidden_loss_weight=1.0, hidden_loss="cosine", layer_mapping="1:2,2:4")
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=ds,
-                                  processing_class=tok, data_collator=collator)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=cfg, train_dataset=ds, processing_class=tok, data_collator=collator
+    )
     assert trainer.layer_pairs == [(1, 2), (2, 4)] and trainer.projections is not None
     trainer.train()
     first, last = trainer.state.log_history[0], [h for h in trainer.state.log_history if "loss" in h][-1]
@@ -217,10 +249,14 @@ def test_train_bert_masked_lm_with_hidden_loss(tmp_path, wordpiece_tokenizer):
 def test_train_gpt2_causal_lm(tmp_path, bpe_tokenizer):
     tok = bpe_tokenizer
     ds = lm_dataset(tok)
-    trainer = DistillationTrainer(model=tiny.gpt2(tok, 2), teacher_model=tiny.gpt2(tok, 4),
-                                  args=config(tmp_path, max_steps=15, loss_type="jsd", jsd_beta=0.5),
-                                  train_dataset=ds, processing_class=tok,
-                                  data_collator=DataCollatorForLanguageModeling(tok, mlm=False))
+    trainer = DistillationTrainer(
+        model=tiny.gpt2(tok, 2),
+        teacher_model=tiny.gpt2(tok, 4),
+        args=config(tmp_path, max_steps=15, loss_type="jsd", jsd_beta=0.5),
+        train_dataset=ds,
+        processing_class=tok,
+        data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+    )
     train_and_compare(trainer, ds)
 
 
@@ -233,9 +269,15 @@ def test_lora_student_trains_only_adapters_and_saves_adapter(tmp_path, bpe_token
     base_before = {k: v.clone() for k, v in base.state_dict().items()}
     ds = lm_dataset(tok)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True, task_type="CAUSAL_LM")
-    trainer = DistillationTrainer(model=base, teacher_model=teacher, args=config(tmp_path, max_steps=15, learning_rate=2e-2),
-                                  train_dataset=ds, processing_class=tok, peft_config=lora,
-                                  data_collator=DataCollatorForLanguageModeling(tok, mlm=False))
+    trainer = DistillationTrainer(
+        model=base,
+        teacher_model=teacher,
+        args=config(tmp_path, max_steps=15, learning_rate=2e-2),
+        train_dataset=ds,
+        processing_class=tok,
+        peft_config=lora,
+        data_collator=DataCollatorForLanguageModeling(tok, mlm=False),
+    )
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     train_and_compare(trainer, ds)
@@ -255,7 +297,9 @@ def test_teacher_given_as_path(tmp_path, tiny_gpt2_dir, tiny_gpt2_student_dir):
 
     tok = AutoTokenizer.from_pretrained(tiny_gpt2_student_dir)
     student = AutoModelForCausalLM.from_pretrained(tiny_gpt2_student_dir)
-    trainer = DistillationTrainer(model=student, teacher_model=str(tiny_gpt2_dir), args=config(tmp_path), processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=str(tiny_gpt2_dir), args=config(tmp_path), processing_class=tok
+    )
     assert type(trainer.teacher).__name__ == "GPT2LMHeadModel" and not trainer.teacher.training
     assert trainer.teacher.config.n_layer == 4 and not any(p.requires_grad for p in trainer.teacher.parameters())
 
@@ -264,12 +308,16 @@ def test_padded_teacher_vocabulary_uses_shared_ids(tmp_path, bpe_tokenizer):
     tok = bpe_tokenizer
     teacher = tiny.gpt2(tok, 4, vocab_size=len(tok) + 12)  # e.g. 50257 vs 50304: padding rows
     student = tiny.gpt2(tok, 2)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, alpha=1.0), processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=config(tmp_path, alpha=1.0), processing_class=tok
+    )
     batch = collate_lm(tok, [tok(t) for t in tiny.CORPUS[:3]])
     loss = trainer.compute_loss(student, batch)
     valid = losses.causal_lm_valid_mask(batch["labels"], batch["attention_mask"], batch["input_ids"])
     with torch.no_grad():
-        t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][valid][:, : len(tok)]
+        t_logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][valid][
+            :, : len(tok)
+        ]
     s_logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][valid]
     expected = losses.distillation_loss(s_logits, t_logits, temperature=2.0).sum() / valid.sum()
     torch.testing.assert_close(loss, expected)
@@ -278,12 +326,21 @@ def test_padded_teacher_vocabulary_uses_shared_ids(tmp_path, bpe_tokenizer):
 def test_different_tokenizers_raise_before_training(tmp_path, bpe_tokenizer):
     other = tiny.bpe_tokenizer(tmp_path / "other", vocab_size=280)
     with pytest.raises(ValueError, match="different vocabularies"):
-        DistillationTrainer(model=tiny.gpt2(bpe_tokenizer, 2), teacher_model=tiny.gpt2(bpe_tokenizer, 4),
-                            args=config(tmp_path), processing_class=bpe_tokenizer, teacher_processing_class=other)
+        DistillationTrainer(
+            model=tiny.gpt2(bpe_tokenizer, 2),
+            teacher_model=tiny.gpt2(bpe_tokenizer, 4),
+            args=config(tmp_path),
+            processing_class=bpe_tokenizer,
+            teacher_processing_class=other,
+        )
     small_teacher = tiny.gpt2(other, 4, vocab_size=200)
     with pytest.raises(ValueError, match="differ by more than padding"):
-        DistillationTrainer(model=tiny.gpt2(bpe_tokenizer, 2), teacher_model=small_teacher, args=config(tmp_path),
-                            processing_class=bpe_tokenizer)
+        DistillationTrainer(
+            model=tiny.gpt2(bpe_tokenizer, 2),
+            teacher_model=small_teacher,
+            args=config(tmp_path),
+            processing_class=bpe_tokenizer,
+        )
 
 
 def test_teacher_path_with_other_tokenizer_raises(tmp_path, bpe_tokenizer):
@@ -292,33 +349,52 @@ def test_teacher_path_with_other_tokenizer_raises(tmp_path, bpe_tokenizer):
     tiny.gpt2(other, 2, vocab_size=len(bpe_tokenizer)).save_pretrained(path)
     other.save_pretrained(path)
     with pytest.raises(ValueError, match="different vocabularies"):
-        DistillationTrainer(model=tiny.gpt2(bpe_tokenizer, 2), teacher_model=str(path), args=config(tmp_path),
-                            processing_class=bpe_tokenizer)
+        DistillationTrainer(
+            model=tiny.gpt2(bpe_tokenizer, 2),
+            teacher_model=str(path),
+            args=config(tmp_path),
+            processing_class=bpe_tokenizer,
+        )
 
 
 def test_label_count_mismatch_raises(tmp_path, wordpiece_tokenizer):
     with pytest.raises(ValueError, match="teacher predicts 3 labels but the student 2"):
-        DistillationTrainer(model=tiny.bert_cls(wordpiece_tokenizer, 2), teacher_model=tiny.bert_cls(wordpiece_tokenizer, 4, num_labels=3),
-                            args=config(tmp_path))
+        DistillationTrainer(
+            model=tiny.bert_cls(wordpiece_tokenizer, 2),
+            teacher_model=tiny.bert_cls(wordpiece_tokenizer, 4, num_labels=3),
+            args=config(tmp_path),
+        )
 
 
 def test_task_mismatch_and_bad_arguments_raise(tmp_path, wordpiece_tokenizer, bpe_tokenizer):
     with pytest.raises(ValueError, match="teacher is a causal-lm model but the student is a sequence-classification"):
-        DistillationTrainer(model=tiny.bert_cls(wordpiece_tokenizer, 2), teacher_model=tiny.gpt2(bpe_tokenizer, 2), args=config(tmp_path))
+        DistillationTrainer(
+            model=tiny.bert_cls(wordpiece_tokenizer, 2),
+            teacher_model=tiny.gpt2(bpe_tokenizer, 2),
+            args=config(tmp_path),
+        )
     from transformers import TrainingArguments
 
     with pytest.raises(TypeError, match="must be a DistillationConfig"):
-        DistillationTrainer(model=tiny.gpt2(bpe_tokenizer, 2), teacher_model=tiny.gpt2(bpe_tokenizer, 2),
-                            args=TrainingArguments(output_dir=str(tmp_path), report_to=[]))
+        DistillationTrainer(
+            model=tiny.gpt2(bpe_tokenizer, 2),
+            teacher_model=tiny.gpt2(bpe_tokenizer, 2),
+            args=TrainingArguments(output_dir=str(tmp_path), report_to=[]),
+        )
     with pytest.raises(ValueError, match="layer_mapping pair 3:1 is out of range"):
-        DistillationTrainer(model=tiny.gpt2(bpe_tokenizer, 2), teacher_model=tiny.gpt2(bpe_tokenizer, 4),
-                            args=config(tmp_path, hidden_loss_weight=1.0, layer_mapping="3:1"))
+        DistillationTrainer(
+            model=tiny.gpt2(bpe_tokenizer, 2),
+            teacher_model=tiny.gpt2(bpe_tokenizer, 4),
+            args=config(tmp_path, hidden_loss_weight=1.0, layer_mapping="3:1"),
+        )
 
 
 def test_fully_masked_batch_gives_zero_not_nan(tmp_path, bpe_tokenizer):
     tok = bpe_tokenizer
     student = tiny.gpt2(tok, 2)
-    trainer = DistillationTrainer(model=student, teacher_model=tiny.gpt2(tok, 4), args=config(tmp_path), processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=tiny.gpt2(tok, 4), args=config(tmp_path), processing_class=tok
+    )
     batch = collate_lm(tok, [tok(t) for t in tiny.CORPUS[:2]])
     batch["labels"][:] = -100
     loss = trainer.compute_loss(student, batch)
@@ -334,9 +410,15 @@ def test_components_reach_callbacks(tmp_path, wordpiece_tokenizer):
 
     tok = wordpiece_tokenizer
     ds = cls_dataset(tok, 16)
-    trainer = DistillationTrainer(model=tiny.bert_cls(tok, 2), teacher_model=tiny.bert_cls(tok, 4),
-                                  args=config(tmp_path, max_steps=2, eval_strategy="steps", eval_steps=2),
-                                  train_dataset=ds, eval_dataset=ds, processing_class=tok, callbacks=[Spy()])
+    trainer = DistillationTrainer(
+        model=tiny.bert_cls(tok, 2),
+        teacher_model=tiny.bert_cls(tok, 4),
+        args=config(tmp_path, max_steps=2, eval_strategy="steps", eval_steps=2),
+        train_dataset=ds,
+        eval_dataset=ds,
+        processing_class=tok,
+        callbacks=[Spy()],
+    )
     trainer.train()
     train_logs = [s for s in seen if "loss" in s]
     eval_logs = [s for s in seen if "eval_loss" in s]
@@ -346,9 +428,15 @@ def test_components_reach_callbacks(tmp_path, wordpiece_tokenizer):
     # the eval after the last step logs the KD loss of the final student on the eval set, recomputed here
     student, teacher = trainer.model.eval(), trainer.teacher
     with torch.no_grad():
-        per_item = [losses.distillation_loss(student(input_ids=ids).logits, teacher(input_ids=ids).logits,
-                                             trainer.args.loss_type, temperature=trainer.args.temperature)
-                    for ids in (torch.tensor([r["input_ids"]]) for r in ds)]
+        per_item = [
+            losses.distillation_loss(
+                student(input_ids=ids).logits,
+                teacher(input_ids=ids).logits,
+                trainer.args.loss_type,
+                temperature=trainer.args.temperature,
+            )
+            for ids in (torch.tensor([r["input_ids"]]) for r in ds)
+        ]
     expected = torch.cat(per_item).mean().item()
     assert expected > 1e-4  # two different models: a KD loss of zero would be a logging bug
     assert eval_logs[0]["eval_loss_kd"] == pytest.approx(expected, rel=1e-4, abs=1e-6)  # logged rounded to 6 places
@@ -359,20 +447,23 @@ def test_peft_teacher_is_frozen_and_used(tmp_path, bpe_tokenizer):
 
     tok = bpe_tokenizer
     base = tiny.gpt2(tok, 4)
-    teacher = get_peft_model(base, LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True, task_type="CAUSAL_LM"))
+    teacher = get_peft_model(
+        base, LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True, task_type="CAUSAL_LM")
+    )
     with torch.no_grad():
         for name, p in teacher.named_parameters():
             if "lora_B" in name:
                 p.fill_(0.5)  # a non-zero adapter: the teacher's output differs from its base model
     student = tiny.gpt2(tok, 2)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config(tmp_path, alpha=1.0), processing_class=tok)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, args=config(tmp_path, alpha=1.0), processing_class=tok
+    )
     assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
     batch = collate_lm(tok, [tok(t) for t in tiny.CORPUS[:3]])
     with_adapter = trainer.compute_loss(student, batch).item()
     with teacher.disable_adapter():
         without = trainer.compute_loss(student, batch).item()
     assert with_adapter != pytest.approx(without, rel=1e-3)  # the adapter's output is what the student sees
-
 
 
 def test_projections_train_with_the_student_and_resume_from_a_checkpoint(tmp_path, wordpiece_tokenizer):
@@ -385,10 +476,23 @@ def test_projections_train_with_the_student_and_resume_from_a_checkpoint(tmp_pat
     ds = lm_dataset(tok, 16)
 
     def make(student):
-        cfg = config(tmp_path, max_steps=2, hidden_loss_weight=1.0, layer_mapping="1:2,2:4", weight_decay=0.1,
-                     save_strategy="steps", save_steps=2)
-        return DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=ds, processing_class=tok,
-                                   data_collator=DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.3, seed=0))
+        cfg = config(
+            tmp_path,
+            max_steps=2,
+            hidden_loss_weight=1.0,
+            layer_mapping="1:2,2:4",
+            weight_decay=0.1,
+            save_strategy="steps",
+            save_steps=2,
+        )
+        return DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=cfg,
+            train_dataset=ds,
+            processing_class=tok,
+            data_collator=DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.3, seed=0),
+        )
 
     student = tiny.bert_mlm(tok, 2, hidden=16)
     trainer = make(student)

@@ -24,8 +24,11 @@ from hf_distill.vocabulary import (
 from tests import tiny
 
 # A corpus that uses part of the tiny tokenizers' vocabulary (they were trained on all of tiny.CORPUS).
-CORPUS = ["the movie was wonderful and the actors were great", "a dull , boring film with a terrible plot",
-          "once upon a time there lived a king"]
+CORPUS = [
+    "the movie was wonderful and the actors were great",
+    "a dull , boring film with a terrible plot",
+    "once upon a time there lived a king",
+]
 # The test corpora are a few sentences: below the default minimum, accepted knowingly.
 SMALL = {"min_corpus_tokens": 10}
 UNSEEN = "hansel and gretel found a house made of bread"
@@ -126,8 +129,9 @@ def test_bpe_trim_keeps_encodings_merges_and_lm_logits(bpe_tokenizer, tmp_path):
 
 def test_min_frequency_and_keep_tokens(wordpiece_tokenizer):
     _, all_used = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, **SMALL)
-    _, frequent = trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, min_frequency=2,
-                                  keep_tokens=["queen"], **SMALL)
+    _, frequent = trim_vocabulary(
+        tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, min_frequency=2, keep_tokens=["queen"], **SMALL
+    )
     assert "the" in frequent.get_vocab() and "dull" not in frequent.get_vocab() and "dull" in all_used.get_vocab()
     assert "queen" in frequent.get_vocab() and "queen" not in all_used.get_vocab()
 
@@ -158,8 +162,11 @@ def test_clear_errors(wordpiece_tokenizer, bpe_tokenizer):
 def test_a_corpus_that_covers_too_little_is_refused(wordpiece_tokenizer):
     # empty: a vocabulary of the special tokens only, every word [UNK]; refused whatever the minimum
     for corpus, kw in (([], {}), ([], {"min_corpus_tokens": 1}), ([""] * 5, {}), (CORPUS, {})):
-        with pytest.raises(ValueError, match=r"^the trimming corpus holds \d+ tokens but trim_vocabulary needs at "
-                                             r"least [\d,]+ \(min_corpus_tokens\).*trim to the training text"):
+        with pytest.raises(
+            ValueError,
+            match=r"^the trimming corpus holds \d+ tokens but trim_vocabulary needs at "
+            r"least [\d,]+ \(min_corpus_tokens\).*trim to the training text",
+        ):
             trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, corpus, **kw)
     with pytest.raises(ValueError, match="min_corpus_tokens=0 is invalid"):
         trim_vocabulary(tiny.bert_cls(wordpiece_tokenizer), wordpiece_tokenizer, CORPUS, min_corpus_tokens=0)
@@ -227,10 +234,17 @@ def test_lm_kd_with_trimmed_student_equals_kd_on_kept_ids(bpe_tokenizer, tmp_pat
     teacher = tiny.gpt2(bpe_tokenizer, num_layers=2).eval()
     student, tok = trim_vocabulary(student_from_teacher(teacher, num_layers=1), bpe_tokenizer, CORPUS, **SMALL)
     data = Dataset.from_dict({"input_ids": [tok(CORPUS[0])["input_ids"]]})
-    cfg = DistillationConfig(output_dir=str(tmp_path), alpha=1.0, temperature=2.0, report_to=[], use_cpu=True,
-                             per_device_train_batch_size=1)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=data,
-                                  processing_class=tok, teacher_processing_class=bpe_tokenizer)
+    cfg = DistillationConfig(
+        output_dir=str(tmp_path), alpha=1.0, temperature=2.0, report_to=[], use_cpu=True, per_device_train_batch_size=1
+    )
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=cfg,
+        train_dataset=data,
+        processing_class=tok,
+        teacher_processing_class=bpe_tokenizer,
+    )
     batch = trainer.data_collator([data[0]])
     loss = trainer.compute_loss(student, batch)
     s_ids = torch.tensor([data[0]["input_ids"]])
@@ -246,13 +260,15 @@ def test_lm_kd_with_trimmed_student_equals_kd_on_kept_ids(bpe_tokenizer, tmp_pat
     from hf_distill.soft_targets import generate_soft_targets
     from hf_distill.vocabulary import remap_dataset
 
-    cached = generate_soft_targets(teacher, Dataset.from_dict({"input_ids": t_ids.tolist()}),
-                                   cache_dir=tmp_path / "cache", progress=False)
+    cached = generate_soft_targets(
+        teacher, Dataset.from_dict({"input_ids": t_ids.tolist()}), cache_dir=tmp_path / "cache", progress=False
+    )
     assert len(cached[0]["teacher_logits"][0]) == len(bpe_tokenizer)
     cached = remap_dataset(cached, student)
     assert cached[0]["input_ids"] == data[0]["input_ids"]
-    from_cache = DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=cached,
-                                     processing_class=tok)
+    from_cache = DistillationTrainer(
+        model=student, teacher_model=None, args=cfg, train_dataset=cached, processing_class=tok
+    )
     loss = from_cache.compute_loss(student, from_cache.data_collator([cached[0]]))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
@@ -264,17 +280,21 @@ def test_trainer_refuses_topk_targets_for_a_trimmed_student(bpe_tokenizer, tmp_p
 
     student, tok = trim_vocabulary(tiny.gpt2(bpe_tokenizer, num_layers=1), bpe_tokenizer, CORPUS, **SMALL)
     ids = tok(CORPUS[0])["input_ids"]
-    data = Dataset.from_dict({"input_ids": [ids], "teacher_topk_ids": [[[0, 1]] * len(ids)],
-                              "teacher_topk_logprobs": [[[-1.0, -2.0]] * len(ids)],
-                              "teacher_tail_mass": [[0.5] * len(ids)]})
+    data = Dataset.from_dict(
+        {
+            "input_ids": [ids],
+            "teacher_topk_ids": [[[0, 1]] * len(ids)],
+            "teacher_topk_logprobs": [[[-1.0, -2.0]] * len(ids)],
+            "teacher_tail_mass": [[0.5] * len(ids)],
+        }
+    )
     cfg = DistillationConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     with pytest.raises(ValueError, match="top-k soft targets"):
         DistillationTrainer(model=student, teacher_model=None, args=cfg, train_dataset=data, processing_class=tok)
 
 
 @pytest.mark.slow
-def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer,
-                                                              caplog):
+def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer, caplog):
     """`hf-distill run` with trim_vocabulary + student_intermediate_size: cached rows are remapped (equal to
     tokenizing with the trimmed tokenizer), the student keeps its own tokenizer, the card shows the facts."""
     from datasets import load_from_disk
@@ -283,12 +303,14 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     from hf_distill.vocabulary import remap_dataset
     from tests.test_pipeline import cls_config
 
-    cfg = cls_config(tmp_path, tiny_bert_cls_dir, trim_vocabulary=True, student_intermediate_size=16,
-                     trim_min_corpus_tokens=100)
+    cfg = cls_config(
+        tmp_path, tiny_bert_cls_dir, trim_vocabulary=True, student_intermediate_size=16, trim_min_corpus_tokens=100
+    )
     # validation text the trimming was not cut to: some of its words encode differently
     val_texts = [t for t, _ in tiny.SENTIMENT] + [UNSEEN]
-    (tmp_path / "validation.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in
-                                                                         enumerate(val_texts)))
+    (tmp_path / "validation.tsv").write_text(
+        "sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(val_texts))
+    )
     caplog.set_level(logging.INFO, logger="hf_distill.pipeline")
     results = run_from_config(cfg)
     student_dir = tmp_path / "run" / "student"
@@ -308,7 +330,10 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     assert remapped["input_ids"] == student_tok(texts, truncation=True, max_length=32)["input_ids"]
     report = json.loads((student_dir / "distillation_report.json").read_text())
     facts = report["distillation"]
-    assert facts["vocabulary"] == f"{len(wordpiece_tokenizer):,} → {config['vocab_size']:,} tokens, trimmed to the training text"
+    assert (
+        facts["vocabulary"]
+        == f"{len(wordpiece_tokenizer):,} → {config['vocab_size']:,} tokens, trimmed to the training text"
+    )
     assert facts["width"].startswith("FFN 64 → 16 neurons per block")
     card = (student_dir / "README.md").read_text()
     assert f"{len(wordpiece_tokenizer):,} → {config['vocab_size']:,} tokens" in card
@@ -318,8 +343,10 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     assert results["student"]["trimming"]["changed_share"] == change.changed_share
     assert facts["vocabulary_changes"] == change.describe("the validation text")
     assert f"| Vocabulary changes | {change.describe('the validation text')} |" in card
-    assert f"vocabulary trimmed {len(wordpiece_tokenizer)} -> {config['vocab_size']} tokens; " \
-           f"{change.describe('the validation text')}" in caplog.text
+    assert (
+        f"vocabulary trimmed {len(wordpiece_tokenizer)} -> {config['vocab_size']} tokens; "
+        f"{change.describe('the validation text')}" in caplog.text
+    )
 
 
 def test_pipeline_refuses_a_small_trimming_corpus_before_training(tmp_path, tiny_bert_cls_dir):
@@ -330,8 +357,11 @@ def test_pipeline_refuses_a_small_trimming_corpus_before_training(tmp_path, tiny
     # the training text holds ~500 tokens: under the default 1,000, refused by --check and by run before the teacher
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, trim_vocabulary=True)
     for check_only in (True, False):
-        with pytest.raises(PreflightError, match=r"trim_vocabulary: the trimming corpus holds \d+ tokens but "
-                                                 r"trim_vocabulary needs at least 1,000"):
+        with pytest.raises(
+            PreflightError,
+            match=r"trim_vocabulary: the trimming corpus holds \d+ tokens but "
+            r"trim_vocabulary needs at least 1,000",
+        ):
             run_from_config(cfg, check_only=check_only)
     assert not (tmp_path / "run" / "teacher").exists()
 

@@ -22,14 +22,28 @@ def tokenizers():
     return {name: build() for name, build in TOKENIZERS.items()}
 
 
-@pytest.mark.parametrize(("family", "kind"), [
-    ("llama", "llama3"), ("gemma3", "llama3"), ("qwen2", "qwen2"), ("qwen3", "qwen2"), ("mistral", "sentencepiece"),
-    ("llama-tied", "sentencepiece"), ("gemma", "sentencepiece"), ("phi3", "sentencepiece"),
-])
+@pytest.mark.parametrize(
+    ("family", "kind"),
+    [
+        ("llama", "llama3"),
+        ("gemma3", "llama3"),
+        ("qwen2", "qwen2"),
+        ("qwen3", "qwen2"),
+        ("mistral", "sentencepiece"),
+        ("llama-tied", "sentencepiece"),
+        ("gemma", "sentencepiece"),
+        ("phi3", "sentencepiece"),
+    ],
+)
 def test_trimming_keeps_encodings_and_logits_on_the_corpus(family, kind, tokenizers, tmp_path):
     tok = tokenizers[kind]
-    teacher = decoder(family, vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id)
+    teacher = decoder(
+        family,
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     student = student_from_teacher(teacher, layers=[0, 3]).eval()
     before = copy.deepcopy(student)
     tied = student.lm_head.weight is student.get_input_embeddings().weight
@@ -77,8 +91,9 @@ def test_a_token_built_by_a_later_duplicate_merge_keeps_its_path():
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|end|>", pad_token="<|end|>")
     corpus = ["abcd", "bcd"]
     assert tok.convert_ids_to_tokens(tok("abcd")["input_ids"]) == ["abc", "d"]
-    model = decoder("llama", vocab_size=len(vocab), pad_token_id=vocab["<|end|>"], bos_token_id=None,
-                    eos_token_id=vocab["<|end|>"])
+    model = decoder(
+        "llama", vocab_size=len(vocab), pad_token_id=vocab["<|end|>"], bos_token_id=None, eos_token_id=vocab["<|end|>"]
+    )
     _, trimmed = trim_vocabulary(model, tok, corpus, min_corpus_tokens=1)
     assert [trimmed.convert_ids_to_tokens(trimmed(t)["input_ids"]) for t in corpus] == [["abc", "d"], ["bcd"]]
 
@@ -93,8 +108,12 @@ def test_other_tokenizers_are_refused_in_one_line(tokenizers):
     assert "byte-level BPE (GPT-2, Llama 3, Qwen)" in message and "byte fallback (Llama 2, Mistral)" in message
     unigram = Tokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0), ("b", -2.0)], unk_id=0))
     with pytest.raises(ValueError, match=r"^trim_vocabulary supports .* tokenizers; this one is Unigram$"):
-        trim_vocabulary(decoder("gemma", vocab_size=3), PreTrainedTokenizerFast(tokenizer_object=unigram), ["a b"],
-                        min_corpus_tokens=1)
+        trim_vocabulary(
+            decoder("gemma", vocab_size=3),
+            PreTrainedTokenizerFast(tokenizer_object=unigram),
+            ["a b"],
+            min_corpus_tokens=1,
+        )
 
 
 def test_planning_a_llama_student_measures_pruned_and_trimmed_candidates(tokenizers):
@@ -102,12 +121,30 @@ def test_planning_a_llama_student_measures_pruned_and_trimmed_candidates(tokeniz
     from hf_distill.planning import plan_students
 
     tok = tokenizers["llama3"]
-    teacher = decoder("llama", vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id)
+    teacher = decoder(
+        "llama",
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     fast = BenchmarkSettings(batch_size=2, warmup=0, latency_runs=1, throughput_runs=1, max_length=16, threads=1)
-    plans = plan_students(teacher, tok, CORPUS, layers=[2], intermediate_sizes=[None, 32], trim=[False, True],
-                          trimming_texts=CORPUS, settings=fast, min_corpus_tokens=1)
-    assert [p.name for p in plans] == ["2/4 layers", "2/4 layers, trimmed", "2/4 layers, FFN 32",
-                                       "2/4 layers, FFN 32, trimmed"]
+    plans = plan_students(
+        teacher,
+        tok,
+        CORPUS,
+        layers=[2],
+        intermediate_sizes=[None, 32],
+        trim=[False, True],
+        trimming_texts=CORPUS,
+        settings=fast,
+        min_corpus_tokens=1,
+    )
+    assert [p.name for p in plans] == [
+        "2/4 layers",
+        "2/4 layers, trimmed",
+        "2/4 layers, FFN 32",
+        "2/4 layers, FFN 32, trimmed",
+    ]
     assert plans[3].parameters < plans[2].parameters < plans[0].parameters and plans[1].vocab_size < len(tok)
     assert plans[1].trim_changed_token_share == 0  # the timing texts are the trimming corpus
