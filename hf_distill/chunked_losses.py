@@ -32,10 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses
+from .tasks import unwrap
 
 __all__ = [
     "Head", "linear_head", "positions_per_chunk", "chunked_lm_loss", "output_head", "module_head",
-    "capture_head_inputs",
+    "capture_head_inputs", "valid_logits_in_chunks",
 ]
 
 
@@ -290,3 +291,39 @@ def capture_head_inputs(head: nn.Module | None) -> Iterator[_Captured]:
         yield captured
     finally:
         handle.remove()
+
+
+def valid_logits_in_chunks(models: Sequence[nn.Module], inputs: Sequence[dict[str, torch.Tensor]], task,
+                           valid: torch.Tensor, vocab: int, chunk_size: int = 2**22):
+    """(positions slice, batch rows, [float32 CPU logits of each model]) for the valid positions, a chunk at a time.
+
+    Each model's final hidden states are read at its output embeddings (`capture_head_inputs`: the model computes
+    no logits) and projected a chunk of positions at a time, so a long text never holds a (batch, length,
+    vocabulary) tensor of either model. A model whose logits need its own post-processing (`output_head` is None)
+    gives its full logits, as before. Evaluation (perplexity, fidelity) and the teacher's NLL of samples read
+    logits this way.
+
+    Args:
+        models: the models, each called (no gradient) with its own keyword arguments.
+        inputs: one dict of forward keyword arguments per model (already filtered to what its forward accepts).
+        task: the `hf_distill.tasks.Task` whose ``at_valid`` picks the valid positions of a (B, L, ...) tensor.
+        valid: the task's valid-position mask (e.g. (B, L-1) for a causal LM).
+        vocab: the vocabulary size that sizes the chunks.
+        chunk_size: the most logits (positions × vocabulary) one model's chunk holds.
+    """
+    finals, heads = [], []
+    for model, kwargs in zip(models, inputs):
+        head = output_head(unwrap(model))
+        with torch.inference_mode(), capture_head_inputs(head) as captured:
+            logits = model(**kwargs).logits
+        final = captured.hidden if head is not None else logits
+        finals.append(task.at_valid(final, valid))
+        heads.append(module_head(head) if head is not None else None)
+    rows = valid.nonzero()[:, 0]
+    step = positions_per_chunk(chunk_size, vocab)
+    for start in range(0, int(rows.shape[0]), step):
+        part = slice(start, start + step)
+        with torch.inference_mode():
+            yield part, rows[part], [
+                (h[part] if head is None else head(h[part])).float().cpu() for h, head in zip(finals, heads)
+            ]
