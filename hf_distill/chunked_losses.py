@@ -170,8 +170,19 @@ def chunked_lm_loss(
                    scale_by_temperature_squared=scale_by_temperature_squared)
     teacher = teacher_hidden if teacher_head is not None else teacher_logits
 
-    def chunk_sums(h, params, part):
-        s_logits = student_head.fn(h, params)
+    # Forward KL (and JSD at beta 0, which is forward KL) and the CE term have closed-form gradients with respect to
+    # the logits: those chunks skip autograd through the vocabulary-wide maths (`_closed_form_chunk`).
+    forward_kl = loss_type == "forward_kl" or (loss_type == "jsd" and jsd_beta == 0)
+    closed_form = topk is None and (teacher is None or forward_kl)
+    kd_scale = temperature if scale_by_temperature_squared in (None, True) else 1.0 / temperature
+    weights = (float(kd_weight), float(ce_weight)) if closed_form else None  # (read once, not once per chunk)
+
+    def teacher_logits_of(part, s_logits):
+        with torch.no_grad():
+            t_logits = teacher[part] if teacher_head is None else teacher_head(teacher[part])
+        return t_logits.to(s_logits.device)
+
+    def chunk_sums(s_logits, part):
         kd = s_logits.new_zeros((), dtype=torch.float32)
         ce = kd
         if labels is not None:
@@ -180,9 +191,7 @@ def chunked_lm_loss(
             ids, log_p, tail = (x[part] for x in topk)
             kd = losses.topk_distillation_loss(s_logits, ids, log_p, tail, loss_type, **options).sum()
         elif teacher is not None:
-            with torch.no_grad():
-                t_logits = teacher[part] if teacher_head is None else teacher_head(teacher[part])
-            t_logits = t_logits.to(s_logits.device)
+            t_logits = teacher_logits_of(part, s_logits)
             shared = min(s_logits.shape[-1], t_logits.shape[-1])
             kd = losses.distillation_loss(s_logits[..., :shared], t_logits[..., :shared], loss_type, **options).sum()
         return kd, ce
@@ -197,11 +206,28 @@ def chunked_lm_loss(
             h = hidden[part].detach().requires_grad_(needs[0])
             ps = [p.detach().requires_grad_(need) for p, need in zip(params, needs[1:])]
             with torch.enable_grad() if any(needs) else torch.no_grad():
-                kd, ce = chunk_sums(h, ps, part)
+                s_logits = student_head.fn(h, ps)
                 wanted = [t for t, need in zip((h, *ps), needs) if need]
-                total = kd_weight * kd + ce_weight * ce
-                if wanted and total.requires_grad:  # (no term at all: nothing to differentiate)
-                    chunk_grads = iter(torch.autograd.grad(total, wanted, allow_unused=True))
+                closed = None
+                if closed_form and (labels is not None or teacher is not None):
+                    with torch.no_grad():
+                        t_logits = teacher_logits_of(part, s_logits) if teacher is not None else None
+                        closed = _closed_form_chunk(
+                            s_logits, t_logits, labels[part] if labels is not None else None, temperature,
+                            kd_scale, label_smoothing, weights[0], weights[1], bool(wanted))
+                if closed is not None:
+                    kd, ce, grad_logits = closed
+                    # only the head's own backward (two matrix products for a linear head) is left to autograd
+                    chunk_grads = torch.autograd.grad(s_logits, wanted, grad_logits, allow_unused=True) if wanted \
+                        else ()
+                else:
+                    kd, ce = chunk_sums(s_logits, part)
+                    total = kd_weight * kd + ce_weight * ce
+                    chunk_grads = ()
+                    if wanted and total.requires_grad:  # (no term at all: nothing to differentiate)
+                        chunk_grads = torch.autograd.grad(total, wanted, allow_unused=True)
+                if chunk_grads:
+                    chunk_grads = iter(chunk_grads)
                     for i, need in enumerate(needs):
                         g = next(chunk_grads) if need else None
                         if g is None:
@@ -219,6 +245,63 @@ def chunked_lm_loss(
         loss, kd, ce, _ = run(student_hidden, student_head.params, [False] * (1 + len(student_head.params)))
         return loss, kd, ce
     return _ChunkedLoss.apply(run, student_hidden, *student_head.params)
+
+
+def _closed_form_chunk(s_logits, t_logits, labels, temperature, kd_scale, label_smoothing, kd_weight, ce_weight,
+                       with_grad):
+    """``(kd_sum, ce_sum, d loss / d s_logits)`` of one chunk in closed form, or None where a row is not finite.
+
+    KD is forward KL, Σ p (log p − log q) with p, q the softmaxes at `temperature` over the shared vocabulary (the
+    `losses` convention); its gradient with respect to the student's logits is ``(q − p) · kd_scale`` (T for the
+    T²-scaled loss, 1/T without it). CE (with label smoothing ε over the student's V ids) has gradient
+    ``softmax(s) − ((1 − ε)·onehot(y) + ε / V)`` on labelled rows. One log-softmax per model per chunk serves both
+    terms at T = 1. A chunk whose values are not finite (−inf logits: a masked vocabulary) returns None, and the
+    caller computes it with `hf_distill.losses`' masked functions instead, so such chunks stay exact.
+    """
+    s = s_logits.detach().float()
+    vocab = s.shape[-1]
+    shared = vocab if t_logits is None else min(vocab, t_logits.shape[-1])
+    log_q1 = torch.log_softmax(s, -1)
+    kd = ce = s.new_zeros(())
+    grad = None
+    if t_logits is not None:
+        shares_log_q = temperature == 1 and shared == vocab  # then one log-softmax serves KD and CE
+        log_q = log_q1 if shares_log_q else torch.log_softmax(s[..., :shared] / temperature, -1)
+        t = t_logits[..., :shared].float()
+        log_p = torch.log_softmax(t / temperature if temperature != 1 else t, -1)
+        p = log_p.exp()
+        kd = torch.linalg.vecdot(p, log_p - log_q).sum()
+        if not torch.isfinite(kd):
+            return None
+        kd = kd * (kd_scale * temperature)  # the T² of the value (kd_scale is T, or 1/T without the scaling)
+        if with_grad and kd_weight:  # (q − p)·w, written into p's buffer (p is spent)
+            weight = kd_weight * kd_scale
+            grad = p.mul_(-weight).add_(log_q1.exp() if shares_log_q else log_q.exp_(), alpha=weight)
+            if shared < vocab:
+                grad = F.pad(grad, (0, vocab - shared))
+    if labels is not None:
+        valid = labels != losses.IGNORE_INDEX
+        safe = labels.masked_fill(~valid, 0).unsqueeze(-1)
+        weights = valid.to(s.dtype)
+        nll = -log_q1.gather(-1, safe).squeeze(-1)
+        per_row = (1 - label_smoothing) * nll
+        if label_smoothing:
+            per_row = per_row - label_smoothing / vocab * log_q1.sum(-1)
+        ce = (per_row * weights).sum()
+        if not torch.isfinite(ce):
+            return None
+        if with_grad and ce_weight:  # (alpha 1 logs the CE sum but takes no gradient from it)
+            coef = (weights * ce_weight).unsqueeze(-1)
+            probs = log_q1.exp_()
+            grad = probs.mul_(coef) if grad is None else grad.addcmul_(probs, coef)  # one pass either way
+            grad.scatter_add_(-1, safe, -(1 - label_smoothing) * coef)
+            if label_smoothing:
+                grad.sub_(coef * (label_smoothing / vocab))
+    if with_grad and grad is None:  # both weights 0
+        grad = torch.zeros_like(s)
+    if grad is not None:
+        grad = grad.to(s_logits.dtype)
+    return kd, ce, grad
 
 
 # ---- reading hidden states and heads from models ------------------------------------------------------------------
