@@ -261,47 +261,52 @@ def _closed_form_chunk(s_logits, t_logits, labels, temperature, kd_scale, label_
     s = s_logits.detach().float()
     vocab = s.shape[-1]
     shared = vocab if t_logits is None else min(vocab, t_logits.shape[-1])
+    shares_log_q = temperature == 1 and shared == vocab  # then one log-softmax serves KD and CE
     log_q1 = torch.log_softmax(s, -1)
     kd = ce = s.new_zeros(())
-    grad = None
+    log_q = p = None
     if t_logits is not None:
-        shares_log_q = temperature == 1 and shared == vocab  # then one log-softmax serves KD and CE
         log_q = log_q1 if shares_log_q else torch.log_softmax(s[..., :shared] / temperature, -1)
         t = t_logits[..., :shared].float()
         log_p = torch.log_softmax(t / temperature if temperature != 1 else t, -1)
         p = log_p.exp()
-        kd = torch.linalg.vecdot(p, log_p - log_q).sum()
+        kd = torch.linalg.vecdot(p, log_p.sub_(log_q)).sum()  # (log p is spent: the difference takes its place)
         if not torch.isfinite(kd):
             return None
         kd = kd * (kd_scale * temperature)  # the T² of the value (kd_scale is T, or 1/T without the scaling)
-        if with_grad and kd_weight:  # (q − p)·w, written into p's buffer (p is spent)
-            weight = kd_weight * kd_scale
-            grad = p.mul_(-weight).add_(log_q1.exp() if shares_log_q else log_q.exp_(), alpha=weight)
-            if shared < vocab:
-                grad = F.pad(grad, (0, vocab - shared))
     if labels is not None:
         valid = labels != losses.IGNORE_INDEX
         safe = labels.masked_fill(~valid, 0).unsqueeze(-1)
         weights = valid.to(s.dtype)
-        nll = -log_q1.gather(-1, safe).squeeze(-1)
-        per_row = (1 - label_smoothing) * nll
+        per_row = (1 - label_smoothing) * -log_q1.gather(-1, safe).squeeze(-1)
         if label_smoothing:
             per_row = per_row - label_smoothing / vocab * log_q1.sum(-1)
         ce = (per_row * weights).sum()
         if not torch.isfinite(ce):
             return None
-        if with_grad and ce_weight:  # (alpha 1 logs the CE sum but takes no gradient from it)
-            coef = (weights * ce_weight).unsqueeze(-1)
+    if not with_grad:
+        return kd, ce, None
+    # The values are taken: the log-probabilities' buffers now become probabilities and the gradient, in place.
+    kd_w = kd_weight * kd_scale if p is not None else 0.0
+    coef = (weights * ce_weight).unsqueeze(-1) if labels is not None and ce_weight else None
+    grad = None
+    if kd_w and shares_log_q:  # softmax(s)·(w + c) − w·p: one buffer, three passes
+        grad = log_q1.exp_().mul_(kd_w if coef is None else coef + kd_w).add_(p, alpha=-kd_w)
+    else:
+        if kd_w:  # (q − p)·w in p's buffer
+            grad = p.mul_(-kd_w).add_(log_q.exp_(), alpha=kd_w)
+            if shared < vocab:
+                grad = F.pad(grad, (0, vocab - shared))
+        if coef is not None:
             probs = log_q1.exp_()
-            grad = probs.mul_(coef) if grad is None else grad.addcmul_(probs, coef)  # one pass either way
-            grad.scatter_add_(-1, safe, -(1 - label_smoothing) * coef)
-            if label_smoothing:
-                grad.sub_(coef * (label_smoothing / vocab))
-    if with_grad and grad is None:  # both weights 0
+            grad = probs.mul_(coef) if grad is None else grad.addcmul_(probs, coef)
+    if coef is not None:  # − c·((1 − ε)·onehot(y) + ε / V)
+        grad.scatter_add_(-1, safe, -(1 - label_smoothing) * coef)
+        if label_smoothing:
+            grad.sub_(coef * (label_smoothing / vocab))
+    if grad is None:  # both weights 0
         grad = torch.zeros_like(s)
-    if grad is not None:
-        grad = grad.to(s_logits.dtype)
-    return kd, ce, grad
+    return kd, ce, grad.to(s_logits.dtype)
 
 
 # ---- reading hidden states and heads from models ------------------------------------------------------------------
