@@ -10,6 +10,10 @@ convention is the same by construction) and summed. Each chunk is differentiated
 custom `torch.autograd.Function`, as fused linear cross-entropy kernels do): only the gradients with respect to the
 hidden states and the head survive a chunk, and backward merely scales them. At most one chunk of logits per
 model (plus their intermediates) exists at a time: memory is ``chunk_size`` logits per tensor, whatever B, T and V.
+Forward KL (the default, and JSD at β 0) and the CE term have closed-form gradients with respect to the logits,
+``(q − p)·T`` and ``softmax(s) − target``: those chunks compute them directly, in the buffers of one log-softmax per
+model (shared by KD and CE at T = 1), and leave only the head's own backward to autograd; a chunk holding -inf
+logits, and every other divergence and the top-k cache, are differentiated through `hf_distill.losses` itself.
 
 What the soft-target caches cost (there is no teacher head to chunk there): a top-k cache brings B × T × k ids and
 log-probabilities per batch (k = 64: a few MB), and the student side is chunked as above. A full-logit cache is
