@@ -10,6 +10,10 @@ convention is the same by construction) and summed. Each chunk is differentiated
 custom `torch.autograd.Function`, as fused linear cross-entropy kernels do): only the gradients with respect to the
 hidden states and the head survive a chunk, and backward merely scales them. At most one chunk of logits per
 model (plus their intermediates) exists at a time: memory is ``chunk_size`` logits per tensor, whatever B, T and V.
+Forward KL (the default, and JSD at β 0) and the CE term have closed-form gradients with respect to the logits,
+``(q − p)·T`` and ``softmax(s) − target``: those chunks compute them directly, in the buffers of one log-softmax per
+model (shared by KD and CE at T = 1), and leave only the head's own backward to autograd; a chunk holding -inf
+logits, and every other divergence and the top-k cache, are differentiated through `hf_distill.losses` itself.
 
 What the soft-target caches cost (there is no teacher head to chunk there): a top-k cache brings B × T × k ids and
 log-probabilities per batch (k = 64: a few MB), and the student side is chunked as above. A full-logit cache is
@@ -32,10 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses
+from .tasks import unwrap
 
 __all__ = [
     "Head", "linear_head", "positions_per_chunk", "chunked_lm_loss", "output_head", "module_head",
-    "capture_head_inputs",
+    "capture_head_inputs", "valid_logits_in_chunks",
 ]
 
 
@@ -169,8 +174,19 @@ def chunked_lm_loss(
                    scale_by_temperature_squared=scale_by_temperature_squared)
     teacher = teacher_hidden if teacher_head is not None else teacher_logits
 
-    def chunk_sums(h, params, part):
-        s_logits = student_head.fn(h, params)
+    # Forward KL (and JSD at beta 0, which is forward KL) and the CE term have closed-form gradients with respect to
+    # the logits: those chunks skip autograd through the vocabulary-wide maths (`_closed_form_chunk`).
+    forward_kl = loss_type == "forward_kl" or (loss_type == "jsd" and jsd_beta == 0)
+    closed_form = topk is None and (teacher is None or forward_kl)
+    kd_scale = temperature if scale_by_temperature_squared in (None, True) else 1.0 / temperature
+    weights = (float(kd_weight), float(ce_weight)) if closed_form else None  # (read once, not once per chunk)
+
+    def teacher_logits_of(part, s_logits):
+        with torch.no_grad():
+            t_logits = teacher[part] if teacher_head is None else teacher_head(teacher[part])
+        return t_logits.to(s_logits.device)
+
+    def chunk_sums(s_logits, part):
         kd = s_logits.new_zeros((), dtype=torch.float32)
         ce = kd
         if labels is not None:
@@ -179,9 +195,7 @@ def chunked_lm_loss(
             ids, log_p, tail = (x[part] for x in topk)
             kd = losses.topk_distillation_loss(s_logits, ids, log_p, tail, loss_type, **options).sum()
         elif teacher is not None:
-            with torch.no_grad():
-                t_logits = teacher[part] if teacher_head is None else teacher_head(teacher[part])
-            t_logits = t_logits.to(s_logits.device)
+            t_logits = teacher_logits_of(part, s_logits)
             shared = min(s_logits.shape[-1], t_logits.shape[-1])
             kd = losses.distillation_loss(s_logits[..., :shared], t_logits[..., :shared], loss_type, **options).sum()
         return kd, ce
@@ -196,11 +210,28 @@ def chunked_lm_loss(
             h = hidden[part].detach().requires_grad_(needs[0])
             ps = [p.detach().requires_grad_(need) for p, need in zip(params, needs[1:])]
             with torch.enable_grad() if any(needs) else torch.no_grad():
-                kd, ce = chunk_sums(h, ps, part)
+                s_logits = student_head.fn(h, ps)
                 wanted = [t for t, need in zip((h, *ps), needs) if need]
-                total = kd_weight * kd + ce_weight * ce
-                if wanted and total.requires_grad:  # (no term at all: nothing to differentiate)
-                    chunk_grads = iter(torch.autograd.grad(total, wanted, allow_unused=True))
+                closed = None
+                if closed_form and (labels is not None or teacher is not None):
+                    with torch.no_grad():
+                        t_logits = teacher_logits_of(part, s_logits) if teacher is not None else None
+                        closed = _closed_form_chunk(
+                            s_logits, t_logits, labels[part] if labels is not None else None, temperature,
+                            kd_scale, label_smoothing, weights[0], weights[1], bool(wanted))
+                if closed is not None:
+                    kd, ce, grad_logits = closed
+                    # only the head's own backward (two matrix products for a linear head) is left to autograd
+                    chunk_grads = torch.autograd.grad(s_logits, wanted, grad_logits, allow_unused=True) if wanted \
+                        else ()
+                else:
+                    kd, ce = chunk_sums(s_logits, part)
+                    total = kd_weight * kd + ce_weight * ce
+                    chunk_grads = ()
+                    if wanted and total.requires_grad:  # (no term at all: nothing to differentiate)
+                        chunk_grads = torch.autograd.grad(total, wanted, allow_unused=True)
+                if chunk_grads:
+                    chunk_grads = iter(chunk_grads)
                     for i, need in enumerate(needs):
                         g = next(chunk_grads) if need else None
                         if g is None:
@@ -218,6 +249,68 @@ def chunked_lm_loss(
         loss, kd, ce, _ = run(student_hidden, student_head.params, [False] * (1 + len(student_head.params)))
         return loss, kd, ce
     return _ChunkedLoss.apply(run, student_hidden, *student_head.params)
+
+
+def _closed_form_chunk(s_logits, t_logits, labels, temperature, kd_scale, label_smoothing, kd_weight, ce_weight,
+                       with_grad):
+    """``(kd_sum, ce_sum, d loss / d s_logits)`` of one chunk in closed form, or None where a row is not finite.
+
+    KD is forward KL, Σ p (log p − log q) with p, q the softmaxes at `temperature` over the shared vocabulary (the
+    `losses` convention); its gradient with respect to the student's logits is ``(q − p) · kd_scale`` (T for the
+    T²-scaled loss, 1/T without it). CE (with label smoothing ε over the student's V ids) has gradient
+    ``softmax(s) − ((1 − ε)·onehot(y) + ε / V)`` on labelled rows. One log-softmax per model per chunk serves both
+    terms at T = 1. A chunk whose values are not finite (−inf logits: a masked vocabulary) returns None, and the
+    caller computes it with `hf_distill.losses`' masked functions instead, so such chunks stay exact.
+    """
+    s = s_logits.detach().float()
+    vocab = s.shape[-1]
+    shared = vocab if t_logits is None else min(vocab, t_logits.shape[-1])
+    shares_log_q = temperature == 1 and shared == vocab  # then one log-softmax serves KD and CE
+    log_q1 = torch.log_softmax(s, -1)
+    kd = ce = s.new_zeros(())
+    log_q = p = None
+    if t_logits is not None:
+        log_q = log_q1 if shares_log_q else torch.log_softmax(s[..., :shared] / temperature, -1)
+        t = t_logits[..., :shared].float()
+        log_p = torch.log_softmax(t / temperature if temperature != 1 else t, -1)
+        p = log_p.exp()
+        kd = torch.linalg.vecdot(p, log_p.sub_(log_q)).sum()  # (log p is spent: the difference takes its place)
+        if not torch.isfinite(kd):
+            return None
+        kd = kd * (kd_scale * temperature)  # the T² of the value (kd_scale is T, or 1/T without the scaling)
+    if labels is not None:
+        valid = labels != losses.IGNORE_INDEX
+        safe = labels.masked_fill(~valid, 0).unsqueeze(-1)
+        weights = valid.to(s.dtype)
+        per_row = (1 - label_smoothing) * -log_q1.gather(-1, safe).squeeze(-1)
+        if label_smoothing:
+            per_row = per_row - label_smoothing / vocab * log_q1.sum(-1)
+        ce = (per_row * weights).sum()
+        if not torch.isfinite(ce):
+            return None
+    if not with_grad:
+        return kd, ce, None
+    # The values are taken: the log-probabilities' buffers now become probabilities and the gradient, in place.
+    kd_w = kd_weight * kd_scale if p is not None else 0.0
+    coef = (weights * ce_weight).unsqueeze(-1) if labels is not None and ce_weight else None
+    grad = None
+    if kd_w and shares_log_q:  # softmax(s)·(w + c) − w·p: one buffer, three passes
+        grad = log_q1.exp_().mul_(kd_w if coef is None else coef + kd_w).add_(p, alpha=-kd_w)
+    else:
+        if kd_w:  # (q − p)·w in p's buffer
+            grad = p.mul_(-kd_w).add_(log_q.exp_(), alpha=kd_w)
+            if shared < vocab:
+                grad = F.pad(grad, (0, vocab - shared))
+        if coef is not None:
+            probs = log_q1.exp_()
+            grad = probs.mul_(coef) if grad is None else grad.addcmul_(probs, coef)
+    if coef is not None:  # − c·((1 − ε)·onehot(y) + ε / V)
+        grad.scatter_add_(-1, safe, -(1 - label_smoothing) * coef)
+        if label_smoothing:
+            grad.sub_(coef * (label_smoothing / vocab))
+    if grad is None:  # both weights 0
+        grad = torch.zeros_like(s)
+    return kd, ce, grad.to(s_logits.dtype)
 
 
 # ---- reading hidden states and heads from models ------------------------------------------------------------------
@@ -290,3 +383,39 @@ def capture_head_inputs(head: nn.Module | None) -> Iterator[_Captured]:
         yield captured
     finally:
         handle.remove()
+
+
+def valid_logits_in_chunks(models: Sequence[nn.Module], inputs: Sequence[dict[str, torch.Tensor]], task,
+                           valid: torch.Tensor, vocab: int, chunk_size: int = 2**22):
+    """(positions slice, batch rows, [float32 CPU logits of each model]) for the valid positions, a chunk at a time.
+
+    Each model's final hidden states are read at its output embeddings (`capture_head_inputs`: the model computes
+    no logits) and projected a chunk of positions at a time, so a long text never holds a (batch, length,
+    vocabulary) tensor of either model. A model whose logits need its own post-processing (`output_head` is None)
+    gives its full logits, as before. Evaluation (perplexity, fidelity) and the teacher's NLL of samples read
+    logits this way.
+
+    Args:
+        models: the models, each called (no gradient) with its own keyword arguments.
+        inputs: one dict of forward keyword arguments per model (already filtered to what its forward accepts).
+        task: the `hf_distill.tasks.Task` whose ``at_valid`` picks the valid positions of a (B, L, ...) tensor.
+        valid: the task's valid-position mask (e.g. (B, L-1) for a causal LM).
+        vocab: the vocabulary size that sizes the chunks.
+        chunk_size: the most logits (positions × vocabulary) one model's chunk holds.
+    """
+    finals, heads = [], []
+    for model, kwargs in zip(models, inputs):
+        head = output_head(unwrap(model))
+        with torch.inference_mode(), capture_head_inputs(head) as captured:
+            logits = model(**kwargs).logits
+        final = captured.hidden if head is not None else logits
+        finals.append(task.at_valid(final, valid))
+        heads.append(module_head(head) if head is not None else None)
+    rows = valid.nonzero()[:, 0]
+    step = positions_per_chunk(chunk_size, vocab)
+    for start in range(0, int(rows.shape[0]), step):
+        part = slice(start, start + step)
+        with torch.inference_mode():
+            yield part, rows[part], [
+                (h[part] if head is None else head(h[part])).float().cpu() for h, head in zip(finals, heads)
+            ]

@@ -38,7 +38,7 @@ from .fidelity import (
 from .models import LoadedModel, load_model
 from .report import Fidelity
 from .task_metrics import HUB_METRICS, METRICS_DIR, hub_offline, load_metric, metric_module_path
-from .tasks import Task, get_task, unwrap
+from .tasks import Task, get_task
 
 __all__ = [
     "PairEvaluation",
@@ -102,33 +102,6 @@ def _batches(n: int, size: int):
 def _logits(model: nn.Module, enc: dict[str, torch.Tensor]) -> torch.Tensor:
     with torch.inference_mode():
         return model(**forward_kwargs(model, enc)).logits.float()
-
-
-def _valid_logits_in_chunks(models, model_inputs: dict[str, torch.Tensor], task: Task, valid: torch.Tensor,
-                            vocab: int, chunk_size: int = 2**22):
-    """(positions slice, batch rows, [float32 CPU logits of each model]) for the valid positions, a chunk at a time.
-
-    Each model's final hidden states are read at its output embeddings (`chunked_losses.capture_head_inputs`: the
-    model computes no logits) and projected a chunk of positions at a time, so a long text never holds a
-    (batch, length, vocabulary) tensor of either model. A model whose logits need its own post-processing
-    (`chunked_losses.output_head` is None) gives its full logits, as before.
-    """
-    finals, heads = [], []
-    for model in models:
-        head = chunked_losses.output_head(unwrap(model))
-        with torch.inference_mode(), chunked_losses.capture_head_inputs(head) as captured:
-            logits = model(**forward_kwargs(model, model_inputs)).logits
-        final = captured.hidden if head is not None else logits
-        finals.append(task.at_valid(final, valid))
-        heads.append(chunked_losses.module_head(head) if head is not None else None)
-    rows = valid.nonzero()[:, 0]
-    step = chunked_losses.positions_per_chunk(chunk_size, vocab)
-    for start in range(0, int(rows.shape[0]), step):
-        part = slice(start, start + step)
-        with torch.inference_mode():
-            yield part, rows[part], [
-                (h[part] if head is None else head(h[part])).float().cpu() for h, head in zip(finals, heads)
-            ]
 
 
 def evaluate_models(
@@ -346,7 +319,9 @@ def _evaluate_lm(
         rows_nll = torch.zeros(2, valid.shape[0], dtype=torch.float64)
         rows_correct = torch.zeros(2, valid.shape[0], dtype=torch.long)  # per text, for the intervals
         valid_targets = targets[valid]
-        for part, rows, (lt, ls) in _valid_logits_in_chunks((teacher, student), model_inputs, task, valid, vocab):
+        models = (teacher, student)
+        inputs = [forward_kwargs(m, model_inputs) for m in models]
+        for part, rows, (lt, ls) in chunked_losses.valid_logits_in_chunks(models, inputs, task, valid, vocab):
             lt, ls = align_vocab(lt, ls, vocab)
             fid.update(lt, ls, units=rows + sl.start)  # per text, for the intervals
             for k, logits in enumerate((lt, ls)):

@@ -28,8 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import on_policy
+from . import chunked_losses, on_policy
 from .on_policy import pad_left
+from .tasks import get_task
+
+CAUSAL_LM = get_task("text-generation")
 
 __all__ = [
     "DEFAULT_REPETITION_N",
@@ -176,17 +179,17 @@ def teacher_nll(
     device = next(teacher.parameters()).device
     total, count = 0.0, 0
     step = batch_size or sequences.shape[0]
+    vocab = vocab_size or getattr(getattr(teacher, "config", None), "vocab_size", None) or 1  # sizes the chunks
     for start in range(0, sequences.shape[0], step):
         ids = sequences[start : start + step].to(device)
         mask = attention_mask[start : start + step].to(device)
-        scored = completion_mask[start : start + step, 1:].to(device)
-        with torch.inference_mode():
-            logits = teacher(input_ids=ids, attention_mask=mask, **_position_ids(teacher, mask)).logits
-        logits = logits[:, :-1].float()
-        if vocab_size is not None:
-            logits = logits[..., :vocab_size]
-        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        total += float(nll[scored].double().sum())
+        scored = completion_mask[start : start + step, 1:]
+        targets = ids[:, 1:].cpu()[scored]
+        inputs = [dict(input_ids=ids, attention_mask=mask, **_position_ids(teacher, mask))]
+        # the scored positions' logits a chunk at a time: long samples never hold a (B, L, V) tensor
+        for part, _, (logits,) in chunked_losses.valid_logits_in_chunks([teacher], inputs, CAUSAL_LM, scored, vocab):
+            logits = logits[..., :vocab_size] if vocab_size is not None else logits
+            total += float(F.cross_entropy(logits, targets[part], reduction="none").double().sum())
         count += int(scored.sum())
     return total, count
 

@@ -175,3 +175,41 @@ def test_no_teacher_and_no_labels_give_zero_sums():
     loss, kd, ce = chunked_losses.chunked_lm_loss(hidden[:0], chunked_losses.linear_head(torch.randn(V_T, D)),
                                                   labels=torch.zeros(0, dtype=torch.long))
     assert loss.item() == kd.item() == ce.item() == 0.0
+
+
+@pytest.mark.parametrize("loss_type", ["forward_kl", "jsd"])
+@pytest.mark.parametrize("temperature,scaled", [(1.0, None), (2.5, None), (2.5, False)])
+def test_forward_kl_and_ce_in_closed_form_keep_the_masked_path_for_infinite_logits(
+        loss_type, temperature, scaled, monkeypatch):
+    """Forward KL (JSD at beta 0) with CE takes closed-form gradients, never `losses.distillation_loss`, and equals
+    the materialised loss and gradients; a chunk whose teacher logits hold -inf (a masked vocabulary) goes through
+    the masked functions instead and is exact too."""
+    data, input_ids, labels, attention = make(False, True)
+    task = CAUSAL_LM
+    valid = task.valid_mask(labels, attention, input_ids)
+    t_logits = task.at_valid(F.linear(data["t_hidden"], data["t_weight"], data["t_bias"]), valid)
+    t_masked = t_logits.clone()
+    t_masked[:3, ::4] = float("-inf")  # the first chunk only: ids its teacher forbids
+    targets = task.targets(labels)[valid]
+    n = float(valid.sum())
+    options = dict(loss_type=loss_type, jsd_beta=0.0, temperature=temperature, scale_by_temperature_squared=scaled)
+    calls = []
+    original = losses.distillation_loss
+    monkeypatch.setattr(losses, "distillation_loss", lambda *a, **k: calls.append(1) or original(*a, **k))
+
+    def reference(d, teacher):
+        s = task.at_valid(F.linear(d["hidden"], d["weight"], d["bias"]), valid)
+        kd = original(s, teacher, **options).sum()
+        return 0.7 * kd / n + 0.3 * losses.cross_entropy_sum(s, targets, 0.1) / n
+
+    def chunk(d, teacher):
+        loss, _, _ = chunked_losses.chunked_lm_loss(
+            task.at_valid(d["hidden"], valid), chunked_losses.linear_head(d["weight"], d["bias"]),
+            teacher_logits=teacher, labels=targets, kd_weight=0.7 / n, ce_weight=0.3 / n, label_smoothing=0.1,
+            chunk_size=V_T * 3, **options)
+        return loss
+
+    assert_close(values_and_grads(chunk, data, t_logits), values_and_grads(reference, data, t_logits))
+    assert calls == []  # closed form throughout
+    assert_close(values_and_grads(chunk, data, t_masked), values_and_grads(reference, data, t_masked))
+    assert len(calls) == 1  # only the chunk with -inf logits took the masked path

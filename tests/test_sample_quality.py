@@ -132,6 +132,34 @@ def test_teacher_nll_equals_a_token_by_token_loop_on_unpadded_rows(bpe_tokenizer
     assert cut_total < total
 
 
+def test_teacher_nll_projects_scored_positions_in_chunks_and_equals_full_logits(bpe_tokenizer, monkeypatch):
+    """The teacher's final hidden states go through its lm_head a few scored positions at a time (the model itself
+    computes logits for no position), and the sum equals the full-logit cross-entropy, left padding included."""
+    from hf_distill import chunked_losses
+
+    teacher = tiny.gpt2(bpe_tokenizer, num_layers=2).eval()
+    rows = [[11, 12, 13, 14, 15, 16, 17, 18, 19], [21, 22, 23, 24], [31, 32, 33, 34, 35, 36]]
+    ids, mask = pad_left(rows, pad_token_id=bpe_tokenizer.pad_token_id)
+    completion = torch.zeros_like(mask, dtype=torch.bool)
+    completion[:, ids.shape[1] - 3 :] = True
+    widths = []
+    teacher.lm_head.register_forward_hook(lambda mod, a, out: widths.append(out.shape[-2]))
+    monkeypatch.setattr(chunked_losses, "positions_per_chunk", lambda size, vocab: 2)
+    total, count = teacher_nll(teacher, ids, completion, mask)
+    assert widths and set(widths) == {0}  # the model's own call: hidden states only
+    cut_total, _ = teacher_nll(teacher, ids, completion, mask, vocab_size=len(bpe_tokenizer) - 10)
+    widths.clear()
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        logits = teacher(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits[:, :-1].double()
+    assert widths == [ids.shape[1]]
+    scored = completion[:, 1:]
+    for vocab, got in ((logits.shape[-1], total), (len(bpe_tokenizer) - 10, cut_total)):
+        nll = torch.nn.functional.cross_entropy(logits[..., :vocab].transpose(1, 2), ids[:, 1:], reduction="none")
+        assert got == pytest.approx(float(nll[scored].sum()), rel=1e-5)
+    assert count == int(scored.sum()) == 9
+
+
 def test_teacher_nll_refuses_a_mask_on_padding(bpe_tokenizer):
     teacher = tiny.gpt2(bpe_tokenizer, num_layers=1)
     ids, mask = pad_left([[5, 6, 7], [8, 9]], pad_token_id=0)
