@@ -59,9 +59,21 @@ def models(a):
 
     def gpt2(layers: int):
         torch.manual_seed(a.seed + layers)
-        return GPT2LMHeadModel(GPT2Config(vocab_size=a.vocab, n_positions=a.seq, n_embd=64, n_layer=layers, n_head=2,
-                                          resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=a.vocab - 1,
-                                          eos_token_id=a.vocab - 1, pad_token_id=a.vocab - 1))
+        return GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=a.vocab,
+                n_positions=a.seq,
+                n_embd=64,
+                n_layer=layers,
+                n_head=2,
+                resid_pdrop=0.0,
+                embd_pdrop=0.0,
+                attn_pdrop=0.0,
+                bos_token_id=a.vocab - 1,
+                eos_token_id=a.vocab - 1,
+                pad_token_id=a.vocab - 1,
+            )
+        )
 
     return gpt2(1), gpt2(2)
 
@@ -76,17 +88,29 @@ def data(a):
 
 
 def common_args(a, out: str) -> dict:
-    return dict(output_dir=out, report_to=[], use_cpu=True, per_device_train_batch_size=a.batch, max_steps=a.steps,
-                optim="sgd", learning_rate=1e-3, save_strategy="no", logging_steps=10_000, disable_tqdm=True,
-                seed=a.seed, dataloader_num_workers=0)
+    return dict(
+        output_dir=out,
+        report_to=[],
+        use_cpu=True,
+        per_device_train_batch_size=a.batch,
+        max_steps=a.steps,
+        optim="sgd",
+        learning_rate=1e-3,
+        save_strategy="no",
+        logging_steps=10_000,
+        disable_tqdm=True,
+        seed=a.seed,
+        dataloader_num_workers=0,
+    )
 
 
 def topk_cache(a, teacher, train):
     from hf_distill.soft_targets import generate_soft_targets
 
     cache = Path(a.work) / f"topk-v{a.vocab}-t{a.seq}-b{a.batch}-s{a.steps}"
-    return generate_soft_targets(teacher, train, top_k=64, temperature=1.0, cache_dir=cache, progress=False,
-                                 batch_size=1)
+    return generate_soft_targets(
+        teacher, train, top_k=64, temperature=1.0, cache_dir=cache, progress=False, batch_size=1
+    )
 
 
 def trainer_for(row: str, a, out: str):
@@ -100,8 +124,12 @@ def trainer_for(row: str, a, out: str):
     train = data(a)
     tok = tokenizer(a.vocab)
     if row == "ce":
-        return Trainer(model=student, args=TrainingArguments(**common_args(a, out)), train_dataset=train,
-                       data_collator=default_data_collator)
+        return Trainer(
+            model=student,
+            args=TrainingArguments(**common_args(a, out)),
+            train_dataset=train,
+            data_collator=default_data_collator,
+        )
     kd = dict(common_args(a, out), alpha=1.0, temperature=1.0, loss_type="forward_kl")
     if row == "kd_materialised":
 
@@ -109,22 +137,34 @@ def trainer_for(row: str, a, out: str):
             def _chunked_head(self, model, return_outputs):  # the model's full logits, as before chunking
                 return None
 
-        return Materialised(model=student, teacher_model=teacher, args=DistillationConfig(**kd), train_dataset=train,
-                            data_collator=default_data_collator)
+        return Materialised(
+            model=student,
+            teacher_model=teacher,
+            args=DistillationConfig(**kd),
+            train_dataset=train,
+            data_collator=default_data_collator,
+        )
     if row == "kd_live":
-        return DistillationTrainer(model=student, teacher_model=teacher, args=DistillationConfig(**kd),
-                                   train_dataset=train, data_collator=default_data_collator)
+        return DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=DistillationConfig(**kd),
+            train_dataset=train,
+            data_collator=default_data_collator,
+        )
     if row == "kd_topk":
         cached = topk_cache(a, teacher, train.remove_columns("labels"))
-        return DistillationTrainer(model=student, teacher_model=None, args=DistillationConfig(**kd),
-                                   train_dataset=cached, processing_class=tok)
+        return DistillationTrainer(
+            model=student, teacher_model=None, args=DistillationConfig(**kd), train_dataset=cached, processing_class=tok
+        )
     half = a.seq // 2
     prompts = [ids[:half] for ids in train["input_ids"]]
     if row == "kd_onpolicy":
         pc = Dataset.from_dict({"input_ids": [p + p for p in prompts], on_policy.PROMPT_LENGTH: [half] * len(prompts)})
         args = DistillationConfig(**kd, lmbda=1.0, max_new_tokens=half, generation_temperature=1.0)
-        return DistillationTrainer(model=student, teacher_model=teacher, args=args, train_dataset=pc,
-                                   processing_class=tok)
+        return DistillationTrainer(
+            model=student, teacher_model=teacher, args=args, train_dataset=pc, processing_class=tok
+        )
     if row == "trl_gkd":
         from trl.experimental.gkd import GKDConfig, GKDTrainer
 
@@ -134,19 +174,40 @@ def trainer_for(row: str, a, out: str):
             batch["prompt_attention_mask"] = batch["attention_mask"][:, :half]
             return batch
 
-        args = GKDConfig(**common_args(a, out), lmbda=0.0, beta=0.0, temperature=1.0, max_new_tokens=half,
-                         bf16=False, gradient_checkpointing=False, max_length=a.seq, disable_dropout=True)
-        return GKDTrainer(model=student, teacher_model=teacher, args=args, train_dataset=train, processing_class=tok,
-                          data_collator=collate)
+        args = GKDConfig(
+            **common_args(a, out),
+            lmbda=0.0,
+            beta=0.0,
+            temperature=1.0,
+            max_new_tokens=half,
+            bf16=False,
+            gradient_checkpointing=False,
+            max_length=a.seq,
+            disable_dropout=True,
+        )
+        return GKDTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=args,
+            train_dataset=train,
+            processing_class=tok,
+            data_collator=collate,
+        )
     if row == "trl_distill":
         from trl import DistillationConfig as TrlConfig
         from trl import DistillationTrainer as TrlTrainer
 
         text = Dataset.from_dict({"prompt": [" ".join(f"t{i}" for i in p) for p in prompts]})
-        args = TrlConfig(**common_args(a, out), beta=0.0, temperature=1.0, max_completion_length=half,
-                         bf16=False, gradient_checkpointing=False, disable_dropout=True)
-        trainer = TrlTrainer(model=student, teacher_model=teacher, args=args, train_dataset=text,
-                             processing_class=tok)
+        args = TrlConfig(
+            **common_args(a, out),
+            beta=0.0,
+            temperature=1.0,
+            max_completion_length=half,
+            bf16=False,
+            gradient_checkpointing=False,
+            disable_dropout=True,
+        )
+        trainer = TrlTrainer(model=student, teacher_model=teacher, args=args, train_dataset=text, processing_class=tok)
         torch.manual_seed(a.seed)
         return trainer
     raise ValueError(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
@@ -200,9 +261,11 @@ def table(rows: list[dict], a) -> str:
     by = {r["row"]: r for r in rows}
     ce = by.get("ce", {})
     trl = {"kd_live": by.get("trl_gkd", {}), "kd_onpolicy": by.get("trl_distill", {})}
-    head = (f"V {a.vocab}, T {a.seq}, B {a.batch}; one (B, T, V) float32 tensor = "
-            f"{a.batch * a.seq * a.vocab * 4 / 2**30:.2f} GiB\n"
-            "| row | peak RSS growth | x CE | x TRL | step time | x CE | x TRL |\n|---|---|---|---|---|---|---|")
+    head = (
+        f"V {a.vocab}, T {a.seq}, B {a.batch}; one (B, T, V) float32 tensor = "
+        f"{a.batch * a.seq * a.vocab * 4 / 2**30:.2f} GiB\n"
+        "| row | peak RSS growth | x CE | x TRL | step time | x CE | x TRL |\n|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for r in rows:
         if "error" in r:
@@ -213,9 +276,11 @@ def table(rows: list[dict], a) -> str:
             return f"{r[key] / other[key]:.2f}" if other.get(key) else ""
 
         peer = trl.get(r["row"], {})
-        lines.append(f"| {r['row']} | {r['peak_bytes'] / 2**30:.2f} GiB | {ratio('peak_bytes', ce)} | "
-                     f"{ratio('peak_bytes', peer)} | {r['step_s']:.2f} s | {ratio('step_s', ce)} | "
-                     f"{ratio('step_s', peer)} |")
+        lines.append(
+            f"| {r['row']} | {r['peak_bytes'] / 2**30:.2f} GiB | {ratio('peak_bytes', ce)} | "
+            f"{ratio('peak_bytes', peer)} | {r['step_s']:.2f} s | {ratio('step_s', ce)} | "
+            f"{ratio('step_s', peer)} |"
+        )
     return "\n".join(lines)
 
 

@@ -39,8 +39,14 @@ from . import losses
 from .tasks import unwrap
 
 __all__ = [
-    "Head", "linear_head", "positions_per_chunk", "chunked_lm_loss", "output_head", "module_head",
-    "capture_head_inputs", "valid_logits_in_chunks",
+    "Head",
+    "linear_head",
+    "positions_per_chunk",
+    "chunked_lm_loss",
+    "output_head",
+    "module_head",
+    "capture_head_inputs",
+    "valid_logits_in_chunks",
 ]
 
 
@@ -170,8 +176,12 @@ def chunked_lm_loss(
         with torch.no_grad():
             vocab_size = student_head(student_hidden[:1]).shape[-1] if n else 1
     step = positions_per_chunk(chunk_size, vocab_size)
-    options = dict(temperature=temperature, jsd_beta=jsd_beta, skew_lambda=skew_lambda,
-                   scale_by_temperature_squared=scale_by_temperature_squared)
+    options = dict(
+        temperature=temperature,
+        jsd_beta=jsd_beta,
+        skew_lambda=skew_lambda,
+        scale_by_temperature_squared=scale_by_temperature_squared,
+    )
     teacher = teacher_hidden if teacher_head is not None else teacher_logits
 
     # Forward KL (and JSD at beta 0, which is forward KL) and the CE term have closed-form gradients with respect to
@@ -217,13 +227,22 @@ def chunked_lm_loss(
                     with torch.no_grad():
                         t_logits = teacher_logits_of(part, s_logits) if teacher is not None else None
                         closed = _closed_form_chunk(
-                            s_logits, t_logits, labels[part] if labels is not None else None, temperature,
-                            kd_scale, label_smoothing, weights[0], weights[1], bool(wanted))
+                            s_logits,
+                            t_logits,
+                            labels[part] if labels is not None else None,
+                            temperature,
+                            kd_scale,
+                            label_smoothing,
+                            weights[0],
+                            weights[1],
+                            bool(wanted),
+                        )
                 if closed is not None:
                     kd, ce, grad_logits = closed
                     # only the head's own backward (two matrix products for a linear head) is left to autograd
-                    chunk_grads = torch.autograd.grad(s_logits, wanted, grad_logits, allow_unused=True) if wanted \
-                        else ()
+                    chunk_grads = (
+                        torch.autograd.grad(s_logits, wanted, grad_logits, allow_unused=True) if wanted else ()
+                    )
                 else:
                     kd, ce = chunk_sums(s_logits, part)
                     total = kd_weight * kd + ce_weight * ce
@@ -251,8 +270,9 @@ def chunked_lm_loss(
     return _ChunkedLoss.apply(run, student_hidden, *student_head.params)
 
 
-def _closed_form_chunk(s_logits, t_logits, labels, temperature, kd_scale, label_smoothing, kd_weight, ce_weight,
-                       with_grad):
+def _closed_form_chunk(
+    s_logits, t_logits, labels, temperature, kd_scale, label_smoothing, kd_weight, ce_weight, with_grad
+):
     """``(kd_sum, ce_sum, d loss / d s_logits)`` of one chunk in closed form, or None where a row is not finite.
 
     KD is forward KL, Σ p (log p − log q) with p, q the softmaxes at `temperature` over the shared vocabulary (the
@@ -385,8 +405,14 @@ def capture_head_inputs(head: nn.Module | None) -> Iterator[_Captured]:
         handle.remove()
 
 
-def valid_logits_in_chunks(models: Sequence[nn.Module], inputs: Sequence[dict[str, torch.Tensor]], task,
-                           valid: torch.Tensor, vocab: int, chunk_size: int = 2**22):
+def valid_logits_in_chunks(
+    models: Sequence[nn.Module],
+    inputs: Sequence[dict[str, torch.Tensor]],
+    task,
+    valid: torch.Tensor,
+    vocab: int,
+    chunk_size: int = 2**22,
+):
     """(positions slice, batch rows, [float32 CPU logits of each model]) for the valid positions, a chunk at a time.
 
     Each model's final hidden states are read at its output embeddings (`capture_head_inputs`: the model computes
@@ -416,6 +442,8 @@ def valid_logits_in_chunks(models: Sequence[nn.Module], inputs: Sequence[dict[st
     for start in range(0, int(rows.shape[0]), step):
         part = slice(start, start + step)
         with torch.inference_mode():
-            yield part, rows[part], [
-                (h[part] if head is None else head(h[part])).float().cpu() for h, head in zip(finals, heads)
-            ]
+            yield (
+                part,
+                rows[part],
+                [(h[part] if head is None else head(h[part])).float().cpu() for h, head in zip(finals, heads)],
+            )

@@ -239,8 +239,12 @@ def _evaluate_classification(
             }
         )
     per_item = {"label": np.asarray(refs), "pred_teacher": np.asarray(preds_t), "pred_student": np.asarray(preds_s)}
-    per_item.update({f"correct_{who}": (per_item[f"pred_{who}"] == per_item["label"]).astype(np.float64)
-                     for who in ("teacher", "student")})
+    per_item.update(
+        {
+            f"correct_{who}": (per_item[f"pred_{who}"] == per_item["label"]).astype(np.float64)
+            for who in ("teacher", "student")
+        }
+    )
     per_item.update(fid.per_unit(len(texts)))  # agree / kl / js / items per example
     return PairEvaluation(
         task=task.pipeline_tag,
@@ -358,18 +362,38 @@ def _evaluate_lm(
         return [float(x) / c if c else 0.0 for x, c in zip(sums, counts)]
 
     examples = select_lm_examples(
-        texts, per_token(per_item["kl"]), per_token(per_item["agree"]), counts, per_token(nll[0]), per_token(nll[1]),
+        texts,
+        per_token(per_item["kl"]),
+        per_token(per_item["agree"]),
+        counts,
+        per_token(nll[0]),
+        per_token(nll[1]),
         task=task.pipeline_tag,
     )
-    return PairEvaluation(task.pipeline_tag, per_model[0], per_model[1], fid.result(), len(texts), sources, details,
-                          examples=examples, per_item=per_item, unit="texts")
+    return PairEvaluation(
+        task.pipeline_tag,
+        per_model[0],
+        per_model[1],
+        fid.result(),
+        len(texts),
+        sources,
+        details,
+        examples=examples,
+        per_item=per_item,
+        unit="texts",
+    )
 
 
 def _per_text(nll, counts, correct_per_text, fid: FidelityAccumulator, num_texts: int) -> dict[str, np.ndarray]:
     """The per-text vectors the report's intervals resample: NLL sums, scored tokens, correct tokens, fidelity."""
-    per_text = {"nll_teacher": np.asarray(nll[0]), "nll_student": np.asarray(nll[1]),
-                "tokens": np.asarray(counts, dtype=np.float64)}
+    per_text = {
+        "nll_teacher": np.asarray(nll[0]),
+        "nll_student": np.asarray(nll[1]),
+        "tokens": np.asarray(counts, dtype=np.float64),
+    }
     if correct_per_text[0]:
-        per_text.update(correct_teacher=np.asarray(correct_per_text[0], dtype=np.float64),
-                        correct_student=np.asarray(correct_per_text[1], dtype=np.float64))
+        per_text.update(
+            correct_teacher=np.asarray(correct_per_text[0], dtype=np.float64),
+            correct_student=np.asarray(correct_per_text[1], dtype=np.float64),
+        )
     return {**per_text, **fid.per_unit(num_texts)}

@@ -178,8 +178,17 @@ def evaluate_pair(
             sample_seconds = round(time.perf_counter() - sample_started, 3)
         variant_evals = {
             name: evaluate_models(
-                t.model, model, t.tokenizer, data.texts, data.labels, task=t.task, student_tokenizer=s.tokenizer,
-                batch_size=batch_size, max_length=max_length, metric_source=metric_source, device="cpu",
+                t.model,
+                model,
+                t.tokenizer,
+                data.texts,
+                data.labels,
+                task=t.task,
+                student_tokenizer=s.tokenizer,
+                batch_size=batch_size,
+                max_length=max_length,
+                metric_source=metric_source,
+                device="cpu",
             )
             for name, model in exported.items()
         }
@@ -212,14 +221,16 @@ def evaluate_pair(
     if "steps" not in distillation and "steps" in training_info:
         distillation["steps"] = training_info["steps"]
     variants = [
-        _variant_figures(name, exported[name], figures[0], figures[1], ev_v, speed, disk, t.task.primary_metric,
-                         student)
+        _variant_figures(
+            name, exported[name], figures[0], figures[1], ev_v, speed, disk, t.task.primary_metric, student
+        )
         for (name, ev_v), speed, disk in zip(variant_evals.items(), pb.extra_speeds, pb.extra_disk_bytes)
     ]
     for variant, ev_v in zip(variants, variant_evals.values()):
         if ev.per_item and ev_v.per_item:  # the same texts in the same order: paired on them
-            variant.difference_vs_student = difference_intervals(ev.per_item, ev_v.per_item,
-                                                                 f1_average=ev.details.get("f1_average"))
+            variant.difference_vs_student = difference_intervals(
+                ev.per_item, ev_v.per_item, f1_average=ev.details.get("f1_average")
+            )
     report = DistillationReport(
         task=t.task.pipeline_tag,
         variants=variants,
@@ -246,7 +257,8 @@ def evaluate_pair(
         sample_quality=quality,
         # paired bootstrap over the evaluated examples/texts (per-item figures kept in memory by evaluate_models)
         intervals=report_intervals(ev.per_item, ev.unit, f1_average=ev.details.get("f1_average"))
-        if ev.per_item else None,
+        if ev.per_item
+        else None,
     )
     # Not a report field (the report stays small and its schema unchanged): written beside it, linked by the card.
     report.examples = ev.examples
@@ -282,8 +294,17 @@ def _load_exports(student: str | os.PathLike, s: Any, threads: int) -> dict[str,
     return variants
 
 
-def _variant_figures(name: str, model: Any, teacher: ModelFigures, student: ModelFigures, ev: Any, speed: Any,
-                     disk_bytes: int, primary_metric: str, student_dir: str | os.PathLike) -> VariantFigures:
+def _variant_figures(
+    name: str,
+    model: Any,
+    teacher: ModelFigures,
+    student: ModelFigures,
+    ev: Any,
+    speed: Any,
+    disk_bytes: int,
+    primary_metric: str,
+    student_dir: str | os.PathLike,
+) -> VariantFigures:
     """An exported variant's figures, timed in the same round-robin runs as teacher and student."""
     from .export import VARIANT_NAMES, export_checks
 

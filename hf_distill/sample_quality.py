@@ -171,7 +171,9 @@ def teacher_nll(
     if attention_mask is None:
         attention_mask = torch.ones_like(sequences)
     if attention_mask.shape != sequences.shape:
-        raise ValueError(f"attention_mask {tuple(attention_mask.shape)} does not match sequences {tuple(sequences.shape)}")
+        raise ValueError(
+            f"attention_mask {tuple(attention_mask.shape)} does not match sequences {tuple(sequences.shape)}"
+        )
     completion_mask = completion_mask.bool()
     if (completion_mask & ~attention_mask.bool()).any():
         raise ValueError("completion_mask marks padding positions: only real completion tokens can be scored")
@@ -426,8 +428,15 @@ def sample_quality(
     if not prompt_ids:
         raise ValueError("no non-empty prompt: sample quality needs at least one prompt token")
     settings = SampleSettings(
-        num_prompts=len(prompt_ids), prompt_tokens=max(len(p) for p in prompt_ids), max_new_tokens=max_new_tokens,
-        batch_size=batch_size, seed=seed, do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
+        num_prompts=len(prompt_ids),
+        prompt_tokens=max(len(p) for p in prompt_ids),
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
     )
     _check_n(repetition_n)
     longest = settings.prompt_tokens + max_new_tokens

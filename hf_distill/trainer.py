@@ -66,14 +66,18 @@ class DistillationTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         if args is None:
-            raise ValueError("DistillationTrainer needs args=DistillationConfig(output_dir=..., temperature=..., alpha=...)")
+            raise ValueError(
+                "DistillationTrainer needs args=DistillationConfig(output_dir=..., temperature=..., alpha=...)"
+            )
         if not isinstance(args, DistillationConfig):
             raise TypeError(
                 f"args must be a DistillationConfig (got {type(args).__name__}); it subclasses TrainingArguments and "
                 "adds temperature, alpha, loss_type, ..."
             )
         if model is None or isinstance(model, str):
-            raise ValueError("pass the student as a model instance (e.g. AutoModelForSequenceClassification.from_pretrained(...))")
+            raise ValueError(
+                "pass the student as a model instance (e.g. AutoModelForSequenceClassification.from_pretrained(...))"
+            )
         if peft_config is not None:
             from peft import get_peft_model
 
@@ -157,7 +161,9 @@ class DistillationTrainer(Trainer):
         check_weights(name_or_path, "teacher")
         teacher = auto.from_pretrained(name_or_path, **kwargs)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=args.teacher_revision, trust_remote_code=args.trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(
+                name_or_path, revision=args.teacher_revision, trust_remote_code=args.trust_remote_code
+            )
         except (OSError, ValueError):
             tokenizer = None
         return teacher, tokenizer
@@ -197,7 +203,9 @@ class DistillationTrainer(Trainer):
             raise ValueError(f"{mode} applies to causal LMs (the student generates text); this is a {self.task} model")
         columns = set(getattr(train_dataset, "column_names", None) or [])
         if self.teacher is None:
-            raise ValueError(f"{mode} needs a live teacher_model to score the generated completions: pass teacher_model")
+            raise ValueError(
+                f"{mode} needs a live teacher_model to score the generated completions: pass teacher_model"
+            )
         if columns & set(SOFT_TARGET_COLUMNS):
             raise ValueError(
                 f"{mode}: cached soft targets cannot serve generated completions, the live teacher must score them; "
@@ -209,14 +217,19 @@ class DistillationTrainer(Trainer):
                 "truth), so they would train nothing; set alpha > 0"
             )
         if vocabulary.kept_ids_of(unwrap(model)) is not None:
-            raise ValueError(f"{mode} needs the teacher's vocabulary in the student: it does not work with a trimmed student")
+            raise ValueError(
+                f"{mode} needs the teacher's vocabulary in the student: it does not work with a trimmed student"
+            )
         if columns and on_policy.PROMPT_LENGTH not in columns:
             raise ValueError(
                 f"{mode} needs prompt-completion data (a {on_policy.PROMPT_LENGTH} column): tokenize with "
                 "hf_distill.on_policy.tokenize_prompt_completion (prompt/completion columns, or prompt_tokens=N)"
             )
-        limit = min(n for n in (on_policy.max_positions(unwrap(model)), on_policy.max_positions(unwrap(self.teacher)),
-                                 10**9) if n)
+        limit = min(
+            n
+            for n in (on_policy.max_positions(unwrap(model)), on_policy.max_positions(unwrap(self.teacher)), 10**9)
+            if n
+        )
         if columns and len(train_dataset):
             longest = max(train_dataset[on_policy.PROMPT_LENGTH])
             if longest + args.generated_tokens > limit:
@@ -228,8 +241,15 @@ class DistillationTrainer(Trainer):
         pad = getattr(processing_class, "pad_token_id", None)
         eos = getattr(processing_class, "eos_token_id", None)
         gen = getattr(unwrap(model), "generation_config", None)
-        if pad is None and eos is None and getattr(gen, "pad_token_id", None) is None and getattr(gen, "eos_token_id", None) is None:
-            raise ValueError(f"{mode}: neither the tokenizer nor the student's generation config has a pad or EOS token")
+        if (
+            pad is None
+            and eos is None
+            and getattr(gen, "pad_token_id", None) is None
+            and getattr(gen, "eos_token_id", None) is None
+        ):
+            raise ValueError(
+                f"{mode}: neither the tokenizer nor the student's generation config has a pad or EOS token"
+            )
 
     def _place_teacher(self, teacher: nn.Module) -> nn.Module:
         """Put the teacher where it runs: its own device, or a DeepSpeed inference engine under ZeRO-3.
@@ -345,13 +365,21 @@ class DistillationTrainer(Trainer):
             model = model.module  # the teacher's DeepSpeed inference engine: generate with the module it holds
         with self.autocast_smart_context_manager():  # the precision the training forward runs in
             completions, mask = on_policy.generate_completions(
-                model, batch[on_policy.PROMPT_IDS], batch[on_policy.PROMPT_MASK], self._generation_config(),
-                seed=seed, synced_gpus=self._synced_generation(),
+                model,
+                batch[on_policy.PROMPT_IDS],
+                batch[on_policy.PROMPT_MASK],
+                self._generation_config(),
+                seed=seed,
+                synced_gpus=self._synced_generation(),
             )
         source = on_policy.SOURCE_STUDENT if on_policy_batch else on_policy.SOURCE_TEACHER
         return on_policy.completion_batch(
-            batch[on_policy.PROMPT_IDS], batch[on_policy.PROMPT_MASK], completions, mask,
-            self._generation_config().pad_token_id, source,
+            batch[on_policy.PROMPT_IDS],
+            batch[on_policy.PROMPT_MASK],
+            completions,
+            mask,
+            self._generation_config().pad_token_id,
+            source,
         )
 
     def _generation_model(self) -> nn.Module:
@@ -380,11 +408,18 @@ class DistillationTrainer(Trainer):
             pad = pad if pad is not None else getattr(base, "pad_token_id", None)
             pad = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
             sample = args.generation_temperature > 0
-            options = dict(temperature=args.generation_temperature, top_p=args.generation_top_p,
-                           top_k=args.generation_top_k) if sample else {}
+            options = (
+                dict(temperature=args.generation_temperature, top_p=args.generation_top_p, top_k=args.generation_top_k)
+                if sample
+                else {}
+            )
             self._gen_config = GenerationConfig(
-                max_new_tokens=args.generated_tokens, do_sample=sample, pad_token_id=pad, eos_token_id=eos,
-                use_cache=True, **options,
+                max_new_tokens=args.generated_tokens,
+                do_sample=sample,
+                pad_token_id=pad,
+                eos_token_id=eos,
+                use_cache=True,
+                **options,
             )
         return self._gen_config
 
@@ -462,8 +497,14 @@ class DistillationTrainer(Trainer):
         want_kd = args.alpha > 0 and (teacher_out is not None or bool(soft))
         if head is not None:
             lm_loss, kd_sum, ce_sum = self._chunked_loss(
-                head, captured.hidden, teacher_out if want_kd else None, t_final, soft if want_kd else {}, valid,
-                labels if want_ce else None, args.alpha / n_kd if want_kd else 0.0,
+                head,
+                captured.hidden,
+                teacher_out if want_kd else None,
+                t_final,
+                soft if want_kd else {},
+                valid,
+                labels if want_ce else None,
+                args.alpha / n_kd if want_kd else 0.0,
                 (1 - args.alpha) / n_ce if want_ce else 0.0,
             )
             if want_ce:
@@ -477,7 +518,9 @@ class DistillationTrainer(Trainer):
                 terms["loss_ce"] = losses.cross_entropy_sum(ce_logits, ce_labels, args.label_smoothing_factor) / n_ce
             if want_kd:
                 terms["loss_kd"] = self._kd_sum(s_logits, teacher_out, soft, valid) / n_kd
-        token_mask = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        token_mask = (
+            attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        )
         if want_hidden and teacher_out is not None:
             total = zero
             projected = self._projected_hidden_states(outputs)
@@ -498,9 +541,7 @@ class DistillationTrainer(Trainer):
         if head is None:
             lm_loss = args.alpha * terms["loss_kd"] + (1 - args.alpha) * terms["loss_ce"]
         loss = (
-            lm_loss
-            + args.hidden_loss_weight * terms["loss_hidden"]
-            + args.attention_loss_weight * terms["loss_attn"]
+            lm_loss + args.hidden_loss_weight * terms["loss_hidden"] + args.attention_loss_weight * terms["loss_attn"]
         )
         across_processes = bool(global_counts and args.average_tokens_across_devices and args.world_size > 1)
         self._record_components(terms, "train" if model.training else "eval", across_processes)
@@ -552,7 +593,8 @@ class DistillationTrainer(Trainer):
             cache = self.task.aligned(soft["teacher_logits"] if soft else teacher_out.logits)
             teacher["teacher_hidden"] = valid.to(cache.device).nonzero()
             teacher["teacher_head"] = lambda at: vocabulary.teacher_logits_for_student(
-                cache[at[:, 0], at[:, 1]], student, self.task)
+                cache[at[:, 0], at[:, 1]], student, self.task
+            )
         elif t_hidden is not None:
             t_head = chunked_losses.output_head(unwrap(self.teacher))
             kept = vocabulary.kept_ids_of(student)

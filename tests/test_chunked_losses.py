@@ -16,8 +16,15 @@ from hf_distill.tasks import CAUSAL_LM, MASKED_LM
 
 B, T, D, D_T, V_T = 3, 7, 8, 12, 23
 KEPT = [0, 2, 3, 5, 7, 8, 11, 13, 17, 19, 20, 22]  # a trimmed student's teacher ids
-LOSS_TYPES = [("forward_kl", {}), ("reverse_kl", {}), ("jsd", {"jsd_beta": 0.3}), ("jsd", {"jsd_beta": 1.0}),
-              ("skew_kl", {"skew_lambda": 0.2}), ("skew_reverse_kl", {}), ("mse", {})]
+LOSS_TYPES = [
+    ("forward_kl", {}),
+    ("reverse_kl", {}),
+    ("jsd", {"jsd_beta": 0.3}),
+    ("jsd", {"jsd_beta": 1.0}),
+    ("skew_kl", {"skew_lambda": 0.2}),
+    ("skew_reverse_kl", {}),
+    ("mse", {}),
+]
 
 
 def make(trimmed: bool, masked: bool, seed: int = 0):
@@ -136,11 +143,19 @@ def test_chunked_topk_and_cached_logits_equal_materialised(loss_type, extra, tem
         return losses.distillation_loss(s, task.at_valid(t_logits, valid), loss_type, **options).sum()
 
     def chunk(d, cache):
-        source = {"topk": (top_ids, top_logp, tail)} if cache == "topk" else {
-            "teacher_logits": task.at_valid(t_logits, valid)}
+        source = (
+            {"topk": (top_ids, top_logp, tail)}
+            if cache == "topk"
+            else {"teacher_logits": task.at_valid(t_logits, valid)}
+        )
         kd, _, _ = chunked_losses.chunked_lm_loss(
-            task.at_valid(d["hidden"], valid), chunked_losses.linear_head(d["weight"], d["bias"]), loss_type=loss_type,
-            chunk_size=V_T * 3, **source, **options)
+            task.at_valid(d["hidden"], valid),
+            chunked_losses.linear_head(d["weight"], d["bias"]),
+            loss_type=loss_type,
+            chunk_size=V_T * 3,
+            **source,
+            **options,
+        )
         return kd
 
     for cache in ("topk", "logits"):
@@ -172,15 +187,17 @@ def test_no_teacher_and_no_labels_give_zero_sums():
     hidden = torch.randn(4, D, requires_grad=True)
     loss, kd, ce = chunked_losses.chunked_lm_loss(hidden, chunked_losses.linear_head(torch.randn(V_T, D)))
     assert loss.item() == kd.item() == ce.item() == 0.0
-    loss, kd, ce = chunked_losses.chunked_lm_loss(hidden[:0], chunked_losses.linear_head(torch.randn(V_T, D)),
-                                                  labels=torch.zeros(0, dtype=torch.long))
+    loss, kd, ce = chunked_losses.chunked_lm_loss(
+        hidden[:0], chunked_losses.linear_head(torch.randn(V_T, D)), labels=torch.zeros(0, dtype=torch.long)
+    )
     assert loss.item() == kd.item() == ce.item() == 0.0
 
 
 @pytest.mark.parametrize("loss_type", ["forward_kl", "jsd"])
 @pytest.mark.parametrize("temperature,scaled", [(1.0, None), (2.5, None), (2.5, False)])
 def test_forward_kl_and_ce_in_closed_form_keep_the_masked_path_for_infinite_logits(
-        loss_type, temperature, scaled, monkeypatch):
+    loss_type, temperature, scaled, monkeypatch
+):
     """Forward KL (JSD at beta 0) with CE takes closed-form gradients, never `losses.distillation_loss`, and equals
     the materialised loss and gradients; a chunk whose teacher logits hold -inf (a masked vocabulary) goes through
     the masked functions instead and is exact too."""
@@ -204,9 +221,16 @@ def test_forward_kl_and_ce_in_closed_form_keep_the_masked_path_for_infinite_logi
 
     def chunk(d, teacher):
         loss, _, _ = chunked_losses.chunked_lm_loss(
-            task.at_valid(d["hidden"], valid), chunked_losses.linear_head(d["weight"], d["bias"]),
-            teacher_logits=teacher, labels=targets, kd_weight=0.7 / n, ce_weight=0.3 / n, label_smoothing=0.1,
-            chunk_size=V_T * 3, **options)
+            task.at_valid(d["hidden"], valid),
+            chunked_losses.linear_head(d["weight"], d["bias"]),
+            teacher_logits=teacher,
+            labels=targets,
+            kd_weight=0.7 / n,
+            ce_weight=0.3 / n,
+            label_smoothing=0.1,
+            chunk_size=V_T * 3,
+            **options,
+        )
         return loss
 
     assert_close(values_and_grads(chunk, data, t_logits), values_and_grads(reference, data, t_logits))

@@ -158,7 +158,9 @@ def test_detect_task(tiny_bert_cls_dir, tiny_gpt2_dir, wordpiece_tokenizer):
     assert detect_task(_load(tiny_bert_cls_dir)[0]).pipeline_tag == "text-classification"
     assert detect_task(_load_lm(tiny_gpt2_dir)[0]).pipeline_tag == "text-generation"
     assert detect_task(tiny.bert_mlm(wordpiece_tokenizer, num_layers=1)).pipeline_tag == "fill-mask"
-    with pytest.raises(ValueError, match=r"cannot tell the task from \['Linear'\]: .*AutoModelForSequenceClassification"):
+    with pytest.raises(
+        ValueError, match=r"cannot tell the task from \['Linear'\]: .*AutoModelForSequenceClassification"
+    ):
         detect_task(torch.nn.Linear(2, 2))
 
 

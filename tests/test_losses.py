@@ -34,7 +34,8 @@ def test_forward_kl_with_temperature_and_t_squared(t):
 
 
 def test_forward_kl_hand_value():
-    # p = softmax([ln 3, 0, -1]) against the uniform q, worked out on paper: p = (0.6868, 0.2289, 0.0842), KL = 0.4965 - 0.0860 - 0.1159 = 0.2947 nats
+    # p = softmax([ln 3, 0, -1]) against the uniform q, worked out on paper: p = (0.6868, 0.2289, 0.0842),
+    # KL = 0.4965 - 0.0860 - 0.1159 = 0.2947 nats
     e = [3.0, 1.0, math.exp(-1)]
     p = [v / sum(e) for v in e]
     by_hand = sum(pi * math.log(pi * 3) for pi in p)
@@ -100,7 +101,10 @@ def test_causal_mask_excludes_padding_and_ignored_labels():
     # logit i predicts token i+1: row 0 -> targets (-100, 7, pad) ; row 1 -> targets (6, pad, pad)
     assert valid.tolist() == [[False, True, False], [True, False, False]]
     # without labels, every real next token counts; an EOS that equals pad but is attended still counts
-    assert losses.causal_lm_valid_mask(None, attention_mask, input_ids).tolist() == [[True, True, False], [True, False, False]]
+    assert losses.causal_lm_valid_mask(None, attention_mask, input_ids).tolist() == [
+        [True, True, False],
+        [True, False, False],
+    ]
 
 
 def test_masked_kd_equals_hand_sum_over_valid_positions():
@@ -172,8 +176,14 @@ def test_topk_loss_is_the_divergence_between_the_bucketed_distributions(loss_typ
     q_b = [q[3], q[0], 1 - q[3] - q[0]]
     expected = _divergence_by_hand(loss_type, p_b, q_b, beta, lam) * t * t
     got = losses.topk_distillation_loss(
-        torch.tensor([z_s]), torch.tensor([ids]), torch.tensor([[math.log(p[3]), math.log(p[0])]]),
-        torch.tensor([tail]), loss_type, temperature=t, jsd_beta=beta, skew_lambda=lam,
+        torch.tensor([z_s]),
+        torch.tensor([ids]),
+        torch.tensor([[math.log(p[3]), math.log(p[0])]]),
+        torch.tensor([tail]),
+        loss_type,
+        temperature=t,
+        jsd_beta=beta,
+        skew_lambda=lam,
     )
     assert got.shape == (1,)
     assert got.item() == pytest.approx(expected, rel=1e-5)
@@ -187,8 +197,9 @@ def test_topk_loss_over_the_whole_vocabulary_is_the_full_loss(loss_type):
     z_s, z_t = torch.randn(4, 7), torch.randn(4, 7) * 2
     log_p = torch.log_softmax(z_t / 2.0, -1)
     top = log_p.topk(7, -1)
-    got = losses.topk_distillation_loss(z_s, top.indices, top.values, torch.zeros(4), loss_type, temperature=2.0,
-                                        jsd_beta=0.3, skew_lambda=0.2)
+    got = losses.topk_distillation_loss(
+        z_s, top.indices, top.values, torch.zeros(4), loss_type, temperature=2.0, jsd_beta=0.3, skew_lambda=0.2
+    )
     full = losses.distillation_loss(z_s, z_t, loss_type, temperature=2.0, jsd_beta=0.3, skew_lambda=0.2)
     torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-6)
 
@@ -211,4 +222,6 @@ def test_unknown_names_raise():
     with pytest.raises(ValueError, match="unknown divergence"):
         losses.divergence_from_log_probs(torch.zeros(1, 2), torch.zeros(1, 2), "kl")
     with pytest.raises(ValueError, match="unknown hidden loss"):
-        losses.hidden_state_loss_sum(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool), "l1")
+        losses.hidden_state_loss_sum(
+            torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool), "l1"
+        )

@@ -215,15 +215,22 @@ def test_ids_past_the_tokenizer_vocabulary_are_never_sampled(bpe_tokenizer):
     with torch.no_grad():
         model.lm_head.weight[len(bpe_tokenizer) :] *= 50
     prompts = prompts_from_texts(bpe_tokenizer, tiny.CORPUS[:4], num_prompts=4, prompt_tokens=3)
-    out = generate_completions(model, prompts, pad_token_id=bpe_tokenizer.pad_token_id, eos_token_id=None,
-                               settings=SampleSettings(max_new_tokens=8), vocab_size=len(bpe_tokenizer))
+    out = generate_completions(
+        model,
+        prompts,
+        pad_token_id=bpe_tokenizer.pad_token_id,
+        eos_token_id=None,
+        settings=SampleSettings(max_new_tokens=8),
+        vocab_size=len(bpe_tokenizer),
+    )
     assert max(max(c) for c in out) < len(bpe_tokenizer)
 
 
 def test_the_teacher_finds_its_own_samples_likelier_than_an_untrained_models(trained_teacher, bpe_tokenizer):
     untrained = tiny.gpt2(bpe_tokenizer, num_layers=2, hidden=64).eval()
-    q = sample_quality(untrained, trained_teacher, bpe_tokenizer, tiny.CORPUS[:10], max_new_tokens=12, seed=0,
-                       batch_size=4)
+    q = sample_quality(
+        untrained, trained_teacher, bpe_tokenizer, tiny.CORPUS[:10], max_new_tokens=12, seed=0, batch_size=4
+    )
     # measured: about 1.3 nats/token for the teacher's samples, 11 for the untrained model's (uniform is 5.7)
     assert q.teacher.teacher_nll < 2.5 and q.student.teacher_nll > math.log(len(bpe_tokenizer))
     assert q.nll_ratio == pytest.approx(q.student.teacher_nll / q.teacher.teacher_nll) and q.nll_ratio > 3
@@ -235,8 +242,13 @@ def test_the_teacher_finds_its_own_samples_likelier_than_an_untrained_models(tra
 
 def test_a_student_identical_to_the_teacher_scores_exactly_like_it(trained_teacher, bpe_tokenizer):
     # same model, same seed, same prompts: the same samples, so every figure is equal and the ratio is 1
-    q = measure_samples(trained_teacher, trained_teacher, bpe_tokenizer, tiny.CORPUS,
-                        SampleSettings(num_prompts=6, prompt_tokens=4, max_new_tokens=10, batch_size=4))
+    q = measure_samples(
+        trained_teacher,
+        trained_teacher,
+        bpe_tokenizer,
+        tiny.CORPUS,
+        SampleSettings(num_prompts=6, prompt_tokens=4, max_new_tokens=10, batch_size=4),
+    )
     assert q.teacher == q.student and q.nll_ratio == 1.0
     assert q.num_prompts == 6 and q.prompt_tokens == 4 and q.short_prompts == 0
 
@@ -248,10 +260,12 @@ def test_too_long_a_generation_for_the_models_positions_is_refused(bpe_tokenizer
 
 
 def test_greedy_decoding_is_recorded_and_deterministic(trained_teacher, bpe_tokenizer):
-    a = sample_quality(trained_teacher, trained_teacher, bpe_tokenizer, tiny.CORPUS[:4], max_new_tokens=8,
-                       do_sample=False, seed=0)
-    b = sample_quality(trained_teacher, trained_teacher, bpe_tokenizer, tiny.CORPUS[:4], max_new_tokens=8,
-                       do_sample=False, seed=1)
+    a = sample_quality(
+        trained_teacher, trained_teacher, bpe_tokenizer, tiny.CORPUS[:4], max_new_tokens=8, do_sample=False, seed=0
+    )
+    b = sample_quality(
+        trained_teacher, trained_teacher, bpe_tokenizer, tiny.CORPUS[:4], max_new_tokens=8, do_sample=False, seed=1
+    )
     assert a.teacher == b.teacher and a.generation["do_sample"] is False
     assert math.isfinite(a.teacher.teacher_nll)
 
@@ -301,7 +315,10 @@ def test_evaluate_pair_reports_what_the_function_measures(lm_eval, tiny_gpt2_dir
         got, want = getattr(q, who), getattr(direct, who)
         assert got.teacher_nll == pytest.approx(want.teacher_nll, rel=1e-6)
         assert (got.num_tokens, got.distinct_1, got.distinct_2, got.repetition_rate) == (
-            want.num_tokens, want.distinct_1, want.distinct_2, want.repetition_rate
+            want.num_tokens,
+            want.distinct_1,
+            want.distinct_2,
+            want.repetition_rate,
         )
     assert report.evaluation["sample_seconds"] > 0
     # the report's rows are formatted from exactly these figures
@@ -313,7 +330,8 @@ def test_evaluate_pair_reports_what_the_function_measures(lm_eval, tiny_gpt2_dir
     )
     assert rows["Distinct-2 of samples"][:2] == (fmt_metric(q.teacher.distinct_2), fmt_metric(q.student.distinct_2))
     assert rows["Repetition rate of samples (seq-rep-4)"][:2] == (
-        fmt_metric(q.teacher.repetition_rate), fmt_metric(q.student.repetition_rate)
+        fmt_metric(q.teacher.repetition_rate),
+        fmt_metric(q.student.repetition_rate),
     )
 
 
@@ -330,8 +348,13 @@ def test_the_sample_figures_survive_the_json_round_trip(lm_eval, tmp_path):
 def test_a_classifier_pair_gets_no_sample_quality(tiny_bert_cls_dir, tiny_bert_cls_student_dir, monkeypatch):
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
     texts, labels = zip(*tiny.SENTIMENT)
-    report = evaluate_pair(tiny_bert_cls_dir, tiny_bert_cls_student_dir, EvalData(list(texts), list(labels)),
-                           benchmark=FAST, samples=SETTINGS)
+    report = evaluate_pair(
+        tiny_bert_cls_dir,
+        tiny_bert_cls_student_dir,
+        EvalData(list(texts), list(labels)),
+        benchmark=FAST,
+        samples=SETTINGS,
+    )
     assert report.sample_quality is None and "sample_seconds" not in report.evaluation
     assert not any(row[0] in SAMPLE_LABELS for row in report.table_rows())
 
@@ -340,9 +363,17 @@ def test_classification_reports_and_older_reports_are_unchanged(tmp_path):
     cls = sample_report()
     assert cls.sample_quality is None
     assert [r[0] for r in cls.table_rows()] == [
-        "Parameters", "Parameters without embeddings", "Size on disk (MB)", "Latency p50, batch 1 (ms)",
-        "Latency p95, batch 1 (ms)", "Throughput, batch 8 (samples/s)", "Accuracy", "F1",
-        "Top-1 agreement with teacher", "KL(teacher ‖ student), nats", "Jensen–Shannon divergence, nats",
+        "Parameters",
+        "Parameters without embeddings",
+        "Size on disk (MB)",
+        "Latency p50, batch 1 (ms)",
+        "Latency p95, batch 1 (ms)",
+        "Throughput, batch 8 (samples/s)",
+        "Accuracy",
+        "F1",
+        "Top-1 agreement with teacher",
+        "KL(teacher ‖ student), nats",
+        "Jensen–Shannon divergence, nats",
     ]
     assert json.loads(cls.to_json(tmp_path).read_text())["sample_quality"] is None
     # a minor-2 report (written before sample quality existed) reads as it was, with its stored rows
@@ -410,22 +441,66 @@ def test_card_rows_are_the_report_rows_and_say_where_the_samples_come_from(tmp_p
     assert "The sample rows" not in plain and SAMPLE_NLL_LABEL not in plain
 
 
-def test_cli_evaluate_measures_samples_with_its_flags_and_can_skip_them(lm_eval, tiny_gpt2_dir, tiny_gpt2_student_dir,
-                                                                        tmp_path, capsys):
+def test_cli_evaluate_measures_samples_with_its_flags_and_can_skip_them(
+    lm_eval, tiny_gpt2_dir, tiny_gpt2_student_dir, tmp_path, capsys
+):
     _, corpus = lm_eval
     parser = argparse.ArgumentParser(prog="hf-distill")
     register(parser.add_subparsers(dest="command", required=True))
-    common = ["evaluate", "--teacher", str(tiny_gpt2_dir), "--student", str(tiny_gpt2_student_dir), "--dataset",
-              str(corpus), "--threads", "1", "--warmup", "1", "--latency-runs", "2", "--throughput-runs", "1",
-              "--bench-batch-size", "2", "--generation-tokens", "2", "--generation-runs", "1"]
-    args = parser.parse_args(common + ["--output", str(tmp_path / "a"), "--sample-prompts", "3",
-                                       "--sample-prompt-tokens", "5", "--sample-new-tokens", "6", "--sample-seed", "2",
-                                       "--sample-top-k", "20", "--sample-temperature", "0.8"])
+    common = [
+        "evaluate",
+        "--teacher",
+        str(tiny_gpt2_dir),
+        "--student",
+        str(tiny_gpt2_student_dir),
+        "--dataset",
+        str(corpus),
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--latency-runs",
+        "2",
+        "--throughput-runs",
+        "1",
+        "--bench-batch-size",
+        "2",
+        "--generation-tokens",
+        "2",
+        "--generation-runs",
+        "1",
+    ]
+    args = parser.parse_args(
+        common
+        + [
+            "--output",
+            str(tmp_path / "a"),
+            "--sample-prompts",
+            "3",
+            "--sample-prompt-tokens",
+            "5",
+            "--sample-new-tokens",
+            "6",
+            "--sample-seed",
+            "2",
+            "--sample-top-k",
+            "20",
+            "--sample-temperature",
+            "0.8",
+        ]
+    )
     assert args.func(args) == 0
     q = DistillationReport.from_json(tmp_path / "a").sample_quality
     assert (q.num_prompts, q.prompt_tokens) == (3, 5)
-    assert q.generation | {"batch_size": 0} == {"max_new_tokens": 6, "batch_size": 0, "seed": 2, "do_sample": True,
-                                                 "temperature": 0.8, "top_p": 1.0, "top_k": 20}
+    assert q.generation | {"batch_size": 0} == {
+        "max_new_tokens": 6,
+        "batch_size": 0,
+        "seed": 2,
+        "do_sample": True,
+        "temperature": 0.8,
+        "top_p": 1.0,
+        "top_k": 20,
+    }
     assert SAMPLE_NLL_LABEL in capsys.readouterr().out
     args = parser.parse_args(common + ["--output", str(tmp_path / "b"), "--sample-prompts", "0"])
     assert args.func(args) == 0

@@ -22,8 +22,17 @@ from tests import tiny
 
 
 def config(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
-                seed=0, temperature=2.0, alpha=0.5, chunk_size=64)  # a few positions per chunk
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        temperature=2.0,
+        alpha=0.5,
+        chunk_size=64,
+    )  # a few positions per chunk
     base.update(kw)
     return DistillationConfig(**base)
 
@@ -58,14 +67,17 @@ def assert_same(trainer, model, batch):
     return chunked[0]
 
 
-@pytest.mark.parametrize("loss_type,alpha", [("forward_kl", 0.5), ("jsd", 1.0), ("skew_reverse_kl", 0.0),
-                                             ("mse", 0.3)])
+@pytest.mark.parametrize("loss_type,alpha", [("forward_kl", 0.5), ("jsd", 1.0), ("skew_reverse_kl", 0.0), ("mse", 0.3)])
 def test_live_teacher_causal_lm_tied_embeddings(tmp_path, bpe_tokenizer, loss_type, alpha):
     tok = bpe_tokenizer
     student, teacher = tiny.gpt2(tok, 1), tiny.gpt2(tok, 2)
     assert student.lm_head.weight is student.transformer.wte.weight  # tied
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok,
-                                  args=config(tmp_path, loss_type=loss_type, alpha=alpha, label_smoothing_factor=0.1))
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        processing_class=tok,
+        args=config(tmp_path, loss_type=loss_type, alpha=alpha, label_smoothing_factor=0.1),
+    )
     assert_same(trainer, student, lm_batch(tok, pad_left=True))
 
 
@@ -84,8 +96,9 @@ def test_lm_head_with_bias_and_padded_teacher_vocabulary(tmp_path, bpe_tokenizer
 def test_masked_lm(tmp_path, wordpiece_tokenizer):
     tok = wordpiece_tokenizer
     student, teacher = tiny.bert_mlm(tok, 1), tiny.bert_mlm(tok, 2)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok,
-                                  args=config(tmp_path, loss_type="reverse_kl"))
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, processing_class=tok, args=config(tmp_path, loss_type="reverse_kl")
+    )
     torch.manual_seed(0)
     batch = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.3)([tok(t) for t in tiny.CORPUS[:4]])
     assert_same(trainer, student, batch)
@@ -95,12 +108,19 @@ def test_masked_lm(tmp_path, wordpiece_tokenizer):
 def test_cached_soft_targets(tmp_path, bpe_tokenizer, top_k):
     tok = bpe_tokenizer
     teacher, student = tiny.gpt2(tok, 2), tiny.gpt2(tok, 1)
-    data = Dataset.from_dict({"text": tiny.CORPUS[:6]}).map(lambda b: tok(b["text"]), batched=True,
-                                                            remove_columns=["text"])
-    cached = generate_soft_targets(teacher, data, top_k=top_k, temperature=2.0, cache_dir=tmp_path / "c",
-                                   progress=False, logprob_dtype="float32")
-    trainer = DistillationTrainer(model=student, teacher_model=None, processing_class=tok, train_dataset=cached,
-                                  args=config(tmp_path, loss_type="jsd", jsd_beta=0.3))
+    data = Dataset.from_dict({"text": tiny.CORPUS[:6]}).map(
+        lambda b: tok(b["text"]), batched=True, remove_columns=["text"]
+    )
+    cached = generate_soft_targets(
+        teacher, data, top_k=top_k, temperature=2.0, cache_dir=tmp_path / "c", progress=False, logprob_dtype="float32"
+    )
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=None,
+        processing_class=tok,
+        train_dataset=cached,
+        args=config(tmp_path, loss_type="jsd", jsd_beta=0.3),
+    )
     collator = SoftTargetCollator(DataCollatorForLanguageModeling(tok, mlm=False), CAUSAL_LM)
     batch = collator([cached[i] for i in range(4)])
     assert_same(trainer, student, batch)
@@ -110,8 +130,9 @@ def test_trimmed_student_live_teacher(tmp_path, bpe_tokenizer):
     teacher = tiny.gpt2(bpe_tokenizer, 2)
     student, tok = trim_vocabulary(tiny.gpt2(bpe_tokenizer, 1), bpe_tokenizer, tiny.CORPUS[:3], min_corpus_tokens=10)
     assert student.config.vocab_size < teacher.config.vocab_size
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok,
-                                  args=config(tmp_path, loss_type="skew_kl"))
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, processing_class=tok, args=config(tmp_path, loss_type="skew_kl")
+    )
     assert_same(trainer, student, lm_batch(tok))
 
 
@@ -123,8 +144,9 @@ def test_peft_lora_on_lm_head_is_honoured(tmp_path, bpe_tokenizer):
     student.config.tie_word_embeddings = False
     student.lm_head.weight = nn.Parameter(student.lm_head.weight.detach().clone())
     lora = LoraConfig(r=4, target_modules=["c_attn", "lm_head"], lora_dropout=0.0, init_lora_weights=False)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok,
-                                  args=config(tmp_path), peft_config=lora)
+    trainer = DistillationTrainer(
+        model=student, teacher_model=teacher, processing_class=tok, args=config(tmp_path), peft_config=lora
+    )
     model = trainer.model
     loss = assert_same(trainer, model, lm_batch(tok))
     # the adapters of lm_head change the loss: they are part of the head the chunks use
@@ -148,8 +170,12 @@ def test_student_generated_batch_has_no_ce(tmp_path, bpe_tokenizer):
 def test_hidden_state_loss_alongside(tmp_path, bpe_tokenizer):
     tok = bpe_tokenizer
     student, teacher = tiny.gpt2(tok, 1), tiny.gpt2(tok, 2, hidden=48)
-    trainer = DistillationTrainer(model=student, teacher_model=teacher, processing_class=tok,
-                                  args=config(tmp_path, hidden_loss_weight=0.5, layer_mapping="last"))
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        processing_class=tok,
+        args=config(tmp_path, hidden_loss_weight=0.5, layer_mapping="last"),
+    )
     assert_same(trainer, trainer.model, lm_batch(tok))
 
 
