@@ -195,8 +195,12 @@ def step_push(inputs: dict[str, Path], hub) -> None:
     assert {"model.safetensors", "README.md", "onnx/model.onnx"} <= set(model), sorted(model)
     space = hub.repo("space", "alice/tiny-demo").files
     shipped = Path(hf_distill.__file__).parent / "spaces_app"
-    for name in ("app.py", "requirements.txt"):  # the app as the wheel installed it, byte for byte
-        assert space.get(name) == (shipped / name).read_bytes(), f"the Space's {name} is not the installed app's"
+    # The app as the wheel installed it, byte for byte; the student has an ONNX export, so the Space's
+    # requirements are the installed app's plus onnxruntime (its third column).
+    assert space.get("app.py") == (shipped / "app.py").read_bytes(), "the Space's app.py is not the installed app's"
+    requirements = space.get("requirements.txt", b"")
+    assert requirements.startswith((shipped / "requirements.txt").read_bytes()), requirements
+    assert b"\nonnxruntime\n" in requirements, requirements
     assert "sdk: gradio" in space["README.md"].decode()
 
 
@@ -270,11 +274,15 @@ def step_demo(inputs: dict[str, Path]) -> None:
                 time.sleep(0.5)
         client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
         try:
-            teacher, _, student, _, agreement = client.predict("a wonderful, moving film", api_name="/classify")
+            outputs = client.predict("a wonderful, moving film", api_name="/classify")
         finally:
             client.close()
-        assert {c["label"] for c in teacher["confidences"]} == {"negative", "positive"}, teacher
-        assert {c["label"] for c in student["confidences"]} == {"negative", "positive"}, student
+        # (label, stats) per column: teacher, student and, since the run exported it, the student's ONNX file;
+        # then the agreement line.
+        assert len(outputs) == 7, outputs
+        teacher, student, onnx_student, agreement = outputs[0], outputs[2], outputs[4], outputs[6]
+        for label in (teacher, student, onnx_student):
+            assert {c["label"] for c in label["confidences"]} == {"negative", "positive"}, label
         assert "gree" in agreement, agreement  # "Agree" or "Disagree"
         print(f"demo answered: teacher {teacher['label']}, student {student['label']}")
     finally:
