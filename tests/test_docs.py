@@ -57,7 +57,7 @@ def prelude(folder: Path) -> dict:
     - `train_ds`, `eval_ds`: those sentences tokenized, with a `label` column (a `datasets.Dataset`);
     - `lm_teacher`, `lm_tokenizer`: a tiny GPT-2 causal LM (4 blocks) and its byte-level BPE tokenizer, also saved
       together in `./my-lm-teacher`;
-    - `lm_texts`: ten lines of the text it was built for.
+    - `lm_texts`: the 200 lines (ten sentences, repeated) its tokenizers were trained on: a small training text.
     """
     from datasets import Dataset
 
@@ -83,7 +83,7 @@ def prelude(folder: Path) -> dict:
         "eval_ds": train_ds,
         "lm_teacher": lm_teacher.eval(),
         "lm_tokenizer": lm_tokenizer,
-        "lm_texts": sorted(set(tiny.CORPUS)),
+        "lm_texts": list(tiny.CORPUS),
     }
 
 
