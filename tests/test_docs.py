@@ -11,6 +11,7 @@ The prelude's names are listed in docs/index.md ("Runnable examples"); keep the 
 from __future__ import annotations
 
 import contextlib
+import linecache
 import os
 import re
 import subprocess
@@ -127,6 +128,7 @@ def run_block(language: str, code: str, where: str, tmp_path: Path, hub_url: str
         assert done.returncode == 0, f"{where} failed:\n{done.stdout}\n{done.stderr}"
         return
     namespace = {"__name__": "__docs__", **prelude(tmp_path)}
+    linecache.cache[where] = (len(code), None, code.splitlines(keepends=True), where)  # tracebacks show the line
     exec(compile(code, where, "exec"), namespace)
 
 
