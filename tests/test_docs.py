@@ -58,6 +58,8 @@ def prelude(folder: Path) -> dict:
     - `train_ds`, `eval_ds`: those sentences tokenized, with a `label` column (a `datasets.Dataset`);
     - `lm_teacher`, `lm_tokenizer`: a tiny GPT-2 causal LM (4 blocks) and its byte-level BPE tokenizer, also saved
       together in `./my-lm-teacher`;
+    - `train.tsv`, `validation.tsv`: the sentences as data files (`sentence` and `label` columns; train holds them
+      six times);
     - `lm_texts`: the 200 lines (ten sentences, repeated) its tokenizers were trained on: a small training text.
     """
     from datasets import Dataset
@@ -69,6 +71,9 @@ def prelude(folder: Path) -> dict:
     teacher.save_pretrained(folder / "my-finetuned-teacher")
     texts = [t for t, _ in tiny.SENTIMENT]
     labels = [y for _, y in tiny.SENTIMENT]
+    rows = "".join(f"{t}\t{y}\n" for t, y in tiny.SENTIMENT)
+    (folder / "train.tsv").write_text("sentence\tlabel\n" + rows * 6)
+    (folder / "validation.tsv").write_text("sentence\tlabel\n" + rows)
     train_ds = Dataset.from_dict({"text": texts, "label": labels}).map(
         lambda b: tokenizer(b["text"]), batched=True, remove_columns=["text"]
     )
