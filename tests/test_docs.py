@@ -100,7 +100,9 @@ def fake_hub_as_default(monkeypatch, home: Path) -> Iterator[FakeHub]:
 
     with online_client(monkeypatch, home), FakeHub({HUB_TOKEN: ("you", "write")}) as hub:
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
         monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
         yield hub
 
@@ -153,6 +155,23 @@ def test_relative_links_point_to_files_that_exist():
     for page in PAGES:
         for target, path in relative_links(page):
             if not path.exists() and path not in CREATED_ELSEWHERE:
+                broken.append(f"{page.relative_to(REPO)}: {target}")
+    assert not broken
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub (and the Hub) give a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_anchors_point_to_headings():
+    broken = []
+    for page in PAGES:
+        for target, path in relative_links(page):
+            if "#" not in target or not path.is_file():
+                continue
+            headings = re.findall(r"^#+ (.+)$", FENCE.sub("", path.read_text()), flags=re.M)
+            if target.split("#", 1)[1] not in {github_anchor(h) for h in headings}:
                 broken.append(f"{page.relative_to(REPO)}: {target}")
     assert not broken
 
