@@ -11,6 +11,7 @@ The prelude's names are listed in docs/index.md ("Runnable examples"); keep the 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import linecache
 import os
 import re
@@ -182,6 +183,42 @@ def test_links_to_the_other_pages_are_checked():
     for index in (REPO / "README.md", REPO / "docs" / "index.md"):
         linked = {path for _, path in relative_links(index)}
         assert pages - {index.resolve()} <= linked, sorted(p.name for p in pages - linked - {index.resolve()})
+
+
+def mentioned_paths() -> set[str]:
+    """Files of this repository that the pages name in code spans (`hf_distill/x.py`, `tests/...`, ...)."""
+    pattern = r"`((?:hf_distill|tests|benchmarks|examples|spaces_app)/[\w./-]*\.(?:py|yaml|md))`"
+    return {path for page in PAGES for path in re.findall(pattern, FENCE.sub("", page.read_text()))}
+
+
+def mentioned_names() -> set[str]:
+    """Dotted names the pages give in code spans, such as `hf_distill.students.LAYOUTS`."""
+    names = set()
+    for page in PAGES:
+        for span in re.findall(r"`([^`\n]+)`", FENCE.sub("", page.read_text())):
+            names.update(re.findall(r"\bhf_distill(?:\.\w+)+", span))
+    return names
+
+
+def test_named_files_and_names_exist():
+    # a page that names a module, test or benchmark keeps pointing at something real when code moves
+    assert len(mentioned_paths()) > 10 and len(mentioned_names()) > 5
+    missing = sorted(path for path in mentioned_paths() if not (REPO / path).exists())
+    for name in sorted(mentioned_names()):
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes below it
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr, None)
+            if obj is None:
+                missing.append(name)
+            break
+        else:
+            missing.append(name)
+    assert not missing
 
 
 def test_readme_is_a_front_door():
