@@ -3,10 +3,11 @@
     python model_cards/screenshot.py --teacher runs/sst2-minilm/teacher --student runs/sst2-minilm/student \
         --output model_cards/minilm-l3-sst2-app.png
 
-Starts `hf-distill demo` on the two folders (loopback), opens it in Debian's Chromium at 1400 x 900 as the browser
-tests do, and checks that on the first screen, without scrolling, the input box and every model's answer are in view
-after a run. Then it clicks the first row of the "Where they disagree" table (every disagreement comes first), waits
-for all the models' answers, saves that screen and prints what the page shows.
+Run from a checkout with the test extra installed. Starts `hf-distill demo` on the two folders (loopback), opens
+it in Debian's Chromium at 1400 x 900 as the browser tests do, and checks that on the first screen, without
+scrolling, the input box and every model's answer are in view after a run. Then it clicks the first row of the
+"Where they disagree" table (every disagreement comes first), waits for all the models' answers, saves that screen
+and prints what the page shows.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, NO_PENDING, THREE_ANSWERED
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: the browser tests' settings
+from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, NO_PENDING, THREE_ANSWERED  # noqa: E402
 
 WIDTH, HEIGHT = 1400, 900
 ANSWERS = ("#cls-input", "#teacher-label", "#student-label", "#onnx-label", "#teacher-stats", "#onnx-stats")
