@@ -953,16 +953,9 @@ def _model_heading(who: str, name: str, parameters: int | None = None) -> str:
     return f"### {who} · `{name}`" + (f" ({parameters:,} parameters)" if parameters else "")
 
 
-def _classification_ui(side: SideBySide) -> tuple[gr.Textbox, dict[str, Any]]:
-    text = _input_box(side, "Text", "Type a sentence to classify", "cls-input")
-    button = gr.Button(
-        "Classify with all models" if side.onnx else "Classify with both models", variant="primary", elem_id="cls-run"
-    )
-    gr.Markdown(
-        "_Timings: each model runs once to warm up, then several times (median shown); "
-        "the models run one after the other, never at the same time._"
-    )
-    agreement = gr.Markdown(elem_id="cls-agreement")
+def _model_columns(side: SideBySide, answer: Callable[[str, str], Any]) -> list[Any]:
+    """A column per model (teacher, student, and the student's ONNX export when it runs): its heading, the answer
+    component `answer(who, key)` makes, and its timings (``#{key}-stats``). Returns [answer, stats] per column."""
     columns = [
         ("Teacher", "teacher", side.teacher.name, side.teacher.num_parameters),
         ("Student", "student", side.student.name, side.student.num_parameters),
@@ -974,8 +967,21 @@ def _classification_ui(side: SideBySide) -> tuple[gr.Textbox, dict[str, Any]]:
         for who, key, name, params in columns:
             with gr.Column():
                 gr.Markdown(_model_heading(who, name, params))
-                outputs.append(gr.Label(label=who, num_top_classes=3, elem_id=f"{key}-label"))
-                outputs.append(gr.Markdown(elem_id=f"{key}-stats"))
+                outputs += [answer(who, key), gr.Markdown(elem_id=f"{key}-stats")]
+    return outputs
+
+
+def _classification_ui(side: SideBySide) -> tuple[gr.Textbox, dict[str, Any]]:
+    text = _input_box(side, "Text", "Type a sentence to classify", "cls-input")
+    button = gr.Button(
+        "Classify with all models" if side.onnx else "Classify with both models", variant="primary", elem_id="cls-run"
+    )
+    gr.Markdown(
+        "_Timings: each model runs once to warm up, then several times (median shown); "
+        "the models run one after the other, never at the same time._"
+    )
+    agreement = gr.Markdown(elem_id="cls-agreement")
+    outputs = _model_columns(side, lambda who, key: gr.Label(label=who, num_top_classes=3, elem_id=f"{key}-label"))
     outputs.append(agreement)
     common = dict(fn=side.classify, inputs=[text], outputs=outputs, concurrency_limit=1, concurrency_id="models")
     button.click(api_name="classify", **common)
@@ -999,21 +1005,10 @@ def _generation_ui(side: SideBySide) -> tuple[gr.Textbox, dict[str, Any]]:
         "_Timings: after a warm-up prefill the models take turns, one token each, so all stream together "
         "but never compute at the same time; each model's figures count its own compute only._"
     )
-    columns = [
-        ("Teacher", "teacher", side.teacher.name, side.teacher.num_parameters),
-        ("Student", "student", side.student.name, side.student.num_parameters),
-    ]
-    if side.onnx is not None:
-        columns.append(("Student, ONNX Runtime", "onnx", side.onnx.name, None))
-    outputs = []
-    with gr.Row(equal_height=True):
-        for who, key, name, params in columns:
-            with gr.Column():
-                gr.Markdown(_model_heading(who, name, params))
-                outputs.append(
-                    gr.Textbox(label=f"{who} continuation", lines=6, interactive=False, elem_id=f"{key}-text")
-                )
-                outputs.append(gr.Markdown(elem_id=f"{key}-stats"))
+    outputs = _model_columns(
+        side,
+        lambda who, key: gr.Textbox(label=f"{who} continuation", lines=6, interactive=False, elem_id=f"{key}-text"),
+    )
     common = dict(
         fn=side.generate,
         inputs=[prompt, max_new, temperature, do_sample],
