@@ -612,10 +612,14 @@ def write_card(
     model_name: str | None = None,
     template: str | os.PathLike | None = None,
     space_id: str | None = None,
+    teacher_repo_id: str | None = None,
 ) -> Path:
     """Write README.md, the chart and (if not there yet) a copy of the report into output_dir; return the card path.
 
     The `evaluation_examples.json` beside a report read from a file is validated, shown in the card and copied too.
+    With `teacher_repo_id` (and `repo_id`), card and report are those `hf-distill push` publishes: the report names
+    the student `repo_id` and the teacher `teacher_repo_id`, its local paths replaced (`hub.publishable_report`), and
+    the card is rendered from it, so rendering that report again gives the same card.
     """
     report_path = None
     examples = None
@@ -627,6 +631,13 @@ def write_card(
         examples = read_examples(report_path.parent)
     else:
         examples = getattr(report, "examples", None)
+    if teacher_repo_id is not None:
+        from .hub import publishable_report
+
+        if not repo_id:
+            raise ValueError("a card for a teacher's repo id needs the student's repo id too: pass repo_id")
+        report = publishable_report(report, repo_id=repo_id, teacher_repo_id=teacher_repo_id)
+        report_path = None  # the published form is written beside the card, not the local file
     card = render_card(
         report,
         repo_id=repo_id,
@@ -648,7 +659,7 @@ def write_card(
         target = out / REPORT_FILENAME
         if report_path is not None and report_path.is_file() and report_path.resolve() != target.resolve():
             shutil.copyfile(report_path, target)
-        elif not target.exists():
+        elif not target.exists() or teacher_repo_id is not None:
             report.to_json(target)
         examples_target = out / EXAMPLES_FILENAME
         if examples is not None and (report_path is None or report_path.parent.resolve() != out.resolve()):

@@ -127,6 +127,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     card.add_argument("--output", required=True, type=Path, help="folder for README.md and distillation_chart.png")
     card.add_argument("--repo-id", help="the student's Hub repo id, used in the usage snippet (default: its path)")
     card.add_argument("--base-model", help="base_model metadata (default: the teacher, when it is a Hub id)")
+    card.add_argument(
+        "--teacher-repo-id",
+        help="the teacher's Hub id (needs --repo-id): write the card and report as `hf-distill push` publishes them, "
+        "naming the two repo ids, with local paths replaced",
+    )
     card.add_argument("--license", help="license metadata, e.g. apache-2.0 (default: unknown)")
     card.add_argument("--language", action="append", help="language code(s), repeatable")
     card.add_argument("--model-name", help="title of the card (default: last part of the repo id)")
@@ -252,6 +257,7 @@ def run_card(args: argparse.Namespace) -> int:
             language=args.language,
             model_name=args.model_name,
             template=args.template,
+            teacher_repo_id=args.teacher_repo_id,
         )
     except MissingCardField as err:
         print(f"error: {err}", file=sys.stderr)

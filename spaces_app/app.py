@@ -9,9 +9,10 @@ Configuration, first match wins:
   * ``distill_config.json`` next to this file: ``{"teacher": repo_id, "student": repo_id, "onnx": file}``.
 
 When the student has ONNX exports (``onnx/`` beside its weights, as ``hf-distill export`` writes them) and
-onnxruntime is installed, a classifier's recommended export runs as a third column. The evaluation's
-``evaluation_examples.json`` (where teacher and student disagree most) is shown as a table whose rows run through
-all the models, and a classifier can be run on an uploaded CSV / TSV / JSONL file.
+onnxruntime is installed, the recommended export runs as a third column (a causal LM's generation streams
+through the exported key/value cache). The evaluation's ``evaluation_examples.json`` (where teacher and student
+disagree most) is shown as a table whose rows run through all the models, and a classifier can be run on an
+uploaded CSV / TSV / JSONL file.
 """
 
 from __future__ import annotations
@@ -193,6 +194,9 @@ def load_onnx_student(path: str | os.PathLike, student: LoadedModel) -> OnnxStud
         raise ValueError(f"{Path(path).name} is not a readable ONNX model ({type(exc).__name__})") from None
     name = f"{Path(path).parent.name}/{Path(path).name}"
     inputs = [i.name for i in session.get_inputs()]
+    if student.task == GENERATION and not any(i.startswith("past_key_values.") for i in inputs):
+        # streaming one token at a time needs the cache inputs `hf-distill export` gives a causal LM
+        raise ValueError(f"{name} has no past_key_values inputs: export the student again with `hf-distill export`")
     return OnnxStudent(name, session, student.tokenizer, student.model.config, inputs)
 
 
@@ -364,6 +368,63 @@ class _Stream:
         )
 
 
+class _OnnxStream(_Stream):
+    """The student's causal-LM export streamed like the PyTorch models, through its exported key/value cache.
+
+    The export (``hf-distill export``) takes ``input_ids``, ``attention_mask``, ``position_ids`` and
+    ``past_key_values.N.key/value`` and returns ``logits`` and ``present.N.key/value``: each step feeds the last
+    token with the previous step's ``present`` as its past (an empty past for the prompt), so it runs one token per
+    step as the PyTorch student does. Tokenizer, stopping, sampling and timing are `_Stream`'s own.
+    """
+
+    def __init__(
+        self, onnx: OnnxStudent, lm: LoadedModel, prompt: str, max_new_tokens: int, temperature: float, do_sample: bool
+    ):
+        self.onnx = onnx
+        super().__init__(lm, prompt, max_new_tokens, temperature, do_sample)
+
+    def _prepare(self, prompt: str, max_new_tokens: int) -> None:
+        super()._prepare(prompt, max_new_tokens)
+        self.prompt_ids = self.prompt_ids.cpu()  # onnxruntime runs on the CPU here
+        self.cache_arg = "past_key_values"
+        self.past_names = [n for n in self.onnx.input_names if n.startswith("past_key_values.")]
+        self.output_names = [o.name for o in self.onnx.session.get_outputs()]
+
+    def _empty_past(self) -> list[Any]:
+        cfg = self.onnx.config
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        empty = []
+        for arg in self.onnx.session.get_inputs():
+            if arg.name in self.past_names:
+                # (batch, heads, past length, head size): the file's own sizes where it fixes them
+                shape = [d if isinstance(d, int) else default for d, default in zip(arg.shape, (1, heads, 0, head_dim))]
+                shape[0], shape[2] = 1, 0
+                dtype = torch.float16 if arg.type == "tensor(float16)" else torch.float32
+                empty.append(torch.zeros(shape, dtype=dtype).numpy())
+        return empty
+
+    def _forward(self, input_ids: torch.Tensor, past: Any) -> Any:
+        # numpy arrays through torch: the app imports nothing beyond gradio, transformers, torch and onnxruntime
+        total = self.prompt_ids.shape[1] + len(self.new_ids)
+        step = input_ids.cpu().to(torch.int64)
+        feed = {
+            "input_ids": step.numpy(),
+            "attention_mask": torch.ones(1, total, dtype=torch.int64).numpy(),
+            # the positions of the tokens fed now, after the past: as GPT-2's own generate() counts them
+            "position_ids": torch.arange(total - step.shape[1], total, dtype=torch.int64)[None].numpy(),
+            **dict(zip(self.past_names, self._empty_past() if past is None else past)),
+        }
+        logits, *present = self.onnx.session.run(self.output_names, feed)
+        return _OnnxOutput(torch.from_numpy(logits), present)
+
+
+@dataclass
+class _OnnxOutput:
+    logits: torch.Tensor
+    past_key_values: list[Any]
+
+
 class SideBySide:
     """Runs a teacher and a student on the same input, one after the other, and formats both results."""
 
@@ -381,8 +442,8 @@ class SideBySide:
             )
         self.teacher, self.student = teacher, student
         self.task = teacher.task
-        # The exported student runs as a third column for classification (a causal LM's export is not streamed).
-        self.onnx = onnx if self.task == CLASSIFICATION else None
+        # The exported student runs as a third column (a causal LM's streams through its exported cache).
+        self.onnx = onnx
         self.latency_runs = max(1, int(latency_runs))
         self.max_input_chars = input_char_limit(teacher, student)
         # Shared by all sessions: two models on the same cores at once would slow each other down.
@@ -539,15 +600,18 @@ class SideBySide:
 
     def generate(
         self, prompt: str, max_new_tokens: int = 32, temperature: float = 0.8, do_sample: bool = False
-    ) -> Iterator[tuple[str, str, str, str]]:
-        """Stream both continuations of ``prompt``; yields (teacher text, teacher stats, student text, student stats).
+    ) -> Iterator[tuple[str, ...]]:
+        """Stream the continuations of ``prompt``; yields (teacher text, teacher stats, student text, student stats),
+        then (ONNX text, ONNX stats) when the student's export runs too.
 
-        The models take turns one token at a time, so both stream at once without ever running at the same
+        The models take turns one token at a time, so all stream at once without ever running at the same
         time; each model's timings count its own compute only. An error ends that model's stream only.
         """
         # The continuation follows the end of the prompt: keep its last characters, cut before tokenizing.
         prompt = (prompt or "")[-self.max_input_chars :]
         streams = [_Stream(lm, prompt, max_new_tokens, temperature, do_sample) for lm in (self.teacher, self.student)]
+        if self.onnx is not None:
+            streams.append(_OnnxStream(self.onnx, self.student, prompt, max_new_tokens, temperature, do_sample))
         with self._lock:
             for st in streams:
                 st.warm_up()
@@ -561,9 +625,8 @@ class SideBySide:
             yield self._gen_outputs(streams)
 
     @staticmethod
-    def _gen_outputs(streams: list[_Stream]) -> tuple[str, str, str, str]:
-        t, s = streams
-        return t.text, t.stats_md(), s.text, s.stats_md()
+    def _gen_outputs(streams: list[_Stream]) -> tuple[str, ...]:
+        return tuple(value for st in streams for value in (st.text, st.stats_md()))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -890,16 +953,9 @@ def _model_heading(who: str, name: str, parameters: int | None = None) -> str:
     return f"### {who} · `{name}`" + (f" ({parameters:,} parameters)" if parameters else "")
 
 
-def _classification_ui(side: SideBySide) -> tuple[gr.Textbox, dict[str, Any]]:
-    text = _input_box(side, "Text", "Type a sentence to classify", "cls-input")
-    button = gr.Button(
-        "Classify with all models" if side.onnx else "Classify with both models", variant="primary", elem_id="cls-run"
-    )
-    gr.Markdown(
-        "_Timings: each model runs once to warm up, then several times (median shown); "
-        "the models run one after the other, never at the same time._"
-    )
-    agreement = gr.Markdown(elem_id="cls-agreement")
+def _model_columns(side: SideBySide, answer: Callable[[str, str], Any]) -> list[Any]:
+    """A column per model (teacher, student, and the student's ONNX export when it runs): its heading, the answer
+    component `answer(who, key)` makes, and its timings (``#{key}-stats``). Returns [answer, stats] per column."""
     columns = [
         ("Teacher", "teacher", side.teacher.name, side.teacher.num_parameters),
         ("Student", "student", side.student.name, side.student.num_parameters),
@@ -911,8 +967,21 @@ def _classification_ui(side: SideBySide) -> tuple[gr.Textbox, dict[str, Any]]:
         for who, key, name, params in columns:
             with gr.Column():
                 gr.Markdown(_model_heading(who, name, params))
-                outputs.append(gr.Label(label=who, num_top_classes=3, elem_id=f"{key}-label"))
-                outputs.append(gr.Markdown(elem_id=f"{key}-stats"))
+                outputs += [answer(who, key), gr.Markdown(elem_id=f"{key}-stats")]
+    return outputs
+
+
+def _classification_ui(side: SideBySide) -> tuple[gr.Textbox, dict[str, Any]]:
+    text = _input_box(side, "Text", "Type a sentence to classify", "cls-input")
+    button = gr.Button(
+        "Classify with all models" if side.onnx else "Classify with both models", variant="primary", elem_id="cls-run"
+    )
+    gr.Markdown(
+        "_Timings: each model runs once to warm up, then several times (median shown); "
+        "the models run one after the other, never at the same time._"
+    )
+    agreement = gr.Markdown(elem_id="cls-agreement")
+    outputs = _model_columns(side, lambda who, key: gr.Label(label=who, num_top_classes=3, elem_id=f"{key}-label"))
     outputs.append(agreement)
     common = dict(fn=side.classify, inputs=[text], outputs=outputs, concurrency_limit=1, concurrency_id="models")
     button.click(api_name="classify", **common)
@@ -929,24 +998,21 @@ def _generation_ui(side: SideBySide) -> tuple[gr.Textbox, dict[str, Any]]:
         max_new = gr.Slider(1, 256, value=32, step=1, label="Max new tokens", elem_id="gen-max-new")
         temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature (when sampling)")
         do_sample = gr.Checkbox(value=False, label="Sample (off: greedy)")
-    button = gr.Button("Generate with both models", variant="primary", elem_id="gen-run")
+    button = gr.Button(
+        "Generate with all models" if side.onnx else "Generate with both models", variant="primary", elem_id="gen-run"
+    )
     gr.Markdown(
-        "_Timings: after a warm-up prefill the models take turns, one token each, so both stream together "
+        "_Timings: after a warm-up prefill the models take turns, one token each, so all stream together "
         "but never compute at the same time; each model's figures count its own compute only._"
     )
-    with gr.Row(equal_height=True):
-        with gr.Column():
-            gr.Markdown(_model_heading("Teacher", side.teacher.name, side.teacher.num_parameters))
-            t_text = gr.Textbox(label="Teacher continuation", lines=6, interactive=False, elem_id="teacher-text")
-            t_stats = gr.Markdown(elem_id="teacher-stats")
-        with gr.Column():
-            gr.Markdown(_model_heading("Student", side.student.name, side.student.num_parameters))
-            s_text = gr.Textbox(label="Student continuation", lines=6, interactive=False, elem_id="student-text")
-            s_stats = gr.Markdown(elem_id="student-stats")
+    outputs = _model_columns(
+        side,
+        lambda who, key: gr.Textbox(label=f"{who} continuation", lines=6, interactive=False, elem_id=f"{key}-text"),
+    )
     common = dict(
         fn=side.generate,
         inputs=[prompt, max_new, temperature, do_sample],
-        outputs=[t_text, t_stats, s_text, s_stats],
+        outputs=outputs,
         concurrency_limit=1,
         concurrency_id="models",
     )
@@ -1092,16 +1158,15 @@ def build_demo(
     notes: list[str] = []
     onnx_student = None
     student_spec = None if isinstance(student, LoadedModel) else student
-    if s_loaded.task == CLASSIFICATION:
-        onnx_path = Path(onnx) if onnx is not None and Path(onnx).is_file() else None
-        try:
-            onnx_path = onnx_path or find_onnx(student_spec, str(onnx) if onnx is not None else None)
-            if onnx_path is not None:
-                onnx_student = load_onnx_student(onnx_path, s_loaded)
-        except ImportError:
-            notes.append("_The student has ONNX exports; install `onnxruntime` to run one beside it._")
-        except Exception as exc:  # a bad export must not take the PyTorch models down with it
-            notes.append(f"_Could not load the student's ONNX export: {_error_md(exc)}_")
+    onnx_path = Path(onnx) if onnx is not None and Path(onnx).is_file() else None
+    try:
+        onnx_path = onnx_path or find_onnx(student_spec, str(onnx) if onnx is not None else None)
+        if onnx_path is not None:
+            onnx_student = load_onnx_student(onnx_path, s_loaded)
+    except ImportError:
+        notes.append("_The student has ONNX exports; install `onnxruntime` to run one beside it._")
+    except Exception as exc:  # a bad export must not take the PyTorch models down with it
+        notes.append(f"_Could not load the student's ONNX export: {_error_md(exc)}_")
     side = SideBySide(t_loaded, s_loaded, latency_runs=latency_runs, onnx=onnx_student)
 
     report_data: dict | None = None

@@ -106,6 +106,19 @@ def tiny_gpt2_student_dir(tmp_path_factory, bpe_tokenizer) -> Path:
     return _saved(tmp_path_factory, "tiny-gpt2-student", model, bpe_tokenizer)
 
 
+@pytest.fixture(scope="session")
+def exported_gpt2_student_dir(tmp_path_factory, tiny_gpt2_student_dir) -> Path:
+    """The tiny GPT-2 student with its ONNX exports (fp32 and int8, with the key/value cache inputs)."""
+    import shutil
+
+    from hf_distill.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("exported-lm") / "student"
+    shutil.copytree(tiny_gpt2_student_dir, folder)
+    export_onnx(folder, quantize="int8", texts=["once upon a time there lived a king", "the wolf ate the grandmother"])
+    return folder
+
+
 @pytest.fixture
 def logs():
     """Capture every record of our logger, the Hub client's and the HTTP library's, at DEBUG."""

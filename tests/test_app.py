@@ -908,3 +908,70 @@ def test_a_causal_lm_gets_its_divergent_texts_as_a_table(app, gen_side, tiny_gpt
     assert headers == app.GENERATION_EXAMPLE_HEADERS and sorted(r[-1] for r in rows) == sorted(texts)
     demo = app.build_demo(gen_side.teacher, gen_side.student, report={}, examples=data)
     assert any("3 evaluation texts" in t for t in _markdown_values(demo))
+
+
+# ------------------------------------------------------------------- a causal LM's export streams in a third column
+
+
+@pytest.fixture(scope="module")
+def lm_showcase(app, tiny_gpt2_dir, exported_gpt2_student_dir):
+    """The tiny GPT-2 pair whose student has ONNX exports, the float32 file named (it matches PyTorch to 1e-4)."""
+    return app.build_demo(tiny_gpt2_dir, exported_gpt2_student_dir, report={}, onnx="onnx/model.onnx")
+
+
+def test_the_exported_causal_lm_streams_greedy_tokens_of_the_pytorch_student(app, lm_showcase):
+    side = lm_showcase.side_by_side
+    assert side.onnx is not None and side.onnx.name == "onnx/model.onnx"
+    assert any("Student, ONNX Runtime" in t and "onnx/model.onnx" in t for t in _markdown_values(lm_showcase))
+    updates = list(side.generate(PROMPT, 8, 0.8, False))
+    t_text, t_stats, s_text, s_stats, o_text, o_stats = updates[-1]
+    assert o_text and o_text == s_text
+    assert "Time to first token" in o_stats and "tokens/s" in o_stats and "done" in o_stats  # timed like the others
+    # it streams: the ONNX column's token count grows by at most one per update
+    counts = [int(m.group(1)) for u in updates if (m := re.search(r"(\d+) new tokens", u[5]))]
+    assert len(counts) >= 2 and all(b - a in (0, 1) for a, b in zip(counts, counts[1:]))
+    # token for token, through the exported cache: the PyTorch student's stream, and transformers' generate()
+    streams = [
+        app._Stream(side.student, PROMPT, 8, 0.8, False),
+        app._OnnxStream(side.onnx, side.student, PROMPT, 8, 0.8, False),
+    ]
+    for st in streams:
+        while not st.done:
+            st.step()
+    assert streams[0].error is None and streams[1].error is None
+    assert streams[1].new_ids == streams[0].new_ids and len(streams[1].new_ids) == 8
+    ids = side.student.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    ref = side.student.model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False, pad_token_id=0
+    )[0, ids.shape[1] :]
+    assert streams[1].new_ids == ref.tolist()
+
+
+def test_the_exported_causal_lm_samples_with_the_same_settings(app, lm_showcase):
+    side = lm_showcase.side_by_side
+    drawn = []
+    for make in (app._Stream, lambda *a: app._OnnxStream(side.onnx, *a)):
+        torch.manual_seed(7)  # the same seed: equal logits (to 1e-4) draw the same tokens at the same temperature
+        st = make(side.student, PROMPT, 10, 1.3, True)
+        while not st.done:
+            st.step()
+        drawn.append(st.new_ids)
+    assert drawn[0] == drawn[1] and len(drawn[0]) >= 2
+    torch.manual_seed(8)
+    greedy = app._OnnxStream(side.onnx, side.student, PROMPT, 10, 1.3, False)
+    while not greedy.done:
+        greedy.step()
+    assert greedy.new_ids != drawn[1]  # sampling was on: not the greedy continuation
+
+
+def test_a_causal_lm_runs_its_recommended_export_and_survives_without_onnxruntime(
+    app, tiny_gpt2_dir, exported_gpt2_student_dir, monkeypatch
+):
+    demo = app.build_demo(tiny_gpt2_dir, exported_gpt2_student_dir, report={}, latency_runs=1)
+    assert demo.side_by_side.onnx.name == "onnx/model_quantized.onnx"  # the int8 file, as for classifiers
+    last = list(demo.side_by_side.generate(PROMPT, 4, 0.8, False))[-1]
+    assert len(last) == 6 and last[4] and "tokens/s" in last[5]
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails, as on a Space without it
+    plain = app.build_demo(tiny_gpt2_dir, exported_gpt2_student_dir, report={}, latency_runs=1)
+    assert plain.side_by_side.onnx is None and len(list(plain.side_by_side.generate(PROMPT, 2, 0.8, False))[-1]) == 4
+    assert any("install `onnxruntime`" in t for t in _markdown_values(plain))

@@ -218,6 +218,14 @@ def page_1400(browser):
         context.close()
 
 
+def _open(page, url: str) -> list[str]:
+    """Load the app in `page`; returns the list its script errors are recorded in."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url, wait_until="domcontentloaded")
+    return errors
+
+
 def _in_first_screen(page, selector: str) -> bool:
     box = page.locator(selector).bounding_box()
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
@@ -225,9 +233,7 @@ def _in_first_screen(page, selector: str) -> bool:
 
 def test_browser_three_columns_answer_one_input_in_the_first_screen(showcase_url, page_1400, shots):
     page = page_1400
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(showcase_url, wait_until="domcontentloaded")
+    errors = _open(page, showcase_url)
     page.locator("#cls-input textarea").fill("the movie was wonderful and the actors were great")
     _run_and_wait(page, "#cls-run", THREE_ANSWERED)
     for who in ("teacher", "student", "onnx"):
@@ -284,9 +290,7 @@ def test_browser_a_bad_file_shows_one_line(showcase_url, page_1400, shots, tmp_p
     bad = tmp_path / "latin1.csv"
     bad.write_bytes(b"text,label\ncaf\xe9,positive\n")
     page = page_1400
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(showcase_url, wait_until="domcontentloaded")
+    errors = _open(page, showcase_url)
     page.locator("#upload-file input[type=file]").set_input_files(str(bad))
     page.wait_for_function("() => document.querySelector('#upload-status').innerText.includes('Could not use')")
     status = page.locator("#upload-status").inner_text().strip()
@@ -295,4 +299,36 @@ def test_browser_a_bad_file_shows_one_line(showcase_url, page_1400, shots, tmp_p
     assert "Traceback" not in body and "Error" not in body
     page.locator("#upload-section").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "showcase-bad-file.png"))
+    assert errors == []
+
+
+@pytest.fixture(scope="module")
+def lm_showcase_url(tmp_path_factory, tiny_gpt2_dir, exported_gpt2_student_dir):
+    """The tiny GPT-2 pair whose student has ONNX exports (the float32 file named: it matches PyTorch)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+        app = load_app_module("spaces_app_lm_showcase")
+        demo = app.build_demo(tiny_gpt2_dir, exported_gpt2_student_dir, report={}, onnx="onnx/model.onnx")
+        try:
+            yield launch(demo)
+        finally:
+            demo.close()
+
+
+def test_browser_a_causal_lm_streams_through_its_export_in_a_third_column(lm_showcase_url, page_1400, shots):
+    page = page_1400
+    errors = _open(page, lm_showcase_url)
+    page.locator("#gen-input textarea").fill("once upon a time there lived a king")
+    _run_and_wait(
+        page,
+        "#gen-run",
+        "() => ['#teacher-stats', '#student-stats', '#onnx-stats']"
+        ".every(s => document.querySelector(s).innerText.includes('done'))",
+    )
+    student = page.locator("#student-text textarea").input_value()
+    assert student.strip() and page.locator("#onnx-text textarea").input_value() == student  # greedy: the same
+    assert "Time to first token" in page.locator("#onnx-stats").inner_text()
+    for selector in ("#gen-input", "#teacher-text", "#student-text", "#onnx-text", "#onnx-stats"):
+        assert _in_first_screen(page, selector), selector
+    page.screenshot(path=str(shots / "showcase-lm-three-columns.png"))
     assert errors == []

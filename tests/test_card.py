@@ -300,3 +300,34 @@ def test_card_refuses_a_report_with_impossible_figures(tmp_path):
     with pytest.raises(InvalidReport, match="student.metrics.accuracy"):
         write_card(report, tmp_path / "card", repo_id="alice/x")
     assert not (tmp_path / "card" / "README.md").exists()
+
+
+def test_a_card_for_two_repo_ids_names_them_and_renders_again_to_the_same_bytes(tmp_path, capsys):
+    import dataclasses
+
+    report = sample_report()
+    local = dataclasses.replace(
+        report,
+        teacher=dataclasses.replace(report.teacher, name_or_path=str(tmp_path / "run" / "teacher")),
+        student=dataclasses.replace(report.student, name_or_path=str(tmp_path / "run" / "student")),
+        evaluation={**report.evaluation, "dataset": str(tmp_path / "data" / "validation.tsv")},
+    )
+    local.to_json(tmp_path / "run" / "student" / REPORT_FILENAME)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    ids = ["--repo-id", "alice/sst2-student", "--teacher-repo-id", "alice/sst2-teacher", "--license", "mit"]
+    args = parser.parse_args(
+        ["card", "--report", str(tmp_path / "run" / "student"), "--output", str(tmp_path / "a"), *ids]
+    )
+    assert args.func(args) == 0
+    written = json.loads((tmp_path / "a" / REPORT_FILENAME).read_text())
+    assert written["student"]["name_or_path"] == "alice/sst2-student"
+    assert written["teacher"]["name_or_path"] == "alice/sst2-teacher"
+    for name in ("README.md", REPORT_FILENAME):  # nothing of this machine's file system
+        assert str(tmp_path) not in (tmp_path / "a" / name).read_text()
+    assert ModelCard.load(tmp_path / "a" / "README.md").data.base_model == "alice/sst2-teacher"
+    # the written report renders the same card again (what a gallery of committed cards relies on)
+    args = parser.parse_args(["card", "--report", str(tmp_path / "a"), "--output", str(tmp_path / "b"), *ids])
+    assert args.func(args) == 0
+    for name in ("README.md", REPORT_FILENAME):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
