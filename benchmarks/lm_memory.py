@@ -237,7 +237,7 @@ def run_row(row: str, a) -> dict:
     return {"row": row, "peak_bytes": peak, "step_s": statistics.median(times[1:] or times), "steps": len(times)}
 
 
-SAME_BATCH = ["ce", "kd", "trl_distill", "trl_gkd"]
+SAME_BATCH = ["ce", "kd", "kd_full", "trl_distill", "trl_gkd"]
 
 
 def same_batch(a) -> dict:
@@ -248,7 +248,8 @@ def same_batch(a) -> dict:
     `DistillationTrainer.compute_loss` (live teacher, chunked, forward KL), ``trl_distill`` TRL's
     `DistillationTrainer.compute_loss` (beta 0) on the same ids as prompt/completion tensors, ``trl_gkd`` TRL's
     `GKDTrainer.compute_loss` (beta 0, full logits), ``ce`` the student's own CE over the whole sequence (the ``ce``
-    row's step without the optimizer). Returns the median seconds of each after the first round.
+    row's step without the optimizer) and ``kd_full`` ours over the whole sequence (the ``kd_live`` row's step).
+    Returns the median seconds of each after the first round, and its loss.
     """
     import torch
 
@@ -262,10 +263,10 @@ def same_batch(a) -> dict:
     n_items = torch.tensor(float(a.batch * half))
     calls = {}
     for name in a.same_batch:
-        row = {"kd": "kd_live"}.get(name, name)
+        row = {"kd": "kd_live", "kd_full": "kd_live"}.get(name, name)
         trainer = trainer_for(row, a, tempfile.mkdtemp())
         model = trainer.model.train()
-        if name == "ce":
+        if name in ("ce", "kd_full"):
             inputs = {"input_ids": ids, "attention_mask": mask, "labels": ids}
         elif name == "trl_distill":
             inputs = {

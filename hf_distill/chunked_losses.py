@@ -281,7 +281,8 @@ def _closed_form_chunk(
     KD is forward KL, Σ p (log p − log q) with p, q the softmaxes at `temperature` over the shared vocabulary (the
     `losses` convention); its gradient with respect to the student's logits is ``(q − p) · kd_scale`` (T for the
     T²-scaled loss, 1/T without it). With `reverse` it is KL(q‖p) = Σ q (log q − log p), whose gradient is
-    ``q · (log q − log p − KL) · kd_scale``, KL being the row's own value. CE (with label smoothing ε over the student's V ids) has gradient
+    ``q · (log q − log p − KL) · kd_scale``, KL being the row's own value. CE (with label smoothing ε over the
+    student's V ids) has gradient
     ``softmax(s) − ((1 − ε)·onehot(y) + ε / V)`` on labelled rows. One log-softmax per model per chunk serves both
     terms at T = 1. A chunk whose values are not finite (−inf logits: a masked vocabulary) returns None, and the
     caller computes it with `hf_distill.losses`' masked functions instead, so such chunks stay exact.
