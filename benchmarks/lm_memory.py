@@ -237,6 +237,80 @@ def run_row(row: str, a) -> dict:
     return {"row": row, "peak_bytes": peak, "step_s": statistics.median(times[1:] or times), "steps": len(times)}
 
 
+SAME_BATCH = ["ce", "kd", "kd_full", "trl_distill", "trl_gkd"]
+
+
+def same_batch(a) -> dict:
+    """Loss + backward of one fixed prompt–completion batch, alternating the trainers round by round in this process.
+
+    The batch stands for a generated one (``--seq``/2 prompt ids, ``--seq``/2 completion ids, the loss on the
+    completion only), so generation, which differs between the trainers, is left out: ``kd`` is our
+    `DistillationTrainer.compute_loss` (live teacher, chunked, forward KL), ``trl_distill`` TRL's
+    `DistillationTrainer.compute_loss` (beta 0) on the same ids as prompt/completion tensors, ``trl_gkd`` TRL's
+    `GKDTrainer.compute_loss` (beta 0, full logits), ``ce`` the student's own CE over the whole sequence (the ``ce``
+    row's step without the optimizer) and ``kd_full`` ours over the whole sequence (the ``kd_live`` row's step).
+    Returns the median seconds of each after the first round, and its loss.
+    """
+    import torch
+
+    torch.set_num_threads(a.threads)
+    half = a.seq // 2
+    g = torch.Generator().manual_seed(a.seed)
+    ids = torch.randint(0, a.vocab - 1, (a.batch, a.seq), generator=g)
+    mask = torch.ones_like(ids)
+    completion_labels = ids.clone()
+    completion_labels[:, :half] = -100
+    n_items = torch.tensor(float(a.batch * half))
+    calls = {}
+    for name in a.same_batch:
+        row = {"kd": "kd_live", "kd_full": "kd_live"}.get(name, name)
+        trainer = trainer_for(row, a, tempfile.mkdtemp())
+        model = trainer.model.train()
+        if name in ("ce", "kd_full"):
+            inputs = {"input_ids": ids, "attention_mask": mask, "labels": ids}
+        elif name == "trl_distill":
+            inputs = {
+                "prompt_ids": ids[:, :half],
+                "prompt_mask": mask[:, :half],
+                "completion_ids": ids[:, half:],
+                "completion_mask": mask[:, half:],
+                "num_items_in_batch": n_items,
+            }
+        else:
+            inputs = {"input_ids": ids, "attention_mask": mask, "labels": completion_labels}
+        calls[name] = (trainer, model, inputs)
+
+    def step(name):
+        trainer, model, inputs = calls[name]
+        model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        if name == "ce":
+            loss = model(**inputs).loss
+        else:
+            loss = trainer.compute_loss(model, dict(inputs), num_items_in_batch=n_items)
+        loss.backward()
+        return time.perf_counter() - start, loss.item()
+
+    times = {name: [] for name in calls}
+    values = {}
+    for _ in range(a.rounds):
+        for name in calls:
+            seconds, values[name] = step(name)
+            times[name].append(seconds)
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for name in calls:
+            if name == "ce":
+                continue
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                step(name)
+            print(f"--- profile of {name}", file=sys.stderr)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), file=sys.stderr)
+    # (seconds, loss): the KD losses agree where the trainers compute the same divergence on the same batch
+    return {name: (statistics.median(t[1:] or t), values[name]) for name, t in times.items()}
+
+
 def measure(row: str, a) -> dict:
     """`run_row` in a fresh process under the memory limit."""
     limit = int(a.limit_gb * 2**30)
@@ -259,7 +333,9 @@ def measure(row: str, a) -> dict:
 
 def table(rows: list[dict], a) -> str:
     by = {r["row"]: r for r in rows}
-    ce = by.get("ce", {})
+    # A row given twice (e.g. `--rows ce ... ce`, bracketing the others on a loaded machine) is compared by its mean.
+    ces = [r for r in rows if r["row"] == "ce" and "error" not in r]
+    ce = {k: statistics.mean(r[k] for r in ces) for k in ("peak_bytes", "step_s")} if ces else {}
     trl = {"kd_live": by.get("trl_gkd", {}), "kd_onpolicy": by.get("trl_distill", {})}
     head = (
         f"V {a.vocab}, T {a.seq}, B {a.batch}; one (B, T, V) float32 tensor = "
@@ -296,12 +372,34 @@ def main() -> None:
     p.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "hf-distill-lm-memory"))
     p.add_argument("--json", help="append the rows to this JSON-lines file")
+    p.add_argument(
+        "--same-batch",
+        nargs="+",
+        choices=SAME_BATCH,
+        help="instead of the rows: time loss + backward of these trainers on one fixed prompt-completion batch",
+    )
+    p.add_argument("--rounds", type=int, default=4, help="alternating rounds of --same-batch (the first not timed)")
+    p.add_argument("--profile", action="store_true", help="with --same-batch: print a torch.profiler table of each")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.prepare:
         student, teacher = models(a)
         topk_cache(a, teacher, data(a).remove_columns("labels"))
+        return
+    if a.same_batch:
+        limit = int(a.limit_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        seconds = same_batch(a)
+        ce = seconds.get("ce")
+        print(json.dumps({"same_batch": seconds, "vocab": a.vocab, "seq": a.seq, "batch": a.batch}))
+        print(f"V {a.vocab}, T {a.seq}, B {a.batch}, {a.rounds} alternating rounds (median after the first)")
+        print("| loss + backward | seconds | x CE | x TRL DistillationTrainer |\n|---|---|---|---|")
+        trl = seconds.get("trl_distill")
+        for name, (sec, loss) in seconds.items():
+            x_ce = f"{sec / ce[0]:.2f}" if ce else ""
+            x_trl = f"{sec / trl[0]:.2f}" if trl else ""
+            print(f"| {name} (loss {loss:.6f}) | {sec:.2f} | {x_ce} | {x_trl} |")
         return
     if a.one:
         print(json.dumps(run_row(a.one, a)))

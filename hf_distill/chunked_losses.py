@@ -10,10 +10,11 @@ convention is the same by construction) and summed. Each chunk is differentiated
 custom `torch.autograd.Function`, as fused linear cross-entropy kernels do): only the gradients with respect to the
 hidden states and the head survive a chunk, and backward merely scales them. At most one chunk of logits per
 model (plus their intermediates) exists at a time: memory is ``chunk_size`` logits per tensor, whatever B, T and V.
-Forward KL (the default, and JSD at β 0) and the CE term have closed-form gradients with respect to the logits,
-``(q − p)·T`` and ``softmax(s) − target``: those chunks compute them directly, in the buffers of one log-softmax per
-model (shared by KD and CE at T = 1), and leave only the head's own backward to autograd; a chunk holding -inf
-logits, and every other divergence and the top-k cache, are differentiated through `hf_distill.losses` itself.
+Forward KL (the default, and JSD at β 0), reverse KL (and JSD at β 1) and the CE term have closed-form gradients
+with respect to the logits, ``(q − p)·T``, ``q·(log q − log p − KL)·T`` and ``softmax(s) − target``: those chunks
+compute them directly, in the buffers of one log-softmax per model (shared by KD and CE at T = 1), and leave only
+the head's own backward to autograd; a chunk holding -inf logits, and every other divergence and the top-k cache,
+are differentiated through `hf_distill.losses` itself.
 
 What the soft-target caches cost (there is no teacher head to chunk there): a top-k cache brings B × T × k ids and
 log-probabilities per batch (k = 64: a few MB), and the student side is chunked as above. A full-logit cache is
@@ -184,10 +185,11 @@ def chunked_lm_loss(
     )
     teacher = teacher_hidden if teacher_head is not None else teacher_logits
 
-    # Forward KL (and JSD at beta 0, which is forward KL) and the CE term have closed-form gradients with respect to
-    # the logits: those chunks skip autograd through the vocabulary-wide maths (`_closed_form_chunk`).
+    # Forward and reverse KL (JSD at beta 0 and 1 are these) and the CE term have closed-form gradients with respect
+    # to the logits: those chunks skip autograd through the vocabulary-wide maths (`_closed_form_chunk`).
     forward_kl = loss_type == "forward_kl" or (loss_type == "jsd" and jsd_beta == 0)
-    closed_form = topk is None and (teacher is None or forward_kl)
+    reverse_kl = loss_type == "reverse_kl" or (loss_type == "jsd" and jsd_beta == 1)
+    closed_form = topk is None and (teacher is None or forward_kl or reverse_kl)
     kd_scale = temperature if scale_by_temperature_squared in (None, True) else 1.0 / temperature
     weights = (float(kd_weight), float(ce_weight)) if closed_form else None  # (read once, not once per chunk)
 
@@ -236,6 +238,7 @@ def chunked_lm_loss(
                             weights[0],
                             weights[1],
                             bool(wanted),
+                            reverse_kl,
                         )
                 if closed is not None:
                     kd, ce, grad_logits = closed
@@ -271,13 +274,15 @@ def chunked_lm_loss(
 
 
 def _closed_form_chunk(
-    s_logits, t_logits, labels, temperature, kd_scale, label_smoothing, kd_weight, ce_weight, with_grad
+    s_logits, t_logits, labels, temperature, kd_scale, label_smoothing, kd_weight, ce_weight, with_grad, reverse=False
 ):
     """``(kd_sum, ce_sum, d loss / d s_logits)`` of one chunk in closed form, or None where a row is not finite.
 
     KD is forward KL, Σ p (log p − log q) with p, q the softmaxes at `temperature` over the shared vocabulary (the
     `losses` convention); its gradient with respect to the student's logits is ``(q − p) · kd_scale`` (T for the
-    T²-scaled loss, 1/T without it). CE (with label smoothing ε over the student's V ids) has gradient
+    T²-scaled loss, 1/T without it). With `reverse` it is KL(q‖p) = Σ q (log q − log p), whose gradient is
+    ``q · (log q − log p − KL) · kd_scale``, KL being the row's own value. CE (with label smoothing ε over the
+    student's V ids) has gradient
     ``softmax(s) − ((1 − ε)·onehot(y) + ε / V)`` on labelled rows. One log-softmax per model per chunk serves both
     terms at T = 1. A chunk whose values are not finite (−inf logits: a masked vocabulary) returns None, and the
     caller computes it with `hf_distill.losses`' masked functions instead, so such chunks stay exact.
@@ -288,13 +293,19 @@ def _closed_form_chunk(
     shares_log_q = temperature == 1 and shared == vocab  # then one log-softmax serves KD and CE
     log_q1 = torch.log_softmax(s, -1)
     kd = ce = s.new_zeros(())
-    log_q = p = None
+    log_q = p = q = diff = rows = None
     if t_logits is not None:
         log_q = log_q1 if shares_log_q else torch.log_softmax(s[..., :shared] / temperature, -1)
         t = t_logits[..., :shared].float()
         log_p = torch.log_softmax(t / temperature if temperature != 1 else t, -1)
-        p = log_p.exp()
-        kd = torch.linalg.vecdot(p, log_p.sub_(log_q)).sum()  # (log p is spent: the difference takes its place)
+        if reverse:
+            q = log_q.exp()
+            diff = log_p.neg_().add_(log_q)  # log q − log p, in log p's buffer
+            rows = torch.linalg.vecdot(q, diff)
+            kd = rows.sum()
+        else:
+            p = log_p.exp()
+            kd = torch.linalg.vecdot(p, log_p.sub_(log_q)).sum()  # (log p is spent: the difference takes its place)
         if not torch.isfinite(kd):
             return None
         kd = kd * (kd_scale * temperature)  # the T² of the value (kd_scale is T, or 1/T without the scaling)
@@ -311,10 +322,18 @@ def _closed_form_chunk(
     if not with_grad:
         return kd, ce, None
     # The values are taken: the log-probabilities' buffers now become probabilities and the gradient, in place.
-    kd_w = kd_weight * kd_scale if p is not None else 0.0
+    kd_w = kd_weight * kd_scale if t_logits is not None else 0.0
     coef = (weights * ce_weight).unsqueeze(-1) if labels is not None and ce_weight else None
     grad = None
-    if kd_w and shares_log_q:  # softmax(s)·(w + c) − w·p: one buffer, three passes
+    if reverse:
+        if kd_w:  # q·(log q − log p − KL)·w in the difference's buffer
+            grad = diff.sub_(rows.unsqueeze(-1)).mul_(q).mul_(kd_w)
+            if shared < vocab:
+                grad = F.pad(grad, (0, vocab - shared))
+        if coef is not None:  # + c·softmax(s) (q is that softmax when it shares the log-softmax)
+            probs = q.mul_(coef) if shares_log_q else log_q1.exp_().mul_(coef)
+            grad = probs if grad is None else grad.add_(probs)
+    elif kd_w and shares_log_q:  # softmax(s)·(w + c) − w·p: one buffer, three passes
         grad = log_q1.exp_().mul_(kd_w if coef is None else coef + kd_w).add_(p, alpha=-kd_w)
     else:
         if kd_w:  # (q − p)·w in p's buffer

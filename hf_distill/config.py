@@ -138,12 +138,14 @@ class DistillationConfig(TrainingArguments):
     )
 
     chunk_size: int = field(
-        default=2**22,
+        default=2**24,
         metadata={
             "help": "Language models: the most logits (positions x vocabulary entries) one model's loss chunk computes "
             "at once. KD and CE are computed from the final hidden states and the output embeddings a chunk of "
             "valid positions at a time (recomputed in backward), so no (batch, length, vocabulary) tensor is held; "
-            "the default, 4,194,304, is 16 MiB per float32 tensor. Classification is not chunked."
+            "the default, 16,777,216, is 64 MiB per float32 tensor (larger chunks spread the per-chunk (V, D) "
+            "gradient of the output embeddings over more positions: at V 151,936 a 4x larger chunk made the loss "
+            "1.65x faster). Classification is not chunked."
         },
     )
 

@@ -193,30 +193,36 @@ def test_no_teacher_and_no_labels_give_zero_sums():
     assert loss.item() == kd.item() == ce.item() == 0.0
 
 
-@pytest.mark.parametrize("loss_type", ["forward_kl", "jsd"])
+@pytest.mark.parametrize(
+    "loss_type,beta", [("forward_kl", 0.0), ("jsd", 0.0), ("reverse_kl", 0.0), ("jsd", 1.0)], ids=str
+)
 @pytest.mark.parametrize("temperature,scaled", [(1.0, None), (2.5, None), (2.5, False)])
-def test_forward_kl_and_ce_in_closed_form_keep_the_masked_path_for_infinite_logits(
-    loss_type, temperature, scaled, monkeypatch
+@pytest.mark.parametrize("narrow", [False, True], ids=["same-vocab", "narrower-teacher"])
+def test_kl_and_ce_in_closed_form_keep_the_masked_path_for_infinite_logits(
+    loss_type, beta, temperature, scaled, narrow, monkeypatch
 ):
-    """Forward KL (JSD at beta 0) with CE takes closed-form gradients, never `losses.distillation_loss`, and equals
-    the materialised loss and gradients; a chunk whose teacher logits hold -inf (a masked vocabulary) goes through
-    the masked functions instead and is exact too."""
+    """Forward KL (JSD at beta 0) and reverse KL (JSD at beta 1) with CE take closed-form gradients, never
+    `losses.distillation_loss`, and equal the materialised loss and gradients, also when the teacher has fewer ids
+    than the student (compared over the shared ids); a chunk whose teacher logits hold -inf (a masked vocabulary)
+    goes through the masked functions instead: exact for forward KL, infinite in both for reverse KL."""
     data, input_ids, labels, attention = make(False, True)
     task = CAUSAL_LM
     valid = task.valid_mask(labels, attention, input_ids)
     t_logits = task.at_valid(F.linear(data["t_hidden"], data["t_weight"], data["t_bias"]), valid)
+    if narrow:  # a teacher with fewer ids than the student (50,257 vs a padded 50,304): compared over its ids
+        t_logits = t_logits[:, : V_T - 3]
     t_masked = t_logits.clone()
     t_masked[:3, ::4] = float("-inf")  # the first chunk only: ids its teacher forbids
     targets = task.targets(labels)[valid]
     n = float(valid.sum())
-    options = dict(loss_type=loss_type, jsd_beta=0.0, temperature=temperature, scale_by_temperature_squared=scaled)
+    options = dict(loss_type=loss_type, jsd_beta=beta, temperature=temperature, scale_by_temperature_squared=scaled)
     calls = []
     original = losses.distillation_loss
     monkeypatch.setattr(losses, "distillation_loss", lambda *a, **k: calls.append(1) or original(*a, **k))
 
     def reference(d, teacher):
         s = task.at_valid(F.linear(d["hidden"], d["weight"], d["bias"]), valid)
-        kd = original(s, teacher, **options).sum()
+        kd = original(s[:, : teacher.shape[-1]], teacher, **options).sum()
         return 0.7 * kd / n + 0.3 * losses.cross_entropy_sum(s, targets, 0.1) / n
 
     def chunk(d, teacher):
@@ -235,5 +241,9 @@ def test_forward_kl_and_ce_in_closed_form_keep_the_masked_path_for_infinite_logi
 
     assert_close(values_and_grads(chunk, data, t_logits), values_and_grads(reference, data, t_logits))
     assert calls == []  # closed form throughout
-    assert_close(values_and_grads(chunk, data, t_masked), values_and_grads(reference, data, t_masked))
+    forward = loss_type == "forward_kl" or (loss_type == "jsd" and beta == 0.0)
+    if forward:
+        assert_close(values_and_grads(chunk, data, t_masked), values_and_grads(reference, data, t_masked))
+    else:  # KL(q‖p) is infinite where the teacher forbids an id the student allows, materialised or chunked
+        assert chunk(data, t_masked).item() == reference(data, t_masked).item() == float("inf")
     assert len(calls) == 1  # only the chunk with -inf logits took the masked path
