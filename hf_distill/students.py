@@ -422,9 +422,4 @@ def check_compression_arguments(args) -> None:
         )
     if width is not None and (not _is_int(width) or width < 1):
         raise ValueError(f"student_intermediate_size={width!r} is invalid: give a number of FFN neurons >= 1")
-    if trim and getattr(args, "task", "sequence-classification") != "sequence-classification":
-        raise ValueError(
-            "trim_vocabulary in `hf-distill run` supports sequence-classification: the evaluation "
-            "compares token-level outputs over one vocabulary. Trim a language-model student from "
-            "Python (hf_distill.vocabulary.trim_vocabulary) or drop trim_vocabulary"
-        )
+
