@@ -221,6 +221,12 @@ def evaluate_pair(
     if "layers_kept" not in distillation and kept is not None:
         # student_from_teacher records the copied teacher blocks in the student's config
         distillation["layers_kept"] = list(kept)
+    if "architecture" not in distillation:  # the student's architecture and family (a card row)
+        from .students import architecture_name
+
+        architecture = architecture_name(s.model.config)
+        if architecture:
+            distillation["architecture"] = architecture
     if "steps" not in distillation and "steps" in training_info:
         distillation["steps"] = training_info["steps"]
     variants = [

@@ -474,7 +474,8 @@ def _lm_format_problems(args: Any, config: Any, fmt: Any) -> list[str]:
             "a teacher cannot be trained on prompt-only rows (no completions): give a trained teacher "
             "(train_teacher: no) or rows with completions"
         )
-    if fmt.conversational and args.teacher_from_scratch and not (args.tokenizer or getattr(args, "chat_template", None)):
+    templated = args.tokenizer or getattr(args, "chat_template", None)
+    if fmt.conversational and args.teacher_from_scratch and not templated:
         problems.append(
             f"{fmt} rows are rendered with the tokenizer's chat template, and a tokenizer trained from "
             "scratch has none: set chat_template (or give `tokenizer`, one with a chat_template)"
@@ -492,7 +493,9 @@ def _student_train_problems(args: Any, config: Any, data: RunData) -> list[str]:
     if not (task.per_token and task.shift):
         return [f"student_train_file applies to causal-lm; remove it for {task}"]
     if args.use_soft_targets:
-        return ["student_train_file: the student's own rows are scored by the live teacher: set use_soft_targets: false"]
+        return [
+            "student_train_file: the student's own rows are scored by the live teacher: set use_soft_targets: false"
+        ]
     try:
         fmt = data.lm_format(data.student_train())
     except Exception as err:  # noqa: BLE001 - any unreadable file is one line
@@ -503,7 +506,8 @@ def _student_train_problems(args: Any, config: Any, data: RunData) -> list[str]:
         check_lm_format(fmt, config)
     except ValueError as err:
         return [f"student_train_file: {err}"]
-    if fmt.conversational and args.teacher_from_scratch and not (args.tokenizer or getattr(args, "chat_template", None)):
+    templated = args.tokenizer or getattr(args, "chat_template", None)
+    if fmt.conversational and args.teacher_from_scratch and not templated:
         return [
             f"student_train_file: {fmt} rows are rendered with the tokenizer's chat template, and a tokenizer "
             "trained from scratch has none: set chat_template (or give `tokenizer`, one with a chat_template)"
