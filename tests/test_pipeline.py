@@ -359,16 +359,9 @@ def test_a_llama_student_goes_through_the_whole_chain(tmp_path, monkeypatch):
     prompts.write_text(
         "".join(json.dumps({"prompt": [{"role": "user", "content": " ".join(w[:3])}]}) + "\n" for w in words * 2)
     )
-    llama = {
-        "model_type": "llama",
-        "num_hidden_layers": 2,
-        "hidden_size": 32,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "intermediate_size": 64,
-        "max_position_embeddings": 64,
-        "tie_word_embeddings": True,
-    }
+    from tests.test_vocabulary import LLAMA_TEACHER
+
+    llama = {**LLAMA_TEACHER, "tie_word_embeddings": True}
     cfg = lm_config(
         tmp_path,
         teacher_config=json.dumps(llama),

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from hf_distill.students import student_from_teacher
 from hf_distill.vocabulary import trim_vocabulary
-from tests.tiny_decoders import TEXTS, TOKENIZERS, decoder
+from tests.tiny_decoders import TEXTS, TOKENIZERS, decoder, decoder_for
 
 CORPUS = TEXTS[:4] + ["the wolf ate the grandmother and waited in her bed", "hansel and gretel found a house"]
 UNSEEN = "Zebras quietly juggle 4096 xylophones — ĳ 🐺 ∑"
@@ -161,13 +161,7 @@ def test_teacher_on_kept_ids_is_trainings_renormalisation(family, kind, tokenize
     if family == "gpt2":
         teacher = tiny.gpt2(tok, num_layers=2).eval()
     else:
-        teacher = decoder(
-            family,
-            vocab_size=len(tok),
-            pad_token_id=tok.pad_token_id,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
+        teacher = decoder_for(family, tok)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student, new_tok = trim_vocabulary(
         student_from_teacher(teacher, num_layers=1), copy.deepcopy(tok), CORPUS, min_corpus_tokens=1
