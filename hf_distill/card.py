@@ -369,6 +369,7 @@ def card_variables(
         "distillation_data": _dataset_display(str(d["dataset"])),
         "agreement": fmt_pct(100 * f.agreement_top1),
         "fidelity_items": _items(report),
+        "vocabulary_note": _vocabulary_note(report),
         "environment_rows": environment_rows,
         "hf_distill_version": _version(),
         **_disagreement_variables(report, examples),
@@ -447,6 +448,17 @@ def _selection_note(report: DistillationReport) -> str:
         return ""
     split = report.evaluation.get("split") or "evaluation"
     return f"Chosen on: {chosen}. Measured on: the {split} split ({report.evaluation['num_samples']} rows)."
+
+
+def _vocabulary_note(report: DistillationReport) -> str:
+    """What a trimmed LM student is compared over ('' when teacher and student share one vocabulary)."""
+    over = report.evaluation.get("vocabulary")
+    if not over:
+        return ""
+    return (
+        f"Teacher and student are compared over {over}: the teacher's perplexity, the fidelity figures and the "
+        "teacher's scores of the samples are over that vocabulary, not the teacher's full one."
+    )
 
 
 def _samples_note(report: DistillationReport) -> str:

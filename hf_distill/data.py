@@ -411,6 +411,15 @@ class RunData:
         rows = self.selection_rows()
         return None if rows is None else self.splits()[self.args.train_split].select(rows[1])
 
+    def student_train(self) -> Dataset | None:
+        """The rows of `student_train_file` (the student's own training rows), or None when it trains on `train()`."""
+        path = getattr(self.args, "student_train_file", None)
+        if not path:
+            return None
+        if getattr(self, "_student_train", None) is None:
+            self._student_train = load_splits(data_files={"train": path})["train"]
+        return self._student_train
+
     def validation(self, max_samples: int | None = None) -> Dataset | None:
         if self.args.validation_split not in self.splits():
             return None
@@ -476,9 +485,11 @@ class RunData:
         files = self.files()
         if not files and self.args.dataset and os.path.isfile(self.args.dataset):
             files = {"train": self.args.dataset}
+        student = getattr(self.args, "student_train_file", None)
+        extra = {"student_train": file_sha256(student)} if student and os.path.isfile(student) else {}
         if files:
-            return {split: file_sha256(path) for split, path in sorted(files.items())}
-        return {name: split._fingerprint for name, split in sorted(self.splits().items())}
+            return {**{split: file_sha256(path) for split, path in sorted(files.items())}, **extra}
+        return {**{name: split._fingerprint for name, split in sorted(self.splits().items())}, **extra}
 
     def training_rows(self) -> tuple[Dataset, Dataset | None]:
         """Labelled rows, and (classification) transfer rows whose labels are not used; shuffled with the seed."""

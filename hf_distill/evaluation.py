@@ -39,6 +39,7 @@ from .models import LoadedModel, load_model
 from .report import Fidelity
 from .task_metrics import HUB_METRICS, METRICS_DIR, hub_offline, load_metric, metric_module_path
 from .tasks import Task, get_task
+from .vocabulary import evaluation_teacher, kept_ids_of
 
 __all__ = [
     "PairEvaluation",
@@ -163,6 +164,10 @@ def evaluate_models(
         task=task,
         teacher_reads_student_ids=False,
     )
+    kept = kept_ids_of(student) if task.per_token else None
+    # A trimmed LM student: both models read the student's tokenization and the teacher's distribution is
+    # renormalised over the kept ids, as in training (hf_distill.vocabulary.teacher_on_kept_ids).
+    teacher, teacher_tokenizer = evaluation_teacher(teacher, teacher_tokenizer, student, student_tokenizer, task)
     if not task.per_token:
         return _evaluate_classification(
             teacher,
@@ -177,7 +182,7 @@ def evaluate_models(
             device,
             task,
         )
-    return _evaluate_lm(
+    evaluation = _evaluate_lm(
         teacher,
         student,
         teacher_tokenizer,
@@ -189,6 +194,18 @@ def evaluate_models(
         mask_probability,
         seed,
         device,
+    )
+    if kept is not None:
+        evaluation.details["vocabulary"] = kept_vocabulary_note(len(kept))
+    return evaluation
+
+
+def kept_vocabulary_note(kept: int) -> str:
+    """What a trimmed LM student's figures are measured over, in words (report and card)."""
+    return (
+        f"the student's {kept:,} kept token ids: both models read the student's tokenization, and the teacher's "
+        "next-token distribution is renormalised over the kept ids (as in training), for the teacher's perplexity "
+        "and for fidelity"
     )
 
 

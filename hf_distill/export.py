@@ -170,9 +170,13 @@ class _DecoderForExport(nn.Module):
 
 
 def _decoder_dims(config: Any) -> tuple[int, int, int]:
+    """(layers, key/value heads, head size) of a decoder's cache: grouped-query attention (Llama, Mistral, Qwen...)
+    caches `num_key_value_heads` heads, and some families set `head_dim` apart from hidden_size / heads."""
     layers = config.num_hidden_layers
     heads = config.num_attention_heads
-    return layers, heads, config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return layers, kv_heads, head_dim
 
 
 def _uses_token_types(model: nn.Module) -> bool:

@@ -19,6 +19,7 @@ from .models import load_model
 from .report import DistillationReport, ModelFigures, VariantFigures, collect_environment, compute_ratios
 from .sample_quality import SampleSettings, measure_samples
 from .tasks import Task
+from .vocabulary import evaluation_teacher
 
 
 def read_trainer_state(model_dir: str | os.PathLike) -> dict[str, Any]:
@@ -173,8 +174,10 @@ def evaluate_pair(
         quality = None
         if t.task.generates and measure_sample_quality:
             sample_started = time.perf_counter()
-            # the tokenizer the perplexity was measured with (shared by both models, its pad token set)
-            quality = measure_samples(s.model, t.model, t.tokenizer, data.texts, samples or SampleSettings())
+            # the tokenizer the perplexity was measured with (shared by both models, its pad token set); a trimmed
+            # student's teacher generates and scores over the student's kept ids, as evaluation compares them
+            judge, tokenizer = evaluation_teacher(t.model, t.tokenizer, s.model, s.tokenizer, t.task)
+            quality = measure_samples(s.model, judge, tokenizer, data.texts, samples or SampleSettings())
             sample_seconds = round(time.perf_counter() - sample_started, 3)
         variant_evals = {
             name: evaluate_models(
@@ -218,6 +221,12 @@ def evaluate_pair(
     if "layers_kept" not in distillation and kept is not None:
         # student_from_teacher records the copied teacher blocks in the student's config
         distillation["layers_kept"] = list(kept)
+    if "architecture" not in distillation:  # the student's architecture and family (a card row)
+        from .students import architecture_name
+
+        architecture = architecture_name(s.model.config)
+        if architecture:
+            distillation["architecture"] = architecture
     if "steps" not in distillation and "steps" in training_info:
         distillation["steps"] = training_info["steps"]
     variants = [

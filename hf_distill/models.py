@@ -58,7 +58,19 @@ def teacher_tokenizer(args: Any, config: Any, corpus: Iterable[str] | None = Non
         )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    template = getattr(args, "chat_template", None)
+    if template:
+        tokenizer.chat_template = read_chat_template(template)
     return tokenizer
+
+
+def read_chat_template(template: str) -> str:
+    """`chat_template` as given: the text of a ``.jinja`` file, or the Jinja text itself."""
+    if template.endswith(".jinja"):
+        if not os.path.isfile(template):
+            raise FileNotFoundError(f"chat_template file {template} not found: give a .jinja file or the template text")
+        return Path(template).read_text(encoding="utf-8")
+    return template
 
 
 def build_teacher(

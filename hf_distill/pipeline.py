@@ -99,6 +99,21 @@ class PipelineArguments:
     dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of the Hub data set."})
     train_file: str | None = field(default=None, metadata={"help": "Local training file (csv/tsv/json/jsonl/txt)."})
     validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
+    student_train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Causal LMs: a local file of the rows the student trains on, when they are not the teacher's "
+            "(e.g. prompt-only rows for on-policy distillation, lmbda 1, while the teacher learns the text of "
+            "train_file). Default: the training split."
+        },
+    )
+    chat_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "A chat template (Jinja text, or a path to a .jinja file) given to the teacher's tokenizer, "
+            "so a tokenizer trained from scratch can render conversational rows; saved with teacher and student."
+        },
+    )
     train_split: str = field(default="train", metadata={"help": "Training split name."})
     validation_split: str = field(default="validation", metadata={"help": "Validation split name."})
     text_column: str | None = field(default=None, metadata={"help": "Text column (default: text/sentence/...)."})
@@ -617,9 +632,9 @@ class Pipeline:
                 text_column=self.data.text_column(),
             )
         else:
-            train = self.data.tokenize(
-                self.data.student_rows(self.teacher_names()), tokenizer, self.config.max_completion_length
-            )
+            rows = self.data.student_train()
+            rows = rows if rows is not None else self.data.student_rows(self.teacher_names())
+            train = self.data.tokenize(rows, tokenizer, self.config.max_completion_length)
         eval_data = self.choosing_rows()
         if eval_data is not None:
             if self.classification:

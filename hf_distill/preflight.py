@@ -154,10 +154,11 @@ def check_run(
     if args.top_k is not None and classification:
         problems.append("top_k applies to token tasks (causal-lm, masked-lm); remove it for sequence-classification")
     try:
-        fmt = data.lm_format()
+        fmt = data.lm_format(data.student_train())  # the rows the student trains on
     except Exception:  # noqa: BLE001 - reported with the data's problems below
         fmt = None
     problems += _on_policy_problems(args, config, teacher_cfg, data_has_prompts=fmt is not None and fmt.has_prompts)
+    problems += _student_train_problems(args, config, data)
     if getattr(args, "export_onnx", False):
         missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
         if missing:
@@ -473,12 +474,45 @@ def _lm_format_problems(args: Any, config: Any, fmt: Any) -> list[str]:
             "a teacher cannot be trained on prompt-only rows (no completions): give a trained teacher "
             "(train_teacher: no) or rows with completions"
         )
-    if fmt.conversational and args.teacher_from_scratch and not args.tokenizer:
+    templated = args.tokenizer or getattr(args, "chat_template", None)
+    if fmt.conversational and args.teacher_from_scratch and not templated:
         problems.append(
             f"{fmt} rows are rendered with the tokenizer's chat template, and a tokenizer trained from "
-            "scratch has none: give `tokenizer` (one with a chat_template)"
+            "scratch has none: set chat_template (or give `tokenizer`, one with a chat_template)"
         )
     return problems
+
+
+def _student_train_problems(args: Any, config: Any, data: RunData) -> list[str]:
+    """`student_train_file`: a causal LM's rows in a format the student can train on, rendered by the chat template
+    the student's tokenizer will have."""
+    path = getattr(args, "student_train_file", None)
+    if not path:
+        return []
+    task = get_task(args.task)
+    if not (task.per_token and task.shift):
+        return [f"student_train_file applies to causal-lm; remove it for {task}"]
+    if args.use_soft_targets:
+        return [
+            "student_train_file: the student's own rows are scored by the live teacher: set use_soft_targets: false"
+        ]
+    try:
+        fmt = data.lm_format(data.student_train())
+    except Exception as err:  # noqa: BLE001 - any unreadable file is one line
+        return [f"student_train_file: {_first_line(err)}"]
+    from .lm_data import check_lm_format
+
+    try:
+        check_lm_format(fmt, config)
+    except ValueError as err:
+        return [f"student_train_file: {err}"]
+    templated = args.tokenizer or getattr(args, "chat_template", None)
+    if fmt.conversational and args.teacher_from_scratch and not templated:
+        return [
+            f"student_train_file: {fmt} rows are rendered with the tokenizer's chat template, and a tokenizer "
+            "trained from scratch has none: set chat_template (or give `tokenizer`, one with a chat_template)"
+        ]
+    return []
 
 
 def _on_policy_problems(args: Any, config: Any, teacher_cfg: Any, data_has_prompts: bool = False) -> list[str]:
@@ -551,5 +585,6 @@ def run_inputs(args: Any) -> dict[str, str | None]:
         "tokenizer": args.tokenizer,
         "train_file": args.train_file,
         "validation_file": args.validation_file,
+        "student_train_file": getattr(args, "student_train_file", None),
         "dataset": args.dataset,
     }

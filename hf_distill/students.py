@@ -104,6 +104,17 @@ def _get(module: nn.Module, path: str):
     return module
 
 
+def architecture_name(config) -> str | None:
+    """A model's architecture and family in words for the report and card (``"LlamaForCausalLM, a Llama-family
+    decoder"``), from its config's ``architectures`` and `LAYOUTS`; None when the config names no architecture."""
+    names = getattr(config, "architectures", None) or []
+    model_type = getattr(config, "model_type", None)
+    family = next((layout.family for layout in LAYOUTS if model_type in layout.model_types), None)
+    if not names:
+        return None
+    return f"{names[0]}, a {family.removesuffix('s')}" if family else names[0]
+
+
 def layout_of(model: PreTrainedModel) -> BlockLayout:
     """The `LAYOUTS` row of a model (by ``config.model_type``).
 
@@ -422,9 +433,3 @@ def check_compression_arguments(args) -> None:
         )
     if width is not None and (not _is_int(width) or width < 1):
         raise ValueError(f"student_intermediate_size={width!r} is invalid: give a number of FFN neurons >= 1")
-    if trim and getattr(args, "task", "sequence-classification") != "sequence-classification":
-        raise ValueError(
-            "trim_vocabulary in `hf-distill run` supports sequence-classification: the evaluation "
-            "compares token-level outputs over one vocabulary. Trim a language-model student from "
-            "Python (hf_distill.vocabulary.trim_vocabulary) or drop trim_vocabulary"
-        )

@@ -216,9 +216,12 @@ class DistillationTrainer(Trainer):
                 "lmbda > 0 with alpha=0: student-generated batches have no CE (the student's samples are no ground "
                 "truth), so they would train nothing; set alpha > 0"
             )
-        if vocabulary.kept_ids_of(unwrap(model)) is not None:
+        if args.seq_kd and vocabulary.kept_ids_of(unwrap(model)) is not None:
+            # The student's own samples are student ids (the teacher reads them mapped, as any batch); the teacher's
+            # samples could hold ids the trimming dropped.
             raise ValueError(
-                f"{mode} needs the teacher's vocabulary in the student: it does not work with a trimmed student"
+                "seq_kd needs the teacher's vocabulary in the student (the teacher's samples may hold ids the "
+                "trimming dropped): use lmbda (on-policy) with a trimmed student, or an untrimmed student"
             )
         if columns and on_policy.PROMPT_LENGTH not in columns:
             raise ValueError(

@@ -61,6 +61,8 @@ __all__ = [
     "restrict_to_kept_ids",
     "to_teacher_ids",
     "teacher_logits_for_student",
+    "teacher_on_kept_ids",
+    "evaluation_teacher",
     "check_trimming_corpus",
     "check_trimmed_tokenizers",
     "check_trimmed_student",
@@ -419,6 +421,14 @@ def trim_vocabulary(
     kept_ids = sorted(keep_ids)
     new_tokenizer = _trim_tokenizer(tokenizer, kept_ids, merges)
     _trim_model(model, kept_ids, old_vocab)
+    _renumber_token_ids(model, kept_ids)
+    model.config.trimmed_from_vocab_size = old_vocab
+    model.config.vocabulary_kept_ids = kept_ids
+    return model, new_tokenizer
+
+
+def _renumber_token_ids(model, kept_ids: Sequence[int]) -> None:
+    """The special-token ids of the model's config and generation config in the numbering of `kept_ids`."""
     new_id = {old: new for new, old in enumerate(kept_ids)}
     for config in (model.config, getattr(model, "generation_config", None)):
         if config is None:
@@ -429,9 +439,6 @@ def trim_vocabulary(
                 setattr(config, attr, new_id[value])
             elif isinstance(value, list):
                 setattr(config, attr, [new_id.get(v, v) for v in value])
-    model.config.trimmed_from_vocab_size = old_vocab
-    model.config.vocabulary_kept_ids = kept_ids
-    return model, new_tokenizer
 
 
 def _plain_backend(tokenizer):
@@ -644,6 +651,52 @@ def teacher_logits_for_student(teacher_logits: torch.Tensor, student, task: str 
             f"{max(kept)}: this student was not trimmed from this teacher's vocabulary"
         )
     return restrict_to_kept_ids(teacher_logits, kept)
+
+
+def teacher_on_kept_ids(teacher, kept_ids: Sequence[int]):
+    """The teacher as a model of the trimmed student's vocabulary, for evaluation and generation.
+
+    It reads the student's ids and gives logits over the kept ids only: the same function as training's
+    ``restrict_to_kept_ids(teacher(to_teacher_ids(ids)).logits, kept_ids)`` (its input-embedding rows and head rows
+    are the kept ones), so every softmax over it is the teacher's distribution **renormalised over the kept ids**,
+    the convention `restrict_to_kept_ids` states. Being a model of the same class, it generates (its special-token
+    ids renumbered) and is scored by the same code as an untrimmed pair.
+
+    The transformer body is shared with `teacher` (no copy of its weights); only the vocabulary rows are new, and
+    `teacher` itself is left unchanged.
+
+    Args:
+        teacher: the teacher the student was trimmed from (a transformers model with `nn.Embedding` input embeddings
+            and an `nn.Linear` head, as `trim_vocabulary` requires).
+        kept_ids: the student's `vocabulary_kept_ids` (`kept_ids_of(student)`).
+    """
+    import copy
+    import itertools
+
+    kept = list(kept_ids)
+    size = teacher.get_input_embeddings().weight.shape[0]
+    if kept[-1] >= size:
+        raise ValueError(
+            f"the student keeps teacher id {kept[-1]} but the teacher has {size} ids: this student was not "
+            "trimmed from this teacher"
+        )
+    # Every tensor is shared with the teacher (deepcopy finds them in its memo); _trim_model then gives the copy
+    # new embedding and head modules holding the kept rows, leaving the teacher's modules as they are.
+    shared = {id(t): t for t in itertools.chain(teacher.parameters(), teacher.buffers())}
+    view = copy.deepcopy(teacher, memo=shared)
+    _trim_model(view, kept, size)
+    _renumber_token_ids(view, kept)
+    return view
+
+
+def evaluation_teacher(teacher, teacher_tokenizer, student, student_tokenizer, task: str | Task):
+    """(teacher, tokenizer) that evaluation compares a student with: for a trimmed LM student, the teacher restricted
+    to its kept ids (`teacher_on_kept_ids`) and the student's tokenizer, which both models then read; otherwise the
+    teacher and its own tokenizer, unchanged."""
+    kept = kept_ids_of(student) if get_task(task).per_token else None
+    if kept is None:
+        return teacher, teacher_tokenizer
+    return teacher_on_kept_ids(teacher, kept), student_tokenizer
 
 
 def check_trimmed_tokenizers(student_tokenizer, teacher_tokenizer, kept_ids: Sequence[int]) -> None:

@@ -95,12 +95,17 @@ def test_gpt2_export_generates_like_pytorch(tmp_path, tiny_gpt2_dir):
     assert names[:3] == ["input_ids", "attention_mask", "position_ids"] and names[3] == "past_key_values.0.key"
     assert result.output_names[1] == "present.0.key"
     assert result.checks[0].max_abs_logit_diff <= 1e-4
+    _generates_and_pads_like_pytorch(folder, "once upon a time")
+
+
+def _generates_and_pads_like_pytorch(folder, prompt_text: str):
+    """The exported decoder's greedy continuation with the cache equals PyTorch's, and left-padded batches give the
+    same logits at real tokens (positions count real tokens). Returns the PyTorch model and the ONNX model."""
     model, tok = load_for_export(folder)
-    prompt = tok("once upon a time", return_tensors="pt")
+    prompt = tok(prompt_text, return_tensors="pt")
     expected = model.generate(**prompt, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)[0].tolist()
     onnx_model = OnnxModel(folder / ONNX_DIR / "model.onnx", model.config)
     assert onnx_model.generate_greedy(prompt["input_ids"][0].tolist(), 6) == expected
-    # Left-padded batches give the same logits at real tokens as PyTorch (positions count real tokens).
     tok.padding_side = "left"
     enc = tok(["the wolf", "once upon a time there lived"], padding=True, return_tensors="pt")
     got = onnx_model.logits(**enc)
@@ -108,6 +113,28 @@ def test_gpt2_export_generates_like_pytorch(tmp_path, tiny_gpt2_dir):
         ref = model(**enc, position_ids=(enc["attention_mask"].cumsum(1) - 1).clamp(min=0)).logits.numpy()
     real = enc["attention_mask"].numpy().astype(bool)
     assert np.abs(got[real] - ref[real]).max() <= 1e-4
+    return model, onnx_model
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_llama_layout_export_generates_like_pytorch(tmp_path, family):
+    """A Llama-layout student (grouped-query attention: the cache holds num_key_value_heads heads of head_dim; Qwen3
+    sets head_dim apart from hidden_size / heads): fp32 equals PyTorch, greedy generation with the cache equals
+    PyTorch's, left-padded batches too; the int8 file is measured."""
+    from tests.tiny_decoders import TEXTS as DECODER_TEXTS
+    from tests.tiny_decoders import decoder_for, llama3_tokenizer
+
+    tok = llama3_tokenizer()
+    model = decoder_for(family, tok, **({"head_dim": 16} if family == "qwen3" else {}))  # not hidden / heads = 8
+    folder = tmp_path / family
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    result = export_onnx(folder, quantize="int8", texts=DECODER_TEXTS[:4] + TEXTS[:4])
+    assert result.checks[0].max_abs_logit_diff <= 1e-4 and result.checks[0].top1_agreement == 1.0
+    assert result.checks[1].file == f"{ONNX_DIR}/{INT8_FILE}" and result.checks[1].top1_agreement > 0.8
+    model, onnx_model = _generates_and_pads_like_pytorch(folder, "Once upon a time")
+    cache = {i.name: i.shape for i in onnx_model.session.get_inputs()}["past_key_values.0.key"]
+    assert cache[1] == model.config.num_key_value_heads == 2 and cache[3] == model.config.head_dim
 
 
 def test_a_disagreeing_export_is_refused(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer, monkeypatch):

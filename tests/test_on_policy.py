@@ -535,3 +535,51 @@ def test_seq_kd_with_alpha_zero_is_sequence_level_kd_and_lmbda_needs_alpha(tmp_p
             train_dataset=data,
             args=config(tmp_path, lmbda=0.5, alpha=0.0),
         )
+
+
+def test_a_trimmed_student_trains_on_policy_and_seq_kd_is_refused(tmp_path, bpe_tokenizer):
+    """On-policy batches of a trimmed student: it samples its own ids, the teacher reads them mapped to its ids and
+    its distribution is renormalised over the kept ids (training's map); seq_kd (teacher samples) is refused."""
+    from hf_distill.vocabulary import restrict_to_kept_ids, to_teacher_ids, trim_vocabulary
+
+    teacher, _ = models(bpe_tokenizer)
+    student = tiny.gpt2(bpe_tokenizer, num_layers=2)
+    student, tok = trim_vocabulary(student, bpe_tokenizer, tiny.CORPUS[:3] * 5, min_corpus_tokens=10)
+    kept = student.config.vocabulary_kept_ids
+    assert len(kept) < len(bpe_tokenizer)
+    data = tokenize_prompt_completion(
+        Dataset.from_dict({"text": tiny.CORPUS[:3] * 2}), tok, max_length=24, prompt_tokens=PROMPT
+    )
+    trainer = DistillationTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=config(tmp_path, lmbda=1.0),
+        train_dataset=data,
+        processing_class=tok,
+        teacher_processing_class=bpe_tokenizer,
+    )
+    seen = []
+    teacher.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].clone()), with_kwargs=True)
+    batches, counts = trainer.get_batch_samples(
+        iter([trainer.data_collator([data[i] for i in range(4)])]), 1, torch.device("cpu")
+    )
+    gen = batches[0]
+    loss = trainer.compute_loss(student, gen, num_items_in_batch=counts)
+    assert torch.equal(seen[0], to_teacher_ids(gen["input_ids"], kept))  # the teacher read its own ids
+    with torch.no_grad():
+        s = student(input_ids=gen["input_ids"], attention_mask=gen["attention_mask"]).logits[:, :-1]
+        t = teacher(input_ids=seen[0], attention_mask=gen["attention_mask"]).logits[:, :-1]
+    valid = gen["labels"][:, 1:] != -100
+    log_q = F.log_softmax(s[valid] / 2.0, -1)
+    log_p = F.log_softmax(restrict_to_kept_ids(t[valid], kept) / 2.0, -1)
+    expected = (log_p.exp() * (log_p - log_q)).sum() * 4.0 / valid.sum()
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="seq_kd needs the teacher's vocabulary in the student"):
+        DistillationTrainer(
+            model=student,
+            teacher_model=teacher,
+            args=config(tmp_path, seq_kd=True),
+            train_dataset=data,
+            processing_class=tok,
+            teacher_processing_class=bpe_tokenizer,
+        )

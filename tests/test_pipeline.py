@@ -333,3 +333,100 @@ def test_cli_entry_point(capsys):
         main(["--help"])
     usage = capsys.readouterr().out
     assert all(cmd in usage for cmd in ("run", "evaluate", "card", "push", "demo"))
+
+
+CONTINUATION_TEMPLATE = (
+    "{%- for message in messages -%}{%- if message['role'] == 'assistant' -%}"
+    "{% generation %}{{ message['content'] }}{{ eos_token }}{% endgeneration %}"
+    "{%- else -%}{{ message['content'] }}{%- endif -%}{%- endfor -%}"
+)
+
+
+@pytest.mark.slow
+def test_a_llama_student_goes_through_the_whole_chain(tmp_path, monkeypatch):
+    """A Llama-layout teacher from scratch (its own tokenizer, a chat template set by the run), a pruned and trimmed
+    student trained on-policy from conversational prompt-only rows of its own file, ONNX fp32 + int8 with the cache,
+    the card (pipeline tag, base model, family), the push, and the demo's generation view."""
+    import torch
+    from huggingface_hub import constants
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.fake_hub import FakeHub, online_client
+    from tests.test_app import load_app_module
+
+    prompts = tmp_path / "prompts.jsonl"
+    words = [line.split() for line in tiny.CORPUS[:10]]
+    prompts.write_text(
+        "".join(json.dumps({"prompt": [{"role": "user", "content": " ".join(w[:3])}]}) + "\n" for w in words * 2)
+    )
+    from tests.test_vocabulary import LLAMA_TEACHER
+
+    llama = {**LLAMA_TEACHER, "tie_word_embeddings": True}
+    cfg = lm_config(
+        tmp_path,
+        teacher_config=json.dumps(llama),
+        chat_template=CONTINUATION_TEMPLATE,
+        student_train_file=str(prompts),
+        use_soft_targets=False,
+        top_k=None,
+        trim_vocabulary=True,
+        trim_min_corpus_tokens=100,
+        student_intermediate_size=32,
+        lmbda=1.0,
+        max_new_tokens=4,
+        export_onnx=True,
+        quantize="int8",
+        base_model="alice/grimm-llama-teacher",
+        eval_sample_prompts=4,
+        eval_sample_new_tokens=4,
+    )
+    token = "hf_PipelineTokenForTests0123456789abcdefAB"
+    with online_client(monkeypatch, tmp_path / "hf_home"), FakeHub({token: ("alice", "write")}) as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", token)
+        results = run_from_config(cfg, ["--push_to_hub", "true", "--hub_model_id", "alice/tiny-llama"])
+        files = dict(hub.repo("model", "alice/tiny-llama").refs["main"])
+    run = tmp_path / "lmrun"
+    student = AutoModelForCausalLM.from_pretrained(run / "student")
+    tok = AutoTokenizer.from_pretrained(run / "student")
+    assert type(student).__name__ == "LlamaForCausalLM" and student.config.intermediate_size == 32
+    assert student.config.num_hidden_layers == 1 and student.config.vocabulary_kept_ids
+    assert tok.chat_template == CONTINUATION_TEMPLATE  # set on the teacher's tokenizer, kept through trimming
+    assert results["student"]["rows"] == 20  # the prompt-only rows, not the 60 lines the teacher learned
+    checks = {c["file"]: c for c in results["export"]["checks"]}
+    assert checks["onnx/model.onnx"]["max_abs_logit_diff"] <= 1e-4
+    assert {"onnx/model.onnx", "onnx/model_quantized.onnx", "model.safetensors", "README.md"} <= set(files)
+    card = files["README.md"].decode()
+    assert "pipeline_tag: text-generation" in card and "base_model: alice/grimm-llama-teacher" in card
+    assert "| Architecture | LlamaForCausalLM, a Llama-family decoder |" in card
+    assert "Teacher and student are compared over the student's" in card
+    # the demo's generation view with the Llama pair: greedy streams equal transformers' generate
+    app = load_app_module("spaces_app_llama")
+    side = app.SideBySide(app.load_model(run / "teacher"), app.load_model(run / "student"))
+    t_text, _, s_text, s_stats = list(side.generate("the wolf ate", 4, 1.0, False))[-1]
+    ids = tok("the wolf ate", return_tensors="pt")["input_ids"]
+    ref = student.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False)
+    assert s_text == tok.decode(ref[0, ids.shape[1] :], skip_special_tokens=True) and "tokens/s" in s_stats
+
+
+def test_student_train_file_and_chat_template_are_checked_before_any_stage(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": [{"role": "user", "content": "the wolf"}]}) + "\n")
+    base = dict(student_train_file=str(prompts), use_soft_targets=False, top_k=None, lmbda=1.0, max_new_tokens=4)
+    with pytest.raises(PreflightError) as err:  # a from-scratch tokenizer has no chat template
+        run_from_config(lm_config(tmp_path, **base), check_only=True)
+    assert any(
+        "student_train_file: conversational prompt-only rows" in p and "set chat_template" in p
+        for p in err.value.problems
+    )
+    template = tmp_path / "t.jinja"
+    template.write_text(CONTINUATION_TEMPLATE)
+    run_from_config(lm_config(tmp_path, chat_template=str(template), **base), check_only=True)  # no problem
+    with pytest.raises(PreflightError) as err:  # prompt-only rows without lmbda 1
+        run_from_config(lm_config(tmp_path, chat_template=str(template), **{**base, "lmbda": 0.0}), check_only=True)
+    assert any(p.startswith("student_train_file: train_dataset is prompt-only") for p in err.value.problems)
+    missing = tmp_path / "missing.jinja"
+    with pytest.raises(FileNotFoundError, match="chat_template file .*missing.jinja not found"):
+        from hf_distill.models import read_chat_template
+
+        read_chat_template(str(missing))

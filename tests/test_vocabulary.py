@@ -4,6 +4,7 @@ with a trimmed student is KD renormalised over the kept ids."""
 import copy
 import json
 import logging
+import math
 
 import pytest
 import torch
@@ -370,9 +371,84 @@ def test_pipeline_refuses_compression_it_cannot_honour(tmp_path, tiny_bert_cls_d
     from hf_distill.pipeline import parse_run_config
     from tests.test_pipeline import cls_config, lm_config
 
-    with pytest.raises(ValueError, match="supports sequence-classification"):
-        parse_run_config(lm_config(tmp_path, trim_vocabulary=True))
+    parse_run_config(lm_config(tmp_path, trim_vocabulary=True))  # a causal LM is trimmed too (see below)
     with pytest.raises(ValueError, match="use student_intermediate_size"):
         parse_run_config(cls_config(tmp_path, tiny_bert_cls_dir, student_num_attention_heads=2))
     with pytest.raises(ValueError, match="leave `student` unset"):
         parse_run_config(cls_config(tmp_path, tiny_bert_cls_dir, trim_vocabulary=True, student=str(tiny_bert_cls_dir)))
+
+
+LLAMA_TEACHER = {
+    "model_type": "llama",
+    "num_hidden_layers": 2,
+    "hidden_size": 32,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_pipeline_trims_an_lm_student_and_measures_it_over_its_kept_ids(family, tmp_path, bpe_tokenizer):
+    """`hf-distill run` with trim_vocabulary on a causal LM: the student is trimmed to the training text, and the
+    report's perplexities and fidelity are training's map computed by hand (the student's tokenization, the teacher
+    reading it in its own ids, its logits restricted to the kept ids), including text the trimming encodes
+    differently; the card says so."""
+    from transformers import AutoModelForCausalLM
+
+    from hf_distill.pipeline import run_from_config
+    from tests.test_pipeline import lm_config
+    from tests.tiny_decoders import llama3_tokenizer
+
+    tokenizer = bpe_tokenizer if family == "gpt2" else llama3_tokenizer()
+    tokenizer.save_pretrained(tmp_path / "tok")
+    train = tmp_path / "train.txt"
+    train.write_text("\n".join(tiny.CORPUS[i % 5] for i in range(40)) + "\n")  # half the sentences
+    valid = tmp_path / "valid.txt"
+    val_texts = list(dict.fromkeys(tiny.CORPUS))  # all ten: five use ids the trimming dropped
+    valid.write_text("\n".join(val_texts) + "\n")
+    extra = {"teacher_config": json.dumps(LLAMA_TEACHER)} if family == "llama" else {}
+    cfg = lm_config(
+        tmp_path,
+        tokenizer=str(tmp_path / "tok"),
+        train_file=str(train),
+        validation_file=str(valid),
+        trim_vocabulary=True,
+        trim_min_corpus_tokens=100,
+        use_soft_targets=False,
+        top_k=None,
+        eval_sample_prompts=4,
+        eval_sample_new_tokens=4,
+        **extra,
+    )
+    run_from_config(cfg)
+    run = tmp_path / "lmrun"
+    teacher = AutoModelForCausalLM.from_pretrained(run / "teacher").eval()
+    student = AutoModelForCausalLM.from_pretrained(run / "student").eval()
+    student_tok = AutoTokenizer.from_pretrained(run / "student")
+    kept = student.config.vocabulary_kept_ids
+    assert type(student).__name__.lower().startswith(family) and len(kept) < len(tokenizer) == teacher.config.vocab_size
+    changed = [t for t in val_texts if [kept[i] for i in student_tok(t)["input_ids"]] != tokenizer(t)["input_ids"]]
+    assert changed  # the evaluation reads text outside the trimming corpus
+
+    nll, tokens, kl = [0.0, 0.0], 0, 0.0
+    with torch.no_grad():
+        for text in val_texts:
+            ids = torch.tensor([student_tok(text, truncation=True, max_length=32)["input_ids"]])
+            t_logits = restrict_to_kept_ids(teacher(to_teacher_ids(ids, kept)).logits, kept)[0, :-1]
+            s_logits = student(ids).logits[0, :-1]
+            for k, logits in enumerate((t_logits, s_logits)):
+                nll[k] += F.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
+            kl += F.kl_div(F.log_softmax(s_logits, -1), F.log_softmax(t_logits, -1), log_target=True, reduction="sum")
+            tokens += ids.shape[1] - 1
+    report = json.loads((run / "student" / "distillation_report.json").read_text())
+    assert report["evaluation"]["scored_tokens"] == tokens
+    assert report["teacher"]["metrics"]["perplexity"] == pytest.approx(math.exp(nll[0] / tokens), rel=1e-4)
+    assert report["student"]["metrics"]["perplexity"] == pytest.approx(math.exp(nll[1] / tokens), rel=1e-4)
+    assert report["fidelity"]["kl_teacher_student"] == pytest.approx(float(kl) / tokens, rel=1e-3, abs=1e-6)
+    assert report["evaluation"]["vocabulary"].startswith(f"the student's {len(kept):,} kept token ids")
+    assert report["sample_quality"]["student"]["num_tokens"] > 0
+    card = (run / "student" / "README.md").read_text()
+    assert f"Teacher and student are compared over the student's {len(kept):,} kept token ids" in card

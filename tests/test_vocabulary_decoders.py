@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from hf_distill.students import student_from_teacher
 from hf_distill.vocabulary import trim_vocabulary
-from tests.tiny_decoders import TEXTS, TOKENIZERS, decoder
+from tests.tiny_decoders import TEXTS, TOKENIZERS, decoder, decoder_for
 
 CORPUS = TEXTS[:4] + ["the wolf ate the grandmother and waited in her bed", "hansel and gretel found a house"]
 UNSEEN = "Zebras quietly juggle 4096 xylophones — ĳ 🐺 ∑"
@@ -148,3 +148,40 @@ def test_planning_a_llama_student_measures_pruned_and_trimmed_candidates(tokeniz
     ]
     assert plans[3].parameters < plans[2].parameters < plans[0].parameters and plans[1].vocab_size < len(tok)
     assert plans[1].trim_changed_token_share == 0  # the timing texts are the trimming corpus
+
+
+@pytest.mark.parametrize(("family", "kind"), [("llama", "llama3"), ("llama-tied", "sentencepiece"), ("gpt2", None)])
+def test_teacher_on_kept_ids_is_trainings_renormalisation(family, kind, tokenizers, bpe_tokenizer):
+    """The teacher evaluation compares a trimmed student with: training's map (the student's ids to the teacher's,
+    the teacher's logits restricted to the kept ids), as one model that shares the teacher's weights and generates."""
+    from hf_distill.vocabulary import restrict_to_kept_ids, teacher_on_kept_ids, to_teacher_ids
+    from tests import tiny
+
+    tok = bpe_tokenizer if kind is None else tokenizers[kind]
+    if family == "gpt2":
+        teacher = tiny.gpt2(tok, num_layers=2).eval()
+    else:
+        teacher = decoder_for(family, tok)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student, new_tok = trim_vocabulary(
+        student_from_teacher(teacher, num_layers=1), copy.deepcopy(tok), CORPUS, min_corpus_tokens=1
+    )
+    kept = student.config.vocabulary_kept_ids
+    view = teacher_on_kept_ids(teacher, kept)
+    n = len(new_tok(CORPUS[4])["input_ids"])
+    ids = torch.tensor([new_tok(CORPUS[4])["input_ids"], new_tok(UNSEEN)["input_ids"][:n]])  # unseen: byte fallback
+    with torch.no_grad():
+        expected = restrict_to_kept_ids(teacher(to_teacher_ids(ids, kept)).logits, kept)
+        got = view(ids).logits
+    assert got.shape[-1] == len(kept) < len(tok)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # the body is shared, the teacher untouched; the view generates in the student's ids (EOS renumbered)
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+    assert teacher.get_input_embeddings().weight.shape[0] == len(tok)
+    body = [p for n, p in teacher.named_parameters() if "layers.0." in n or ".h.0." in n]
+    view_body = [p for n, p in view.named_parameters() if "layers.0." in n or ".h.0." in n]
+    assert body and all(a is b for a, b in zip(body, view_body))
+    if tok.eos_token_id in kept:
+        assert view.config.eos_token_id == kept.index(tok.eos_token_id)
+    out = view.generate(ids[:1, :4], max_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert int(out.max()) < len(kept)

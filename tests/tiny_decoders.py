@@ -46,6 +46,18 @@ def decoder(family: str, **overrides):
     return AutoModelForCausalLM.from_config(config).eval()
 
 
+def decoder_for(family: str, tokenizer, **overrides):
+    """`decoder(family)` sized for `tokenizer`: its vocabulary and its pad/BOS/EOS ids."""
+    return decoder(
+        family,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **overrides,
+    )
+
+
 # ---- their tokenizers, trained here on a small corpus --------------------------------------------------------------
 
 TEXTS = [
