@@ -15,10 +15,14 @@ measured on the selection split (what chooses) and once on SST-2's validation sp
 95% paired-bootstrap intervals from `hf_distill.intervals` (the difference to the teacher and to the CE
 baseline, and the retained ratio, are paired on the same sentences).
 
-Wall times are of each run as a whole (teacher copy, soft targets where not shared, student training and its
-end-of-training evaluation on the selection split), measured on the machine this ran on; ``machine`` in the JSON
-says what it was. The figures of the last run and the choice are in the module's closing notes of the report
-(`--table` prints the table from the saved results).
+Wall times are of each run as a whole (teacher copy, soft targets where not shared, student training and its end-of-
+training evaluation on the selection split), measured on the machine this ran on (``_machine`` in results.json says
+what it was; on a machine shared with other jobs they are upper bounds of the idle figures). Results go to
+OUTPUT/results.json after each run, so an interrupted sweep resumes where it stopped and `--table` prints what is
+done. The choice: the candidate with the highest selection-split accuracy among those whose whole `hf-distill run`
+fits the example's 15 minutes on 2 idle cores; validation figures are read after the choice, never to make it.
+`--finish NAME` then runs that candidate's export (ONNX, int8), evaluate (report with intervals, on validation) and
+card stages in its own folder.
 
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe [--candidates today,transfer36k,...] [--smoke]
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe --table
