@@ -37,3 +37,20 @@ def test_candidate_and_its_ce_baseline_share_the_student_recipe(name, tmp_path):
     assert {k: value(args, cfg, k) for k in STUDENT_FIELDS} == {k: value(ce_args, ce_cfg, k) for k in STUDENT_FIELDS}
     assert args.selection_size == "2000" and args.num_transfer >= 12000 and cfg.alpha > 0
     assert ce_cfg.alpha == 0 and ce_args.num_transfer == 0 and ce_cfg.hidden_loss_weight == 0
+
+
+def test_the_choice_reads_the_selection_split_only():
+    module = sweep()
+
+    def run(selection, validation):
+        return {"measured": {"selection": {"student": selection}, "validation": {"student": validation}}}
+
+    results = {
+        "_teacher": {},
+        "today": run(0.84, 0.90),
+        "transfer36k": run(0.86, 0.80),
+        "ce_1ep": run(0.99, 0.99),  # a baseline is never chosen
+        "transfer36k_t4": {"seconds": 10.0},  # not measured yet
+    }
+    assert module.choose(results) == "transfer36k"
+    assert module.choose({"_teacher": {}}) is None
