@@ -40,9 +40,9 @@ from datasets import concatenate_datasets, load_dataset  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments  # noqa: E402
 
 from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher  # noqa: E402
-from hf_distill.benchmark import BenchmarkSettings, benchmark_pair, count_parameters, disk_size_bytes  # noqa: E402
-from hf_distill.soft_targets import generate_soft_targets  # noqa: E402
-from hf_distill.vocabulary import remap_dataset, trim_vocabulary  # noqa: E402
+from hf_distill.evaluation.benchmark import BenchmarkSettings, benchmark_pair, count_parameters, disk_size_bytes  # noqa: E402
+from hf_distill.students.vocabulary import remap_dataset, trim_vocabulary  # noqa: E402
+from hf_distill.targets.cache import generate_soft_targets  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sst2_transfer import DATA, accuracy  # noqa: E402  (same data and accuracy as the transfer benchmark)

@@ -15,10 +15,10 @@ import pytest
 import torch
 import yaml
 
-from hf_distill.cli import main
-from hf_distill.data import RunData, load_splits
-from hf_distill.pipeline import STATE_DIR, Pipeline, parse_run_config, run_from_config
-from hf_distill.preflight import PreflightError
+from hf_distill.cli.main import main
+from hf_distill.core.data import RunData, load_splits
+from hf_distill.pipeline.preflight import PreflightError
+from hf_distill.pipeline.run import STATE_DIR, Pipeline, parse_run_config, run_from_config
 from tests import tiny
 from tests.test_pipeline import cls_config, markers
 

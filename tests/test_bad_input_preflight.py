@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from hf_distill.cli import main
-from hf_distill.pipeline import run_from_config
-from hf_distill.preflight import PreflightError
+from hf_distill.cli.main import main
+from hf_distill.pipeline.preflight import PreflightError
+from hf_distill.pipeline.run import run_from_config
 from tests import tiny
 from tests.test_pipeline import cls_config, lm_config
 

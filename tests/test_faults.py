@@ -16,12 +16,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hf_distill.atomic import atomic_directory, staging_path
-from hf_distill.checkpoints import damaged_weights, is_complete_checkpoint, last_complete_checkpoint
-from hf_distill.pipeline import STATE_DIR, Pipeline, run_from_config
-from hf_distill.preflight import PreflightError
-from hf_distill.run_state import RunFolderError, RunLock
-from hf_distill.soft_targets import MANIFEST, SoftTargetCacheError, _verify
+from hf_distill.core.atomic import atomic_directory, staging_path
+from hf_distill.core.checkpoints import damaged_weights, is_complete_checkpoint, last_complete_checkpoint
+from hf_distill.pipeline.preflight import PreflightError
+from hf_distill.pipeline.run import STATE_DIR, Pipeline, run_from_config
+from hf_distill.pipeline.run_state import RunFolderError, RunLock
+from hf_distill.targets.cache import MANIFEST, SoftTargetCacheError, _verify
 from tests.test_pipeline import cls_config, markers
 
 

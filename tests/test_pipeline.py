@@ -14,8 +14,8 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from hf_distill.pipeline import STATE_DIR, parse_run_config, run_from_config
-from hf_distill.preflight import PreflightError
+from hf_distill.pipeline.preflight import PreflightError
+from hf_distill.pipeline.run import STATE_DIR, parse_run_config, run_from_config
 from tests import tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,8 +273,8 @@ def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir)
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_bert_cls_dir, monkeypatch, capsys):
-    import hf_distill.pipeline as pipeline
-    from hf_distill.cli import EXIT_INTERRUPTED, main
+    import hf_distill.pipeline.run as pipeline
+    from hf_distill.cli.main import EXIT_INTERRUPTED, main
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -324,7 +324,7 @@ def test_ctrl_c_during_training_exits_130(tmp_path, tiny_bert_cls_dir):
 
 
 def test_cli_entry_point(capsys):
-    from hf_distill.cli import main
+    from hf_distill.cli.main import main
 
     assert main(["run", "--help-fields"]) == 0
     out = capsys.readouterr().out
