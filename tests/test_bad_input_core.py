@@ -291,7 +291,7 @@ def test_card_names_a_report_that_is_not_a_report(tmp_path, capsys):
         report.write_bytes(content)
         code, out, err = cli(capsys, "card", "--report", report, "--output", tmp_path / "card")
         line = one_error_line(err)
-        assert code == 1 and line.startswith(f"hf-distill: error: {report}") and re.search(message, line), line
+        assert code == 1 and line.startswith(f"hf-distill card: error: {report}") and re.search(message, line), line
         if name != "no fields":
             assert line.endswith("pass the distillation_report.json that `hf-distill evaluate` (or `run`) wrote"), line
 
@@ -322,7 +322,7 @@ def test_a_truncated_weights_file_is_named(tmp_path, tiny_bert_cls_dir, wordpiec
         tmp_path / "out",
     )
     assert code == 1 and one_error_line(err).startswith(
-        f"hf-distill: error: the student's weights file {weights} (Error while deserializing header"
+        f"hf-distill evaluate: error: the student's weights file {weights} (Error while deserializing header"
     ), err
     assert "is truncated or damaged (an interrupted copy or download?): copy it again" in err
     with pytest.raises(ValueError, match=re.escape(f"the teacher's weights file {weights} (")):

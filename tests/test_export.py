@@ -261,7 +261,9 @@ def test_an_export_that_no_longer_matches_its_check_is_refused_by_evaluate_and_d
     )
     err = capsys.readouterr().err
     assert code == 1 and not (tmp_path / "eval" / "distillation_report.json").exists()
-    (line,) = [x for x in err.splitlines() if x.startswith("hf-distill: error:")]  # one line, beside progress bars
+    (line,) = [
+        x for x in err.splitlines() if x.startswith("hf-distill evaluate: error:")
+    ]  # one line, beside progress bars
     assert re.search(message, line) and f"`hf-distill export {folder} --overwrite`" in line and str(folder) in line
     parser = argparse.ArgumentParser()
     cli_demo.register(parser.add_subparsers())

@@ -207,3 +207,18 @@ def test_a_report_is_read_and_validated_without_torch(tmp_path):
         timeout=120,
     )
     assert blocked.returncode != 0 and "torch" in blocked.stderr  # the block works: a torch module fails to import
+
+
+def test_the_file_names_the_hub_selection_spells_out_agree_with_their_owners():
+    from hf_distill.evaluation.disagreements import EXAMPLES_FILENAME
+    from hf_distill.hub import selection
+    from hf_distill.publishing.card import CARD_FILENAME
+
+    assert (selection.EXAMPLES_FILENAME, selection.CARD_FILENAME) == (EXAMPLES_FILENAME, CARD_FILENAME)
+
+
+def test_the_report_schema_names_the_tasks_of_the_tasks_module():
+    from hf_distill.core.report import TASKS
+    from hf_distill.core.tasks import all_tasks
+
+    assert TASKS == tuple(t.pipeline_tag for t in all_tasks())

@@ -85,4 +85,7 @@ def test_cli_plan_prints_a_table_and_writes_json(tmp_path, tiny_bert_cls_dir, ca
     assert main(["plan", str(cfg), "--layers", "1", "--trim", "yes", "--json", str(tmp_path / "p3.json")]) == 2
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: the trimming corpus holds") and "needs at least 1,000 (min_corpus_tokens)" in last
+    assert (
+        last.startswith("hf-distill plan: error: the trimming corpus holds")
+        and "needs at least 1,000 (min_corpus_tokens)" in last
+    )

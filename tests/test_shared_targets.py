@@ -374,7 +374,9 @@ def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, c
     assert main(["push-targets", str(tmp_path / "nowhere"), "--repo-id", "alice/x", "--endpoint", hub.url]) == 1
     err = capsys.readouterr().err
     assert (
-        err.startswith("hf-distill: error:") and "not a soft-target cache" in err and len(err.strip().splitlines()) <= 2
+        err.startswith("hf-distill push-targets: error:")
+        and "not a soft-target cache" in err
+        and len(err.strip().splitlines()) <= 2
     )
 
 

@@ -311,7 +311,7 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     (tmp_path / "validation.tsv").write_text(
         "sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(val_texts))
     )
-    caplog.set_level(logging.INFO, logger="hf_distill.pipeline")
+    caplog.set_level(logging.INFO, logger="hf_distill.pipeline.run")
     results = run_from_config(cfg)
     student_dir = tmp_path / "run" / "student"
     config = json.loads((student_dir / "config.json").read_text())

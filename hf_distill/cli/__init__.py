@@ -8,9 +8,14 @@
 - ``plan`` (`plan`): compare candidate students' size and speed before training;
 - ``demo`` (`demo`): the Gradio app comparing teacher and student, locally.
 
-Errors reach the user as one line ``hf-distill: error: <message>`` on stderr, the traceback only with ``--debug``,
-``HF_DISTILL_DEBUG=1`` or ``--log_level debug``. Exit status: 0 success, 1 error, 2 usage error (argparse),
-130 interrupted.
+Errors reach the user as one line ``hf-distill <command>: error: <message>`` on stderr (``hf-distill: error:``
+before a subcommand is known), the traceback only with ``--debug``, ``HF_DISTILL_DEBUG=1`` or ``--log_level debug``.
+Exit status (`messages` has the format and the codes):
+
+- 0: success;
+- 1: an error (bad input found on the way, a failed stage, the Hub refused);
+- 2: usage error: the command line itself is wrong (argparse, flags that contradict, a bad flag value); nothing done;
+- 130: interrupted (Ctrl-C); a re-run resumes.
 """
 
 from .._deprecated import package_getattr

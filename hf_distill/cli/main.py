@@ -1,7 +1,8 @@
-"""The `hf-distill` command: run, evaluate, card, push, demo.
+"""The `hf-distill` parser and entry point, and the `run` subcommand (the others: one module each in this package).
 
-Errors reach the user as one line ``hf-distill: error: <message>`` on stderr and exit status 1; the traceback is
-shown only with ``--debug`` (anywhere on the command line), ``HF_DISTILL_DEBUG=1`` or ``--log_level debug``.
+Errors reach the user as one line ``hf-distill <command>: error: <message>`` on stderr and exit status 1; the
+traceback is shown only with ``--debug`` (anywhere on the command line), ``HF_DISTILL_DEBUG=1`` or
+``--log_level debug``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import sys
 import traceback
 
 from .. import __version__
-
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
+from .messages import EXIT_ERROR, EXIT_INTERRUPTED, print_error
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -145,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err).strip() or type(err).__name__
         if isinstance(err, (KeyError, AttributeError, TypeError, IndexError, AssertionError)) or not str(err).strip():
             message = f"{type(err).__name__}: {message}"
-        print(f"hf-distill: error: {message}", file=sys.stderr)
+        print_error(args.command, message)
         if not debug:
             print("hf-distill: (run with --debug or HF_DISTILL_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_ERROR

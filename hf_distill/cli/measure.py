@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .messages import print_error
+
 __all__ = ["register", "run_evaluate", "run_card", "main"]
 
 logger = logging.getLogger(__name__)
@@ -170,7 +172,7 @@ def _distillation_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], d
 def run_evaluate(args: argparse.Namespace) -> int:
     """Entry point of `hf-distill evaluate`."""
     from hf_distill.evaluation.benchmark import BenchmarkSettings
-    from hf_distill.evaluation.pair import evaluate_pair
+    from hf_distill.evaluation.measure import evaluate_pair
     from hf_distill.evaluation.sample_quality import SampleSettings
 
     distillation, training = _distillation_from_args(args)
@@ -254,7 +256,7 @@ def run_card(args: argparse.Namespace) -> int:
             template=args.template,
         )
     except MissingCardField as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error("card", str(err))
         return 2
     print(f"model card written to {path}")
     return 0

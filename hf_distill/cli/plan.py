@@ -6,9 +6,10 @@ import argparse
 import json
 import os
 import platform
-import sys
 from dataclasses import asdict
 from pathlib import Path
+
+from .messages import print_error
 
 __all__ = ["register", "run_plan"]
 
@@ -58,7 +59,7 @@ def run_plan(args: argparse.Namespace) -> int:
     try:
         return _run_plan(args)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error("plan", str(err))
         return 2
 
 

@@ -7,13 +7,14 @@ shell history and process listings.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from hf_distill.hub.http import HubPublishError
 from hf_distill.hub.selection import select_model_files
 from hf_distill.publishing.publish import publish
+
+from .messages import print_error
 
 __all__ = ["register", "run_push", "main"]
 
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run_push(args: argparse.Namespace) -> int:
     """Run `hf-distill push` from parsed arguments; 0 on success, 1 on a publishing error, 2 on bad usage."""
     if args.space_id and not args.teacher_repo_id:
-        print("hf-distill push: error: --space-id needs --teacher-repo-id", file=sys.stderr)
+        print_error("push", "--space-id needs --teacher-repo-id")
         return 2
     try:
         if args.dry_run:
@@ -93,7 +94,7 @@ def run_push(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
     except HubPublishError as err:
-        print(f"hf-distill push: error: {err}", file=sys.stderr)
+        print_error("push", str(err))
         return 1
     print(f"Model commit: {result.model_commit.commit_url}")
     if result.model_commit.pr_url:

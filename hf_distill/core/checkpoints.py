@@ -15,7 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
-logger = logging.getLogger("hf_distill.checkpoints")
+logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin")

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
+from ..core.report import REPORT_FILENAME
 from .http import HubPublishError
 
 __all__ = [
@@ -22,8 +23,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REPORT_FILENAME = "distillation_report.json"
-# `hf_distill.disagreements.EXAMPLES_FILENAME` (not imported: that module loads torch, this one must not).
+# `hf_distill.evaluation.disagreements.EXAMPLES_FILENAME` and `hf_distill.publishing.card.CARD_FILENAME`: spelled
+# out, those packages sit above this one (tests/test_layout.py checks they agree).
 EXAMPLES_FILENAME = "evaluation_examples.json"
 CARD_FILENAME = "README.md"
 # The Space app reads this file (and the variables below) to know which repos to load.

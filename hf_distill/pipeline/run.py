@@ -31,7 +31,7 @@ from .arguments import (  # noqa: F401 - re-exported
 from .preflight import PreflightError, check_run, pushed_targets_repo_id, run_inputs
 from .run_state import STAGES, STATE_DIR, VOLATILE, RunLock, RunState  # noqa: F401 - re-exported
 
-logger = logging.getLogger("hf_distill.pipeline")
+logger = logging.getLogger(__name__)
 
 TASKS = TASK_NAMES
 
@@ -435,7 +435,7 @@ class Pipeline:
         from transformers import AutoConfig
 
         from ..evaluation.benchmark import BenchmarkSettings
-        from ..evaluation.pair import evaluate_pair
+        from ..evaluation.measure import evaluate_pair
 
         student_info = self.state.done("student") or {}
         teacher_info = self.state.done("teacher") or {}

@@ -19,7 +19,7 @@ from ..core.atomic import PARTIAL_SUFFIX, atomic_write_text, raise_if_disk_full
 from ..errors import HfDistillError
 from .arguments import STAGES
 
-logger = logging.getLogger("hf_distill.run_state")
+logger = logging.getLogger(__name__)
 
 STATE_DIR = ".hf_distill"
 # What `--overwrite` deletes (with the stage markers and the recorded settings); everything else in the folder stays.
