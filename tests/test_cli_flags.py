@@ -29,3 +29,12 @@ def test_every_subcommand_flag_is_hyphenated():
         for action in command._actions:
             long = [o for o in action.option_strings if o.startswith("--")]
             assert not long or any("_" not in o for o in long), f"hf-distill {name} {long}: no hyphenated spelling"
+
+
+def test_python_m_hf_distill_cli_runs_the_command():
+    """`accelerate launch -m hf_distill.cli` / `torchrun -m hf_distill.cli` run the package (cli/__main__.py)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hf_distill.cli", "plan", "x.yaml", "--bogus"], capture_output=True, text=True)
+    assert done.returncode == 2 and "hf-distill plan: error: unrecognized arguments: --bogus" in done.stderr
