@@ -36,5 +36,7 @@ def test_python_m_hf_distill_cli_runs_the_command():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "hf_distill.cli", "plan", "x.yaml", "--bogus"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_distill.cli", "plan", "x.yaml", "--bogus"], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "hf-distill plan: error: unrecognized arguments: --bogus" in done.stderr
