@@ -1,7 +1,7 @@
 """What the Grimm GPT-2 example's recipe costs: one change at a time, through `hf-distill run` itself.
 
 Every variant is `examples/grimm_gpt2.yaml` plus a few ``--field value`` overrides, run by
-`hf_distill.pipeline.run_from_config` into its own folder. Variants that share a teacher recipe share one trained
+`hf_distill.pipeline.run.run_from_config` into its own folder. Variants that share a teacher recipe share one trained
 teacher (and its tokenizer): the teacher stage runs once per teacher recipe (``--stop_after teacher``) and the
 variants load it with ``--teacher <dir> --teacher_from_scratch false --train_teacher no``. Held-out perplexities
 (teacher and student, on grimm/valid.txt) come from each run's ``student/distillation_report.json``; the CE-only
@@ -141,7 +141,7 @@ def teacher_profile(teacher_dir: Path, rows: int = 400, ks: tuple[int, ...] = (6
 
 def train_teacher(work: Path, name: str, common: list[str]) -> Path:
     """Run the example's teacher stage once for a teacher recipe; returns the teacher folder."""
-    from hf_distill.pipeline import run_from_config
+    from hf_distill.pipeline.run import run_from_config
 
     out = work / f"teacher-{name}"
     if not (out / ".hf_distill" / "teacher.json").is_file():
@@ -154,7 +154,7 @@ def train_teacher(work: Path, name: str, common: list[str]) -> Path:
 def run_variant(
     work: Path, teacher_name: str, teacher_dir: Path, variant: str, common: list[str], student: list[str]
 ) -> dict:
-    from hf_distill.pipeline import run_from_config
+    from hf_distill.pipeline.run import run_from_config
 
     suffix = "-".join(x.lstrip("-") for x in student) if student else "full"
     out = work / f"{teacher_name}--{variant}--{suffix}"

@@ -19,7 +19,7 @@ from datasets import load_dataset  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher  # noqa: E402
-from hf_distill.soft_targets import generate_soft_targets  # noqa: E402
+from hf_distill.targets.cache import generate_soft_targets  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
 torch.set_num_threads(2)

@@ -105,7 +105,7 @@ def common_args(a, out: str) -> dict:
 
 
 def topk_cache(a, teacher, train):
-    from hf_distill.soft_targets import generate_soft_targets
+    from hf_distill.targets.cache import generate_soft_targets
 
     cache = Path(a.work) / f"topk-v{a.vocab}-t{a.seq}-b{a.batch}-s{a.steps}"
     return generate_soft_targets(
@@ -118,7 +118,8 @@ def trainer_for(row: str, a, out: str):
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from hf_distill import DistillationConfig, DistillationTrainer, on_policy
+    from hf_distill import DistillationConfig, DistillationTrainer
+    from hf_distill.training import on_policy
 
     student, teacher = models(a)
     train = data(a)

@@ -59,9 +59,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers import AutoTokenizer, GPT2LMHeadModel, TrainerCallback  # noqa: E402
 
-from hf_distill import DistillationConfig, DistillationTrainer, losses, on_policy, student_from_teacher  # noqa: E402
-from hf_distill.sample_quality import sample_quality  # noqa: E402
-from hf_distill.soft_targets import generate_soft_targets  # noqa: E402
+from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher  # noqa: E402
+from hf_distill.core import losses
+from hf_distill.evaluation.sample_quality import sample_quality  # noqa: E402
+from hf_distill.targets.cache import generate_soft_targets  # noqa: E402
+from hf_distill.training import on_policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lm_topk import grimm_lm_data, grimm_text, perplexity, train_args, train_teacher  # noqa: E402

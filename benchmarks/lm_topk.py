@@ -30,9 +30,10 @@ import torch.nn.functional as F  # noqa: E402
 from datasets import load_dataset  # noqa: E402
 from transformers import DataCollatorForLanguageModeling, GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments  # noqa: E402
 
-from hf_distill import DistillationConfig, DistillationTrainer, losses, student_from_teacher  # noqa: E402
-from hf_distill.soft_targets import generate_soft_targets  # noqa: E402
-from hf_distill.tokenizer_training import train_bpe_tokenizer  # noqa: E402
+from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher  # noqa: E402
+from hf_distill.core import losses
+from hf_distill.students.tokenizer_training import train_bpe_tokenizer  # noqa: E402
+from hf_distill.targets.cache import generate_soft_targets  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "grimm"
 

@@ -13,8 +13,8 @@ settings (forward KL, T 2, alpha 0.5, 1 epoch, lr 1e-4, batch 32, 50 warm-up ste
                     training sentences)
 
 Accuracy on validation.tsv (872 sentences), each student with its own tokenizer. Size: parameters and safetensors
-bytes. Speed: `hf_distill.benchmark.benchmark_pair` (teacher and student timed alternately in this run), batch-32
-throughput ratio student/teacher on validation sentences.
+bytes. Speed: `hf_distill.evaluation.benchmark.benchmark_pair` (teacher and student timed alternately in this
+run), batch-32 throughput ratio student/teacher on validation sentences.
 Out-of-corpus set: the validation sentences whose teacher tokenization uses at least one id the trimming dropped
 (i.e. a word piece the training text never used); accuracy of trimmed vs untrimmed students on them.
 
@@ -40,9 +40,9 @@ from datasets import concatenate_datasets, load_dataset  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments  # noqa: E402
 
 from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher  # noqa: E402
-from hf_distill.benchmark import BenchmarkSettings, benchmark_pair, count_parameters, disk_size_bytes  # noqa: E402
-from hf_distill.soft_targets import generate_soft_targets  # noqa: E402
-from hf_distill.vocabulary import remap_dataset, trim_vocabulary  # noqa: E402
+from hf_distill.evaluation.benchmark import BenchmarkSettings, benchmark_pair, count_parameters, disk_size_bytes  # noqa: E402
+from hf_distill.students.vocabulary import remap_dataset, trim_vocabulary  # noqa: E402
+from hf_distill.targets.cache import generate_soft_targets  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sst2_transfer import DATA, accuracy  # noqa: E402  (same data and accuracy as the transfer benchmark)

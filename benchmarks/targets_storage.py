@@ -42,9 +42,9 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-from hf_distill.shared_targets import load_soft_targets, save_soft_targets  # noqa: E402
-from hf_distill.soft_targets import MANIFEST, generate_soft_targets  # noqa: E402
-from hf_distill.tokenizer_training import train_bpe_tokenizer  # noqa: E402
+from hf_distill.students.tokenizer_training import train_bpe_tokenizer  # noqa: E402
+from hf_distill.targets.cache import MANIFEST, generate_soft_targets  # noqa: E402
+from hf_distill.targets.shared import load_soft_targets, save_soft_targets  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -68,7 +68,7 @@ def measure(name: str, cached, cache_root: Path, tokenizer, out: Path) -> dict:
     tokens, rows = manifest["tokens"], manifest["rows"]
 
     def local():
-        from hf_distill.soft_targets import _verify
+        from hf_distill.targets.cache import _verify
 
         _verify(folder, json.loads((folder / MANIFEST).read_text())["key"])
         from datasets import load_from_disk

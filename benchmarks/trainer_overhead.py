@@ -28,7 +28,7 @@ from datasets import load_dataset  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher  # noqa: E402
-from hf_distill.soft_targets import generate_soft_targets  # noqa: E402
+from hf_distill.targets.cache import generate_soft_targets  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import StepTimer, interleaved_median_steps  # noqa: E402

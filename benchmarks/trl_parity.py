@@ -8,9 +8,9 @@ rendered by the tokenizer's chat template, here a continuation template that ren
 two data sets give the same tokens) and each divergence (TRL's ``beta`` 0 / 0.5 / 1 against our
 ``loss_type`` forward_kl / jsd with ``jsd_beta`` 0.5 / reverse_kl), TRL's trainer generates completions for a batch
 (its own ``_generate_and_score_completions``) and computes its loss; the same prompts and completions are packed for
-our trainer (`hf_distill.on_policy.completion_batch`, as our on-policy batches are) and our `compute_loss` runs on
-that batch (generation happens before it, in `get_batch_samples`), so nothing is re-sampled. Both trainers are built
-from the same `Dataset` object, as a TRL user's script would pass it.
+our trainer (`hf_distill.training.on_policy.completion_batch`, as our on-policy batches are) and our
+`compute_loss` runs on that batch (generation happens before it, in `get_batch_samples`), so nothing is
+re-sampled. Both trainers are built from the same `Dataset` object, as a TRL user's script would pass it.
 
 Where the definitions agree (temperature 1, alpha 1: distillation only, loss per completion token, no T² factor at
 T = 1) the two losses must match within 1e-5; the script exits 1 otherwise. Where they differ (documented, not
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     import trl
 
-    from hf_distill.tokenizer_training import train_bpe_tokenizer
+    from hf_distill.students.tokenizer_training import train_bpe_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the rows here")

@@ -77,10 +77,10 @@ def exported_cls_student_dir(tmp_path_factory, tiny_bert_cls_dir, tiny_bert_cls_
     `tiny_bert_cls_dir` (distillation_report.json and evaluation_examples.json), as the showcase app finds them."""
     import shutil
 
-    from hf_distill.benchmark import BenchmarkSettings
-    from hf_distill.eval_data import EvalData
-    from hf_distill.export import export_onnx
-    from hf_distill.measure import evaluate_pair
+    from hf_distill.evaluation.benchmark import BenchmarkSettings
+    from hf_distill.evaluation.eval_data import EvalData
+    from hf_distill.evaluation.measure import evaluate_pair
+    from hf_distill.export.onnx import export_onnx
 
     folder = tmp_path_factory.mktemp("exported") / "student"
     shutil.copytree(tiny_bert_cls_student_dir, folder)
@@ -111,7 +111,7 @@ def exported_gpt2_student_dir(tmp_path_factory, tiny_gpt2_student_dir) -> Path:
     """The tiny GPT-2 student with its ONNX exports (fp32 and int8, with the key/value cache inputs)."""
     import shutil
 
-    from hf_distill.export import export_onnx
+    from hf_distill.export.onnx import export_onnx
 
     folder = tmp_path_factory.mktemp("exported-lm") / "student"
     shutil.copytree(tiny_gpt2_student_dir, folder)

@@ -43,7 +43,7 @@ def launch(demo) -> str:
 
 def _sample_report() -> dict:
     """The JSON hf-distill writes for a small classification pair (accuracy 0.9 -> 0.87: 96.7% retained)."""
-    from hf_distill.report import DistillationReport, Fidelity, ModelFigures, compute_ratios
+    from hf_distill.core.report import DistillationReport, Fidelity, ModelFigures, compute_ratios
 
     teacher = ModelFigures(
         "tiny-teacher", 4_000_000, 3_000_000, 16_000_000, 8.0, 9.5, 100.0, None, {"f1": 0.8, "accuracy": 0.9}
@@ -332,8 +332,8 @@ def test_report_without_a_table_says_how_to_get_one(app):
 
 
 def test_card_and_app_show_identical_table_rows(app, tmp_path):
-    from hf_distill.card import write_card
-    from hf_distill.report import REPORT_FILENAME, DistillationReport
+    from hf_distill.core.report import REPORT_FILENAME, DistillationReport
+    from hf_distill.publishing.card import write_card
     from tests.test_card import _table
     from tests.test_report import sample_report
 
@@ -523,7 +523,7 @@ def test_client_error_in_one_model_leaves_the_other_answering(clients, served, m
 
 
 def _parser():
-    from hf_distill import cli_demo
+    from hf_distill.cli import demo as cli_demo
 
     parser = argparse.ArgumentParser(prog="hf-distill")
     cli_demo.register(parser.add_subparsers(dest="command"))
@@ -808,11 +808,11 @@ def test_unknown_gold_labels_are_named(app):
 def test_space_push_adds_onnxruntime_and_the_examples_only_with_exports(
     tmp_path, exported_cls_student_dir, tiny_bert_cls_student_dir
 ):
-    from hf_distill import hub
+    from hf_distill.publishing import space
 
     app_dir = REPO / "spaces_app"
     report = exported_cls_student_dir / "distillation_report.json"
-    plan = hub._plan_space(
+    plan = space._plan_space(
         "alice/demo",
         "alice/student",
         "alice/teacher",
@@ -830,7 +830,7 @@ def test_space_push_adds_onnxruntime_and_the_examples_only_with_exports(
     assert examples == json.loads((exported_cls_student_dir / "evaluation_examples.json").read_text())
     meta = yaml.safe_load(plan.generated["README.md"].decode().split("---\n")[1])
     assert meta["models"] == ["alice/teacher", "alice/student"]
-    plain = hub._plan_space(
+    plain = space._plan_space(
         "alice/demo",
         "alice/student",
         "alice/teacher",
@@ -848,8 +848,8 @@ def test_space_push_adds_onnxruntime_and_the_examples_only_with_exports(
 def test_the_demo_runs_the_export_the_card_recommends(exported_cls_student_dir, tmp_path):
     import dataclasses
 
-    from hf_distill.export import recommended_onnx_file
-    from hf_distill.report import DistillationReport
+    from hf_distill.core.report import DistillationReport
+    from hf_distill.export.onnx import recommended_onnx_file
 
     report = DistillationReport.from_json(exported_cls_student_dir)
     assert [v.figures.name_or_path for v in report.variants] == ["onnx/model.onnx", "onnx/model_quantized.onnx"]
@@ -869,7 +869,7 @@ def test_the_demo_runs_the_export_the_card_recommends(exported_cls_student_dir, 
 
 
 def test_cli_demo_passes_the_recommended_export(monkeypatch, tiny_bert_cls_dir, exported_cls_student_dir):
-    from hf_distill import cli_demo
+    from hf_distill.cli import demo as cli_demo
 
     seen = {}
 
@@ -892,7 +892,7 @@ def test_cli_demo_passes_the_recommended_export(monkeypatch, tiny_bert_cls_dir, 
 
 
 def test_a_causal_lm_gets_its_divergent_texts_as_a_table(app, gen_side, tiny_gpt2_dir, tiny_gpt2_student_dir):
-    from hf_distill.evaluation import evaluate_models
+    from hf_distill.evaluation.pair import evaluate_models
 
     texts = ["once upon a time", "the wolf ate the grandmother and waited in her bed", "a king"]
     ev = evaluate_models(

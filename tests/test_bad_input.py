@@ -1,7 +1,7 @@
 """Bad input to `hf-distill run` and the CLI: one clear line naming the problem and the fix, before any work.
 
 The validation pass (`hf-distill run --check`, and automatically at the start of every run) reports every problem
-at once; the CLI turns any error into ``hf-distill: error: <message>`` without a traceback (unless --debug).
+at once; the CLI turns any error into ``hf-distill <command>: error: <message>`` without a traceback (unless --debug).
 """
 
 from __future__ import annotations
@@ -9,16 +9,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from hf_distill.cli.main.main import main
 
-from hf_distill.cli import main
-from hf_distill.data import RunData, load_splits
-from hf_distill.pipeline import STATE_DIR, Pipeline, parse_run_config, run_from_config
-from hf_distill.preflight import PreflightError
+from hf_distill.core.data import RunData, load_splits
+from hf_distill.pipeline.preflight import PreflightError
+from hf_distill.pipeline.run import STATE_DIR, Pipeline, parse_run_config, run_from_config
 from tests import tiny
 from tests.test_pipeline import cls_config, markers
 
@@ -32,7 +33,7 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith("hf-distill: error:")]
+    lines = [line for line in err.splitlines() if re.match(r"hf-distill( [\w-]+)?: error:", line)]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 
@@ -354,7 +355,9 @@ def test_cli_errors_are_one_line_and_the_traceback_needs_debug(tmp_path, capsys,
         assert code == 1, (argv, err)
         one_error_line(err)  # exactly one "hf-distill: error:" line, no traceback
     code, out, err = cli(capsys, "run", tmp_path / "missing.yaml")
-    assert code == 1 and one_error_line(err) == f"hf-distill: error: config file {tmp_path / 'missing.yaml'} not found"
+    assert (
+        code == 1 and one_error_line(err) == f"hf-distill run: error: config file {tmp_path / 'missing.yaml'} not found"
+    )
     code, out, err = cli(capsys, "--debug", "run", tmp_path / "missing.yaml")
     assert code == 1 and "Traceback" in err and "FileNotFoundError" in err
     code, out, err = cli(capsys, "run", tmp_path / "missing.yaml", "--debug")
@@ -397,7 +400,7 @@ def test_usage_errors_are_the_commands_short_usage_and_the_error(tmp_path, capsy
         code, out, err = cli(capsys, "run", *argv)
         assert code == 1 and len(err.splitlines()) == 2, err
         assert (
-            one_error_line(err) == f"hf-distill: error: {message}: `hf-distill run --help-fields` lists the "
+            one_error_line(err) == f"hf-distill run: error: {message}: `hf-distill run --help-fields` lists the "
             "fields and their values"
         )
 

@@ -15,13 +15,13 @@ import torch
 from datasets import Dataset
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.atomic import DiskFullError, raise_if_disk_full
-from hf_distill.cli_measure import main as measure_main
-from hf_distill.compatibility import check_vocabularies
-from hf_distill.evaluation import evaluate_models, load_texts
-from hf_distill.run_state import RunLock
-from hf_distill.tasks import get_task
-from hf_distill.vocabulary import trim_vocabulary
+from hf_distill.cli.measure import main as measure_main
+from hf_distill.core.atomic import DiskFullError, raise_if_disk_full
+from hf_distill.core.tasks import get_task
+from hf_distill.evaluation.pair import evaluate_models, load_texts
+from hf_distill.pipeline.run_state import RunLock
+from hf_distill.students.compatibility import check_vocabularies
+from hf_distill.students.vocabulary import trim_vocabulary
 from tests import tiny
 from tests.test_bad_input import cli, one_error_line
 from tests.test_report import sample_report
@@ -291,7 +291,7 @@ def test_card_names_a_report_that_is_not_a_report(tmp_path, capsys):
         report.write_bytes(content)
         code, out, err = cli(capsys, "card", "--report", report, "--output", tmp_path / "card")
         line = one_error_line(err)
-        assert code == 1 and line.startswith(f"hf-distill: error: {report}") and re.search(message, line), line
+        assert code == 1 and line.startswith(f"hf-distill card: error: {report}") and re.search(message, line), line
         if name != "no fields":
             assert line.endswith("pass the distillation_report.json that `hf-distill evaluate` (or `run`) wrote"), line
 
@@ -322,7 +322,7 @@ def test_a_truncated_weights_file_is_named(tmp_path, tiny_bert_cls_dir, wordpiec
         tmp_path / "out",
     )
     assert code == 1 and one_error_line(err).startswith(
-        f"hf-distill: error: the student's weights file {weights} (Error while deserializing header"
+        f"hf-distill evaluate: error: the student's weights file {weights} (Error while deserializing header"
     ), err
     assert "is truncated or damaged (an interrupted copy or download?): copy it again" in err
     with pytest.raises(ValueError, match=re.escape(f"the teacher's weights file {weights} (")):
@@ -361,7 +361,7 @@ def test_a_full_disk_names_the_folder_and_the_fix(tmp_path, tiny_bert_cls_studen
     # was "hf-distill: error: [Errno 28] No space left on device", naming no file (card, export)
     from huggingface_hub import ModelCard
 
-    from hf_distill import export
+    from hf_distill.export import onnx as export
 
     report = sample_report().to_json(tmp_path / "report")
     monkeypatch.setattr(ModelCard, "save", _no_space)

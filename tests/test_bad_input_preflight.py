@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hf_distill.cli.main.main import main
 
-from hf_distill.cli import main
-from hf_distill.pipeline import run_from_config
-from hf_distill.preflight import PreflightError
+from hf_distill.pipeline.preflight import PreflightError
+from hf_distill.pipeline.run import run_from_config
 from tests import tiny
 from tests.test_pipeline import cls_config, lm_config
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_distill.benchmark import (
+from hf_distill.evaluation.benchmark import (
     BenchmarkSettings,
     benchmark_pair,
     count_parameters,

@@ -11,10 +11,10 @@ import pytest
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from hf_distill import card as card_mod
-from hf_distill.card import CHART_FILENAME, MissingCardField, render_card, template_path, write_card
-from hf_distill.cli_measure import register
-from hf_distill.report import REPORT_FILENAME, DistillationReport
+from hf_distill.cli.measure import register
+from hf_distill.core.report import REPORT_FILENAME, DistillationReport
+from hf_distill.publishing import card as card_mod
+from hf_distill.publishing.card import CHART_FILENAME, MissingCardField, render_card, template_path, write_card
 from tests import tiny
 from tests.test_report import sample_report
 
@@ -293,7 +293,7 @@ def test_perplexity_is_a_multiple_of_the_teachers_in_card_and_chart(tmp_path):
 
 
 def test_card_refuses_a_report_with_impossible_figures(tmp_path):
-    from hf_distill.report import InvalidReport
+    from hf_distill.core.report import InvalidReport
 
     report = sample_report()
     report.student.metrics["accuracy"] = 7.5

@@ -11,8 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_distill import chunked_losses, losses, vocabulary
-from hf_distill.tasks import CAUSAL_LM, MASKED_LM
+from hf_distill.core import losses
+from hf_distill.core.tasks import CAUSAL_LM, MASKED_LM
+from hf_distill.students import vocabulary
+from hf_distill.training import chunked_losses
 
 B, T, D, D_T, V_T = 3, 7, 8, 12, 23
 KEPT = [0, 2, 3, 5, 7, 8, 11, 13, 17, 19, 20, 22]  # a trimmed student's teacher ids

@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_distill.benchmark import BenchmarkSettings
-from hf_distill.card import write_card
-from hf_distill.disagreements import (
+from hf_distill.core.report import REPORT_FILENAME, InvalidReport
+from hf_distill.evaluation.benchmark import BenchmarkSettings
+from hf_distill.evaluation.disagreements import (
     EXAMPLES_FILENAME,
     EvaluationExamples,
     LabelCounts,
@@ -20,12 +20,13 @@ from hf_distill.disagreements import (
     recount_from_rows,
     select_classification_examples,
 )
-from hf_distill.eval_data import EvalData
-from hf_distill.evaluation import evaluate_models
-from hf_distill.hub import EXAMPLES_FILENAME as HUB_EXAMPLES_FILENAME
-from hf_distill.hub import prepare_model_publication, select_model_files
-from hf_distill.measure import evaluate_pair
-from hf_distill.report import REPORT_FILENAME, InvalidReport
+from hf_distill.evaluation.eval_data import EvalData
+from hf_distill.evaluation.measure import evaluate_pair
+from hf_distill.evaluation.pair import evaluate_models
+from hf_distill.hub.selection import EXAMPLES_FILENAME as HUB_EXAMPLES_FILENAME
+from hf_distill.hub.selection import select_model_files
+from hf_distill.publishing.card import write_card
+from hf_distill.publishing.publish import prepare_model_publication
 from tests import tiny
 
 FAST = BenchmarkSettings(batch_size=2, warmup=0, latency_runs=1, throughput_runs=1, max_length=16, threads=1)

@@ -285,7 +285,7 @@ from transformers import AutoTokenizer
 from transformers import AutoTokenizer
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.on_policy import tokenize_prompt_completion
+from hf_distill.training.on_policy import tokenize_prompt_completion
 from tests import tiny
 
 out, tok_dir, ga, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

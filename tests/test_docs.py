@@ -192,7 +192,7 @@ def mentioned_paths() -> set[str]:
 
 
 def mentioned_names() -> set[str]:
-    """Dotted names the pages give in code spans, such as `hf_distill.students.LAYOUTS`."""
+    """Dotted names the pages give in code spans, such as `hf_distill.students.blocks.LAYOUTS`."""
     names = set()
     for page in PAGES:
         for span in re.findall(r"`([^`\n]+)`", FENCE.sub("", page.read_text())):

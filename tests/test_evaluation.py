@@ -9,10 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_distill.evaluation import (
+from hf_distill.core.tasks import detect_task
+from hf_distill.evaluation.measure import distillation_settings
+from hf_distill.evaluation.pair import (
     FidelityAccumulator,
     causal_lm_valid_positions,
-    distillation_settings,
     evaluate_models,
     js_divergence,
     kl_divergence,
@@ -21,7 +22,6 @@ from hf_distill.evaluation import (
     metric_module_path,
     top1_agreement,
 )
-from hf_distill.tasks import detect_task
 from tests import tiny
 
 

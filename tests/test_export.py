@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_distill.export import (
+from hf_distill.export.onnx import (
     INT8_FILE,
     ONNX_DIR,
     OnnxExportError,
@@ -138,7 +138,7 @@ def test_llama_layout_export_generates_like_pytorch(tmp_path, family):
 
 
 def test_a_disagreeing_export_is_refused(tmp_path, tiny_bert_cls_dir, wordpiece_tokenizer, monkeypatch):
-    import hf_distill.export as export
+    import hf_distill.export.onnx as export
 
     real_export = export._export_fp32
     other = tiny.bert_cls(wordpiece_tokenizer, num_layers=4)  # other weights: the check must see it
@@ -166,7 +166,7 @@ def test_a_fused_graph_that_disagrees_is_refused_naming_no_optimize(tmp_path, ti
     import onnx
     from onnx import numpy_helper
 
-    import hf_distill.export as export
+    import hf_distill.export.onnx as export
 
     def bad_fusion(path):  # a fusion that changes the maths: every float weight doubled
         model = onnx.load(str(path))
@@ -228,8 +228,8 @@ def test_the_export_report_records_sizes_and_checksums(exported_student, tiny_be
 
     import gradio
 
-    from hf_distill import cli_demo
-    from hf_distill.export import file_digest, verify_export
+    from hf_distill.cli import demo as cli_demo
+    from hf_distill.export.onnx import file_digest, verify_export
 
     report = json.loads((exported_student / ONNX_DIR / "export_report.json").read_text())
     assert set(report["file_digests"]) == {"onnx/model.onnx", f"onnx/{INT8_FILE}", "onnx/ort_config.json"}
@@ -257,8 +257,9 @@ def test_an_export_that_no_longer_matches_its_check_is_refused_by_evaluate_and_d
 ):
     import argparse
 
-    from hf_distill import cli_demo
-    from hf_distill.cli import main
+    from hf_distill.cli.main.main import main
+
+    from hf_distill.cli import demo as cli_demo
 
     folder = _copy(exported_student, tmp_path, "student")
     spoil, message = DAMAGED_EXPORTS[damage]
@@ -288,7 +289,9 @@ def test_an_export_that_no_longer_matches_its_check_is_refused_by_evaluate_and_d
     )
     err = capsys.readouterr().err
     assert code == 1 and not (tmp_path / "eval" / "distillation_report.json").exists()
-    (line,) = [x for x in err.splitlines() if x.startswith("hf-distill: error:")]  # one line, beside progress bars
+    (line,) = [
+        x for x in err.splitlines() if x.startswith("hf-distill evaluate: error:")
+    ]  # one line, beside progress bars
     assert re.search(message, line) and f"`hf-distill export {folder} --overwrite`" in line and str(folder) in line
     parser = argparse.ArgumentParser()
     cli_demo.register(parser.add_subparsers())
@@ -299,7 +302,7 @@ def test_an_export_that_no_longer_matches_its_check_is_refused_by_evaluate_and_d
 
 
 def test_verify_export_refuses_unchecked_and_missing_files(tmp_path, exported_student):
-    from hf_distill.export import verify_export
+    from hf_distill.export.onnx import verify_export
 
     folder = _copy(exported_student, tmp_path, "student")
     (folder / "distillation_projections.safetensors").write_bytes(b"training only")  # not the model's weights
@@ -338,7 +341,7 @@ def test_a_corrupted_onnx_file_read_directly_is_a_clear_error(tmp_path, exported
 
 
 def test_cli_export_prints_each_variant(tmp_path, tiny_bert_cls_dir, capsys):
-    from hf_distill.cli import main
+    from hf_distill.cli.main.main import main
 
     folder = _copy(tiny_bert_cls_dir, tmp_path, "cls")
     data = tmp_path / "val.tsv"
@@ -354,11 +357,11 @@ def test_cli_export_prints_each_variant(tmp_path, tiny_bert_cls_dir, capsys):
 def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_bert_cls_dir, tiny_bert_cls_student_dir):
     from huggingface_hub import ModelCard
 
-    from hf_distill.benchmark import BenchmarkSettings
-    from hf_distill.card import write_card
-    from hf_distill.evaluation import EvalData
-    from hf_distill.measure import evaluate_pair
-    from hf_distill.report import REPORT_FILENAME, DistillationReport
+    from hf_distill.core.report import REPORT_FILENAME, DistillationReport
+    from hf_distill.evaluation.benchmark import BenchmarkSettings
+    from hf_distill.evaluation.measure import evaluate_pair
+    from hf_distill.evaluation.pair import EvalData
+    from hf_distill.publishing.card import write_card
     from tests.test_card import _table
 
     student = _copy(tiny_bert_cls_student_dir, tmp_path, "student")
@@ -445,7 +448,7 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
     assert app_rows == {k: list(v[1:]) for k, v in rows.items()}
     assert "Student ONNX int8" in md
     # the model-index reports the form the card recommends (an export that keeps the student's accuracy)
-    from hf_distill.report import recommended_variant
+    from hf_distill.core.report import recommended_variant
 
     chosen = recommended_variant(report)
     expected = (chosen.figures if chosen else report.student).metrics["accuracy"]
@@ -456,8 +459,8 @@ def test_exported_variants_become_report_card_and_app_columns(tmp_path, tiny_ber
 
 @pytest.mark.slow
 def test_pipeline_export_stage_measures_and_publishes_the_int8_student(tmp_path, tiny_bert_cls_dir):
-    from hf_distill.hub import select_model_files
-    from hf_distill.pipeline import run_from_config
+    from hf_distill.hub.selection import select_model_files
+    from hf_distill.pipeline.run import run_from_config
     from tests.test_pipeline import cls_config, markers
 
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, export_onnx=True, quantize="int8")
@@ -475,7 +478,7 @@ def test_pipeline_export_stage_measures_and_publishes_the_int8_student(tmp_path,
 
 
 def test_quantize_without_export_is_refused(tmp_path, tiny_bert_cls_dir):
-    from hf_distill.pipeline import parse_run_config
+    from hf_distill.pipeline.run import parse_run_config
     from tests.test_pipeline import cls_config
 
     with pytest.raises(ValueError, match="quantize='int8' needs export_onnx"):

@@ -16,12 +16,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hf_distill.atomic import atomic_directory, staging_path
-from hf_distill.checkpoints import damaged_weights, is_complete_checkpoint, last_complete_checkpoint
-from hf_distill.pipeline import STATE_DIR, Pipeline, run_from_config
-from hf_distill.preflight import PreflightError
-from hf_distill.run_state import RunFolderError, RunLock
-from hf_distill.soft_targets import MANIFEST, SoftTargetCacheError, _verify
+from hf_distill.core.atomic import atomic_directory, staging_path
+from hf_distill.core.checkpoints import damaged_weights, is_complete_checkpoint, last_complete_checkpoint
+from hf_distill.pipeline.preflight import PreflightError
+from hf_distill.pipeline.run import STATE_DIR, Pipeline, run_from_config
+from hf_distill.pipeline.run_state import RunFolderError, RunLock
+from hf_distill.targets.cache import MANIFEST, SoftTargetCacheError, _verify
 from tests.test_pipeline import cls_config, markers
 
 
@@ -63,7 +63,7 @@ def test_a_checkpoint_with_damaged_weights_is_passed_over_with_a_warning_and_kep
     assert "model.safetensors: Error while deserializing header" in damaged_weights(header.parent)
     assert "model-00001-of-00001.safetensors" in damaged_weights(sharded)  # a shard the index lists is missing
     before = weights.read_bytes()
-    with caplog.at_level(logging.WARNING, logger="hf_distill.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="hf_distill.core.checkpoints"):
         assert last_complete_checkpoint(tmp_path) == str(good)
     assert "checkpoint-10 has damaged weights (model.safetensors: Error while deserializing header" in caplog.text
     assert (tmp_path / "checkpoint-10").is_dir()  # nothing moved unless asked
@@ -90,7 +90,7 @@ def test_student_stage_resumes_from_the_newest_intact_checkpoint(tmp_path, tiny_
     weights = checkpoints / "checkpoint-4" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     damaged = weights.read_bytes()
-    with caplog.at_level(logging.WARNING, logger="hf_distill.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="hf_distill.core.checkpoints"):
         results = run_from_config(cfg, ["--stop_after", "student"])
     assert results["student"]["resumed_from"] == str(checkpoints / "checkpoint-2")
     assert results["student"]["global_step"] == 4
@@ -261,7 +261,7 @@ def test_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
     lock_path = tmp_path / STATE_DIR / "lock"
     lock_path.parent.mkdir(parents=True)
     lock_path.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "since": "then"}))
-    with caplog.at_level(logging.WARNING, logger="hf_distill.run_state"), RunLock(tmp_path):
+    with caplog.at_level(logging.WARNING, logger="hf_distill.pipeline.run_state"), RunLock(tmp_path):
         assert json.loads(lock_path.read_text())["pid"] == os.getpid()
         with pytest.raises(RunFolderError, match="in use"):
             RunLock(tmp_path).acquire()  # held by this (live) process now

@@ -34,7 +34,7 @@ separate_head = sys.argv[2] == "separate_head"
 if separate_head:  # untied, and sharded as its own FSDP unit: the loss sees a sharded DTensor weight
     student.config.tie_word_embeddings = False
     student.lm_head.weight = torch.nn.Parameter(student.lm_head.weight.detach().clone() * 2)
-import hf_distill.chunked_losses as cl
+import hf_distill.training.chunked_losses as cl
 seen = []
 _full = cl._full
 cl._full = lambda t: (seen.append(type(t).__name__), _full(t))[1]

@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_distill import hub as hub_mod
-from hf_distill.cli_hub import main as cli_main
-from hf_distill.cli_hub import register
-from hf_distill.hub import HubPublishError, publish, push_space, push_to_hub, select_model_files, select_space_files
+from hf_distill.cli.push import main as cli_main
+from hf_distill.cli.push import register
+from hf_distill.hub import http as hub_mod
+from hf_distill.hub.http import HubPublishError
+from hf_distill.hub.selection import select_model_files, select_space_files
+from hf_distill.publishing import space as space_mod
+from hf_distill.publishing.publish import publish, push_to_hub
+from hf_distill.publishing.space import push_space
 from tests.fake_hub import FakeHub, free_port, online_client
 from tests.test_report import sample_report
 
@@ -207,7 +211,7 @@ def test_push_uploads_exactly_the_model_card_report_and_chart(fake_hub, output_d
 
 
 def test_push_uploads_the_onnx_exports_in_the_same_commit(fake_hub, output_dir):
-    from hf_distill.export import export_onnx
+    from hf_distill.export.onnx import export_onnx
 
     export_onnx(output_dir, texts=["a wonderful film", "a boring plot"])
     push_to_hub(output_dir, "alice/tiny-student", token=TOKEN, endpoint=fake_hub.url, commit_message="v1")
@@ -222,7 +226,7 @@ def test_push_uploads_the_onnx_exports_in_the_same_commit(fake_hub, output_dir):
 @pytest.mark.parametrize("damage", ["truncated", "altered", "stale"])
 def test_push_refuses_an_export_that_no_longer_matches_its_check(fake_hub, output_dir, damage, capsys):
     """An int8 file truncated or altered after its check, or left from weights saved since, is not published."""
-    from hf_distill.export import export_onnx
+    from hf_distill.export.onnx import export_onnx
     from tests.test_export import DAMAGED_EXPORTS
 
     export_onnx(output_dir, texts=["a wonderful film", "a boring plot"])
@@ -568,7 +572,7 @@ def test_push_space_uploads_the_app_with_a_valid_spaces_readme(fake_hub, app_dir
     assert meta["sdk_version"] == importlib.metadata.version("gradio")  # the installed, tested version
     assert meta["app_file"] == "app.py"
     assert meta["models"] == ["tiny/teacher", "alice/student"]
-    assert meta["colorFrom"] in hub_mod.SPACE_COLORS and meta["colorTo"] in hub_mod.SPACE_COLORS
+    assert meta["colorFrom"] in space_mod.SPACE_COLORS and meta["colorTo"] in space_mod.SPACE_COLORS
     # The app's README chooses the look (title, emoji, colors); defaults fill the rest.
     assert (meta["title"], meta["emoji"], meta["colorFrom"]) == ("Local title", "\u2697\ufe0f", "pink")
     assert meta["colorTo"] == "green" and meta["license"] == "apache-2.0"
@@ -826,11 +830,11 @@ def test_space_readme_is_a_space_card_that_round_trips(fake_hub, app_dir, tmp_pa
     assert data["title"] == "Local title" and data["colorFrom"] == "pink"
     again = SpaceCard(str(card))
     assert again.data.to_dict() == data and again.text == card.text
-    assert hub_mod.build_space_readme(
+    assert space_mod.build_space_readme(
         title="T", teacher_repo_id="a/t", model_repo_id="a/s", sdk_version="6.0.0"
     ) == str(
         SpaceCard(
-            hub_mod.build_space_readme(title="T", teacher_repo_id="a/t", model_repo_id="a/s", sdk_version="6.0.0")
+            space_mod.build_space_readme(title="T", teacher_repo_id="a/t", model_repo_id="a/s", sdk_version="6.0.0")
         )
     )
 
@@ -840,7 +844,7 @@ def test_space_readme_is_a_space_card_that_round_trips(fake_hub, app_dir, tmp_pa
 
 def _generated_output_dir(tmp_path, tiny_bert_cls_student_dir) -> Path:
     """What a run leaves when the card was written before the push: local paths everywhere."""
-    from hf_distill.card import write_card
+    from hf_distill.publishing.card import write_card
 
     out = tmp_path / "run" / "student"
     shutil.copytree(tiny_bert_cls_student_dir, out)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_distill.hub import build_space_readme, push_space, push_to_hub
+from hf_distill.publishing.publish import push_to_hub
+from hf_distill.publishing.space import build_space_readme, push_space
 from tests.fake_hub import online_client
 from tests.test_report import sample_report
 

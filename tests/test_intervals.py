@@ -9,9 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from hf_distill.card import render_card
-from hf_distill.fidelity import FidelityAccumulator
-from hf_distill.intervals import (
+from hf_distill.core.intervals import (
     Interval,
     ReportIntervals,
     bootstrap_sums,
@@ -20,7 +18,9 @@ from hf_distill.intervals import (
     percentile_interval,
     report_intervals,
 )
-from hf_distill.report import DistillationReport, InvalidReport, compute_ratios
+from hf_distill.core.report import DistillationReport, InvalidReport, compute_ratios
+from hf_distill.evaluation.fidelity import FidelityAccumulator
+from hf_distill.publishing.card import render_card
 from tests.test_report import sample_report
 
 Z = 1.959964  # standard normal 97.5th percentile
@@ -182,7 +182,7 @@ def test_an_interval_with_low_above_high_is_refused(tmp_path):
 def test_f1_from_counts_equals_scikit_learn_and_its_interval_holds_the_figure(average, num_classes):
     from sklearn.metrics import f1_score
 
-    from hf_distill.intervals import _confusion_columns, f1_from_counts
+    from hf_distill.core.intervals import _confusion_columns, f1_from_counts
 
     rng = np.random.default_rng(5)
     label = rng.integers(0, num_classes, 400)
@@ -201,8 +201,8 @@ def test_f1_from_counts_equals_scikit_learn_and_its_interval_holds_the_figure(av
 
 
 def test_a_variant_is_compared_with_the_student_on_the_same_examples():
-    from hf_distill.intervals import difference_intervals
-    from hf_distill.report import VariantFigures
+    from hf_distill.core.intervals import difference_intervals
+    from hf_distill.core.report import VariantFigures
 
     student = _correct(872, 0.83, 0)
     int8 = student.copy()

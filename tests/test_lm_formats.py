@@ -10,9 +10,9 @@ from datasets import Dataset
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.lm_data import detect_lm_format, render_conversation
-from hf_distill.on_policy import COMPLETION_MASK, PROMPT_LENGTH, tokenize_prompt_completion
-from hf_distill.tokenizer_training import train_bpe_tokenizer
+from hf_distill.core.lm_data import detect_lm_format, render_conversation
+from hf_distill.students.tokenizer_training import train_bpe_tokenizer
+from hf_distill.training.on_policy import COMPLETION_MASK, PROMPT_LENGTH, tokenize_prompt_completion
 from tests import tiny
 
 # Assistant turns inside {% generation %} (the masks come from apply_chat_template), and the same rendering without
@@ -466,7 +466,7 @@ def run_config(tmp_path, tok, train_kind, validation_kind, **extra):
 def test_run_trains_from_lm_data_files(tmp_path, tok, train_kind, validation_kind, lmbda):
     import json
 
-    from hf_distill.pipeline import run_from_config
+    from hf_distill.pipeline.run import run_from_config
 
     results = run_from_config(run_config(tmp_path, tok, train_kind, validation_kind, lmbda=lmbda))
     assert results["student"]["rows"] == len(PAIRS) and results["student"]["global_step"] == 2
@@ -475,8 +475,8 @@ def test_run_trains_from_lm_data_files(tmp_path, tok, train_kind, validation_kin
 
 
 def test_run_check_refuses_lm_data_it_cannot_train_on(tmp_path, tok):
-    from hf_distill.pipeline import run_from_config
-    from hf_distill.preflight import PreflightError
+    from hf_distill.pipeline.preflight import PreflightError
+    from hf_distill.pipeline.run import run_from_config
 
     with pytest.raises(PreflightError) as err:
         run_from_config(

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hf_distill import losses
+from hf_distill.core import losses
 
 
 def softmax(z, t=1.0):

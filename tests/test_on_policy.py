@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import DataCollatorForLanguageModeling, GenerationConfig
 
-from hf_distill import DistillationConfig, DistillationTrainer, on_policy
-from hf_distill.on_policy import PromptCompletionCollator, tokenize_prompt_completion
+from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.training import on_policy
+from hf_distill.training.on_policy import PromptCompletionCollator, tokenize_prompt_completion
 from tests import tiny
 
 PROMPT = 4
@@ -465,7 +466,7 @@ def test_refusals_name_the_problem(tmp_path, bpe_tokenizer, wordpiece_tokenizer)
 def test_run_trains_on_policy_from_a_plain_text_corpus(tmp_path):
     import json
 
-    from hf_distill.pipeline import run_from_config
+    from hf_distill.pipeline.run import run_from_config
     from tests.test_pipeline import lm_config, markers
 
     cfg = lm_config(
@@ -491,8 +492,8 @@ def test_run_trains_on_policy_from_a_plain_text_corpus(tmp_path):
 
 
 def test_run_check_refuses_on_policy_settings_it_cannot_serve(tmp_path, tiny_bert_cls_dir):
-    from hf_distill.pipeline import run_from_config
-    from hf_distill.preflight import PreflightError
+    from hf_distill.pipeline.preflight import PreflightError
+    from hf_distill.pipeline.run import run_from_config
     from tests.test_pipeline import cls_config, lm_config
 
     with pytest.raises(PreflightError) as err:
@@ -540,7 +541,7 @@ def test_seq_kd_with_alpha_zero_is_sequence_level_kd_and_lmbda_needs_alpha(tmp_p
 def test_a_trimmed_student_trains_on_policy_and_seq_kd_is_refused(tmp_path, bpe_tokenizer):
     """On-policy batches of a trimmed student: it samples its own ids, the teacher reads them mapped to its ids and
     its distribution is renormalised over the kept ids (training's map); seq_kd (teacher samples) is refused."""
-    from hf_distill.vocabulary import restrict_to_kept_ids, to_teacher_ids, trim_vocabulary
+    from hf_distill.students.vocabulary import restrict_to_kept_ids, to_teacher_ids, trim_vocabulary
 
     teacher, _ = models(bpe_tokenizer)
     student = tiny.gpt2(bpe_tokenizer, num_layers=2)

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from hf_distill.benchmark import BenchmarkSettings, count_parameters
-from hf_distill.planning import format_plan, plan_students
-from hf_distill.students import student_from_teacher
-from hf_distill.vocabulary import trim_vocabulary, trimming_change
+from hf_distill.evaluation.benchmark import BenchmarkSettings, count_parameters
+from hf_distill.pipeline.planning import format_plan, plan_students
+from hf_distill.students.blocks import student_from_teacher
+from hf_distill.students.vocabulary import trim_vocabulary, trimming_change
 from tests import tiny
 
 FAST = BenchmarkSettings(batch_size=2, warmup=0, latency_runs=1, throughput_runs=1, max_length=16, threads=1)
@@ -62,7 +62,8 @@ def test_plan_needs_a_trimming_corpus(wordpiece_tokenizer):
 
 
 def test_cli_plan_prints_a_table_and_writes_json(tmp_path, tiny_bert_cls_dir, capsys):
-    from hf_distill.cli import main
+    from hf_distill.cli.main.main import main
+
     from tests.test_pipeline import cls_config
 
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, benchmark_runs=1, benchmark_batch_size=2, trim_min_corpus_tokens=100)
@@ -85,4 +86,7 @@ def test_cli_plan_prints_a_table_and_writes_json(tmp_path, tiny_bert_cls_dir, ca
     assert main(["plan", str(cfg), "--layers", "1", "--trim", "yes", "--json", str(tmp_path / "p3.json")]) == 2
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: the trimming corpus holds") and "needs at least 1,000 (min_corpus_tokens)" in last
+    assert (
+        last.startswith("hf-distill plan: error: the trimming corpus holds")
+        and "needs at least 1,000 (min_corpus_tokens)" in last
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_distill.pipeline import parse_run_config
+from hf_distill.pipeline.run import parse_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 STUDENT_FIELDS = (

@@ -8,9 +8,7 @@ import math
 
 import pytest
 
-from hf_distill.benchmark import BenchmarkSettings
-from hf_distill.evaluation import EvalData, evaluate_pair
-from hf_distill.report import (
+from hf_distill.core.report import (
     REPORT_FILENAME,
     SCHEMA_MINOR,
     DistillationReport,
@@ -19,6 +17,9 @@ from hf_distill.report import (
     compute_ratios,
     retained_pct,
 )
+from hf_distill.evaluation.benchmark import BenchmarkSettings
+from hf_distill.evaluation.measure import evaluate_pair
+from hf_distill.evaluation.pair import EvalData
 from tests import tiny
 
 FAST = BenchmarkSettings(
@@ -223,7 +224,7 @@ def test_a_minor_0_report_is_read_with_rows_and_ratios_computed_on_load():
     ],
 )
 def test_impossible_figures_are_refused_on_load_naming_the_field(section, key, value, named):
-    from hf_distill.report import InvalidReport
+    from hf_distill.core.report import InvalidReport
 
     data = sample_report().to_dict()
     data[section][key] = value
@@ -241,7 +242,7 @@ def test_a_student_that_scores_zero_is_a_valid_report():
 
 
 def test_impossible_perplexity_and_contradicting_ratio_are_refused():
-    from hf_distill.report import InvalidReport
+    from hf_distill.core.report import InvalidReport
 
     data = sample_report("text-generation").to_dict()
     data["student"]["metrics"]["perplexity"] = 0.5

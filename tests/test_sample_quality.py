@@ -11,20 +11,13 @@ import re
 import pytest
 import torch
 
-from hf_distill.benchmark import BenchmarkSettings, fixed_threads
-from hf_distill.card import render_card, write_card
-from hf_distill.cli_measure import register
-from hf_distill.eval_data import EvalData
-from hf_distill.measure import evaluate_pair
-from hf_distill.models import load_model
-from hf_distill.report import (
-    SAMPLE_NLL_LABEL,
-    SCHEMA_MINOR,
-    DistillationReport,
-    InvalidReport,
-    fmt_metric,
-)
-from hf_distill.sample_quality import (
+from hf_distill.cli.measure import register
+from hf_distill.core.loading import load_model
+from hf_distill.core.report import SAMPLE_NLL_LABEL, SCHEMA_MINOR, DistillationReport, InvalidReport, fmt_metric
+from hf_distill.evaluation.benchmark import BenchmarkSettings, fixed_threads
+from hf_distill.evaluation.eval_data import EvalData
+from hf_distill.evaluation.measure import evaluate_pair
+from hf_distill.evaluation.sample_quality import (
     SampleFigures,
     SampleQuality,
     SampleSettings,
@@ -38,6 +31,7 @@ from hf_distill.sample_quality import (
     sample_quality,
     teacher_nll,
 )
+from hf_distill.publishing.card import render_card, write_card
 from tests import tiny
 from tests.test_report import sample_report
 
@@ -135,7 +129,7 @@ def test_teacher_nll_equals_a_token_by_token_loop_on_unpadded_rows(bpe_tokenizer
 def test_teacher_nll_projects_scored_positions_in_chunks_and_equals_full_logits(bpe_tokenizer, monkeypatch):
     """The teacher's final hidden states go through its lm_head a few scored positions at a time (the model itself
     computes logits for no position), and the sum equals the full-logit cross-entropy, left padding included."""
-    from hf_distill import chunked_losses
+    from hf_distill.training import chunked_losses
 
     teacher = tiny.gpt2(bpe_tokenizer, num_layers=2).eval()
     rows = [[11, 12, 13, 14, 15, 16, 17, 18, 19], [21, 22, 23, 24], [31, 32, 33, 34, 35, 36]]
@@ -511,7 +505,7 @@ def test_cli_evaluate_measures_samples_with_its_flags_and_can_skip_them(
 
 @pytest.mark.slow
 def test_the_pipelines_evaluate_stage_measures_samples_with_its_settings(tmp_path):
-    from hf_distill.pipeline import PipelineArguments, run_from_config
+    from hf_distill.pipeline.run import PipelineArguments, run_from_config
     from tests.test_pipeline import lm_config
 
     run_from_config(lm_config(tmp_path, eval_sample_prompts=4, eval_sample_new_tokens=5))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_distill.data import parse_selection_size, selection_split
-from hf_distill.pipeline import Pipeline, parse_run_config, run_from_config
+from hf_distill.core.data import parse_selection_size, selection_split
+from hf_distill.pipeline.run import Pipeline, parse_run_config, run_from_config
 from tests import tiny
 from tests.test_pipeline import cls_config
 
@@ -74,7 +74,7 @@ def test_without_a_selection_split_the_card_says_the_reported_split_chose(tmp_pa
 
 
 def test_a_run_chooses_on_the_selection_split_and_the_card_says_so(tmp_path, tiny_bert_cls_dir, monkeypatch):
-    from hf_distill.trainer import DistillationTrainer
+    from hf_distill.training.trainer import DistillationTrainer
 
     evaluated: list[int] = []
     original = DistillationTrainer.evaluate
@@ -111,7 +111,7 @@ def test_a_run_chooses_on_the_selection_split_and_the_card_says_so(tmp_path, tin
 
 
 def test_plan_times_and_measures_on_the_selection_split(tmp_path, tiny_bert_cls_dir, capsys):
-    from hf_distill.cli import main
+    from hf_distill.cli.main.main import main
 
     train, val = write_with_ids(tmp_path)
     cfg = cls_config(
@@ -135,7 +135,7 @@ def test_plan_times_and_measures_on_the_selection_split(tmp_path, tiny_bert_cls_
 
 
 def test_a_bad_selection_size_is_one_line_before_anything_runs(tmp_path, tiny_bert_cls_dir):
-    from hf_distill.preflight import PreflightError
+    from hf_distill.pipeline.preflight import PreflightError
 
     train, val = write_with_ids(tmp_path)
     with pytest.raises(ValueError, match=r"^selection_size='ten' is invalid: give a number of training rows"):
@@ -148,7 +148,7 @@ def test_a_bad_selection_size_is_one_line_before_anything_runs(tmp_path, tiny_be
 
 
 def test_selection_size_with_published_soft_targets_is_refused(tmp_path, tiny_bert_cls_dir):
-    from hf_distill.preflight import check_run
+    from hf_distill.pipeline.preflight import check_run
 
     pipe = pipeline(tmp_path, tiny_bert_cls_dir, selection_size="8", soft_targets=str(tmp_path / "targets"))
     problems = check_run(pipe.args, pipe.config, data=pipe.data)

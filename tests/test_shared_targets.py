@@ -13,16 +13,16 @@ from huggingface_hub import DatasetCard, HfApi
 from transformers import AutoTokenizer
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.hub import HubPublishError
-from hf_distill.shared_targets import (
+from hf_distill.hub.http import HubPublishError
+from hf_distill.students.vocabulary import trim_vocabulary
+from hf_distill.targets.cache import MANIFEST, SoftTargetCacheError, _verify, generate_soft_targets, soft_target_info
+from hf_distill.targets.shared import (
     MANIFEST_FILE,
     load_soft_targets,
     push_soft_targets,
     read_manifest,
     save_soft_targets,
 )
-from hf_distill.soft_targets import MANIFEST, SoftTargetCacheError, _verify, generate_soft_targets, soft_target_info
-from hf_distill.vocabulary import trim_vocabulary
 from tests import tiny
 from tests.fake_hub import FakeHub, online_client
 
@@ -350,7 +350,7 @@ def test_failed_upload_leaves_the_cache_intact(tmp_path, hub, bpe_tokenizer, lm_
 
 
 def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, capsys):
-    from hf_distill.cli import main
+    from hf_distill.cli.main.main import main
 
     cache, _ = lm_cache
     tok_dir = tmp_path / "tok"
@@ -374,14 +374,16 @@ def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, c
     assert main(["push-targets", str(tmp_path / "nowhere"), "--repo-id", "alice/x", "--endpoint", hub.url]) == 1
     err = capsys.readouterr().err
     assert (
-        err.startswith("hf-distill: error:") and "not a soft-target cache" in err and len(err.strip().splitlines()) <= 2
+        err.startswith("hf-distill push-targets: error:")
+        and "not a soft-target cache" in err
+        and len(err.strip().splitlines()) <= 2
     )
 
 
 def test_cli_push_targets_to_a_bare_name_goes_to_the_tokens_user(
     tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, capsys
 ):
-    from hf_distill.cli import main
+    from hf_distill.cli.main.main import main
 
     cache, _ = lm_cache
     tok_dir = tmp_path / "tok"
@@ -414,8 +416,8 @@ def test_cli_push_targets_to_a_bare_name_goes_to_the_tokens_user(
 def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub, monkeypatch):
     from huggingface_hub import constants
 
-    from hf_distill import soft_targets as soft_targets_mod
-    from hf_distill.pipeline import run_from_config
+    from hf_distill.pipeline.run import run_from_config
+    from hf_distill.targets import cache as soft_targets_mod
     from tests.test_pipeline import lm_config
 
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
@@ -504,7 +506,7 @@ def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub
 def test_a_classifier_from_hub_targets_reports_their_rows(tmp_path, hub, tiny_bert_cls_dir, monkeypatch):
     from huggingface_hub import constants
 
-    from hf_distill.pipeline import run_from_config
+    from hf_distill.pipeline.run import run_from_config
     from tests.test_pipeline import cls_config
 
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
@@ -548,8 +550,8 @@ def test_a_classifier_from_hub_targets_reports_their_rows(tmp_path, hub, tiny_be
 
 
 def test_pipeline_refuses_contradictory_target_settings(tmp_path):
-    from hf_distill.pipeline import run_from_config
-    from hf_distill.preflight import PreflightError
+    from hf_distill.pipeline.preflight import PreflightError
+    from hf_distill.pipeline.run import run_from_config
     from tests.test_pipeline import lm_config
 
     cfg = lm_config(tmp_path)

@@ -10,7 +10,7 @@ from datasets import Dataset
 from transformers import DataCollatorForLanguageModeling
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.soft_targets import MANIFEST, generate_soft_targets, soft_target_info
+from hf_distill.targets.cache import MANIFEST, generate_soft_targets, soft_target_info
 from tests import tiny
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from hf_distill.pipeline import Pipeline, parse_run_config
-from hf_distill.students import student_from_teacher
+from hf_distill.pipeline.run import Pipeline, parse_run_config
+from hf_distill.students.blocks import student_from_teacher
 from tests import tiny
 
 NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}

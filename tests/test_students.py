@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-from hf_distill.students import select_layers, student_from_teacher
+from hf_distill.students.blocks import select_layers, student_from_teacher
 from tests import tiny
 
 
@@ -116,7 +116,7 @@ def test_ffn_pruning_lowers_parameters_by_the_computed_amount(kind, wordpiece_to
     assert n_params(plain) - n_params(pruned) == 2 * (width - keep) * (2 * hidden + 1)
     assert pruned.config.pruned_from_intermediate_size == width
     # the kept neurons are the most active ones, and the saved student reloads as a standard model
-    from hf_distill.students import ffn_importance
+    from hf_distill.students.blocks import ffn_importance
 
     scores = ffn_importance(teacher, _calibration(tok))[1]
     up = (

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from hf_distill.students import LAYOUTS, SUPPORTED, ffn_width, find_blocks, layout_of, student_from_teacher
+from hf_distill.students.blocks import LAYOUTS, SUPPORTED, ffn_width, find_blocks, layout_of, student_from_teacher
 from tests.tiny_decoders import FAMILIES, VOCAB, decoder
 
 torch.manual_seed(0)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from hf_distill import losses
-from hf_distill.tasks import CAUSAL_LM, MASKED_LM, SEQUENCE_CLASSIFICATION, all_tasks, detect_task, get_task
+from hf_distill.core import losses
+from hf_distill.core.tasks import CAUSAL_LM, MASKED_LM, SEQUENCE_CLASSIFICATION, all_tasks, detect_task, get_task
 from tests import tiny
 
 

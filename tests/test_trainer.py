@@ -10,8 +10,9 @@ from datasets import Dataset
 from safetensors.torch import load_file
 from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding, TrainerCallback
 
-from hf_distill import DistillationConfig, DistillationTrainer, losses, student_from_teacher
-from hf_distill.trainer import PROJECTIONS_FILE
+from hf_distill import DistillationConfig, DistillationTrainer, student_from_teacher
+from hf_distill.core import losses
+from hf_distill.training.trainer import PROJECTIONS_FILE
 from tests import tiny
 
 
@@ -469,7 +470,7 @@ def test_peft_teacher_is_frozen_and_used(tmp_path, bpe_tokenizer):
 def test_projections_train_with_the_student_and_resume_from_a_checkpoint(tmp_path, wordpiece_tokenizer):
     from transformers import AutoModelForMaskedLM
 
-    from hf_distill.projections import StudentWithProjections
+    from hf_distill.training.projections import StudentWithProjections
 
     tok = wordpiece_tokenizer
     teacher = tiny.bert_mlm(tok, 4)

@@ -14,10 +14,11 @@ from datasets import Dataset
 from torch import nn
 from transformers import DataCollatorForLanguageModeling
 
-from hf_distill import DistillationConfig, DistillationTrainer, on_policy
-from hf_distill.soft_targets import SoftTargetCollator, generate_soft_targets
-from hf_distill.tasks import CAUSAL_LM, unwrap
-from hf_distill.vocabulary import trim_vocabulary
+from hf_distill import DistillationConfig, DistillationTrainer
+from hf_distill.core.tasks import CAUSAL_LM, unwrap
+from hf_distill.students.vocabulary import trim_vocabulary
+from hf_distill.targets.cache import SoftTargetCollator, generate_soft_targets
+from hf_distill.training import on_policy
 from tests import tiny
 
 
@@ -194,8 +195,9 @@ def test_eval_loss_only_is_chunked_and_equal(tmp_path, bpe_tokenizer):
 def test_lm_evaluation_is_chunked_and_equals_full_logits(bpe_tokenizer, monkeypatch):
     """evaluate_models on LMs projects hidden states a few positions at a time: the same perplexity and fidelity
     as the full logits, and no model computes logits for its positions."""
-    from hf_distill import chunked_losses, evaluation
-    from hf_distill.fidelity import FidelityAccumulator
+    from hf_distill.evaluation import pair as evaluation
+    from hf_distill.evaluation.fidelity import FidelityAccumulator
+    from hf_distill.training import chunked_losses
 
     tok = bpe_tokenizer
     teacher, student = tiny.gpt2(tok, 2).eval(), tiny.gpt2(tok, 1).eval()

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from hf_distill import losses
-from hf_distill.vocabulary import (
+from hf_distill.core import losses
+from hf_distill.students.vocabulary import (
     MIN_CORPUS_TOKENS,
     remap_ids,
     restrict_to_kept_ids,
@@ -258,8 +258,8 @@ def test_lm_kd_with_trimmed_student_equals_kd_on_kept_ids(bpe_tokenizer, tmp_pat
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
     # cached full logits (over the teacher's vocabulary, rows in teacher ids, remapped): the same loss
-    from hf_distill.soft_targets import generate_soft_targets
-    from hf_distill.vocabulary import remap_dataset
+    from hf_distill.students.vocabulary import remap_dataset
+    from hf_distill.targets.cache import generate_soft_targets
 
     cached = generate_soft_targets(
         teacher, Dataset.from_dict({"input_ids": t_ids.tolist()}), cache_dir=tmp_path / "cache", progress=False
@@ -300,8 +300,8 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     tokenizing with the trimmed tokenizer), the student keeps its own tokenizer, the card shows the facts."""
     from datasets import load_from_disk
 
-    from hf_distill.pipeline import run_from_config
-    from hf_distill.vocabulary import remap_dataset
+    from hf_distill.pipeline.run import run_from_config
+    from hf_distill.students.vocabulary import remap_dataset
     from tests.test_pipeline import cls_config
 
     cfg = cls_config(
@@ -312,7 +312,7 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
     (tmp_path / "validation.tsv").write_text(
         "sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(val_texts))
     )
-    caplog.set_level(logging.INFO, logger="hf_distill.pipeline")
+    caplog.set_level(logging.INFO, logger="hf_distill.pipeline.run")
     results = run_from_config(cfg)
     student_dir = tmp_path / "run" / "student"
     config = json.loads((student_dir / "config.json").read_text())
@@ -351,8 +351,8 @@ def test_pipeline_trims_and_prunes_the_student_and_reports_it(tmp_path, tiny_ber
 
 
 def test_pipeline_refuses_a_small_trimming_corpus_before_training(tmp_path, tiny_bert_cls_dir):
-    from hf_distill.pipeline import run_from_config
-    from hf_distill.preflight import PreflightError
+    from hf_distill.pipeline.preflight import PreflightError
+    from hf_distill.pipeline.run import run_from_config
     from tests.test_pipeline import cls_config
 
     # the training text holds ~500 tokens: under the default 1,000, refused by --check and by run before the teacher
@@ -368,7 +368,7 @@ def test_pipeline_refuses_a_small_trimming_corpus_before_training(tmp_path, tiny
 
 
 def test_pipeline_refuses_compression_it_cannot_honour(tmp_path, tiny_bert_cls_dir):
-    from hf_distill.pipeline import parse_run_config
+    from hf_distill.pipeline.run import parse_run_config
     from tests.test_pipeline import cls_config, lm_config
 
     parse_run_config(lm_config(tmp_path, trim_vocabulary=True))  # a causal LM is trimmed too (see below)
@@ -398,7 +398,7 @@ def test_pipeline_trims_an_lm_student_and_measures_it_over_its_kept_ids(family, 
     differently; the card says so."""
     from transformers import AutoModelForCausalLM
 
-    from hf_distill.pipeline import run_from_config
+    from hf_distill.pipeline.run import run_from_config
     from tests.test_pipeline import lm_config
     from tests.tiny_decoders import llama3_tokenizer
 

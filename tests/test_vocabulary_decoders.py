@@ -9,8 +9,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from hf_distill.students import student_from_teacher
-from hf_distill.vocabulary import trim_vocabulary
+from hf_distill.students.blocks import student_from_teacher
+from hf_distill.students.vocabulary import trim_vocabulary
 from tests.tiny_decoders import TEXTS, TOKENIZERS, decoder, decoder_for
 
 CORPUS = TEXTS[:4] + ["the wolf ate the grandmother and waited in her bed", "hansel and gretel found a house"]
@@ -117,8 +117,8 @@ def test_other_tokenizers_are_refused_in_one_line(tokenizers):
 
 
 def test_planning_a_llama_student_measures_pruned_and_trimmed_candidates(tokenizers):
-    from hf_distill.benchmark import BenchmarkSettings
-    from hf_distill.planning import plan_students
+    from hf_distill.evaluation.benchmark import BenchmarkSettings
+    from hf_distill.pipeline.planning import plan_students
 
     tok = tokenizers["llama3"]
     teacher = decoder(
@@ -154,7 +154,7 @@ def test_planning_a_llama_student_measures_pruned_and_trimmed_candidates(tokeniz
 def test_teacher_on_kept_ids_is_trainings_renormalisation(family, kind, tokenizers, bpe_tokenizer):
     """The teacher evaluation compares a trimmed student with: training's map (the student's ids to the teacher's,
     the teacher's logits restricted to the kept ids), as one model that shares the teacher's weights and generates."""
-    from hf_distill.vocabulary import restrict_to_kept_ids, teacher_on_kept_ids, to_teacher_ids
+    from hf_distill.students.vocabulary import restrict_to_kept_ids, teacher_on_kept_ids, to_teacher_ids
     from tests import tiny
 
     tok = bpe_tokenizer if kind is None else tokenizers[kind]

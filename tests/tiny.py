@@ -14,7 +14,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from hf_distill.tokenizer_training import train_bpe_tokenizer, train_wordpiece_tokenizer
+from hf_distill.students.tokenizer_training import train_bpe_tokenizer, train_wordpiece_tokenizer
 
 CORPUS = [
     "the movie was wonderful and the actors were great",

@@ -1,4 +1,5 @@
-"""Tiny Llama-layout decoders built from configs (no download), one per family `hf_distill.students.LAYOUTS` serves.
+"""Tiny Llama-layout decoders built from configs (no download), one per family that
+`hf_distill.students.blocks.LAYOUTS` serves.
 
 Every config has 4 blocks, grouped-query attention (4 query heads, 2 key/value heads) and, where the family has
 them, per-layer attention kinds mixing full and sliding-window attention with a window of 4, so a sequence longer

@@ -1,0 +1,1 @@
+"""Soft targets: the on-disk cache a teacher writes once (`cache`) and sharing it as a Hub dataset (`shared`)."""
