@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hf_distill.cli.main.main import main
+from hf_distill.cli.main import main
 
 from hf_distill.core.data import RunData, load_splits
 from hf_distill.pipeline.preflight import PreflightError

@@ -3,7 +3,7 @@
 import argparse
 
 import pytest
-from hf_distill.cli.main.main import build_parser
+from hf_distill.cli.main import build_parser
 
 from hf_distill.pipeline.arguments import parse_run_config
 

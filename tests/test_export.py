@@ -257,7 +257,7 @@ def test_an_export_that_no_longer_matches_its_check_is_refused_by_evaluate_and_d
 ):
     import argparse
 
-    from hf_distill.cli.main.main import main
+    from hf_distill.cli.main import main
 
     from hf_distill.cli import demo as cli_demo
 
@@ -341,7 +341,7 @@ def test_a_corrupted_onnx_file_read_directly_is_a_clear_error(tmp_path, exported
 
 
 def test_cli_export_prints_each_variant(tmp_path, tiny_bert_cls_dir, capsys):
-    from hf_distill.cli.main.main import main
+    from hf_distill.cli.main import main
 
     folder = _copy(tiny_bert_cls_dir, tmp_path, "cls")
     data = tmp_path / "val.tsv"

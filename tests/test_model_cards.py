@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hf_distill.cli.main.main import build_parser
-from hf_distill.cli.main.main import main as cli_main
+from hf_distill.cli.main import build_parser
+from hf_distill.cli.main import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 GALLERY = REPO / "model_cards"

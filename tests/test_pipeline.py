@@ -273,7 +273,7 @@ def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir)
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_bert_cls_dir, monkeypatch, capsys):
-    from hf_distill.cli.main.main import EXIT_INTERRUPTED, main
+    from hf_distill.cli.main import EXIT_INTERRUPTED, main
 
     import hf_distill.pipeline.run as pipeline
 
@@ -284,7 +284,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_bert_cls_dir, monkeypatch
     try:
         code = main(["run", str(cls_config(tmp_path, tiny_bert_cls_dir))])
     except KeyboardInterrupt:  # escaping here would stop the whole pytest session
-        pytest.fail("Ctrl-C escaped hf_distill.cli.main.main")
+        pytest.fail("Ctrl-C escaped hf_distill.cli.main")
     assert code == EXIT_INTERRUPTED == 130
     err = capsys.readouterr().err
     assert err.strip() == "hf-distill: interrupted (a re-run resumes from the last finished stage or checkpoint)"
@@ -325,7 +325,7 @@ def test_ctrl_c_during_training_exits_130(tmp_path, tiny_bert_cls_dir):
 
 
 def test_cli_entry_point(capsys):
-    from hf_distill.cli.main.main import main
+    from hf_distill.cli.main import main
 
     assert main(["run", "--help-fields"]) == 0
     out = capsys.readouterr().out

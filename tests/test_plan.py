@@ -62,7 +62,7 @@ def test_plan_needs_a_trimming_corpus(wordpiece_tokenizer):
 
 
 def test_cli_plan_prints_a_table_and_writes_json(tmp_path, tiny_bert_cls_dir, capsys):
-    from hf_distill.cli.main.main import main
+    from hf_distill.cli.main import main
 
     from tests.test_pipeline import cls_config
 

@@ -111,7 +111,7 @@ def test_a_run_chooses_on_the_selection_split_and_the_card_says_so(tmp_path, tin
 
 
 def test_plan_times_and_measures_on_the_selection_split(tmp_path, tiny_bert_cls_dir, capsys):
-    from hf_distill.cli.main.main import main
+    from hf_distill.cli.main import main
 
     train, val = write_with_ids(tmp_path)
     cfg = cls_config(

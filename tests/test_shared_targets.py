@@ -350,7 +350,7 @@ def test_failed_upload_leaves_the_cache_intact(tmp_path, hub, bpe_tokenizer, lm_
 
 
 def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, capsys):
-    from hf_distill.cli.main.main import main
+    from hf_distill.cli.main import main
 
     cache, _ = lm_cache
     tok_dir = tmp_path / "tok"
@@ -383,7 +383,7 @@ def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, c
 def test_cli_push_targets_to_a_bare_name_goes_to_the_tokens_user(
     tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, capsys
 ):
-    from hf_distill.cli.main.main import main
+    from hf_distill.cli.main import main
 
     cache, _ = lm_cache
     tok_dir = tmp_path / "tok"
