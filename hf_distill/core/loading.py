@@ -34,6 +34,10 @@ def damaged_weights(folder: str | os.PathLike) -> list[str]:
 def check_weights(name_or_path: str | os.PathLike, role: str = "model") -> None:
     """Refuse a local model folder with a damaged weights file, naming the file and the fix (see `damaged_weights`).
 
+    Args:
+        name_or_path: a local folder (checked) or a Hub id (nothing to check yet).
+        role: what the model is, named in the message ("teacher", "student", ...).
+
     Raises:
         ValueError: a safetensors file of the folder cannot be read.
     """

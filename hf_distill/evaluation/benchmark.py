@@ -92,6 +92,9 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     embedding matrix (the LM head) when the model has one. An exported model (`hf_distill.export.OnnxModel`) is
     not an `nn.Module`: it reports the counts of the PyTorch model it was exported from (same weights, stored
     differently).
+
+    Args:
+        model: a PyTorch model, or an exported one.
     """
     if not isinstance(model, nn.Module):
         return model.parameter_counts
@@ -112,7 +115,14 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def disk_size_bytes(model: nn.Module) -> int:
     """Bytes of the safetensors files `save_pretrained` writes for the model as loaded (same dtype for both models);
-    for an exported model, the bytes of its file."""
+    for an exported model, the bytes of its file.
+
+    Args:
+        model: a PyTorch model (saved to a temporary folder, then measured), or an exported one.
+
+    Raises:
+        RuntimeError: `save_pretrained` wrote no safetensors file.
+    """
     if not isinstance(model, nn.Module):
         return model.disk_bytes
     from transformers.utils import logging as hf_logging
@@ -145,6 +155,16 @@ def interleaved_timings(
     """Run teacher/student alternately (swapping order each run); return seconds and results per run.
 
     Each function receives the run index so both get the same input for that run.
+
+    Args:
+        teacher_fn: runs the teacher on the input of a run index.
+        student_fn: runs the student on the input of a run index.
+        runs: timed runs of each.
+        warmup: untimed runs of each first.
+        device: synchronised around each timed call when it is a CUDA device.
+
+    Returns:
+        (teacher seconds, student seconds, teacher results, student results), one entry per timed run.
     """
     (sec_t, sec_s), (res_t, res_s) = interleaved_runs((teacher_fn, student_fn), runs, warmup, device)
     return sec_t, sec_s, res_t, res_s

@@ -104,6 +104,10 @@ def label_names(config: Any) -> list[str]:
 def check_label_counts(teacher_config: Any, student_config: Any) -> None:
     """Refuse classifiers with different numbers of labels.
 
+    Args:
+        teacher_config: the teacher's config.
+        student_config: the student's config.
+
     Raises:
         ValueError: naming both counts and the fix.
     """
@@ -147,6 +151,10 @@ def check_label_order(teacher_config: Any, student_config: Any) -> None:
 
     Distillation matches outputs by position, so such a student would end up with a config that names its outputs
     wrongly. A student with label names of its own (LABEL_0, ...) is index-aligned by construction and accepted.
+
+    Args:
+        teacher_config: the teacher's config.
+        student_config: the student's config.
 
     Raises:
         ValueError: naming both orders and the fix.

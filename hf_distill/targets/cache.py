@@ -192,6 +192,29 @@ def generate_soft_targets(
     `temperature` only matters for top-k targets, whose log-probabilities are stored softened; the trainer
     refuses to use them at another temperature. `teacher_id` (e.g. a Hub id and revision) is recorded for humans;
     the key always uses a hash of the weights, so a teacher retrained in place never reuses stale targets.
+    A cache that does not verify against its manifest is regenerated, with a warning.
+
+    Args:
+        teacher: the teacher model (put in eval mode while it runs, its mode restored after).
+        dataset: the tokenized training rows.
+        top_k: token tasks: keep the teacher's `top_k` most likely ids and their log-probabilities per position
+            (plus the remaining mass) instead of full logits; None keeps full logits.
+        batch_size: rows per teacher forward pass.
+        max_length: truncate rows to this many tokens.
+        temperature: the softening of top-k log-probabilities.
+        logprob_dtype: "float16" or "float32", the storage of top-k log-probabilities.
+        cache_dir: the cache's root folder.
+        use_cache: store and reuse the result (False: compute and return only).
+        teacher_id: the teacher's name, recorded.
+        device: where the teacher runs (default: where its parameters are).
+        progress: show a progress bar.
+
+    Returns:
+        `dataset` with the teacher's columns added, its settings recorded in the data set's info
+        (`soft_target_info`).
+
+    Raises:
+        ValueError: an untokenized or empty data set, or an invalid `top_k`, `logprob_dtype` or `temperature`.
     """
     task = detect_task(teacher)
     if "input_ids" not in dataset.column_names:
@@ -301,6 +324,12 @@ def count_training_rows(dataset: Any) -> dict[str, int]:
 
     Rows of token tasks (no label column, or per-token ``labels``) are their own labels: all count as labelled.
     What the report records as the data the student trained on, e.g. for published soft targets.
+
+    Args:
+        dataset: the training rows (a `datasets.Dataset`, or anything with `column_names` and a length).
+
+    Returns:
+        ``{"labelled_rows": ..., "transfer_rows": ...}``.
     """
     columns = getattr(dataset, "column_names", None) or []
     name = next((c for c in ("label", "labels") if c in columns), None)

@@ -274,6 +274,25 @@ def save_soft_targets(
 
     `load_soft_targets(folder)` reads them offline. The arguments are those of `push_soft_targets`; `repo_id`
     only names the dataset in the card's how-to-use snippet.
+
+    Args:
+        dataset_or_cache_dir: a cache folder written by `generate_soft_targets`, or the `Dataset` it returned.
+        folder: where the shards, manifest, card and teacher vocabulary are written.
+        repo_id: the dataset repo the card's snippet names.
+        tokenizer: the teacher's tokenizer (object, folder or Hub id).
+        teacher_id: the teacher's Hub id for the card and manifest.
+        teacher_revision: the teacher's revision, recorded.
+        data_source: the data's Hub id or a short description, recorded.
+        license: the card's license.
+        models: Hub ids of models distilled from these targets.
+        max_shard_bytes: upper bound of the in-memory size of one shard.
+
+    Returns:
+        The manifest written (``soft_targets.json``).
+
+    Raises:
+        ValueError: `folder` is not empty, or the data set has no soft targets.
+        SoftTargetCacheError: the cache folder is damaged.
     """
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):

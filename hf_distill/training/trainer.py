@@ -328,7 +328,12 @@ class DistillationTrainer(Trainer):
                 self._signature_columns.append(column)
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
-        # The projections are trained without weight decay, as a plain linear probe would be.
+        """`transformers.Trainer`'s weight-decayed parameters, less the hidden-state projections: they are trained
+        without weight decay, as a plain linear probe would be.
+
+        Args:
+            model: the model being trained.
+        """
         return [n for n in super().get_decay_parameter_names(model) if not n.startswith("projections.")]
 
     # ---- generated completions (on-policy / sequence-level KD) ---------------------------------------------------
@@ -336,7 +341,16 @@ class DistillationTrainer(Trainer):
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
         """The optimizer step's micro-batches, completions generated where due, then counted by
         `_get_num_items_in_batch`: the counts are those of the generated tokens, over the whole accumulated batch
-        and all processes, so the loss is per generated token however the batch is split."""
+        and all processes, so the loss is per generated token however the batch is split.
+
+        Args:
+            epoch_iterator: the data loader's iterator.
+            num_batches: micro-batches in the optimizer step.
+            device: where the counts are made.
+
+        Returns:
+            (micro-batches, items in the whole accumulated batch), as `transformers.Trainer.get_batch_samples`.
+        """
         if not self.args.generates:
             return super().get_batch_samples(epoch_iterator, num_batches, device)
         step = self.state.global_step
@@ -352,6 +366,14 @@ class DistillationTrainer(Trainer):
         gradient accumulation. Each process generates alone with the unwrapped model (no collective call, so
         processes may generate different lengths; padding is local). Sharded models (ZeRO-3, FSDP) generate in
         step on every process, so there the draw is the same on every process (seeded without the process index).
+
+        Args:
+            batch: a collated micro-batch (with ``prompt_input_ids`` when anything is to be generated).
+            step: the optimizer step.
+            index: the micro-batch's index in the step.
+
+        Raises:
+            ValueError: a batch to generate for has no prompts (names the tokenizer and collator to use).
         """
         args: DistillationConfig = self.args
         seed = on_policy.generation_seed(args.seed, step, index * args.world_size + args.process_index)
@@ -465,6 +487,15 @@ class DistillationTrainer(Trainer):
 
         `num_items_in_batch` is what `_get_num_items_in_batch` returns ([CE, KD, token] counts); a plain number is
         used for every term; `None` counts this batch alone.
+
+        Args:
+            model: the student (wrapped as the Trainer wraps it).
+            inputs: the micro-batch: model inputs, ``labels``, cached soft-target columns, prompts.
+            return_outputs: also return the student's outputs (its logits; none on the chunked LM path).
+            num_items_in_batch: the accumulated batch's item counts.
+
+        Returns:
+            The loss, or (loss, outputs) with `return_outputs`. Each term is also logged (`COMPONENTS`).
         """
         args: DistillationConfig = self.args
         inputs = dict(inputs)
@@ -558,7 +589,15 @@ class DistillationTrainer(Trainer):
         return loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        # Evaluation wants the logits back unless it reads the loss alone: only then is the loss chunked.
+        """`transformers.Trainer.prediction_step`, with the LM loss chunked only when evaluation reads the loss alone
+        (otherwise it wants the logits back).
+
+        Args:
+            model: the student.
+            inputs: the evaluation batch.
+            prediction_loss_only: return the loss alone.
+            ignore_keys: output keys left out of the returned logits.
+        """
         self._loss_only = prediction_loss_only
         try:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
@@ -698,6 +737,13 @@ class DistillationTrainer(Trainer):
             self._component_batches["train"] += 1
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the mean of each loss term since the last log (`loss_ce`, `loss_kd`, `loss_hidden`, `loss_attn`, with
+        ``eval_`` in evaluation) and, with generation, the share of batches the student generated, then log.
+
+        Args:
+            logs: the values `transformers.Trainer` logs.
+            start_time: as in `transformers.Trainer.log`.
+        """
         phase = "eval" if any(k.startswith("eval_") for k in logs) else "train" if "loss" in logs else None
         if phase is not None and self._component_batches[phase]:
             values = torch.stack([torch.as_tensor(self._component_sums[phase][n]) for n in COMPONENTS])
