@@ -222,9 +222,8 @@ _TASKS: tuple[Task, ...] = (SEQUENCE_CLASSIFICATION, CAUSAL_LM, MASKED_LM)
 _BY_KEY: dict[str, Task] = {t.name: t for t in _TASKS} | {t.pipeline_tag: t for t in _TASKS}
 
 TASK_NAMES: tuple[str, ...] = tuple(t.name for t in _TASKS)
-# Older mappings by name, kept for callers that index them.
+# The auto class of each task by name (`pipeline.models.auto_class` indexes it).
 AUTO_CLASSES = {t.name: t.auto_class for t in _TASKS}
-PIPELINE_TAGS = {t.name: t.pipeline_tag for t in _TASKS}
 
 
 def all_tasks() -> tuple[Task, ...]:

@@ -12,15 +12,6 @@ KL_FAMILY = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl")
 HIDDEN_LOSSES = ("mse", "cosine")
 LAYER_MAPPINGS = ("uniform", "last")
 TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
-# The knobs of on-policy / sequence-level distillation (hf_distill.on_policy); TRL's names where it has them.
-ON_POLICY_FIELDS = (
-    "lmbda",
-    "seq_kd",
-    "max_new_tokens",
-    "generation_temperature",
-    "generation_top_p",
-    "generation_top_k",
-)
 
 
 def _bad(name: str, value: Any, allowed: str) -> ValueError:
