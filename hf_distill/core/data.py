@@ -200,8 +200,11 @@ def file_sha256(path: str | os.PathLike) -> str:
         return sha_fileobj(f).hex()
 
 
-def label_names(train: Dataset, label_column: str, class_names: str | list[str] | None = None) -> list[str]:
+def data_label_names(train: Dataset, label_column: str, class_names: str | list[str] | None = None) -> list[str]:
     """The class names of a classification data set, index = label id.
+
+    What the data's labels are; the names a model's config gives its outputs are
+    `hf_distill.students.compatibility.config_label_names`.
 
     Args:
         train: the training split.
@@ -519,10 +522,10 @@ class RunData:
         return [p + c for p, c in zip(ds["prompt"], ds["completion"])]
 
     def label_names(self) -> list[str]:
-        """The class names of the run's data, index = label id (see `label_names`), read from the whole training
+        """The class names of the run's data, index = label id (see `data_label_names`), read from the whole training
         split: a class seen only in the selection rows is still one of the classes.
         """
-        return label_names(self.splits()[self.args.train_split], self.args.label_column, self.args.class_names)
+        return data_label_names(self.splits()[self.args.train_split], self.args.label_column, self.args.class_names)
 
     def fingerprint(self) -> dict[str, str]:
         """What identifies the data's contents: SHA-256 of local files, else `datasets`' fingerprint per split.

@@ -64,6 +64,25 @@ def layer_count(config: Any) -> int | None:
     return None
 
 
+def max_positions(model_or_config: Any) -> int | None:
+    """The longest sequence a model's position table allows, from its config, or None when the config names none.
+
+    The model's own limit, whatever its tokenizer says: what a prompt plus its generated tokens must fit in. Configs
+    name it ``max_position_embeddings`` (GPT-2 ``n_positions``, a few ``max_sequence_length``). For the longest
+    input a model and its tokenizer both accept, see `hf_distill.evaluation.benchmark.max_input_length`.
+
+    Args:
+        model_or_config: a model (its ``config`` is read; an exported `OnnxModel` too), a config, or a
+            ``config.json`` read as a dict.
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 @dataclass
 class LoadedModel:
     """A model, its tokenizer, its task and where it came from."""

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.loading import max_positions
+
 
 @dataclass
 class BenchmarkSettings:
@@ -239,15 +241,16 @@ def forward_kwargs(model: nn.Module, encoding: dict[str, torch.Tensor]) -> dict[
     return {k: v for k, v in encoding.items() if k in accepted}
 
 
-def max_positions(model: nn.Module, tokenizer: Any = None) -> int | None:
-    """The longest input the model (and tokenizer) accept, if they say."""
-    limits = []
-    cfg = getattr(model, "config", None)
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(cfg, attr, None)
-        if isinstance(value, int) and value > 0:
-            limits.append(value)
-            break
+def max_input_length(model: nn.Module, tokenizer: Any = None) -> int | None:
+    """The longest input the model and its tokenizer both accept: the smaller of the model's position limit
+    (`hf_distill.core.loading.max_positions`) and the tokenizer's ``model_max_length`` when that is a real
+    limit (not transformers' "no limit" placeholder); None when neither says.
+
+    Args:
+        model: the model, or an exported `OnnxModel` (its config is read).
+        tokenizer: its tokenizer; None for the model's limit alone.
+    """
+    limits = [n for n in (max_positions(model),) if n is not None]
     tok_max = getattr(tokenizer, "model_max_length", None)
     if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
         limits.append(tok_max)
@@ -292,7 +295,7 @@ def benchmark_pair(
     models = (teacher, student, *(m for m, _ in extra))
     tokenizers = (teacher_tokenizer, student_tokenizer, *(t for _, t in extra))
     limit = min(
-        [settings.max_length] + [m for m in (max_positions(mod, tok) for mod, tok in zip(models, tokenizers)) if m]
+        [settings.max_length] + [m for m in (max_input_length(mod, tok) for mod, tok in zip(models, tokenizers)) if m]
     )
     for tok in tokenizers:
         if tok.pad_token is None:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.loading import max_positions
 from ..core.report import DEFAULT_REPETITION_N, SampleFigures, SampleQuality
 from ..core.tasks import get_task
 from ..training import chunked_losses, on_policy
@@ -408,8 +409,6 @@ def sample_quality(
     Raises:
         ValueError: bad settings, no prompt, or prompts plus new tokens longer than a model accepts.
     """
-    from .benchmark import max_positions
-
     if isinstance(prompts, (str, bytes)):
         raise ValueError("prompts must be a list of texts or token-id lists, not one string")
     prompt_ids = [

@@ -61,7 +61,6 @@ __all__ = [
     "pack_right",
     "pad_left",
     "generation_seed",
-    "max_positions",
 ]
 
 # Keys of a collated batch that are not model inputs: the trainer pops them before the forward.
@@ -215,16 +214,6 @@ def completion_batch(
     batch = pack_right(rows, starts, pad_token_id, device=prompt_ids.device)
     batch[SOURCE_KEY] = torch.tensor(source, device=prompt_ids.device)
     return batch
-
-
-def max_positions(model: nn.Module) -> int | None:
-    """The longest sequence a model's position embeddings allow (GPT-2 `n_positions`), or None when unbounded."""
-    config = getattr(model, "config", None)
-    for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def generation_seed(seed: int, step: int, batch_index: int) -> int:

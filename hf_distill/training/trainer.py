@@ -15,7 +15,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import can_return_loss, find_labels, logging
 
 from ..core import lm_data, losses
-from ..core.loading import check_weights
+from ..core.loading import check_weights, max_positions
 from ..core.tasks import Task, detect_task, unwrap
 from ..students import vocabulary
 from ..students.compatibility import check_label_counts, check_label_order, check_vocabularies
@@ -230,11 +230,7 @@ class DistillationTrainer(Trainer):
                 f"{mode} needs prompt-completion data (a {on_policy.PROMPT_LENGTH} column): tokenize with "
                 "hf_distill.on_policy.tokenize_prompt_completion (prompt/completion columns, or prompt_tokens=N)"
             )
-        limit = min(
-            n
-            for n in (on_policy.max_positions(unwrap(model)), on_policy.max_positions(unwrap(self.teacher)), 10**9)
-            if n
-        )
+        limit = min(n for n in (max_positions(unwrap(model)), max_positions(unwrap(self.teacher)), 10**9) if n)
         if columns and len(train_dataset):
             longest = max(train_dataset[on_policy.PROMPT_LENGTH])
             if longest + args.generated_tokens > limit:
