@@ -40,7 +40,9 @@ from ..errors import HfDistillError
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-MANIFEST = "hf_distill_soft_targets.json"
+# A local cache folder's manifest: its key (teacher weights, data, settings) and every file's size and SHA-256.
+# Published soft targets have their own, `hf_distill.targets.shared.PUBLISHED_MANIFEST`.
+CACHE_MANIFEST = "hf_distill_soft_targets.json"
 INFO_KEY = "hf_distill_soft_targets"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -71,12 +73,12 @@ def _tree_manifest(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p.name != CACHE_MANIFEST
     }
 
 
 def _verify(folder: Path, key: dict[str, Any]) -> None:
-    manifest_path = folder / MANIFEST
+    manifest_path = folder / CACHE_MANIFEST
     if not manifest_path.is_file():
         raise SoftTargetCacheError(f"{folder} has no manifest (an interrupted write?)")
     try:
@@ -86,7 +88,7 @@ def _verify(folder: Path, key: dict[str, Any]) -> None:
     if manifest.get("key") != key:
         raise SoftTargetCacheError(f"{folder} was made for other settings than these")
     expected = manifest.get("files", {})
-    actual = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
+    actual = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != CACHE_MANIFEST}
     if set(expected) != actual:
         raise SoftTargetCacheError(f"{folder} holds files {sorted(actual)} but its manifest lists {sorted(expected)}")
     for name, meta in expected.items():
@@ -301,7 +303,9 @@ def generate_soft_targets(
     if staging.exists():
         shutil.rmtree(staging)
     result.save_to_disk(str(staging))
-    (staging / MANIFEST).write_text(json.dumps({"key": key, "info": info, "files": _tree_manifest(staging)}, indent=1))
+    (staging / CACHE_MANIFEST).write_text(
+        json.dumps({"key": key, "info": info, "files": _tree_manifest(staging)}, indent=1)
+    )
     # Another process may have finished first; ours is equally valid. The old folder is renamed aside before
     # the swap, so the cache folder is never half there.
     replace_directory(staging, folder)
