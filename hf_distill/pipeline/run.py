@@ -81,9 +81,10 @@ class Pipeline:
     def stage_teacher(self) -> dict[str, Any]:
         """Stage 1: the teacher, saved to ``output_dir/teacher``.
 
-        `teacher` is loaded (or, with `teacher_from_scratch`, built with a tokenizer trained on the training text)
-        and, when `train_teacher` is "yes" or "auto" and it needs it (e.g. a fresh classification head), fine-tuned on
-        the labelled rows with a plain `transformers.Trainer`.
+        `teacher` is loaded (or, with `teacher_from_scratch`, built from its config, with a tokenizer trained on the
+        training text unless `tokenizer` names one) and, when `train_teacher` is "yes", or "auto" and the teacher
+        needs it (a new classification head, from scratch), fine-tuned on the labelled rows with a plain
+        `transformers.Trainer`.
 
         Returns:
             The stage's marker: whether the teacher was trained, its source, and when trained the training seconds,

@@ -84,7 +84,7 @@ class StudentWithProjections(nn.Module):
 
     @property
     def generation_config(self) -> Any:
-        """The student's generation config (on-policy generation reads it)."""
+        """The student's generation config (transformers reads it from the model it is given)."""
         return self.student.generation_config
 
     @property
@@ -97,7 +97,7 @@ class StudentWithProjections(nn.Module):
         return getattr(self.student, "_keys_to_ignore_on_save", None)
 
     def tie_weights(self) -> None:
-        """Tie the student's weights (the Trainer calls this after loading a checkpoint)."""
+        """Tie the student's weights, as the student itself does (transformers calls this on its model)."""
         self.student.tie_weights()
 
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
