@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hf_distill.cli.main import main
 
+from hf_distill.cli.main import main
 from hf_distill.core.data import RunData, load_splits
 from hf_distill.pipeline.preflight import PreflightError
 from hf_distill.pipeline.run import STATE_DIR, Pipeline, parse_run_config, run_from_config

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from hf_distill.cli.main import main
 
+from hf_distill.cli.main import main
 from hf_distill.pipeline.preflight import PreflightError
 from hf_distill.pipeline.run import run_from_config
 from tests import tiny

@@ -128,3 +128,36 @@ def test_benchmark_refuses_empty_input_and_bad_settings(tiny_bert_cls_dir):
         benchmark_pair(model, model, tok, tok, ["", "  "], settings=FAST)
     with pytest.raises(ValueError, match=r"latency_runs must be >= 1"):
         BenchmarkSettings(latency_runs=0)
+
+
+def test_max_input_length_is_the_smaller_of_the_model_and_tokenizer_limits():
+    from types import SimpleNamespace
+
+    from hf_distill.core.loading import max_positions
+    from hf_distill.evaluation.benchmark import max_input_length
+
+    model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=64))
+    assert max_positions(model) == max_input_length(model) == 64
+    assert max_input_length(model, SimpleNamespace(model_max_length=32)) == 32
+    assert max_input_length(model, SimpleNamespace(model_max_length=128)) == 64
+    # transformers' "no limit" placeholder is not a limit
+    assert max_input_length(model, SimpleNamespace(model_max_length=int(1e30))) == 64
+    unbounded = SimpleNamespace(config=SimpleNamespace())
+    assert max_positions(unbounded) is None and max_input_length(unbounded) is None
+    assert max_input_length(unbounded, SimpleNamespace(model_max_length=16)) == 16
+    # GPT-2 names it n_positions; a few configs max_sequence_length: the same limit for training and evaluation
+    assert max_positions(SimpleNamespace(config=SimpleNamespace(n_positions=40))) == 40
+    assert max_positions(SimpleNamespace(config=SimpleNamespace(max_sequence_length=24))) == 24
+    # a config, or config.json read as a dict (the pipeline's checks read it before loading a model)
+    assert max_positions(SimpleNamespace(n_positions=40)) == max_positions({"n_positions": 40, "n_layer": 2}) == 40
+    assert max_positions({"vocab_size": 10}) is None
+
+
+def test_max_positions_reads_a_real_gpt2_config(tiny_gpt2_dir):
+    from hf_distill.core.loading import max_positions
+    from hf_distill.evaluation.benchmark import max_input_length
+
+    model, tok = _lm(tiny_gpt2_dir)
+    assert max_positions(model) == model.config.n_positions == model.config.max_position_embeddings
+    expected = min(model.config.n_positions, tok.model_max_length if tok.model_max_length < 1_000_000 else 10**9)
+    assert max_input_length(model, tok) == expected

@@ -3,8 +3,8 @@
 import argparse
 
 import pytest
-from hf_distill.cli.main import build_parser
 
+from hf_distill.cli.main import build_parser
 from hf_distill.pipeline.arguments import parse_run_config
 
 
@@ -40,3 +40,14 @@ def test_python_m_hf_distill_cli_runs_the_command():
         [sys.executable, "-m", "hf_distill.cli", "plan", "x.yaml", "--bogus"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "hf-distill plan: error: unrecognized arguments: --bogus" in done.stderr
+
+
+def test_the_cli_module_docstring_lists_every_subcommand():
+    """hf_distill/cli/main.py's docstring lists each subcommand the parser has, once, in `--help`'s order."""
+    import importlib
+    import re
+
+    cli_main = importlib.import_module("hf_distill.cli.main")  # the module (`hf_distill.cli.main` is its function)
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    listed = re.findall(r"^- ``([a-z-]+)`` \(`?[a-z]+`?\): \S", cli_main.__doc__, flags=re.M)
+    assert listed == list(sub.choices)

@@ -257,9 +257,8 @@ def test_an_export_that_no_longer_matches_its_check_is_refused_by_evaluate_and_d
 ):
     import argparse
 
-    from hf_distill.cli.main import main
-
     from hf_distill.cli import demo as cli_demo
+    from hf_distill.cli.main import main
 
     folder = _copy(exported_student, tmp_path, "student")
     spoil, message = DAMAGED_EXPORTS[damage]

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from hf_distill.cli.main import build_parser
 from hf_distill.cli.main import main as cli_main
 

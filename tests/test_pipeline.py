@@ -273,9 +273,8 @@ def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir)
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_bert_cls_dir, monkeypatch, capsys):
-    from hf_distill.cli.main import EXIT_INTERRUPTED, main
-
     import hf_distill.pipeline.run as pipeline
+    from hf_distill.cli.main import EXIT_INTERRUPTED, main
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

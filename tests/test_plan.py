@@ -63,7 +63,6 @@ def test_plan_needs_a_trimming_corpus(wordpiece_tokenizer):
 
 def test_cli_plan_prints_a_table_and_writes_json(tmp_path, tiny_bert_cls_dir, capsys):
     from hf_distill.cli.main import main
-
     from tests.test_pipeline import cls_config
 
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, benchmark_runs=1, benchmark_batch_size=2, trim_min_corpus_tokens=100)

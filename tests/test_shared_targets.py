@@ -15,9 +15,15 @@ from transformers import AutoTokenizer
 from hf_distill import DistillationConfig, DistillationTrainer
 from hf_distill.hub.http import HubPublishError
 from hf_distill.students.vocabulary import trim_vocabulary
-from hf_distill.targets.cache import MANIFEST, SoftTargetCacheError, _verify, generate_soft_targets, soft_target_info
+from hf_distill.targets.cache import (
+    CACHE_MANIFEST,
+    SoftTargetCacheError,
+    _verify,
+    generate_soft_targets,
+    soft_target_info,
+)
 from hf_distill.targets.shared import (
-    MANIFEST_FILE,
+    PUBLISHED_MANIFEST,
     load_soft_targets,
     push_soft_targets,
     read_manifest,
@@ -120,7 +126,7 @@ def test_classification_full_logits_round_trip_is_exact(tmp_path, hub, wordpiece
     assert "alice/cls-targets" in url and len(repo.commits) == 1  # one commit
     files = set(repo.files)
     assert {
-        MANIFEST_FILE,
+        PUBLISHED_MANIFEST,
         "README.md",
         "data/train-00000-of-00001.parquet",
         "teacher_vocabulary/tokenizer.json",
@@ -141,13 +147,13 @@ def test_classification_full_logits_round_trip_is_exact(tmp_path, hub, wordpiece
     remote = one_batch_loss(tmp_path, student, wordpiece_tokenizer, loaded, alpha=0.5, temperature=2.0)
     assert torch.equal(local, remote) and local > 0
 
-    manifest = json.loads(repo.files[MANIFEST_FILE])
+    manifest = json.loads(repo.files[PUBLISHED_MANIFEST])
     card = DatasetCard(repo.files["README.md"].decode())
     assert manifest["teacher_id"] == "alice/teacher" and manifest["data_source"] == "glue/sst2"
     assert manifest["rows"] == len(cached) and manifest["task"] == "sequence-classification"
     assert (
         manifest["teacher_weights_sha256"]
-        == json.loads((next(cache.glob(f"*/{MANIFEST}"))).read_text())["key"]["teacher_weights"]
+        == json.loads((next(cache.glob(f"*/{CACHE_MANIFEST}"))).read_text())["key"]["teacher_weights"]
     )
     assert manifest["shards"][0]["bytes"] == len(repo.files[manifest["shards"][0]["path"]])
     meta = card.data.to_dict()["soft_targets"]
@@ -166,7 +172,7 @@ def test_classification_full_logits_round_trip_is_exact(tmp_path, hub, wordpiece
         assert meta[key] == manifest[key], key
     assert "alice/student-a" in card.text and 'load_soft_targets("alice/cls-targets"' in card.text
     # published files name repo ids, never local paths
-    for name in (MANIFEST_FILE, "README.md"):
+    for name in (PUBLISHED_MANIFEST, "README.md"):
         assert str(tmp_path) not in repo.files[name].decode()
 
 
@@ -248,8 +254,8 @@ def test_a_shard_dropped_from_the_manifest_is_refused(tmp_path, bpe_tokenizer, l
     kept = manifest["shards"][0]
     # the second shard's entry is gone (and its file): every remaining shard still matches its checksum
     (folder / manifest["shards"][1]["path"]).unlink()
-    (folder / MANIFEST_FILE).write_text(json.dumps({**manifest, "shards": [kept]}))
-    message = rf"the shards hold {kept['rows']} rows but {MANIFEST_FILE} says {manifest['rows']}: .*republish"
+    (folder / PUBLISHED_MANIFEST).write_text(json.dumps({**manifest, "shards": [kept]}))
+    message = rf"the shards hold {kept['rows']} rows but {PUBLISHED_MANIFEST} says {manifest['rows']}: .*republish"
     with pytest.raises(SoftTargetCacheError, match=message):
         load_soft_targets(folder)
     with pytest.raises(SoftTargetCacheError, match=message):
@@ -266,14 +272,14 @@ def test_manifest_and_shard_file_errors_are_one_clear_line(tmp_path, bpe_tokeniz
     ):
         load_soft_targets(folder)
     shard.write_bytes(data)
-    (folder / MANIFEST_FILE).write_text(json.dumps({**manifest, "schema_version": 2}))
+    (folder / PUBLISHED_MANIFEST).write_text(json.dumps({**manifest, "schema_version": 2}))
     with pytest.raises(SoftTargetCacheError, match=r"manifest schema 2, this hf-distill reads 1: upgrade hf-distill"):
         load_soft_targets(folder)
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest)[:-20])
-    with pytest.raises(SoftTargetCacheError, match=rf"{MANIFEST_FILE} is not valid JSON"):
+    (folder / PUBLISHED_MANIFEST).write_text(json.dumps(manifest)[:-20])
+    with pytest.raises(SoftTargetCacheError, match=rf"{PUBLISHED_MANIFEST} is not valid JSON"):
         read_manifest(folder)
-    (folder / MANIFEST_FILE).unlink()
-    with pytest.raises(SoftTargetCacheError, match=rf"soft targets {folder}: {MANIFEST_FILE} is missing"):
+    (folder / PUBLISHED_MANIFEST).unlink()
+    with pytest.raises(SoftTargetCacheError, match=rf"soft targets {folder}: {PUBLISHED_MANIFEST} is missing"):
         load_soft_targets(folder)
 
 
@@ -336,14 +342,14 @@ def test_token_never_in_uploaded_bytes_or_logs(tmp_path, hub, bpe_tokenizer, lm_
 
 def test_failed_upload_leaves_the_cache_intact(tmp_path, hub, bpe_tokenizer, lm_cache):
     cache, cached = lm_cache
-    folder = next(p.parent for p in cache.glob(f"*/{MANIFEST}"))
+    folder = next(p.parent for p in cache.glob(f"*/{CACHE_MANIFEST}"))
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     hub.fail("commit", status=500, message="storage backend down")
     with pytest.raises(HubPublishError, match="No files were committed"):
         push(hub, cache, "alice/lm-targets", bpe_tokenizer)
     assert hub.repo("dataset", "alice/lm-targets").commits == []
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
-    _verify(folder, json.loads((folder / MANIFEST).read_text())["key"])  # still a valid cache
+    _verify(folder, json.loads((folder / CACHE_MANIFEST).read_text())["key"])  # still a valid cache
     # the next attempt succeeds from the same cache
     push(hub, cache, "alice/lm-targets", bpe_tokenizer)
     assert len(hub.repo("dataset", "alice/lm-targets").commits) == 1
@@ -370,7 +376,7 @@ def test_cli_push_targets(tmp_path, hub, bpe_tokenizer, lm_cache, monkeypatch, c
     ]
     assert main(args) == 0
     assert "alice/cli-targets" in capsys.readouterr().out
-    assert MANIFEST_FILE in hub.repo("dataset", "alice/cli-targets").files
+    assert PUBLISHED_MANIFEST in hub.repo("dataset", "alice/cli-targets").files
     assert main(["push-targets", str(tmp_path / "nowhere"), "--repo-id", "alice/x", "--endpoint", hub.url]) == 1
     err = capsys.readouterr().err
     assert (
@@ -407,7 +413,7 @@ def test_cli_push_targets_to_a_bare_name_goes_to_the_tokens_user(
     assert f"{hub.url}/datasets/alice/bare-targets/commit/" in capsys.readouterr().out
     assert list(hub.repos) == [("dataset", "alice/bare-targets")]
     repo = hub.repo("dataset", "alice/bare-targets")
-    assert len(repo.commits) == 1 and MANIFEST_FILE in repo.files
+    assert len(repo.commits) == 1 and PUBLISHED_MANIFEST in repo.files
     # the card's snippet names the repo the targets are in
     assert 'load_soft_targets("alice/bare-targets"' in repo.files["README.md"].decode()
 
@@ -431,10 +437,10 @@ def test_pipeline_trains_from_hub_targets_without_teacher_forwards(tmp_path, hub
     assert "alice/lm-student-soft-targets" in first["push"]["soft_targets_commit"]
     targets = hub.repo("dataset", "alice/lm-student-soft-targets")
     assert "alice/lm-student" in DatasetCard(targets.files["README.md"].decode()).text
-    manifest = json.loads(targets.files[MANIFEST_FILE])
+    manifest = json.loads(targets.files[PUBLISHED_MANIFEST])
     assert manifest["models"] == ["alice/lm-student"] and manifest["top_k"] == 8
     assert manifest["teacher_id"] == "local:lmrun/teacher"  # trained in the run: named by its hash, never its path
-    assert all(str(tmp_path) not in targets.files[name].decode() for name in (MANIFEST_FILE, "README.md"))
+    assert all(str(tmp_path) not in targets.files[name].decode() for name in (PUBLISHED_MANIFEST, "README.md"))
     model_card = hub.repo("model", "alice/lm-student").files["README.md"].decode()
     assert "alice/lm-student-soft-targets" in yaml.safe_load(model_card.split("---")[1])["datasets"]
 
@@ -519,7 +525,7 @@ def test_a_classifier_from_hub_targets_reports_their_rows(tmp_path, hub, tiny_be
         cls_config(first, tiny_bert_cls_dir),
         ["--push_to_hub", "true", "--hub_model_id", "alice/cls-student", "--push_soft_targets", "true"],
     )
-    rows = json.loads(hub.repo("dataset", "alice/cls-student-soft-targets").files[MANIFEST_FILE])["rows"]
+    rows = json.loads(hub.repo("dataset", "alice/cls-student-soft-targets").files[PUBLISHED_MANIFEST])["rows"]
     assert rows == 40
     # run 2: its own data settings say 8 labelled, 0 transfer; the student trains on the 40 published rows
     second = tmp_path / "second"
@@ -576,3 +582,19 @@ def test_pipeline_refuses_contradictory_target_settings(tmp_path):
         run_from_config(cfg, ["--soft_targets", "no such folder"], check_only=True)
     with pytest.raises(ValueError, match="need use_soft_targets: true"):
         run_from_config(cfg, ["--soft_targets", "alice/t", "--use_soft_targets", "false"], check_only=True)
+
+
+def test_the_two_manifests_are_named_for_what_they_describe_and_the_old_name_warns():
+    """A local cache's manifest and published targets' manifest are two files with two names; the old public name
+    of the published one still works for one release, with a FutureWarning naming the new one."""
+    import importlib
+
+    from hf_distill.targets import cache, shared
+
+    assert (cache.CACHE_MANIFEST, shared.PUBLISHED_MANIFEST) == ("hf_distill_soft_targets.json", "soft_targets.json")
+    with pytest.warns(FutureWarning, match=r"MANIFEST_FILE is now PUBLISHED_MANIFEST"):
+        from hf_distill.targets.shared import MANIFEST_FILE
+    assert MANIFEST_FILE == shared.PUBLISHED_MANIFEST
+    with pytest.warns(FutureWarning, match=r"MANIFEST_FILE is now PUBLISHED_MANIFEST"):
+        assert importlib.import_module("hf_distill.shared_targets").MANIFEST_FILE == "soft_targets.json"
+    assert not hasattr(cache, "MANIFEST") and not hasattr(shared, "MANIFEST")

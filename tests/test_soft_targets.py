@@ -10,7 +10,7 @@ from datasets import Dataset
 from transformers import DataCollatorForLanguageModeling
 
 from hf_distill import DistillationConfig, DistillationTrainer
-from hf_distill.targets.cache import MANIFEST, generate_soft_targets, soft_target_info
+from hf_distill.targets.cache import CACHE_MANIFEST, generate_soft_targets, soft_target_info
 from tests import tiny
 
 
@@ -187,11 +187,11 @@ def test_truncated_or_corrupted_cache_is_detected_and_regenerated(tmp_path, bpe_
     generate_soft_targets(teacher, lm_data, top_k=8, cache_dir=cache, progress=False)
     assert counter.calls > calls and "corrupted" in caplog.text
     # a missing manifest (interrupted write)
-    (folder / MANIFEST).unlink()
+    (folder / CACHE_MANIFEST).unlink()
     calls = counter.calls
     generate_soft_targets(teacher, lm_data, top_k=8, cache_dir=cache, progress=False)
     assert counter.calls > calls
-    assert json.loads((folder / MANIFEST).read_text())["key"]["top_k"] == 8
+    assert json.loads((folder / CACHE_MANIFEST).read_text())["key"]["top_k"] == 8
 
 
 def test_unlabelled_rows_get_only_the_distillation_term(tmp_path, wordpiece_tokenizer, cls_data):

@@ -60,6 +60,14 @@ def model_problem(option: str, value: str) -> str | None:
 
     The app loads what it is given with transformers, which reads every name that is not a folder as a Hub id: a
     mistyped path became "Repo id must use alphanumeric chars", and an ``onnx/`` export folder "Unrecognized model".
+
+    Args:
+        option: the command-line option the value came from, named in the message (``--teacher``, ``--student``).
+        value: the path or Hub id given.
+
+    Returns:
+        One line naming the problem and the fix (damaged weights, an ONNX folder, a folder without config.json, a
+        file, a local path that does not exist), or None when transformers may load `value`.
     """
     from ..core.loading import damaged_weights
     from ..pipeline.preflight import looks_like_local_path

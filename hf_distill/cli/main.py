@@ -1,5 +1,16 @@
 """The `hf-distill` parser and entry point, and the `run` subcommand (the others: one module each in this package).
 
+The subcommands, as ``hf-distill --help`` lists them (the module that defines each in brackets):
+
+- ``run`` (here): teacher → soft targets → student → evaluation → card → push from a YAML config, resumable;
+- ``evaluate`` (`measure`): measure teacher vs student (size, speed, task metrics, fidelity) into a report;
+- ``card`` (`measure`): write the model card (README.md) and its chart from distillation_report.json;
+- ``push`` (`push`): publish the student, its card, report and chart (and optionally the demo Space) to the Hub;
+- ``demo`` (`demo`): compare a teacher and its student side by side in a local Gradio app;
+- ``export`` (`export`): export a student to ONNX, float32 and int8, each file verified against PyTorch;
+- ``plan`` (`plan`): measure candidate students (layers × FFN width × trimmed vocabulary) before training;
+- ``push-targets`` (`targets`): publish cached soft targets as a Hub dataset in one commit.
+
 Errors reach the user as one line ``hf-distill <command>: error: <message>`` on stderr and exit status 1; the
 traceback is shown only with ``--debug`` (anywhere on the command line), ``HF_DISTILL_DEBUG=1`` or
 ``--log_level debug``.

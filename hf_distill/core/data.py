@@ -200,8 +200,11 @@ def file_sha256(path: str | os.PathLike) -> str:
         return sha_fileobj(f).hex()
 
 
-def label_names(train: Dataset, label_column: str, class_names: str | list[str] | None = None) -> list[str]:
+def data_label_names(train: Dataset, label_column: str, class_names: str | list[str] | None = None) -> list[str]:
     """The class names of a classification data set, index = label id.
+
+    What the data's labels are; the names a model's config gives its outputs are
+    `hf_distill.students.compatibility.config_label_names`.
 
     Args:
         train: the training split.
@@ -293,6 +296,13 @@ def parse_selection_size(value: str | int | float | None) -> int | float | None:
     """`selection_size` as rows (an integer, e.g. "500") or a share of the training rows (a fraction in (0, 1),
     e.g. "0.1"), as `datasets.Dataset.train_test_split` reads `test_size`; None when not set.
 
+    Args:
+        value: the setting as given: a string from the command line or a config file, a number, or None
+            ("", "none" and "null" also mean not set).
+
+    Returns:
+        An `int` (rows), a `float` in (0, 1) (a share), or None.
+
     Raises:
         ValueError: one line naming the value and what is accepted.
     """
@@ -362,11 +372,15 @@ class RunData:
 
     @property
     def classification(self) -> bool:
+        """Whether the run's task predicts class labels (then labels are made integral and named)."""
         from .tasks import get_task
 
         return get_task(self.args.task).has_class_labels
 
     def files(self) -> dict[str, str]:
+        """The local data files the run names, as `datasets` data_files: {train split: train_file, validation split:
+        validation_file}; empty when the data comes from `dataset` alone.
+        """
         files = {}
         if self.args.train_file:
             files[self.args.train_split] = self.args.train_file
@@ -375,6 +389,12 @@ class RunData:
         return files
 
     def splits(self) -> DatasetDict:
+        """Every split of the data, loaded on first call and kept; for classification, labels given as names are
+        turned into ids.
+
+        Raises:
+            ValueError: when the data has no training split (names the splits found and the fix).
+        """
         if self._splits is None:
             splits = load_splits(
                 self.args.dataset, dataset_config=self.args.dataset_config, data_files=self.files() or None
@@ -390,6 +410,7 @@ class RunData:
         return self._splits
 
     def selection_size(self) -> int | float | None:
+        """The parsed `selection_size` setting (see `parse_selection_size`): rows, a share, or None."""
         return parse_selection_size(getattr(self.args, "selection_size", None))
 
     def selection_rows(self) -> tuple[list[int], list[int]] | None:
@@ -423,17 +444,32 @@ class RunData:
         return self._student_train
 
     def validation(self, max_samples: int | None = None) -> Dataset | None:
+        """The validation split, or None when the data has none.
+
+        Args:
+            max_samples: keep only its first `max_samples` rows (None or 0: all of them).
+        """
         if self.args.validation_split not in self.splits():
             return None
         val = self.splits()[self.args.validation_split]
         return val.select(range(min(max_samples, len(val)))) if max_samples else val
 
     def text_column(self) -> str:
+        """The name of the training data's text column: `text_column` when set, else the first of the usual names
+        (see `text_column_of`).
+        """
         return text_column_of(self.train(), self.args.text_column)
 
     def lm_format(self, ds: Dataset | None = None) -> Any:
         """Causal LMs: the format of `ds` (default: the training data), decided by
-        `hf_distill.lm_data.detect_lm_format` as in `DistillationTrainer`; None for other tasks."""
+        `hf_distill.core.lm_data.detect_lm_format` as in `DistillationTrainer`; None for other tasks.
+
+        Args:
+            ds: the rows to look at; None for `train()`.
+
+        Returns:
+            The detected `LMFormat`, or None when the task is not causal language modelling.
+        """
         from .lm_data import detect_lm_format
         from .tasks import get_task
 
@@ -449,7 +485,18 @@ class RunData:
     def texts(self, ds: Dataset, tokenizer: Any = None) -> list[str]:
         """The rows as plain text, for what reads text (tokenizer training, trimming, calibration, evaluation):
         the text column; for causal-LM prompt(-completion) rows prompt + completion; conversations rendered with
-        `tokenizer`'s chat template."""
+        `tokenizer`'s chat template.
+
+        Args:
+            ds: the rows.
+            tokenizer: renders conversational rows with its chat template; unused for other formats.
+
+        Returns:
+            One string per row (rows whose text is not a string are dropped).
+
+        Raises:
+            ValueError: conversational rows and a tokenizer without a chat template.
+        """
         fmt = self.lm_format(ds)
         if fmt is None or fmt.kind in ("text", "tokenized"):
             return [t for t in ds[self.text_column()] if isinstance(t, str)]
@@ -475,8 +522,10 @@ class RunData:
         return [p + c for p, c in zip(ds["prompt"], ds["completion"])]
 
     def label_names(self) -> list[str]:
-        # the whole training split: a class seen only in the selection rows is still one of the classes
-        return label_names(self.splits()[self.args.train_split], self.args.label_column, self.args.class_names)
+        """The class names of the run's data, index = label id (see `data_label_names`), read from the whole training
+        split: a class seen only in the selection rows is still one of the classes.
+        """
+        return data_label_names(self.splits()[self.args.train_split], self.args.label_column, self.args.class_names)
 
     def fingerprint(self) -> dict[str, str]:
         """What identifies the data's contents: SHA-256 of local files, else `datasets`' fingerprint per split.
@@ -520,7 +569,17 @@ class RunData:
         """Drop empty texts, tokenize (truncated to max_length), keep only model inputs and ``label``.
 
         Causal-LM prompt(-completion) and conversational rows become prompt-completion rows
-        (`hf_distill.lm_data.prepare_lm_dataset`, as `DistillationTrainer` makes them)."""
+        (`hf_distill.core.lm_data.prepare_lm_dataset`, as `DistillationTrainer` makes them).
+
+        Args:
+            ds: the rows to tokenize.
+            tokenizer: the tokenizer of the model the rows are for.
+            max_completion_length: prompt-completion rows: the most completion tokens kept (None: no limit beyond
+                `max_length`).
+
+        Returns:
+            The tokenized data set.
+        """
         fmt = self.lm_format(ds)
         if fmt is not None and fmt.kind not in ("text", "tokenized"):
             from .lm_data import prepare_lm_dataset

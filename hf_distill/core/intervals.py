@@ -76,7 +76,18 @@ def bootstrap_sums(columns: np.ndarray, resamples: int = RESAMPLES, seed: int = 
 
 def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """The central `confidence` percentile interval of resampled figures; None when any resample is undefined
-    (NaN or infinite, e.g. a ratio to a teacher that scores 0 on that resample)."""
+    (NaN or infinite, e.g. a ratio to a teacher that scores 0 on that resample).
+
+    Args:
+        values: one figure per bootstrap resample.
+        confidence: the share of the resamples the interval holds (0.95: from the 2.5th to the 97.5th percentile).
+
+    Returns:
+        (low, high), or None when `values` is empty or holds a non-finite value.
+
+    Raises:
+        ValueError: `confidence` is not in (0, 1).
+    """
     values = np.asarray(values, dtype=np.float64)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -100,6 +111,7 @@ class Interval:
     high: float
 
     def as_tuple(self) -> tuple[float, float]:
+        """The interval as (low, high)."""
         return self.low, self.high
 
 
@@ -245,6 +257,16 @@ def f1_from_counts(counts: np.ndarray, average: str) -> np.ndarray:
 
     "binary": the one class given (0 when it never occurs nor is predicted). "macro": the mean over the classes
     that occur in the labels or the predictions of that sample (scikit-learn's default labels).
+
+    Args:
+        counts: tp, fp, fn of each class, interleaved along the last axis; leading axes are resamples.
+        average: "binary" or "macro".
+
+    Returns:
+        The F1 of each leading index (shape ``counts.shape[:-1]``).
+
+    Raises:
+        ValueError: any other `average`.
     """
     tp, fp, fn = counts[..., 0::3], counts[..., 1::3], counts[..., 2::3]
     denominator = 2 * tp + fp + fn
@@ -314,7 +336,18 @@ def fidelity_intervals(
     confidence: float = CONFIDENCE,
 ) -> dict[str, Interval | None]:
     """Intervals of the fidelity means from per-unit sums ``agree``, ``kl``, ``js`` and ``items`` (the items a unit
-    contributes: 1 per example, or its scored positions per text): each figure is Σ value / Σ items."""
+    contributes: 1 per example, or its scored positions per text): each figure is Σ value / Σ items.
+
+    Args:
+        per_item: the per-unit sums, one array each; the fidelity keys missing from it get no interval.
+        resamples: the number of bootstrap resamples.
+        seed: the seed of the resampling.
+        confidence: the share of the resamples each interval holds.
+
+    Returns:
+        Report key (``agreement_top1``, ``kl_teacher_student``, ``js_divergence``) -> its interval, or None when a
+        resample leaves it undefined; empty without ``items``.
+    """
     if "items" not in per_item:
         return {}
     keys = [k for k in ("agree", "kl", "js") if k in per_item]

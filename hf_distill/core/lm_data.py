@@ -76,6 +76,7 @@ class LMFormat:
 
     @property
     def prompt_only(self) -> bool:
+        """Whether the rows hold prompts and no completions (they train only on generated completions)."""
         return self.kind == "prompt-only"
 
     @property
@@ -217,6 +218,14 @@ def check_lm_format(fmt: LMFormat, args: Any, *, split: str = "train_dataset") -
 
     Prompt-only rows have no completions: they train only when every batch gets generated ones (``lmbda=1``, or
     `seq_kd`), and never serve evaluation. On-policy / seq_kd needs prompts: text rows have none.
+
+    Args:
+        fmt: the detected format of the rows (`detect_lm_format`).
+        args: the `DistillationConfig` (reads ``lmbda``, ``seq_kd`` and ``generates``).
+        split: which data the rows are, named in the message (``train_dataset``, ``eval_dataset``, ...).
+
+    Raises:
+        ValueError: prompt-only rows that no generation completes, or text rows for on-policy / seq_kd training.
     """
     generates_all = getattr(args, "lmbda", 0) >= 1 or getattr(args, "seq_kd", False)
     if fmt.prompt_only and (split != "train_dataset" or not generates_all):
@@ -284,6 +293,20 @@ def prepare_trainer_datasets(task: Any, args: Any, tokenizer: Any, train_dataset
 
     Other tasks, tokenized rows and data sets without column names (e.g. a torch `Dataset`) pass unchanged.
     `eval_dataset` may be a dict of data sets, as for `transformers.Trainer`.
+
+    Args:
+        task: the trainer's `Task`.
+        args: the `DistillationConfig` (``dataset_text_field``, ``max_length``, ``max_completion_length``, and
+            what `check_lm_format` reads).
+        tokenizer: the student's tokenizer (the processing class).
+        train_dataset: the training rows, or None.
+        eval_dataset: the evaluation rows, a dict of them, or None.
+
+    Returns:
+        (train_dataset, eval_dataset), prompt-completion rows where they were untokenized causal-LM rows.
+
+    Raises:
+        ValueError: a format the run cannot train or evaluate on (see `check_lm_format`).
     """
     if not (getattr(task, "per_token", False) and getattr(task, "shift", 0)):
         return train_dataset, eval_dataset

@@ -34,6 +34,10 @@ def damaged_weights(folder: str | os.PathLike) -> list[str]:
 def check_weights(name_or_path: str | os.PathLike, role: str = "model") -> None:
     """Refuse a local model folder with a damaged weights file, naming the file and the fix (see `damaged_weights`).
 
+    Args:
+        name_or_path: a local folder (checked) or a Hub id (nothing to check yet).
+        role: what the model is, named in the message ("teacher", "student", ...).
+
     Raises:
         ValueError: a safetensors file of the folder cannot be read.
     """
@@ -56,6 +60,25 @@ def layer_count(config: Any) -> int | None:
     for name in ("num_hidden_layers", "n_layer", "num_layers"):
         value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
         if isinstance(value, int):
+            return value
+    return None
+
+
+def max_positions(model_or_config: Any) -> int | None:
+    """The longest sequence a model's position table allows, from its config, or None when the config names none.
+
+    The model's own limit, whatever its tokenizer says: what a prompt plus its generated tokens must fit in. Configs
+    name it ``max_position_embeddings`` (GPT-2 ``n_positions``, a few ``max_sequence_length``). For the longest
+    input a model and its tokenizer both accept, see `hf_distill.evaluation.benchmark.max_input_length`.
+
+    Args:
+        model_or_config: a model (its ``config`` is read; an exported `OnnxModel` too), a config, or a
+            ``config.json`` read as a dict.
+    """
+    config = getattr(model_or_config, "config", model_or_config)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
             return value
     return None
 

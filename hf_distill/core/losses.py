@@ -84,6 +84,22 @@ def distillation_loss(
 
     Computed in float32 whatever the models' dtype. `scale_by_temperature_squared=None` means on for the KL
     family and off for ``mse``.
+
+    Args:
+        student_logits: the student's logits.
+        teacher_logits: the teacher's logits, the same shape.
+        loss_type: ``forward_kl``, ``reverse_kl``, ``jsd``, ``skew_kl``, ``skew_reverse_kl`` or ``mse`` (see the
+            module docstring for each one's formula).
+        temperature: T; both distributions are softmax(z / T).
+        jsd_beta: β of ``jsd``.
+        skew_lambda: λ of ``skew_kl`` and ``skew_reverse_kl``.
+        scale_by_temperature_squared: multiply by T² (None: on except for ``mse``).
+
+    Returns:
+        The loss of each item (all axes but the last); the caller masks and normalises.
+
+    Raises:
+        ValueError: the two shapes differ, or an unknown `loss_type`.
     """
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
@@ -126,6 +142,24 @@ def topk_distillation_loss(
     size both tails are empty and this equals `distillation_loss` on full logits. For small k the result is the
     divergence between the two bucketed distributions, which by the data-processing inequality is never larger
     than the full-vocabulary KL; the gap is the divergence hidden inside the tail.
+
+    Args:
+        student_logits: the student's logits (N, V).
+        topk_ids: the vocabulary ids of the teacher's k most likely tokens (N, k).
+        topk_log_probs: the teacher's log-probabilities at those ids (N, k).
+        tail_mass: the teacher's probability outside them (N,).
+        loss_type: ``forward_kl``, ``reverse_kl``, ``jsd``, ``skew_kl`` or ``skew_reverse_kl`` (``mse`` needs full
+            logits; see the module docstring for each one's formula).
+        temperature: T; both distributions are softmax(z / T).
+        jsd_beta: β of ``jsd``.
+        skew_lambda: λ of ``skew_kl`` and ``skew_reverse_kl``.
+        scale_by_temperature_squared: multiply by T² (None: on).
+
+    Returns:
+        The divergence of each item (N,).
+
+    Raises:
+        ValueError: ``loss_type="mse"``, or an unknown `loss_type`.
     """
     if loss_type == "mse":
         raise ValueError("loss_type='mse' needs full teacher logits; cache soft targets with top_k=None")
@@ -155,6 +189,14 @@ def causal_lm_valid_mask(labels: torch.Tensor | None, attention_mask: torch.Tens
     for left padding too, where the first real token would otherwise be "predicted" from a padding position; with
     right padding it is the same as checking token i + 1 alone. Without labels every real next token counts.
     This is the one definition of causal-LM valid positions: training, soft targets and evaluation all use it.
+
+    Args:
+        labels: (B, L) token labels, -100 where not scored; None to score every real next token.
+        attention_mask: (B, L), 1 on real tokens; None when every token is real.
+        input_ids: (B, L), for the shape when the other two are None.
+
+    Returns:
+        A (B, L - 1) boolean mask.
     """
     valid = torch.ones_like(input_ids[:, 1:], dtype=torch.bool)
     if labels is not None:
@@ -181,6 +223,18 @@ def hidden_state_loss_sum(
     """Sum over valid tokens of the per-token hidden-state loss (shapes (B, L, D) and mask (B, L)).
 
     ``mse`` averages the squared difference over the hidden dimension; ``cosine`` is 1 − cos(s, t).
+
+    Args:
+        student_hidden: the student's hidden states, projected to the teacher's width when they differ.
+        teacher_hidden: the teacher's hidden states of the mapped layer.
+        token_mask: True on the tokens that count.
+        kind: ``mse`` or ``cosine``.
+
+    Returns:
+        A scalar: the sum over the valid tokens (the caller divides by the batch's count).
+
+    Raises:
+        ValueError: an unknown `kind`.
     """
     s = student_hidden.float()[token_mask]
     t = teacher_hidden.float()[token_mask]
@@ -199,6 +253,14 @@ def attention_loss_sum(
     """Sum over valid query tokens of the squared difference of attention maps (B, H, L, L).
 
     Summed over keys and averaged over heads; when the head counts differ the maps are head-averaged first.
+
+    Args:
+        student_attention: the student's attention probabilities of one layer.
+        teacher_attention: the teacher's attention probabilities of the mapped layer.
+        token_mask: (B, L), True on real tokens: masks the keys, and selects the queries summed.
+
+    Returns:
+        A scalar: the sum over the valid query tokens.
     """
     s, t = student_attention.float(), teacher_attention.float()
     if s.shape[1] != t.shape[1]:

@@ -552,7 +552,12 @@ def _retained_or_none(teacher_value: float, student_value: float, lower_is_bette
 
 def ratio_to_teacher(teacher_value: float, student_value: float) -> float | None:
     """Student / teacher for a lower-is-better metric (1.03 reads "1.03× the teacher's perplexity");
-    None when the teacher's value is 0."""
+    None when the teacher's value is 0.
+
+    Args:
+        teacher_value: the teacher's figure.
+        student_value: the student's figure.
+    """
     try:
         return _ratio(student_value, teacher_value)
     except ZeroDivisionError:
@@ -564,6 +569,17 @@ def compute_ratios(teacher: ModelFigures, student: ModelFigures, primary_metric:
 
     Higher-is-better metrics get "% retained" (student / teacher × 100); lower-is-better ones (perplexity,
     losses) get the plain ratio student / teacher instead, and no percentage.
+
+    Args:
+        teacher: the teacher's measured figures.
+        student: the student's measured figures.
+        primary_metric: the metric the headline "% retained" is of (`Task.primary_metric`).
+
+    Returns:
+        The `Ratios` of the report.
+
+    Raises:
+        ValueError: `primary_metric` is missing from either model's metrics.
     """
     if primary_metric not in teacher.metrics or primary_metric not in student.metrics:
         raise ValueError(f"primary metric {primary_metric!r} missing from the teacher's or the student's metrics")
@@ -617,6 +633,9 @@ def format_table_rows(report: DistillationReport) -> list[tuple[str, str, str, s
 
     This is the one place where the table's rounding and labels are decided; `DistillationReport.to_dict`
     stores the result in the JSON, which the card and the Space app render as it is.
+
+    Args:
+        report: the report to format.
     """
     return report._format_rows()
 
@@ -625,7 +644,12 @@ def metric_comparison(report: DistillationReport, name: str) -> str:
     """The "student vs teacher" cell of metric `name`: "97.3% retained" for higher-is-better metrics,
     "1.03× the teacher's perplexity" for lower-is-better ones; with the report's intervals, their 95% intervals
     and the number of units behind them, or "no measurable difference: ..." where the interval of the paired
-    difference includes 0 (see `interval_phrase`)."""
+    difference includes 0 (see `interval_phrase`).
+
+    Args:
+        report: the report holding both models' metrics (and, optionally, their intervals).
+        name: a metric both models have.
+    """
     t, s, r = report.teacher.metrics[name], report.student.metrics[name], report.ratios
     if name in LOWER_IS_BETTER:
         ratio = r.metric_ratio_to_teacher_by_metric.get(name, ratio_to_teacher(t, s))
@@ -653,6 +677,10 @@ def interval_phrase(report: DistillationReport, name: str) -> str | None:
     otherwise the interval of the difference, e.g. "−2.6 points (95% CI −4.1 to −1.0), 872 examples", and for
     higher-is-better metrics the interval of the retained percentage. Fraction metrics (accuracy...) differ in
     points (× 100), others in their own unit.
+
+    Args:
+        report: the report; its `intervals` hold the paired bootstrap intervals.
+        name: a metric both models have.
     """
     iv = report.intervals
     ci = iv.metrics.get(name) if iv is not None else None
@@ -700,14 +728,17 @@ def fmt_mb(n_bytes: int) -> str:
 
 
 def fmt_ms(ms: float) -> str:
+    """A latency in milliseconds, to two decimals (the table's rounding)."""
     return f"{ms:.2f}"
 
 
 def fmt_rate(per_s: float) -> str:
+    """A throughput (items or tokens per second), to one decimal."""
     return f"{per_s:.1f}"
 
 
 def fmt_metric(value: float) -> str:
+    """A metric value, to four decimals."""
     return f"{value:.4f}"
 
 
@@ -717,6 +748,7 @@ def fmt_optional(value: float | None) -> str:
 
 
 def fmt_pct(pct: float) -> str:
+    """A percentage, to one decimal, with the % sign."""
     return f"{pct:.1f}%"
 
 
@@ -726,6 +758,7 @@ def fmt_retained(pct: float | None) -> str:
 
 
 def fmt_x(x: float) -> str:
+    """A ratio, to two decimals, with the × sign ("3.20×")."""
     return f"{x:.2f}×"
 
 
@@ -855,7 +888,14 @@ def _check_ratio(where: str, stored: Any, expected: float | None) -> None:
 def validate_report(report: DistillationReport) -> None:
     """Raise `InvalidReport` (naming the field) for figures no measurement produces: negative or zero sizes and
     times, fractions outside [0, 1], a perplexity below 1, divergences below 0, or a stored ratio that
-    contradicts the figures it was computed from."""
+    contradicts the figures it was computed from.
+
+    Args:
+        report: the report to check, as built or as read from JSON.
+
+    Raises:
+        InvalidReport: one line naming the first field in error and why.
+    """
     for who in ("teacher", "student"):
         fig: ModelFigures = getattr(report, who)
         if not isinstance(fig.name_or_path, str) or not fig.name_or_path.strip():

@@ -86,6 +86,11 @@ class Task:
 
         Classification: every example, shape (B,). Causal LM: `losses.causal_lm_valid_mask` (shifted; label not
         -100; predicting and predicted token both real), shape (B, L-1). Masked LM: `losses.token_valid_mask`.
+
+        Args:
+            labels: the batch's labels, or None.
+            attention_mask: the batch's attention mask, or None.
+            input_ids: the batch's input ids (for the shape and device).
         """
         if not self.per_token:
             return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
@@ -111,6 +116,11 @@ class Task:
         """(cross-entropy items, distillation items) of one batch: the denominators of the loss terms.
 
         Unlabelled classification rows (label < 0) count for distillation only.
+
+        Args:
+            labels: the batch's labels, or None (then no cross-entropy items).
+            attention_mask: the batch's attention mask, or None.
+            input_ids: the batch's input ids.
         """
         if not self.per_token:
             return (int((labels >= 0).sum()) if labels is not None else 0), int(input_ids.shape[0])
@@ -122,6 +132,11 @@ class Task:
 
         Token tasks keep every position (as transformers' own losses do) so that alpha = 0 reproduces the model's
         loss; for causal LMs the labels are shifted left and the last logit gets no target.
+
+        Args:
+            logits: the student's logits, aligned (`aligned`).
+            labels: the batch's labels.
+            valid: the `valid_mask` of the batch.
         """
         if not self.per_token:
             return logits, labels.masked_fill(labels < 0, losses.IGNORE_INDEX)
@@ -207,9 +222,8 @@ _TASKS: tuple[Task, ...] = (SEQUENCE_CLASSIFICATION, CAUSAL_LM, MASKED_LM)
 _BY_KEY: dict[str, Task] = {t.name: t for t in _TASKS} | {t.pipeline_tag: t for t in _TASKS}
 
 TASK_NAMES: tuple[str, ...] = tuple(t.name for t in _TASKS)
-# Older mappings by name, kept for callers that index them.
+# The auto class of each task by name (`pipeline.models.auto_class` indexes it).
 AUTO_CLASSES = {t.name: t.auto_class for t in _TASKS}
-PIPELINE_TAGS = {t.name: t.pipeline_tag for t in _TASKS}
 
 
 def all_tasks() -> tuple[Task, ...]:

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.loading import max_positions
+
 
 @dataclass
 class BenchmarkSettings:
@@ -92,6 +94,9 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     embedding matrix (the LM head) when the model has one. An exported model (`hf_distill.export.OnnxModel`) is
     not an `nn.Module`: it reports the counts of the PyTorch model it was exported from (same weights, stored
     differently).
+
+    Args:
+        model: a PyTorch model, or an exported one.
     """
     if not isinstance(model, nn.Module):
         return model.parameter_counts
@@ -112,7 +117,14 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def disk_size_bytes(model: nn.Module) -> int:
     """Bytes of the safetensors files `save_pretrained` writes for the model as loaded (same dtype for both models);
-    for an exported model, the bytes of its file."""
+    for an exported model, the bytes of its file.
+
+    Args:
+        model: a PyTorch model (saved to a temporary folder, then measured), or an exported one.
+
+    Raises:
+        RuntimeError: `save_pretrained` wrote no safetensors file.
+    """
     if not isinstance(model, nn.Module):
         return model.disk_bytes
     from transformers.utils import logging as hf_logging
@@ -145,6 +157,16 @@ def interleaved_timings(
     """Run teacher/student alternately (swapping order each run); return seconds and results per run.
 
     Each function receives the run index so both get the same input for that run.
+
+    Args:
+        teacher_fn: runs the teacher on the input of a run index.
+        student_fn: runs the student on the input of a run index.
+        runs: timed runs of each.
+        warmup: untimed runs of each first.
+        device: synchronised around each timed call when it is a CUDA device.
+
+    Returns:
+        (teacher seconds, student seconds, teacher results, student results), one entry per timed run.
     """
     (sec_t, sec_s), (res_t, res_s) = interleaved_runs((teacher_fn, student_fn), runs, warmup, device)
     return sec_t, sec_s, res_t, res_s
@@ -219,15 +241,16 @@ def forward_kwargs(model: nn.Module, encoding: dict[str, torch.Tensor]) -> dict[
     return {k: v for k, v in encoding.items() if k in accepted}
 
 
-def max_positions(model: nn.Module, tokenizer: Any = None) -> int | None:
-    """The longest input the model (and tokenizer) accept, if they say."""
-    limits = []
-    cfg = getattr(model, "config", None)
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(cfg, attr, None)
-        if isinstance(value, int) and value > 0:
-            limits.append(value)
-            break
+def max_input_length(model: nn.Module, tokenizer: Any = None) -> int | None:
+    """The longest input the model and its tokenizer both accept: the smaller of the model's position limit
+    (`hf_distill.core.loading.max_positions`) and the tokenizer's ``model_max_length`` when that is a real
+    limit (not transformers' "no limit" placeholder); None when neither says.
+
+    Args:
+        model: the model, or an exported `OnnxModel` (its config is read).
+        tokenizer: its tokenizer; None for the model's limit alone.
+    """
+    limits = [n for n in (max_positions(model),) if n is not None]
     tok_max = getattr(tokenizer, "model_max_length", None)
     if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
         limits.append(tok_max)
@@ -272,7 +295,7 @@ def benchmark_pair(
     models = (teacher, student, *(m for m, _ in extra))
     tokenizers = (teacher_tokenizer, student_tokenizer, *(t for _, t in extra))
     limit = min(
-        [settings.max_length] + [m for m in (max_positions(mod, tok) for mod, tok in zip(models, tokenizers)) if m]
+        [settings.max_length] + [m for m in (max_input_length(mod, tok) for mod, tok in zip(models, tokenizers)) if m]
     )
     for tok in tokenizers:
         if tok.pad_token is None:

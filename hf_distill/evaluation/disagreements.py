@@ -54,6 +54,7 @@ class LabelCounts:
 
     @property
     def disagreement_rate(self) -> float:
+        """The share of this label's examples on which the two models disagree (0 without examples)."""
         return self.disagreements / self.examples if self.examples else 0.0
 
 
@@ -75,9 +76,11 @@ class EvaluationExamples:
 
     @property
     def classification(self) -> bool:
+        """Whether the file is a classifier's (it names labels) rather than a language model's."""
         return self.labels is not None
 
     def to_dict(self) -> dict[str, Any]:
+        """The file's contents as a JSON-ready dict (nested `LabelCounts` included)."""
         return asdict(self)
 
     def to_json(self, path: str | os.PathLike) -> Path:
@@ -163,7 +166,11 @@ def count_by_label(
 
 def recount_from_rows(examples: EvaluationExamples) -> list[LabelCounts]:
     """The by-label counts of the file's own rows (equal to `by_label` for the disagreement columns whenever the
-    file holds every disagreement, and for all columns when it holds every example)."""
+    file holds every disagreement, and for all columns when it holds every example).
+
+    Args:
+        examples: a classifier's examples file.
+    """
     index = {name: i for i, name in enumerate(examples.labels or [])}
     rows = examples.rows
     return count_by_label(
@@ -249,7 +256,21 @@ def select_lm_examples(
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> EvaluationExamples:
     """The `max_rows` texts with the largest mean per-token KL(teacher ‖ student); texts with no scored token are
-    left out. All sequences are per text: mean KL, top-1 agreement share, tokens scored, mean NLL per token."""
+    left out. All sequences are per text: mean KL, top-1 agreement share, tokens scored, mean NLL per token.
+
+    Args:
+        texts: the evaluated texts.
+        divergences: each text's mean per-token KL(teacher ‖ student), in nats.
+        agreements: each text's share of positions where the two models' top-1 tokens agree.
+        tokens: each text's number of scored positions.
+        teacher_nll: each text's mean negative log-likelihood per token under the teacher.
+        student_nll: the same under the student.
+        task: the pipeline tag the file is for.
+        max_rows: the most rows kept.
+
+    Returns:
+        The `EvaluationExamples` of a language model (ties broken by text order).
+    """
     scored = [i for i in range(len(texts)) if tokens[i] > 0]
     chosen = sorted(scored, key=lambda i: (-divergences[i], i))[:max_rows]
     rows = [
@@ -309,7 +330,14 @@ def _probabilities(where: str, probs: Any, width: int) -> None:
 def validate_examples(ex: EvaluationExamples) -> None:
     """Raise `InvalidReport` (naming the field) for anything no evaluation writes: probabilities outside [0, 1] or
     not summing to 1, predictions that are not the vectors' top classes, counts that do not add up, more rows than
-    examples."""
+    examples.
+
+    Args:
+        ex: the examples, as written or as read from JSON.
+
+    Raises:
+        InvalidReport: one line naming the first field in error and why.
+    """
     if ex.task not in TASKS:
         raise _bad("task", f"must be one of {TASKS}, got {ex.task!r}")
     n = _count("num_evaluated", ex.num_evaluated)

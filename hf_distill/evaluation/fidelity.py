@@ -41,6 +41,10 @@ def causal_lm_valid_positions(
 
     The mask is `losses.causal_lm_valid_mask` without labels: both the predicting and the predicted token are
     real (not padding), which holds for right and left padding alike and does not depend on pad/eos token ids.
+
+    Args:
+        input_ids: (B, L) token ids; the labels are these shifted left by one.
+        attention_mask: (B, L), 1 on real tokens.
     """
     return losses.causal_lm_valid_mask(None, attention_mask, input_ids), input_ids[:, 1:]
 

@@ -59,7 +59,12 @@ DISTILLATION_KEYS = (
 
 def distillation_settings(config: Any, **extra: Any) -> dict[str, Any]:
     """The report's `distillation` dict from a training config (e.g. DistillationConfig) plus extra keys
-    such as layers_kept=, steps=, dataset=. Attributes the config lacks are left out."""
+    such as layers_kept=, steps=, dataset=. Attributes the config lacks are left out.
+
+    Args:
+        config: the training config the student was trained with (its `DISTILLATION_KEYS` attributes are read).
+        **extra: more entries, which override the config's.
+    """
     out = {k: getattr(config, k) for k in DISTILLATION_KEYS if getattr(config, k, None) is not None}
     out.update(extra)
     return out
@@ -110,19 +115,49 @@ def evaluate_pair(
     `distillation` (loss_type, temperature, alpha, layers_kept, steps, dataset, ...) and `training`
     (train_seconds, ...) are copied into the report; `training` is completed from the student's
     `trainer_state.json` when present. With `output_dir`, the report is also written there, and beside it
-    `evaluation_examples.json` (`hf_distill.disagreements`: where teacher and student disagree most; also kept as
-    `report.examples`). `task` is a task
-    name or pipeline tag; detected from the teacher's config when None.
+    `evaluation_examples.json` (`hf_distill.evaluation.disagreements`: where teacher and student disagree most;
+    also kept as `report.examples`).
 
     For causal LMs (unless `measure_sample_quality` is False) both models also continue prompts made from the
-    evaluation texts, and the teacher scores each model's samples (`hf_distill.sample_quality`, settings
-    `samples`, default `SampleSettings()`): the report's `sample_quality`.
-
-    `selected_on` says which rows chose among settings (e.g. a selection split held out of the training data); it
-    is recorded as `evaluation.selected_on` and the card states it beside the split that measured.
+    evaluation texts, and the teacher scores each model's samples (`hf_distill.evaluation.sample_quality`):
+    the report's `sample_quality`.
 
     The report's `intervals` are 95% paired bootstrap intervals over the evaluated examples (texts for LMs), see
-    `hf_distill.intervals`.
+    `hf_distill.core.intervals`.
+
+    Args:
+        teacher: the teacher's folder or Hub id.
+        student: the student's folder or Hub id.
+        dataset: a local data file, a Hub dataset id, or texts already loaded (`EvalData`).
+        task: a task name, pipeline tag or `Task`; detected from the teacher's config when None.
+        split: the split of a Hub dataset (default "validation").
+        dataset_config: the Hub dataset's configuration.
+        text_column: the text column (default: the obvious one).
+        label_column: the label column of classification data (default "label"/"labels").
+        max_samples: evaluate on the first N non-empty rows; None: all of them.
+        batch_size: the evaluation batch size.
+        max_length: truncate inputs to this many tokens (and to what both models accept).
+        threads: torch's (and onnxruntime's) thread count while measuring; None keeps the current one.
+        device: where the models run.
+        trust_remote_code: let transformers run code from the models' repos (off by default).
+        metric_source: where accuracy/F1 come from: "auto", "hub" or "local" (see `load_metric`).
+        benchmark: how long and how hard to time (default `BenchmarkSettings` from `threads`, `device`,
+            `max_length`).
+        distillation: the training settings to record (see `distillation_settings`).
+        training: training facts to record (train_seconds, ...).
+        output_dir: write the report and the examples file there.
+        include_exports: also measure the student's ONNX exports found beside it.
+        samples: how the samples are drawn (default `SampleSettings()`).
+        measure_sample_quality: causal LMs: measure the samples (False: skip).
+        selected_on: which rows chose among settings (e.g. a selection split held out of the training data),
+            recorded as `evaluation.selected_on`; the card states it beside the split that measured.
+
+    Returns:
+        The validated `DistillationReport`.
+
+    Raises:
+        ValueError: the two models are of different tasks, or the data is unusable (see `load_texts`).
+        OnnxExportError: an export beside the student does not match its export check.
     """
     t = load_model(teacher, task, trust_remote_code=trust_remote_code, role="teacher")
     s = load_model(student, task or t.task, trust_remote_code=trust_remote_code, role="student")
@@ -279,7 +314,15 @@ def evaluate_pair(
 
 def write_examples(report: DistillationReport, folder: str | os.PathLike) -> Path | None:
     """Write the examples `evaluate_pair` kept (`report.examples`) as `evaluation_examples.json` in `folder`, where
-    the report is; a stale file from an earlier evaluation is removed when there are none. Returns the path."""
+    the report is; a stale file from an earlier evaluation is removed when there are none.
+
+    Args:
+        report: the report `evaluate_pair` built.
+        folder: the folder the report is written to.
+
+    Returns:
+        The path written, or None when the report kept no examples.
+    """
     from .disagreements import EXAMPLES_FILENAME
 
     path = Path(folder) / EXAMPLES_FILENAME

@@ -25,10 +25,10 @@ from ..core.data import label_to_id
 from ..core.loading import LoadedModel, load_model
 from ..core.report import Fidelity
 from ..core.tasks import Task, get_task
-from ..students.compatibility import check_vocabularies, label_permutation
+from ..students.compatibility import check_vocabularies, config_label_names, label_permutation
 from ..students.vocabulary import evaluation_teacher, kept_ids_of
 from ..training import chunked_losses
-from .benchmark import forward_kwargs, max_positions
+from .benchmark import forward_kwargs, max_input_length
 from .disagreements import EvaluationExamples, select_classification_examples, select_lm_examples
 from .eval_data import EvalData, load_texts
 from .fidelity import (
@@ -140,7 +140,7 @@ def evaluate_models(
         raise ValueError("no texts to evaluate on")
     limit = min(
         [max_length]
-        + [m for m in (max_positions(teacher, teacher_tokenizer), max_positions(student, student_tokenizer)) if m]
+        + [m for m in (max_input_length(teacher, teacher_tokenizer), max_input_length(student, student_tokenizer)) if m]
     )
     for m in (teacher, student):
         m.to(device).eval()
@@ -262,14 +262,15 @@ def _evaluate_classification(
         details={"f1_average": average, "max_length": limit},
         per_item=per_item,
         examples=select_classification_examples(
-            texts, refs, probs_t, probs_s, per_item["kl"].tolist(), _label_names(teacher.config), task=task.pipeline_tag
+            texts,
+            refs,
+            probs_t,
+            probs_s,
+            per_item["kl"].tolist(),
+            config_label_names(teacher.config),
+            task=task.pipeline_tag,
         ),
     )
-
-
-def _label_names(config: Any) -> list[str]:
-    id2label = getattr(config, "id2label", None) or {}
-    return [str(id2label.get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
 
 
 def _mask_tokens(enc: dict[str, torch.Tensor], special: torch.Tensor, mask_id: int, p: float, gen: torch.Generator):

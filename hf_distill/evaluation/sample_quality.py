@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.loading import max_positions
 from ..core.report import DEFAULT_REPETITION_N, SampleFigures, SampleQuality
 from ..core.tasks import get_task
 from ..training import chunked_losses, on_policy
@@ -239,6 +240,15 @@ def prompts_from_texts(tokenizer: Any, texts: Sequence[str], num_prompts: int, p
     while enough longer ones remain, and only fill the set, whole and in order, when there are too few. Special
     tokens are not added: a prompt is the text's own start, as a user would type it.
 
+    Args:
+        tokenizer: the shared tokenizer.
+        texts: the evaluation texts, in order.
+        num_prompts: the most prompts returned.
+        prompt_tokens: the length of a full prompt.
+
+    Returns:
+        Token-id lists, at most `num_prompts` of them.
+
     Raises:
         ValueError: no text gives a token.
     """
@@ -261,7 +271,12 @@ def prompts_from_texts(tokenizer: Any, texts: Sequence[str], num_prompts: int, p
 def completions_of(generated: torch.Tensor, eos_token_id: int | None) -> list[list[int]]:
     """The new tokens of each row of a `generate` output (prompt already cut off), up to and including the
     first EOS: what follows it is filler `generate` adds once a row has finished (`on_policy.completion_mask`,
-    the rule training uses for generated completions)."""
+    the rule training uses for generated completions).
+
+    Args:
+        generated: (B, T) new token ids.
+        eos_token_id: the EOS id, or None when completions end only at the length limit.
+    """
     mask = on_policy.completion_mask(generated, None if eos_token_id is None else [eos_token_id]).bool()
     return [row[keep].tolist() for row, keep in zip(generated, mask)]
 
@@ -280,6 +295,17 @@ def generate_completions(
     The global RNG is seeded with `settings.seed` inside `torch.random.fork_rng`, so the caller's random state is
     left as it was, and every model starts from the same seed. Ids past `vocab_size` (embedding rows no token maps
     to) are suppressed, so the teacher never reads an id outside the shared vocabulary.
+
+    Args:
+        model: the causal LM that generates.
+        prompts: token-id lists.
+        pad_token_id: pads the prompts (on the left) of a batch.
+        eos_token_id: ends a completion; None: completions run to `settings.max_new_tokens`.
+        settings: the sampling settings (length, batch size, seed, temperature, top-p, top-k).
+        vocab_size: the shared vocabulary's size, when the model has more embedding rows.
+
+    Returns:
+        The new tokens of each prompt, up to and including the first EOS.
     """
     from transformers import GenerationConfig
 
@@ -383,8 +409,6 @@ def sample_quality(
     Raises:
         ValueError: bad settings, no prompt, or prompts plus new tokens longer than a model accepts.
     """
-    from .benchmark import max_positions
-
     if isinstance(prompts, (str, bytes)):
         raise ValueError("prompts must be a list of texts or token-id lists, not one string")
     prompt_ids = [
@@ -442,7 +466,18 @@ def measure_samples(
     student: nn.Module, teacher: nn.Module, tokenizer: Any, texts: Sequence[str], settings: SampleSettings | None = None
 ) -> SampleQuality:
     """`sample_quality` on prompts made from `texts` by `prompts_from_texts` (the first `settings.prompt_tokens`
-    tokens of the first `settings.num_prompts` texts that long), as `hf-distill evaluate` measures causal LMs."""
+    tokens of the first `settings.num_prompts` texts that long), as `hf-distill evaluate` measures causal LMs.
+
+    Args:
+        student: the student causal LM.
+        teacher: the teacher causal LM, which scores both models' samples.
+        tokenizer: the shared tokenizer.
+        texts: the evaluation texts the prompts are made from.
+        settings: how the samples are drawn (default `SampleSettings()`).
+
+    Raises:
+        ValueError: no text gives a prompt token.
+    """
     settings = settings or SampleSettings()
     prompts = prompts_from_texts(tokenizer, texts, settings.num_prompts, settings.prompt_tokens)
     return sample_quality(student, teacher, tokenizer, prompts, **settings.generation())

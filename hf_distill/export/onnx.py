@@ -763,6 +763,14 @@ def load_onnx_variants(model_dir: str | Path, config: Any, threads: int | None =
 
     The files are first checked against their export (`verify_export`).
 
+    Args:
+        model_dir: the PyTorch model's folder (the exports are in its ``onnx/`` subfolder).
+        config: the model's config (the task and input names `OnnxModel` needs).
+        threads: onnxruntime's intra-op thread count; None: its default.
+
+    Returns:
+        Variant name -> `OnnxModel`; empty when the folder has no exports.
+
     Raises:
         OnnxExportError: a file does not match its export check or the weights, is missing, or is unreadable.
     """
@@ -781,9 +789,13 @@ def load_onnx_variants(model_dir: str | Path, config: Any, threads: int | None =
 def recommended_onnx_file(model_dir: str | Path, report: Any = None) -> str | None:
     """The export to run beside the student (``onnx/model_quantized.onnx`` style path), or None without exports.
 
-    With a report that measured the exports, the card's pick (`hf_distill.report.recommended_variant`); when it
+    With a report that measured the exports, the card's pick (`hf_distill.core.report.recommended_variant`); when it
     recommends none (every export scores worse than the PyTorch student), the float32 file, the closest to it.
     Without such a report, the int8 file when there is one (the usual pick), else the float32 one.
+
+    Args:
+        model_dir: the student's folder.
+        report: the student's `DistillationReport`, or None.
     """
     folder = Path(model_dir) / ONNX_DIR
     present = [f"{ONNX_DIR}/{name}" for name in (INT8_FILE, FP32_FILE) if (folder / name).is_file()]

@@ -176,7 +176,11 @@ def _redact(text: str, token: str | None) -> str:
 def hub_timeout(timeout: float | None = None) -> float:
     """Seconds each Hub request may wait: `timeout`, else `HF_DISTILL_HUB_TIMEOUT`, else 60.
 
-    Raises `HubPublishError` for a value that is not a positive number.
+    Args:
+        timeout: the caller's setting, or None to read the environment.
+
+    Raises:
+        HubPublishError: the value is not a positive, finite number.
     """
     raw: Any = timeout if timeout is not None else os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S
     try:

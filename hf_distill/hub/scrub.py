@@ -109,7 +109,13 @@ def _hub_id_or_none(value: Any) -> str | None:
 def publishable_report(report: Any, *, repo_id: str, teacher_repo_id: str | None = None) -> Any:
     """A copy of a `DistillationReport` fit for the Hub: the student is `repo_id`, the teacher its Hub id
     (its own name when that is a Hub id, else `teacher_repo_id`, else 'local:NAME'), and every other local path
-    becomes 'local:PARENT/NAME'. The table rows are kept as they are (they hold no names or paths)."""
+    becomes 'local:PARENT/NAME'. The table rows are kept as they are (they hold no names or paths).
+
+    Args:
+        report: the report as `evaluate_pair` wrote it (with local paths).
+        repo_id: the Hub repo the student is published to.
+        teacher_repo_id: the teacher's Hub id, for a teacher measured from a local folder.
+    """
     from ..core.report import DistillationReport
 
     data = report.to_dict()

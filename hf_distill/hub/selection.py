@@ -155,9 +155,13 @@ def _walk_files(root: Path) -> Iterator[str]:
 def select_model_files(output_dir: str | os.PathLike[str]) -> list[str]:
     """List the files `push_to_hub` uploads from `output_dir` (sorted relative paths).
 
-    Raises `HubPublishError` when the folder has no `*.safetensors` weights (pickled weights alone are
-    refused), no `config.json` / `adapter_config.json`, or ONNX files that do not match their export check or the
-    weights (`hf_distill.export.verify_export`).
+    Args:
+        output_dir: the student's folder.
+
+    Raises:
+        HubPublishError: the folder has no `*.safetensors` weights (pickled weights alone are refused), no
+            `config.json` / `adapter_config.json`, a link leading out of it, or ONNX files that do not match their
+            export check or the weights (`hf_distill.export.verify_export`).
     """
     root = Path(output_dir)
     if not root.is_dir():
@@ -219,6 +223,12 @@ def select_space_files(app_dir: str | os.PathLike[str]) -> list[str]:
     """List the app files `push_space` uploads from `app_dir` (without README.md and the generated config).
 
     Caches, virtual environments, pickles, `.gitattributes` and anything that looks like a credential are left out.
+
+    Args:
+        app_dir: the Space app's folder.
+
+    Raises:
+        HubPublishError: the folder has no app.py, or a selected file is a link leading out of it.
     """
     root = Path(app_dir)
     if not (root / "app.py").is_file():

@@ -287,6 +287,19 @@ def parse_run_config(config_path: str | os.PathLike | None, overrides: list[str]
 
     The YAML is turned into command-line form, so both go through `HfArgumentParser` with the same types and
     checks, and a later ``--field`` wins.
+
+    Args:
+        config_path: the YAML file (a mapping of field: value), or None for overrides alone.
+        overrides: command-line arguments (``--field value`` or ``--field=value``; ``--max-steps`` and
+            ``--max_steps`` are the same field).
+
+    Returns:
+        (PipelineArguments, DistillationConfig, settings): settings are the fields the user set, as parsed and as
+        JSON stores them (what the run folder records).
+
+    Raises:
+        FileNotFoundError: the config file does not exist.
+        ValueError: the file is not UTF-8 YAML holding a mapping, a field is unknown, or `hub_token` is given.
     """
     values: dict[str, Any] = {}
     if config_path is not None:

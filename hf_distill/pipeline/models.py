@@ -118,7 +118,19 @@ def build_student(
 ) -> PreTrainedModel:
     """The student: `args.student` loaded with the teacher's labels, or `student_layers` blocks of the teacher
     (FFN width pruned to `student_intermediate_size` on the `calibration` batch when set); `config_overrides`
-    (e.g. no dropout) apply to either."""
+    (e.g. no dropout) apply to either.
+
+    Args:
+        args: the run's `PipelineArguments` (student, student_layers, student_layer_strategy,
+            student_intermediate_size, student_num_attention_heads, task).
+        config: the run's `DistillationConfig` (for `trust_remote_code`).
+        teacher: the loaded teacher.
+        calibration: a batch of inputs that ranks the FFN neurons to keep when pruning.
+        config_overrides: config values applied to the student.
+
+    Raises:
+        ValueError: a damaged weights file in `args.student`, or a layout the teacher cannot give.
+    """
     from ..students.blocks import student_from_teacher
 
     if args.student:

@@ -14,7 +14,7 @@ from typing import Any
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..core.data import RunData, to_label_ids
-from ..core.loading import layer_count
+from ..core.loading import layer_count, max_positions
 from ..core.tasks import get_task
 from ..errors import HfDistillError
 from .run_state import RunState
@@ -541,9 +541,8 @@ def _on_policy_problems(args: Any, config: Any, teacher_cfg: Any, data_has_promp
             "the prompt the completions are generated from)"
         )
     if generates and prompt_tokens is not None and teacher_cfg is not None:
-        get = teacher_cfg.get if isinstance(teacher_cfg, dict) else lambda k: getattr(teacher_cfg, k, None)
-        positions = get("n_positions") or get("max_position_embeddings")
-        if isinstance(positions, int) and prompt_tokens + config.max_new_tokens > positions:
+        positions = max_positions(teacher_cfg)
+        if positions is not None and prompt_tokens + config.max_new_tokens > positions:
             problems.append(
                 f"prompt_tokens={prompt_tokens} + max_new_tokens={config.max_new_tokens} exceed the "
                 f"teacher's {positions} positions: lower one of them"

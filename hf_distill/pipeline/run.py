@@ -65,6 +65,7 @@ class Pipeline:
 
     @property
     def classification(self) -> bool:
+        """Whether the run's task predicts class labels (the teacher's class names then matter)."""
         return get_task(self.args.task).has_class_labels
 
     def teacher_names(self) -> list[str] | None:
@@ -78,6 +79,20 @@ class Pipeline:
     # -- stage 1: teacher ---------------------------------------------------------------------------------------
 
     def stage_teacher(self) -> dict[str, Any]:
+        """Stage 1: the teacher, saved to ``output_dir/teacher``.
+
+        `teacher` is loaded (or, with `teacher_from_scratch`, built from its config, with a tokenizer trained on the
+        training text unless `tokenizer` names one) and, when `train_teacher` is "yes", or "auto" and the teacher
+        needs it (a new classification head, from scratch), fine-tuned on the labelled rows with a plain
+        `transformers.Trainer`.
+
+        Returns:
+            The stage's marker: whether the teacher was trained, its source, and when trained the training seconds,
+            loss and rows.
+
+        Raises:
+            PreflightError: a tokenizer trained here does not suit the model or the data.
+        """
         from transformers import Trainer, TrainingArguments
 
         from ..training.on_policy import PROMPT_LENGTH, PromptCompletionCollator
@@ -141,7 +156,15 @@ class Pipeline:
 
     def soft_targets(self, teacher, tokenizer):
         """The training rows with the teacher's cached outputs: reused when the cache verifies against its
-        manifest (same teacher weights, data and settings, files intact), regenerated otherwise."""
+        manifest (same teacher weights, data and settings, files intact), regenerated otherwise.
+
+        Args:
+            teacher: the saved teacher, loaded.
+            tokenizer: the teacher's tokenizer.
+
+        Returns:
+            The rows with their soft-target columns (`generate_soft_targets`).
+        """
         from ..targets.cache import generate_soft_targets
 
         data = self.data.tokenize(self.data.student_rows(self.teacher_names()), tokenizer)
@@ -163,7 +186,18 @@ class Pipeline:
         """The published soft targets of `soft_targets`, verified (shards, tokenizer, task, top-k, temperature,
         and that this run's teacher is the one that made them: it builds the student and is the evaluation's
         reference, so targets of another teacher would make the report compare against the wrong model);
-        a trimmed student's tokenizer gets its ids mapped (see hf_distill.shared_targets)."""
+        a trimmed student's tokenizer gets its ids mapped (see `hf_distill.targets.shared`).
+
+        Args:
+            student_tokenizer: the tokenizer the student trains with.
+            teacher: the saved teacher, loaded (its weights' fingerprint must match the targets').
+
+        Returns:
+            The published rows with their soft-target columns.
+
+        Raises:
+            SoftTargetCacheError: the targets are damaged or were made with another teacher or other settings.
+        """
         from ..targets.cache import weights_fingerprint
         from ..targets.shared import load_soft_targets
 
@@ -185,6 +219,14 @@ class Pipeline:
         return pushed_targets_repo_id(self.args, self.config)
 
     def stage_soft_targets(self) -> dict[str, Any]:
+        """Stage 2 (with `use_soft_targets`): the teacher's outputs on the training rows, cached under
+        ``output_dir/soft_targets`` (or, with `soft_targets`, the published ones downloaded and verified; the teacher
+        does not run).
+
+        Returns:
+            The stage's marker: the rows and seconds, and the cache's folder in the run (or the published targets'
+            source, revision and labelled/transfer row counts).
+        """
         from ..core.loading import load_saved
 
         if self.args.soft_targets:  # published targets: downloaded and verified, the teacher does not run
@@ -215,7 +257,12 @@ class Pipeline:
     # -- stage 3: student ---------------------------------------------------------------------------------------
 
     def build_student(self, teacher, tokenizer):
-        """The student before training (a hook: other ways of building it go here)."""
+        """The student before training (a hook: other ways of building it go here).
+
+        Args:
+            teacher: the saved teacher, loaded.
+            tokenizer: the teacher's tokenizer (tokenizes the calibration text of width pruning).
+        """
         from .models import build_student
 
         calibration = None
@@ -231,7 +278,15 @@ class Pipeline:
 
     def trim_student(self, student, tokenizer):
         """Trim the student's vocabulary to the training text and measure what that changes on the validation
-        text (the training text without one): `(student, its tokenizer, the change as a dict)`, the change logged."""
+        text (the training text without one); the change is logged.
+
+        Args:
+            student: the student built by `build_student`.
+            tokenizer: the teacher's (and so far the student's) tokenizer.
+
+        Returns:
+            (the trimmed student, its tokenizer, the change as a dict for the stage's marker).
+        """
         from ..students.vocabulary import trim_vocabulary, trimming_change
 
         student, trimmed = trim_vocabulary(
@@ -272,6 +327,16 @@ class Pipeline:
         return dataclasses.replace(self.config, **changes)
 
     def stage_student(self) -> dict[str, Any]:
+        """Stage 3: train the student with `DistillationTrainer` and save it to ``output_dir/student``.
+
+        The student is built (`build_student`), optionally trimmed (`trim_student`), and trained on the cached,
+        published or live-teacher rows, evaluated during training on `choosing_rows`; it resumes from its last complete
+        checkpoint in ``output_dir/student_checkpoints``. The saved folder holds safetensors and JSON only.
+
+        Returns:
+            The stage's marker: training seconds, the checkpoint resumed from, global step, training loss, rows, the
+            trimming change, the last evaluation's metrics and the split they were computed on.
+        """
         from ..core.checkpoints import last_complete_checkpoint
         from ..core.loading import load_saved
         from ..training.trainer import DistillationTrainer
@@ -407,6 +472,16 @@ class Pipeline:
         )
 
     def stage_export(self) -> dict[str, Any]:
+        """Stage 4 (with `export_onnx`): export the student to ``student/onnx`` (`export_onnx`, quantized when
+        `quantize`), each file checked against PyTorch on up to 256 validation texts (training texts without a
+        validation split); a previous export there is replaced.
+
+        Returns:
+            The stage's marker: the files written and the checks' results.
+
+        Raises:
+            OnnxExportError: the export fails or disagrees with the PyTorch student.
+        """
         from ..export.onnx import export_onnx
 
         # Verified on the validation texts (the training texts when there is no validation split).
@@ -432,6 +507,13 @@ class Pipeline:
         return {"files": result.files, "checks": [dataclasses.asdict(c) for c in result.checks]}
 
     def stage_evaluate(self) -> dict[str, Any]:
+        """Stage 5: measure teacher and student on the validation split with `evaluate_pair` and write
+        ``student/distillation_report.json`` (and ``evaluation_examples.json``) with the run's distillation settings,
+        training times and `selected_on`.
+
+        Returns:
+            The stage's marker: the report's path in the run and its ratios.
+        """
         from transformers import AutoConfig
 
         from ..evaluation.benchmark import BenchmarkSettings
@@ -529,6 +611,15 @@ class Pipeline:
         }
 
     def stage_card(self) -> dict[str, Any]:
+        """Stage 6: write the student's model card (``student/README.md``) from the report (`write_card`), naming
+        `hub_model_id`, the base model (`base_model`, else the teacher's Hub id) and `license`.
+
+        Returns:
+            The stage's marker: the card's path in the run.
+
+        Raises:
+            MissingCardField: the report lacks a figure the card needs.
+        """
         from ..publishing.card import write_card
 
         path = write_card(
@@ -541,6 +632,18 @@ class Pipeline:
         return {"card": str(Path(path).relative_to(self.root))}
 
     def stage_push(self) -> dict[str, Any]:
+        """Stage 7: publish the student folder (model, card, report) to `hub_model_id`; with `push_soft_targets` the
+        soft targets first, as a Hub dataset the card names; with `hub_space_id` a demo Space.
+
+        Without `push_to_hub` nothing is pushed and the stage stays open, so a later run with it publishes.
+
+        Returns:
+            The stage's marker: the commits made (or why nothing was pushed).
+
+        Raises:
+            ValueError: `push_to_hub` without `hub_model_id`.
+            HubPublishError: the upload is refused or fails (the message says why and what to do).
+        """
         if not self.config.push_to_hub:
             return {"pushed": False, "reason": "push_to_hub is off"}
         if not self.config.hub_model_id:

@@ -62,11 +62,18 @@ class RunState:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def finished(self) -> list[str]:
+        """The stages finished in this folder, in pipeline order."""
         return [stage for stage in STAGES if self.done(stage) is not None]
 
     def mark(self, stage: str, settings: dict[str, Any], **info: Any) -> None:
         """Record a finished stage, and the settings it was made with (written only now: a run that finished no
-        stage leaves no settings behind, so its corrected re-run is not refused)."""
+        stage leaves no settings behind, so its corrected re-run is not refused).
+
+        Args:
+            stage: one of `STAGES`.
+            settings: the run's recorded settings (`parse_run_config`'s third value).
+            **info: facts about the stage kept in its marker (e.g. the step count).
+        """
         atomic_write_text(self.settings_path, json.dumps(settings, indent=1, sort_keys=True, default=str))
         record = {"stage": stage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
         atomic_write_text(self.dir / f"{stage}.json", json.dumps(record, indent=1, default=str))
@@ -190,6 +197,11 @@ class RunLock:
         self.held = False
 
     def acquire(self) -> None:
+        """Take the folder's lock, or take over one left by a process of this host that is no longer running.
+
+        Raises:
+            RunFolderError: another live run holds the lock (names its process, host and start, and the fix).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
         for _ in range(2):
@@ -222,6 +234,7 @@ class RunLock:
         raise RunFolderError(f"could not take the lock {self.path}: another run took it meanwhile")
 
     def release(self) -> None:
+        """Give the lock back (remove the file) when this object holds it; otherwise do nothing."""
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False

@@ -89,7 +89,11 @@ def template_path() -> Path:
 
 def missing_fields(report: DistillationReport) -> list[str]:
     """Dotted names of the fields the card needs but the report does not have (None counts as missing,
-    except `distillation.layers_kept`, where null states that no teacher layers were copied)."""
+    except `distillation.layers_kept`, where null states that no teacher layers were copied).
+
+    Args:
+        report: the report the card is to be rendered from.
+    """
     missing = []
     for section, keys in REQUIRED_FIELDS.items():
         data = getattr(report, section)
@@ -249,8 +253,24 @@ def card_variables(
     examples: EvaluationExamples | None = None,
     space_id: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the template shows, formatted from the report (raises MissingCardField on gaps), the evaluation
-    examples file (`hf_distill.disagreements`) and the Space that runs the pair, when there are."""
+    """Everything the template shows, formatted from the report, the evaluation examples file
+    (`hf_distill.evaluation.disagreements`) and the Space that runs the pair, when there are.
+
+    Args:
+        report: the measured report.
+        repo_id: the student's repo id, as the card names it.
+        model_name: the student's display name.
+        chart_file: the chart's file name, linked from the card.
+        examples: the evaluation's examples, for the "Where they disagree" section.
+        space_id: the Space running teacher and student side by side, linked from the card.
+
+    Returns:
+        Template variable -> value.
+
+    Raises:
+        MissingCardField: the report lacks a field the card needs.
+        InvalidReport: the report holds a figure no measurement produces.
+    """
     missing = missing_fields(report)
     if missing:
         raise MissingCardField(
@@ -558,6 +578,21 @@ def render_card(
     repo_id defaults to the student's name_or_path and base_model to the teacher's (when that is a Hub id).
     `examples` (the evaluation's `evaluation_examples.json`) adds the "Where they disagree" section; `space_id`
     (a Hub Space running teacher and student side by side) a link to it.
+
+    Args:
+        report: the measured report.
+        repo_id: the student's repo id.
+        base_model: the teacher's Hub id, for the metadata's `base_model`.
+        license: the student's license (default "unknown", with a warning: it should be the teacher's).
+        language: the metadata's language(s).
+        model_name: the display name (default: the last part of `repo_id`).
+        template: a Jinja template to render instead of the packaged one.
+        examples: the evaluation's examples.
+        space_id: the Space running the pair.
+
+    Raises:
+        MissingCardField: the report lacks a field the card needs, the template uses a value not provided, or the
+            rendered card holds placeholder text.
     """
     repo_id = repo_id or report.student.name_or_path
     model_name = model_name or repo_id.rstrip("/").split("/")[-1]
@@ -620,6 +655,25 @@ def write_card(
     With `teacher_repo_id` (and `repo_id`), card and report are those `hf-distill push` publishes: the report names
     the student `repo_id` and the teacher `teacher_repo_id`, its local paths replaced (`hub.publishable_report`), and
     the card is rendered from it, so rendering that report again gives the same card.
+
+    Args:
+        report: a `DistillationReport`, its JSON file, or the folder holding ``distillation_report.json``.
+        output_dir: where the card, chart and report are written (created if needed).
+        repo_id: the student's repo id (default: the report's student name).
+        base_model: the teacher's Hub id for the metadata.
+        license: the student's license.
+        language: the metadata's language(s).
+        model_name: the display name.
+        template: a Jinja template to render instead of the packaged one.
+        space_id: the Space running the pair, linked from the card.
+        teacher_repo_id: render the published form: the teacher named by this Hub id, local paths replaced.
+
+    Returns:
+        The path of the README.md written.
+
+    Raises:
+        ValueError: `teacher_repo_id` without `repo_id`, or an unreadable report or examples file.
+        MissingCardField: the report lacks a field the card needs.
     """
     report_path = None
     examples = None

@@ -63,8 +63,19 @@ def prepare_model_publication(
     `base_model` is `base_model`, else the card's own when it is a Hub id, else the teacher's Hub id, else
     absent. A card written by a person is published as it is, unless its metadata or text holds a local path
     (then it is refused). The `evaluation_examples.json` beside the report is validated and shown in a generated
-    card; `space_id` (the Space running the pair) is linked from it. Raises `HubPublishError` naming the problem;
-    nothing is written locally.
+    card; `space_id` (the Space running the pair) is linked from it. Nothing is written locally.
+
+    Args:
+        output_dir: the student folder.
+        repo_id: the model repo the files are published to.
+        base_model: the teacher's Hub id.
+        space_id: the Space running the pair.
+
+    Returns:
+        File name -> the bytes to upload in place of the local file (only the files the folder has).
+
+    Raises:
+        HubPublishError: the report, examples or card cannot be published as they are (names the problem).
     """
     from ..core.report import DistillationReport
     from ..evaluation.disagreements import read_examples
@@ -260,6 +271,29 @@ def publish(
     Everything that can be checked without the network is checked before the first request: both repo ids
     (format and type: the Space id must name a Space, the model id a model), the teacher id, the app folder
     and the report; so a bad Space id no longer leaves a published model without its Space.
+
+    Args:
+        output_dir: the student folder.
+        repo_id: the model repo (a bare name goes under the token's user).
+        space_id: the Space to push the demo app to; None: the model only.
+        teacher_repo_id: the teacher's Hub id (the card's `base_model`; required with `space_id`).
+        app_dir: the Space app's folder (default: the packaged app).
+        token: a token with write access; default `HF_TOKEN` or the stored login.
+        private: create the repos private.
+        revision: the model repo's branch to commit to.
+        create_pr: open a pull request on the model repo instead of committing.
+        commit_message: the model commit's title.
+        endpoint: Hub URL (default `HF_ENDPOINT`).
+        delete_stale: delete remote files this push does not re-upload.
+        gradio_version: the Space's `sdk_version` (default: the installed gradio's).
+        timeout: seconds each request may wait (default `HF_DISTILL_HUB_TIMEOUT`, else 60).
+
+    Returns:
+        A `PublishResult`: the model commit and, with `space_id`, the Space commit.
+
+    Raises:
+        HubPublishError: a check or a request fails; when the model was published but the Space was not, the
+            message says so and names the model commit.
     """
     if space_id is not None and not teacher_repo_id:
         raise HubPublishError("Pushing the Space needs the teacher's repo id (teacher_repo_id).")

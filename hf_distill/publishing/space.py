@@ -265,8 +265,36 @@ def push_space(
     ONNX exports, the Space's requirements gain `onnxruntime` so the app runs the exported student too. Title, emoji,
     colors, license and short description come from the arguments, else from the app's own README.md front
     matter, else from defaults; sdk, sdk_version, app_file and models are always generated. The Space variables
-    TEACHER_MODEL, STUDENT_MODEL (and DISTILLATION_REPORT) are set after the commit. `delete_stale=True` removes
-    remote files the app no longer has. `timeout` as in `push_to_hub`. Returns the commit.
+    TEACHER_MODEL, STUDENT_MODEL (and DISTILLATION_REPORT) are set after the commit.
+
+    Args:
+        repo_id: the Space, `namespace/name` (a bare name goes under the token's user).
+        model_repo_id: the published student.
+        teacher_repo_id: the teacher's Hub id.
+        app_dir: the app's folder (default: the packaged app).
+        token: a token with write access; default `HF_TOKEN` or the stored login.
+        private: create the Space private (an existing public one is refused).
+        endpoint: Hub URL (default `HF_ENDPOINT`).
+        gradio_version: the Space's `sdk_version` (default: the installed gradio's).
+        report_path: the student's distillation report, published beside the app.
+        student_dir: the student folder, to see whether it holds ONNX exports.
+        title: the Space card's title.
+        emoji: the Space card's emoji.
+        color_from: the Space card's first gradient color.
+        color_to: the Space card's second gradient color.
+        license: the Space's license.
+        short_description: the Space card's short description.
+        commit_message: the commit's title.
+        delete_stale: remove remote files the app no longer has.
+        set_variables: set the Space variables after the commit (a failure there only warns: the app also reads
+            ``distill_config.json``).
+        timeout: seconds each request may wait, as in `push_to_hub`.
+
+    Returns:
+        The commit.
+
+    Raises:
+        HubPublishError: a check or a request fails (names the problem and the fix).
     """
     seconds = hub_timeout(timeout)
     plan = _plan_space(

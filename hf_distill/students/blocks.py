@@ -106,7 +106,11 @@ def _get(module: nn.Module, path: str):
 
 def architecture_name(config) -> str | None:
     """A model's architecture and family in words for the report and card (``"LlamaForCausalLM, a Llama-family
-    decoder"``), from its config's ``architectures`` and `LAYOUTS`; None when the config names no architecture."""
+    decoder"``), from its config's ``architectures`` and `LAYOUTS`; None when the config names no architecture.
+
+    Args:
+        config: the model's config.
+    """
     names = getattr(config, "architectures", None) or []
     model_type = getattr(config, "model_type", None)
     family = next((layout.family for layout in LAYOUTS if model_type in layout.model_types), None)
@@ -117,6 +121,9 @@ def architecture_name(config) -> str | None:
 
 def layout_of(model: PreTrainedModel) -> BlockLayout:
     """The `LAYOUTS` row of a model (by ``config.model_type``).
+
+    Args:
+        model: the teacher (or any model whose blocks are to be copied).
 
     Raises:
         ValueError: one line naming the model and the supported families.
@@ -151,6 +158,14 @@ def select_layers(num_teacher_layers: int, num_layers: int, strategy: str = "uni
 
     ``uniform`` spreads the kept blocks evenly and always keeps the last one (6 → 3 keeps 1, 3, 5);
     ``first`` / ``last`` keep the bottom / top blocks.
+
+    Args:
+        num_teacher_layers: the teacher's number of blocks.
+        num_layers: the student's number of blocks, 1 to `num_teacher_layers`.
+        strategy: ``uniform``, ``first`` or ``last``.
+
+    Raises:
+        ValueError: an unknown `strategy`, or `num_layers` outside 1 to `num_teacher_layers`.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is invalid: choose one of {', '.join(STRATEGIES)}")

@@ -95,14 +95,24 @@ def check_vocabularies(
         )
 
 
-def label_names(config: Any) -> list[str]:
-    """A classifier's label names in id order (``LABEL_0``, ... when the config names none)."""
+def config_label_names(config: Any) -> list[str]:
+    """The names a classifier's config gives its outputs, in id order (``LABEL_0``, ... where it names none).
+
+    What the model says its outputs are; the class names of a data set are `hf_distill.core.data.data_label_names`.
+
+    Args:
+        config: the classifier's config (``num_labels`` and ``id2label`` are read).
+    """
     id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
     return [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
 
 
 def check_label_counts(teacher_config: Any, student_config: Any) -> None:
     """Refuse classifiers with different numbers of labels.
+
+    Args:
+        teacher_config: the teacher's config.
+        student_config: the student's config.
 
     Raises:
         ValueError: naming both counts and the fix.
@@ -130,7 +140,7 @@ def label_permutation(teacher_config: Any, student_config: Any) -> list[int] | N
             to the teacher's by name).
     """
     check_label_counts(teacher_config, student_config)
-    t_names, s_names = label_names(teacher_config), label_names(student_config)
+    t_names, s_names = config_label_names(teacher_config), config_label_names(student_config)
     if t_names == s_names:
         return None
     if sorted(t_names) != sorted(s_names) or len(set(t_names)) != len(t_names):
@@ -148,6 +158,10 @@ def check_label_order(teacher_config: Any, student_config: Any) -> None:
     Distillation matches outputs by position, so such a student would end up with a config that names its outputs
     wrongly. A student with label names of its own (LABEL_0, ...) is index-aligned by construction and accepted.
 
+    Args:
+        teacher_config: the teacher's config.
+        student_config: the student's config.
+
     Raises:
         ValueError: naming both orders and the fix.
     """
@@ -157,7 +171,7 @@ def check_label_order(teacher_config: Any, student_config: Any) -> None:
         return  # other names: nothing to match by name
     if permuted:
         raise ValueError(
-            f"the student's id2label {label_names(student_config)} orders the teacher's labels "
-            f"{label_names(teacher_config)} differently: distillation matches outputs by position, so give the student "
-            "the teacher's id2label and label2id"
+            f"the student's id2label {config_label_names(student_config)} orders the teacher's labels "
+            f"{config_label_names(teacher_config)} differently: distillation matches outputs by position, so give the "
+            "student the teacher's id2label and label2id"
         )

@@ -468,10 +468,12 @@ class TrimmingChange:
 
     @property
     def changed_share(self) -> float:
+        """`changed_tokens` as a share of the tokens counted (0 without tokens)."""
         return self.changed_tokens / self.tokens if self.tokens else 0.0
 
     @property
     def unk_share(self) -> float:
+        """`unk_tokens` as a share of the tokens counted (0 without tokens)."""
         return self.unk_tokens / self.tokens if self.tokens else 0.0
 
     def describe(self, what: str = "the validation text") -> str:
@@ -592,8 +594,17 @@ def teacher_to_student_ids(kept_ids: Sequence[int], teacher_vocab_size: int) -> 
 def remap_ids(input_ids: Any, kept_ids: Sequence[int], teacher_vocab_size: int | None = None) -> Any:
     """Teacher token ids → the trimmed student's ids (a tensor, or nested lists as a tokenizer returns them).
 
+    Args:
+        input_ids: teacher ids: a tensor, a list, or a list of rows of different lengths.
+        kept_ids: the teacher ids the student keeps, in student-id order.
+        teacher_vocab_size: the teacher's vocabulary size (default: just large enough for the ids seen).
+
+    Returns:
+        The student's ids, in the form given.
+
     Raises:
-        ValueError: an id the trimming dropped (the text was not part of the trimming corpus).
+        ValueError: an id outside the teacher's vocabulary, or one the trimming dropped (the text was not part of
+            the trimming corpus).
     """
     ragged = isinstance(input_ids, list) and bool(input_ids) and isinstance(input_ids[0], list)
     # Rows of different lengths (as a tokenizer returns them) are mapped in one go, then split again.
@@ -626,6 +637,10 @@ def restrict_to_kept_ids(teacher_logits: torch.Tensor, kept_ids: Sequence[int]) 
     ``p_kept(i) = p(i) / sum_{j kept} p(j)``. The mass of dropped ids is not a tail bucket the student could put
     probability on (the student has no such ids); on the trimming corpus the targets never are dropped ids, and a
     trimmed student cannot produce them anyway. KD against these logits equals KD restricted to the kept ids.
+
+    Args:
+        teacher_logits: (..., V) logits over the teacher's vocabulary.
+        kept_ids: the teacher ids the student keeps, in student-id order.
     """
     index = torch.as_tensor(list(kept_ids), dtype=torch.long, device=teacher_logits.device)
     return teacher_logits.index_select(-1, index)
@@ -641,6 +656,14 @@ def teacher_logits_for_student(teacher_logits: torch.Tensor, student, task: str 
 
     Classification logits and untrimmed students pass through unchanged; logits that already have the student's
     width (soft targets cached for the trimmed vocabulary) too. See `restrict_to_kept_ids` for the convention.
+
+    Args:
+        teacher_logits: the teacher's logits (live or cached).
+        student: the student (its config records the kept ids when trimmed).
+        task: the task name or `Task`.
+
+    Raises:
+        ValueError: the logits are narrower than the student's largest kept teacher id (another teacher).
     """
     kept = kept_ids_of(student)
     if kept is None or not get_task(task).per_token or teacher_logits.shape[-1] == len(kept):
@@ -692,7 +715,15 @@ def teacher_on_kept_ids(teacher, kept_ids: Sequence[int]):
 def evaluation_teacher(teacher, teacher_tokenizer, student, student_tokenizer, task: str | Task):
     """(teacher, tokenizer) that evaluation compares a student with: for a trimmed LM student, the teacher restricted
     to its kept ids (`teacher_on_kept_ids`) and the student's tokenizer, which both models then read; otherwise the
-    teacher and its own tokenizer, unchanged."""
+    teacher and its own tokenizer, unchanged.
+
+    Args:
+        teacher: the teacher model.
+        teacher_tokenizer: the teacher's tokenizer.
+        student: the student model.
+        student_tokenizer: the student's tokenizer.
+        task: the task name or `Task`.
+    """
     kept = kept_ids_of(student) if get_task(task).per_token else None
     if kept is None:
         return teacher, teacher_tokenizer
@@ -715,6 +746,13 @@ def check_trimmed_tokenizers(student_tokenizer, teacher_tokenizer, kept_ids: Seq
 
 def check_trimmed_student(student, teacher, train_dataset, student_tokenizer=None, teacher_tokenizer=None) -> None:
     """What `DistillationTrainer` checks before training a trimmed student (nothing for an untrimmed one).
+
+    Args:
+        student: the student (a PEFT model's base model is read).
+        teacher: the teacher, or None (then only the data is checked).
+        train_dataset: the training data (its columns tell cached top-k targets).
+        student_tokenizer: the student's tokenizer.
+        teacher_tokenizer: the teacher's tokenizer.
 
     Raises:
         ValueError: cached top-k soft targets (they hold teacher ids, see the module docstring), a teacher whose
@@ -747,6 +785,13 @@ def remap_dataset(dataset, student):
 
     Only rows of the trimming corpus can be mapped (their encodings are unchanged by the trimming); any other row
     raises a clear error instead of being encoded differently in silence.
+
+    Args:
+        dataset: rows tokenized with the teacher's tokenizer.
+        student: the student; an untrimmed one returns `dataset` unchanged.
+
+    Raises:
+        ValueError: a row holds an id the trimming dropped.
     """
     kept = kept_ids_of(student)
     if kept is None:

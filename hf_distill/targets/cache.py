@@ -40,7 +40,9 @@ from ..errors import HfDistillError
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-MANIFEST = "hf_distill_soft_targets.json"
+# A local cache folder's manifest: its key (teacher weights, data, settings) and every file's size and SHA-256.
+# Published soft targets have their own, `hf_distill.targets.shared.PUBLISHED_MANIFEST`.
+CACHE_MANIFEST = "hf_distill_soft_targets.json"
 INFO_KEY = "hf_distill_soft_targets"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -71,12 +73,12 @@ def _tree_manifest(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p.name != CACHE_MANIFEST
     }
 
 
 def _verify(folder: Path, key: dict[str, Any]) -> None:
-    manifest_path = folder / MANIFEST
+    manifest_path = folder / CACHE_MANIFEST
     if not manifest_path.is_file():
         raise SoftTargetCacheError(f"{folder} has no manifest (an interrupted write?)")
     try:
@@ -86,7 +88,7 @@ def _verify(folder: Path, key: dict[str, Any]) -> None:
     if manifest.get("key") != key:
         raise SoftTargetCacheError(f"{folder} was made for other settings than these")
     expected = manifest.get("files", {})
-    actual = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
+    actual = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != CACHE_MANIFEST}
     if set(expected) != actual:
         raise SoftTargetCacheError(f"{folder} holds files {sorted(actual)} but its manifest lists {sorted(expected)}")
     for name, meta in expected.items():
@@ -192,6 +194,29 @@ def generate_soft_targets(
     `temperature` only matters for top-k targets, whose log-probabilities are stored softened; the trainer
     refuses to use them at another temperature. `teacher_id` (e.g. a Hub id and revision) is recorded for humans;
     the key always uses a hash of the weights, so a teacher retrained in place never reuses stale targets.
+    A cache that does not verify against its manifest is regenerated, with a warning.
+
+    Args:
+        teacher: the teacher model (put in eval mode while it runs, its mode restored after).
+        dataset: the tokenized training rows.
+        top_k: token tasks: keep the teacher's `top_k` most likely ids and their log-probabilities per position
+            (plus the remaining mass) instead of full logits; None keeps full logits.
+        batch_size: rows per teacher forward pass.
+        max_length: truncate rows to this many tokens.
+        temperature: the softening of top-k log-probabilities.
+        logprob_dtype: "float16" or "float32", the storage of top-k log-probabilities.
+        cache_dir: the cache's root folder.
+        use_cache: store and reuse the result (False: compute and return only).
+        teacher_id: the teacher's name, recorded.
+        device: where the teacher runs (default: where its parameters are).
+        progress: show a progress bar.
+
+    Returns:
+        `dataset` with the teacher's columns added, its settings recorded in the data set's info
+        (`soft_target_info`).
+
+    Raises:
+        ValueError: an untokenized or empty data set, or an invalid `top_k`, `logprob_dtype` or `temperature`.
     """
     task = detect_task(teacher)
     if "input_ids" not in dataset.column_names:
@@ -278,7 +303,9 @@ def generate_soft_targets(
     if staging.exists():
         shutil.rmtree(staging)
     result.save_to_disk(str(staging))
-    (staging / MANIFEST).write_text(json.dumps({"key": key, "info": info, "files": _tree_manifest(staging)}, indent=1))
+    (staging / CACHE_MANIFEST).write_text(
+        json.dumps({"key": key, "info": info, "files": _tree_manifest(staging)}, indent=1)
+    )
     # Another process may have finished first; ours is equally valid. The old folder is renamed aside before
     # the swap, so the cache folder is never half there.
     replace_directory(staging, folder)
@@ -301,6 +328,12 @@ def count_training_rows(dataset: Any) -> dict[str, int]:
 
     Rows of token tasks (no label column, or per-token ``labels``) are their own labels: all count as labelled.
     What the report records as the data the student trained on, e.g. for published soft targets.
+
+    Args:
+        dataset: the training rows (a `datasets.Dataset`, or anything with `column_names` and a length).
+
+    Returns:
+        ``{"labelled_rows": ..., "transfer_rows": ...}``.
     """
     columns = getattr(dataset, "column_names", None) or []
     name = next((c for c in ("label", "labels") if c in columns), None)

@@ -6,7 +6,7 @@ timeouts):
 
 * ``data/train-0000i-of-0000n.parquet``: the rows (model inputs, labels and the ``teacher_*`` columns), written
   with `datasets.Dataset.to_parquet`, sharded; the standard layout, so ``load_dataset(repo_id)`` also reads them;
-* ``soft_targets.json``: the manifest (`MANIFEST_FILE`): teacher id and revision, a SHA-256 of the teacher's
+* ``soft_targets.json``: the manifest (`PUBLISHED_MANIFEST`): teacher id and revision, a SHA-256 of the teacher's
   weights, the tokenizer's vocabulary hash, data source and fingerprint, task, temperature, top-k, dtypes, rows,
   bytes per row and per token, and the size and SHA-256 of every shard;
 * ``teacher_vocabulary/``: the teacher's tokenizer files (when known), so a student can use it, and so a trimmed
@@ -40,6 +40,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,10 @@ from typing import Any
 from datasets import Dataset, DatasetInfo, Features, IterableDataset, load_from_disk
 
 from ..core.data import file_sha256
-from .cache import INFO_KEY, MANIFEST, SOFT_TARGET_COLUMNS, SoftTargetCacheError, _verify, soft_target_info
+from .cache import CACHE_MANIFEST, INFO_KEY, SOFT_TARGET_COLUMNS, SoftTargetCacheError, _verify, soft_target_info
 
 __all__ = [
-    "MANIFEST_FILE",
+    "PUBLISHED_MANIFEST",
     "SCHEMA_VERSION",
     "load_soft_targets",
     "push_soft_targets",
@@ -62,7 +63,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-MANIFEST_FILE = "soft_targets.json"
+# The manifest of published soft targets (a Hub dataset, or a local folder of the same layout); a local cache
+# folder has its own, `hf_distill.targets.cache.CACHE_MANIFEST`.
+PUBLISHED_MANIFEST = "soft_targets.json"
+# old names of this module -> their new names (they work, with a FutureWarning, until the next release)
+_RENAMED = {"MANIFEST_FILE": "PUBLISHED_MANIFEST"}
 DATA_DIR = "data"
 TOKENIZER_DIR = "teacher_vocabulary"  # not "*token*": that name is on the secrets deny-list
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024  # as `Dataset.push_to_hub`
@@ -102,14 +107,14 @@ def vocabulary_sha256(tokenizer: Any) -> str:
 
 def _cache_folder(path: Path) -> Path:
     """The cache folder itself, or the only cache under a `cache_dir` root (e.g. ``run/soft_targets``)."""
-    if (path / MANIFEST).is_file():
+    if (path / CACHE_MANIFEST).is_file():
         return path
-    found = sorted(p.parent for p in path.glob(f"*/{MANIFEST}")) if path.is_dir() else []
+    found = sorted(p.parent for p in path.glob(f"*/{CACHE_MANIFEST}")) if path.is_dir() else []
     if len(found) == 1:
         return found[0]
     if not found:
         raise ValueError(
-            f"{path} is not a soft-target cache (no {MANIFEST}): pass the folder "
+            f"{path} is not a soft-target cache (no {CACHE_MANIFEST}): pass the folder "
             "generate_soft_targets(cache_dir=...) wrote, or a Dataset with soft-target columns"
         )
     raise ValueError(
@@ -120,7 +125,7 @@ def _cache_folder(path: Path) -> Path:
 def _load_cache(path: Path) -> tuple[Dataset, dict[str, Any]]:
     """Verify a cache folder against its manifest (sizes and SHA-256) and load it; returns (dataset, info)."""
     folder = _cache_folder(path)
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = json.loads((folder / CACHE_MANIFEST).read_text())
     _verify(folder, manifest.get("key"))  # raises SoftTargetCacheError for a stale, truncated or corrupted cache
     return load_from_disk(str(folder)), {**manifest.get("info", {}), **manifest.get("key", {})}
 
@@ -233,7 +238,7 @@ def _card(manifest: dict[str, Any], repo_id: str) -> str:
     body = f"""# Soft targets of {teacher}
 
 The teacher's predictions over {manifest["rows"]:,} examples ({kind}), published with hf-distill so that
-students can be distilled without running the teacher. Every shard's SHA-256 is in `{MANIFEST_FILE}` and is
+students can be distilled without running the teacher. Every shard's SHA-256 is in `{PUBLISHED_MANIFEST}` and is
 checked when the targets are loaded.
 
 {table}
@@ -274,6 +279,25 @@ def save_soft_targets(
 
     `load_soft_targets(folder)` reads them offline. The arguments are those of `push_soft_targets`; `repo_id`
     only names the dataset in the card's how-to-use snippet.
+
+    Args:
+        dataset_or_cache_dir: a cache folder written by `generate_soft_targets`, or the `Dataset` it returned.
+        folder: where the shards, manifest, card and teacher vocabulary are written.
+        repo_id: the dataset repo the card's snippet names.
+        tokenizer: the teacher's tokenizer (object, folder or Hub id).
+        teacher_id: the teacher's Hub id for the card and manifest.
+        teacher_revision: the teacher's revision, recorded.
+        data_source: the data's Hub id or a short description, recorded.
+        license: the card's license.
+        models: Hub ids of models distilled from these targets.
+        max_shard_bytes: upper bound of the in-memory size of one shard.
+
+    Returns:
+        The manifest written (``soft_targets.json``).
+
+    Raises:
+        ValueError: `folder` is not empty, or the data set has no soft targets.
+        SoftTargetCacheError: the cache folder is damaged.
     """
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
@@ -321,7 +345,7 @@ def save_soft_targets(
         "features": ds.features.to_dict(),
         "shards": shards,
     }
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+    (folder / PUBLISHED_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     (folder / "README.md").write_text(_card(manifest, repo_id or "REPO_ID_OR_FOLDER"), encoding="utf-8")
     return manifest
 
@@ -464,12 +488,12 @@ def read_manifest(
     token: str | None = None,
     endpoint: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest (`MANIFEST_FILE`) of published soft targets: a Hub dataset id or a local folder."""
+    """The manifest (`PUBLISHED_MANIFEST`) of published soft targets: a Hub dataset id or a local folder."""
     return _read_manifest(_Source(repo_id_or_path, revision, token, endpoint))
 
 
 def _read_manifest(source: _Source) -> dict[str, Any]:
-    path = source.fetch(MANIFEST_FILE)
+    path = source.fetch(PUBLISHED_MANIFEST)
     # hf_hub_download returns the cache's snapshots/<commit>/<file>: the commit is recorded (the report names the
     # revision the student trained on).
     if source.local is None and re.fullmatch(r"[0-9a-f]{40}", path.parent.name):
@@ -477,7 +501,9 @@ def _read_manifest(source: _Source) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise SoftTargetCacheError(f"soft targets {source.name}: {MANIFEST_FILE} is not valid JSON ({err})") from None
+        raise SoftTargetCacheError(
+            f"soft targets {source.name}: {PUBLISHED_MANIFEST} is not valid JSON ({err})"
+        ) from None
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise SoftTargetCacheError(
@@ -500,8 +526,8 @@ def _check_shard(source: _Source, shard: dict[str, Any], path: Path) -> None:
 def _check_rows(source: _Source, manifest: dict[str, Any], rows: int) -> None:
     if rows != manifest["rows"]:
         raise SoftTargetCacheError(
-            f"soft targets {source.name}: the shards hold {rows} rows but {MANIFEST_FILE} says {manifest['rows']}: "
-            "a shard is missing from the manifest or the data; republish the targets"
+            f"soft targets {source.name}: the shards hold {rows} rows but {PUBLISHED_MANIFEST} says "
+            f"{manifest['rows']}: a shard is missing from the manifest or the data; republish the targets"
         )
 
 
@@ -688,3 +714,22 @@ def load_soft_targets(
         time.perf_counter() - started,
     )
     return ds
+
+
+def __getattr__(name: str) -> Any:
+    """An old name of this module (`_RENAMED`), with a `FutureWarning` naming the new one.
+
+    Args:
+        name: the attribute looked up.
+
+    Raises:
+        AttributeError: any other missing name.
+    """
+    if name not in _RENAMED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{__name__}.{name} is now {_RENAMED[name]}; the old name works until the next release",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return globals()[_RENAMED[name]]

@@ -362,7 +362,11 @@ LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scalin
 
 def output_head(model: nn.Module) -> nn.Module | None:
     """The module that maps a (PEFT/DDP-unwrapped) language model's final hidden states to logits, or None when the
-    chunked path cannot stand in for the model's own logits (no output embeddings, or logit post-processing)."""
+    chunked path cannot stand in for the model's own logits (no output embeddings, or logit post-processing).
+
+    Args:
+        model: the unwrapped language model.
+    """
     get = getattr(model, "get_output_embeddings", None)
     head = get() if callable(get) else None
     if not isinstance(head, nn.Module):
@@ -407,6 +411,9 @@ def capture_head_inputs(head: nn.Module | None) -> Iterator[_Captured]:
     The model's forward then returns (B, 0, V) logits, still connected to the head's parameters (so DDP's search for
     unused parameters finds them), and the hidden states go to `chunked_lm_loss` instead. With ``head=None``
     nothing is changed and ``captured.hidden`` stays None.
+
+    Args:
+        head: the model's output head (`output_head`), or None.
     """
     captured = _Captured()
     if head is None:

@@ -12,15 +12,6 @@ KL_FAMILY = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl")
 HIDDEN_LOSSES = ("mse", "cosine")
 LAYER_MAPPINGS = ("uniform", "last")
 TEACHER_DTYPES = ("auto", "float32", "bfloat16", "float16")
-# The knobs of on-policy / sequence-level distillation (hf_distill.on_policy); TRL's names where it has them.
-ON_POLICY_FIELDS = (
-    "lmbda",
-    "seq_kd",
-    "max_new_tokens",
-    "generation_temperature",
-    "generation_top_p",
-    "generation_top_k",
-)
 
 
 def _bad(name: str, value: Any, allowed: str) -> ValueError:
@@ -32,7 +23,12 @@ def parse_layer_mapping(value: Any) -> str | list[tuple[int, int]]:
 
     Layer numbers index the models' `hidden_states` tuple: 0 is the embedding output and i is the output of
     block i, so "1:2,2:4" pairs student block 1 with teacher block 2 and student block 2 with teacher block 4.
-    Accepts the strings "uniform"/"last", "s:t,s:t" strings, or a sequence of pairs.
+
+    Args:
+        value: the strings "uniform"/"last", an "s:t,s:t" string, or a sequence of pairs.
+
+    Raises:
+        ValueError: anything else, or a negative layer number (names the accepted forms).
     """
     allowed = '"uniform", "last", "s:t,s:t,..." (e.g. "1:2,2:4") or a list of [student, teacher] pairs'
     if isinstance(value, str):

@@ -61,7 +61,6 @@ __all__ = [
     "pack_right",
     "pad_left",
     "generation_seed",
-    "max_positions",
 ]
 
 # Keys of a collated batch that are not model inputs: the trainer pops them before the forward.
@@ -82,7 +81,16 @@ def pack_right(
 ) -> dict[str, torch.Tensor]:
     """Right-pad token rows into ``input_ids`` / ``attention_mask`` / ``labels``; row i's labels are its tokens from
     ``starts[i]`` on (-100 before and on padding), so the loss covers completion tokens only; with `masks` (one 0/1
-    row each, e.g. a conversation's assistant tokens) only the tokens marked 1 from ``starts[i]`` on."""
+    row each, e.g. a conversation's assistant tokens) only the tokens marked 1 from ``starts[i]`` on.
+
+    Args:
+        rows: one 1-D tensor of token ids per row.
+        starts: where each row's completion starts.
+        pad_token_id: fills the padding.
+        width: the batch's length (default: the longest row's).
+        device: where the tensors are made.
+        masks: per row, 1 on the tokens the loss may cover.
+    """
     width = width or max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=device)
     attention = torch.zeros((len(rows), width), dtype=torch.long, device=device)
@@ -162,6 +170,10 @@ def completion_mask(completions: torch.Tensor, eos_token_ids: list[int] | None) 
     """1 for generated tokens up to and including the first EOS of each row, 0 after it (what `generate` pads).
 
     Decided by position, not by token value, so a pad token equal to EOS never masks a real EOS.
+
+    Args:
+        completions: (B, T) generated token ids.
+        eos_token_ids: the ids that end a completion; None or empty: every token counts.
     """
     mask = torch.ones_like(completions, dtype=torch.long)
     if not eos_token_ids:
@@ -185,6 +197,14 @@ def completion_batch(
     Row i becomes its real prompt tokens, then its real completion tokens, then padding; ``labels`` hold the
     completion tokens (-100 elsewhere), so the loss covers generated tokens only. ``completion_source`` records who
     generated them (`SOURCE_STUDENT` / `SOURCE_TEACHER`).
+
+    Args:
+        prompt_ids: (B, P) left-padded prompts.
+        prompt_mask: (B, P), 1 on real prompt tokens.
+        completions: (B, T) generated tokens.
+        completions_mask: (B, T), 1 on real completion tokens (`completion_mask`).
+        pad_token_id: fills the padding.
+        source: `SOURCE_STUDENT` or `SOURCE_TEACHER`.
     """
     rows, starts = [], []
     for p, pm, c, cm in zip(prompt_ids, prompt_mask.bool(), completions, completions_mask.bool()):
@@ -196,19 +216,15 @@ def completion_batch(
     return batch
 
 
-def max_positions(model: nn.Module) -> int | None:
-    """The longest sequence a model's position embeddings allow (GPT-2 `n_positions`), or None when unbounded."""
-    config = getattr(model, "config", None)
-    for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def generation_seed(seed: int, step: int, batch_index: int) -> int:
     """A 63-bit seed for one micro-batch's decision and sampling, from the run seed, optimizer step and the
-    micro-batch's index in the step's global batch (so DDP matches one process with accumulation)."""
+    micro-batch's index in the step's global batch (so DDP matches one process with accumulation).
+
+    Args:
+        seed: the run's seed.
+        step: the optimizer step.
+        batch_index: the micro-batch's index in the step's global batch.
+    """
     import numpy as np
 
     entropy = [int(x) & 0xFFFFFFFFFFFFFFFF for x in (seed, step, batch_index)]  # SeedSequence takes no negatives

@@ -79,14 +79,17 @@ class StudentWithProjections(nn.Module):
     # The Trainer reads these from its model; they are the student's.
     @property
     def config(self) -> Any:
+        """The student's config (the Trainer reads it from its model)."""
         return self.student.config
 
     @property
     def generation_config(self) -> Any:
+        """The student's generation config (transformers reads it from the model it is given)."""
         return self.student.generation_config
 
     @property
     def main_input_name(self) -> str:
+        """The student's main input name (default ``input_ids``)."""
         return getattr(self.student, "main_input_name", "input_ids")
 
     @property
@@ -94,12 +97,26 @@ class StudentWithProjections(nn.Module):
         return getattr(self.student, "_keys_to_ignore_on_save", None)
 
     def tie_weights(self) -> None:
+        """Tie the student's weights, as the student itself does (transformers calls this on its model)."""
         self.student.tie_weights()
 
     def activation_checkpointing_enable(self, **kwargs: Any) -> None:
+        """Turn on the student's activation (gradient) checkpointing.
+
+        Args:
+            **kwargs: passed to the student's own method.
+        """
         self.student.activation_checkpointing_enable(**kwargs)
 
     def forward(self, **kwargs: Any) -> StudentWithProjectionsOutput:
+        """Run the student and, when hidden states are requested, project them.
+
+        Args:
+            **kwargs: the student's arguments (``output_hidden_states=True`` adds the projected hidden states).
+
+        Returns:
+            A `StudentWithProjectionsOutput`.
+        """
         outputs = self.student(**kwargs)
         projected = self.projections.project(outputs.hidden_states) if kwargs.get("output_hidden_states") else None
         # A declared output class: DDP rebuilds outputs with their class's own fields.

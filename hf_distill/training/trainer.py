@@ -15,7 +15,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.utils import can_return_loss, find_labels, logging
 
 from ..core import lm_data, losses
-from ..core.loading import check_weights
+from ..core.loading import check_weights, max_positions
 from ..core.tasks import Task, detect_task, unwrap
 from ..students import vocabulary
 from ..students.compatibility import check_label_counts, check_label_order, check_vocabularies
@@ -230,11 +230,7 @@ class DistillationTrainer(Trainer):
                 f"{mode} needs prompt-completion data (a {on_policy.PROMPT_LENGTH} column): tokenize with "
                 "hf_distill.on_policy.tokenize_prompt_completion (prompt/completion columns, or prompt_tokens=N)"
             )
-        limit = min(
-            n
-            for n in (on_policy.max_positions(unwrap(model)), on_policy.max_positions(unwrap(self.teacher)), 10**9)
-            if n
-        )
+        limit = min(n for n in (max_positions(unwrap(model)), max_positions(unwrap(self.teacher)), 10**9) if n)
         if columns and len(train_dataset):
             longest = max(train_dataset[on_policy.PROMPT_LENGTH])
             if longest + args.generated_tokens > limit:
@@ -328,7 +324,12 @@ class DistillationTrainer(Trainer):
                 self._signature_columns.append(column)
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
-        # The projections are trained without weight decay, as a plain linear probe would be.
+        """`transformers.Trainer`'s weight-decayed parameters, less the hidden-state projections: they are trained
+        without weight decay, as a plain linear probe would be.
+
+        Args:
+            model: the model being trained.
+        """
         return [n for n in super().get_decay_parameter_names(model) if not n.startswith("projections.")]
 
     # ---- generated completions (on-policy / sequence-level KD) ---------------------------------------------------
@@ -336,7 +337,16 @@ class DistillationTrainer(Trainer):
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
         """The optimizer step's micro-batches, completions generated where due, then counted by
         `_get_num_items_in_batch`: the counts are those of the generated tokens, over the whole accumulated batch
-        and all processes, so the loss is per generated token however the batch is split."""
+        and all processes, so the loss is per generated token however the batch is split.
+
+        Args:
+            epoch_iterator: the data loader's iterator.
+            num_batches: micro-batches in the optimizer step.
+            device: where the counts are made.
+
+        Returns:
+            (micro-batches, items in the whole accumulated batch), as `transformers.Trainer.get_batch_samples`.
+        """
         if not self.args.generates:
             return super().get_batch_samples(epoch_iterator, num_batches, device)
         step = self.state.global_step
@@ -352,6 +362,14 @@ class DistillationTrainer(Trainer):
         gradient accumulation. Each process generates alone with the unwrapped model (no collective call, so
         processes may generate different lengths; padding is local). Sharded models (ZeRO-3, FSDP) generate in
         step on every process, so there the draw is the same on every process (seeded without the process index).
+
+        Args:
+            batch: a collated micro-batch (with ``prompt_input_ids`` when anything is to be generated).
+            step: the optimizer step.
+            index: the micro-batch's index in the step.
+
+        Raises:
+            ValueError: a batch to generate for has no prompts (names the tokenizer and collator to use).
         """
         args: DistillationConfig = self.args
         seed = on_policy.generation_seed(args.seed, step, index * args.world_size + args.process_index)
@@ -465,6 +483,15 @@ class DistillationTrainer(Trainer):
 
         `num_items_in_batch` is what `_get_num_items_in_batch` returns ([CE, KD, token] counts); a plain number is
         used for every term; `None` counts this batch alone.
+
+        Args:
+            model: the student (wrapped as the Trainer wraps it).
+            inputs: the micro-batch: model inputs, ``labels``, cached soft-target columns, prompts.
+            return_outputs: also return the student's outputs (its logits; none on the chunked LM path).
+            num_items_in_batch: the accumulated batch's item counts.
+
+        Returns:
+            The loss, or (loss, outputs) with `return_outputs`. Each term is also logged (`COMPONENTS`).
         """
         args: DistillationConfig = self.args
         inputs = dict(inputs)
@@ -558,7 +585,15 @@ class DistillationTrainer(Trainer):
         return loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        # Evaluation wants the logits back unless it reads the loss alone: only then is the loss chunked.
+        """`transformers.Trainer.prediction_step`, with the LM loss chunked only when evaluation reads the loss alone
+        (otherwise it wants the logits back).
+
+        Args:
+            model: the student.
+            inputs: the evaluation batch.
+            prediction_loss_only: return the loss alone.
+            ignore_keys: output keys left out of the returned logits.
+        """
         self._loss_only = prediction_loss_only
         try:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
@@ -698,6 +733,13 @@ class DistillationTrainer(Trainer):
             self._component_batches["train"] += 1
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the mean of each loss term since the last log (`loss_ce`, `loss_kd`, `loss_hidden`, `loss_attn`, with
+        ``eval_`` in evaluation) and, with generation, the share of batches the student generated, then log.
+
+        Args:
+            logs: the values `transformers.Trainer` logs.
+            start_time: as in `transformers.Trainer.log`.
+        """
         phase = "eval" if any(k.startswith("eval_") for k in logs) else "train" if "loss" in logs else None
         if phase is not None and self._component_batches[phase]:
             values = torch.stack([torch.as_tensor(self._component_sums[phase][n]) for n in COMPONENTS])

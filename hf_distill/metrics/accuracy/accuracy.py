@@ -29,6 +29,8 @@ _CITATION = ""
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Accuracy(evaluate.Metric):
+    """The `evaluate` module of accuracy, computed locally (same definition as the Hub's `accuracy`)."""
+
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,

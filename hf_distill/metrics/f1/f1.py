@@ -39,6 +39,8 @@ def _safe_div(num, den):
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class F1(evaluate.Metric):
+    """The `evaluate` module of F1, computed locally (same definition as the Hub's `f1`)."""
+
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,

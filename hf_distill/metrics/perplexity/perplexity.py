@@ -31,6 +31,8 @@ _CITATION = ""
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Perplexity(evaluate.Metric):
+    """The `evaluate` module of token-weighted perplexity from NLLs the caller measured (no model load)."""
+
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
