@@ -43,7 +43,7 @@ from transformers import (  # noqa: E402
 )
 
 from hf_distill.students.tokenizer_training import train_bpe_tokenizer  # noqa: E402
-from hf_distill.targets.cache import MANIFEST, generate_soft_targets  # noqa: E402
+from hf_distill.targets.cache import CACHE_MANIFEST, generate_soft_targets  # noqa: E402
 from hf_distill.targets.shared import load_soft_targets, save_soft_targets  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -61,7 +61,7 @@ def timed(fn, repeat: int = 3) -> float:
 
 def measure(name: str, cached, cache_root: Path, tokenizer, out: Path) -> dict:
     """Sizes and load times of one cache and its published form."""
-    folder = next(p.parent for p in cache_root.glob(f"*/{MANIFEST}"))
+    folder = next(p.parent for p in cache_root.glob(f"*/{CACHE_MANIFEST}"))
     arrow = sum(p.stat().st_size for p in folder.glob("*.arrow"))
     published = out / name
     manifest = save_soft_targets(folder, published, tokenizer=tokenizer)
@@ -70,7 +70,7 @@ def measure(name: str, cached, cache_root: Path, tokenizer, out: Path) -> dict:
     def local():
         from hf_distill.targets.cache import _verify
 
-        _verify(folder, json.loads((folder / MANIFEST).read_text())["key"])
+        _verify(folder, json.loads((folder / CACHE_MANIFEST).read_text())["key"])
         from datasets import load_from_disk
 
         load_from_disk(str(folder))

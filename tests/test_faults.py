@@ -21,7 +21,7 @@ from hf_distill.core.checkpoints import damaged_weights, is_complete_checkpoint,
 from hf_distill.pipeline.preflight import PreflightError
 from hf_distill.pipeline.run import STATE_DIR, Pipeline, run_from_config
 from hf_distill.pipeline.run_state import RunFolderError, RunLock
-from hf_distill.targets.cache import MANIFEST, SoftTargetCacheError, _verify
+from hf_distill.targets.cache import CACHE_MANIFEST, SoftTargetCacheError, _verify
 from tests.test_pipeline import cls_config, markers
 
 
@@ -122,7 +122,7 @@ def _cache_folder(run: Path) -> Path:
 
 def verify_cache(folder: Path) -> None:
     """soft_targets' own manifest check, against the key the cache was written with."""
-    _verify(folder, json.loads((folder / MANIFEST).read_text())["key"])
+    _verify(folder, json.loads((folder / CACHE_MANIFEST).read_text())["key"])
 
 
 def _arrow_files(folder: Path) -> dict[str, bytes]:
@@ -135,7 +135,7 @@ def test_intact_soft_target_cache_is_reused_by_the_student_stage(tmp_path, tiny_
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "soft_targets"])
     folder = _cache_folder(tmp_path / "run")
-    manifest = folder / MANIFEST
+    manifest = folder / CACHE_MANIFEST
     before = manifest.stat().st_mtime_ns
     run_from_config(cfg, ["--stop_after", "student"])
     assert manifest.stat().st_mtime_ns == before
