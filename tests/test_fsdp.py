@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from tests.test_distributed import REPO, STANDALONE
+from tests.test_distributed import REPO, SCRIPT_END, STANDALONE
 
 SCRIPT = """\
 import json, os, sys, tempfile
@@ -64,9 +64,6 @@ else:
     grads = {n: p.grad.full_tensor() for n, p in student.named_parameters()}
 if rank == 0:
     torch.save({"grads": {n: g.detach().clone() for n, g in grads.items()}, "seen": seen}, sys.argv[1])
-if dist.is_initialized():
-    dist.barrier()
-    dist.destroy_process_group()
 """
 
 
@@ -74,7 +71,7 @@ if dist.is_initialized():
 @pytest.mark.parametrize("mode", ["tied_root", "separate_head"])
 def test_fsdp2_two_processes_match_one_process(tmp_path, mode):
     script = tmp_path / "fsdp.py"
-    script.write_text(SCRIPT)
+    script.write_text(SCRIPT + SCRIPT_END)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     one = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "one.pt"), mode],
