@@ -88,6 +88,23 @@ def test_prompts_as_long_as_every_text_are_refused_by_check(tmp_path, tiny_gpt2_
     assert main(["run", str(cfg), "--check", "--prompt_tokens", "4"]) == 0  # shorter prompts leave completions
 
 
+def test_a_missing_chat_template_file_is_refused_by_check(tmp_path, tiny_gpt2_dir, capsys):
+    cfg = lm_config(
+        tmp_path,
+        teacher=str(tiny_gpt2_dir),
+        teacher_from_scratch=False,
+        train_teacher="no",
+        use_soft_targets=False,
+        top_k=None,
+        output_dir=str(tmp_path / "run"),
+    )
+    line = check_line(capsys, cfg, "--chat_template", str(tmp_path / "missing.jinja"))
+    assert "chat_template file" in line and "missing.jinja not found" in line
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    assert main(["run", str(cfg), "--check", "--chat_template", str(template)]) == 0
+
+
 def test_prompts_with_a_tokenizer_trained_in_the_run_are_refused_before_the_teacher_trains(tmp_path):
     cfg = lm_config(tmp_path, use_soft_targets=False, top_k=None, prompt_tokens=31, output_dir=str(tmp_path / "run"))
     refused_before_the_teacher(tmp_path, cfg, "prompt_tokens=31 is at least as long as every training text")

@@ -152,6 +152,13 @@ def check_run(
     problems += _soft_targets_problems(args, teacher_cfg, state)
     if args.tokenizer and looks_like_local_path(args.tokenizer) and not os.path.exists(args.tokenizer):
         problems.append(f"tokenizer {args.tokenizer!r} does not exist (a local path): check the path")
+    if getattr(args, "chat_template", None):
+        from .models import read_chat_template
+
+        try:  # the teacher stage reads it too; a missing file is knowable now, before anything trains
+            read_chat_template(args.chat_template)
+        except FileNotFoundError as err:
+            problems.append(str(err))
     if args.top_k is not None and classification:
         problems.append("top_k applies to token tasks (causal-lm, masked-lm); remove it for sequence-classification")
     try:
