@@ -26,6 +26,7 @@ card stages in its own folder.
 
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe [--candidates today,transfer36k,...] [--smoke]
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe --table
+    python benchmarks/sst2_recipe.py --output runs/sst2-recipe-t3 --teacher-epochs 3 --candidates today
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe --finish transfer36k   # export, int8, report, card
 
 ``--smoke`` runs everything on a few hundred rows and a few steps (checks the script, not the recipes).
@@ -212,7 +213,11 @@ def table(results: dict) -> str:
             )["accuracy"].teacher
             lines.append(f"teacher on {split} ({s['n']} sentences): {s['teacher']:.4f} {fmt_iv(iv)}")
     if "teacher_seconds" in results.get("_teacher", {}):
-        lines.append(f"teacher run (fine-tuning, pipeline): {results['_teacher']['teacher_seconds']:.0f} s")
+        epochs = results["_teacher"].get("epochs")
+        lines.append(
+            f"teacher run (fine-tuning, pipeline{f', {epochs:g} epochs' if epochs else ''}): "
+            f"{results['_teacher']['teacher_seconds']:.0f} s"
+        )
     best = choose(results)
     if best:
         lines.append(
@@ -236,6 +241,11 @@ def main() -> None:
     p.add_argument("--selection-size", type=int, default=2000)
     p.add_argument("--selection-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--teacher-epochs",
+        type=float,
+        help="the teacher's fine-tuning epochs (default: the example's teacher_epochs); one teacher per --output",
+    )
     p.add_argument("--smoke", action="store_true", help="a few hundred rows and a few steps: checks the script")
     p.add_argument("--table", action="store_true", help="print the table of the saved results and stop")
     p.add_argument("--finish", help="run the remaining stages (export, int8, evaluate, card) of this candidate")
@@ -249,6 +259,8 @@ def main() -> None:
         print(table(results))
         return
     base = common(a)
+    if a.teacher_epochs is not None:
+        base += ["--teacher_epochs", f"{a.teacher_epochs:g}"]
     teacher_dir = out / "teacher" / "teacher"
     student_base = base + ["--teacher", str(teacher_dir), "--train_teacher", "no", "--stop_after", "student"]
 
@@ -275,7 +287,7 @@ def main() -> None:
             base + ["--teacher", teacher_path(), "--stop_after", "teacher", "--output_dir", str(out / "teacher")],
             out / "teacher.stages.json",
         )
-        results["_teacher"] = {"teacher_seconds": seconds, "stage": stages["teacher"]}
+        results["_teacher"] = {"teacher_seconds": seconds, "stage": stages["teacher"], "epochs": a.teacher_epochs}
         saved.write_text(json.dumps(results, indent=1))
         print(f"[teacher] {seconds:.0f} s", flush=True)
     order: list[str] = []

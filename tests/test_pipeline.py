@@ -409,6 +409,83 @@ def test_a_llama_student_goes_through_the_whole_chain(tmp_path, monkeypatch):
     assert s_text == tok.decode(ref[0, ids.shape[1] :], skip_special_tokens=True) and "tokens/s" in s_stats
 
 
+def test_a_built_teacher_is_drawn_from_the_run_seed_so_the_same_yaml_gives_the_same_teacher(tmp_path):
+    """A from-scratch teacher's weights and a new classification head are random when built, before a Trainer seeds
+    anything: the same run seed gives the same weights whatever the RNG did before, another seed other weights."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from hf_distill.pipeline.models import build_teacher
+
+    tok = tiny.bpe_tokenizer(tmp_path / "bpe")
+    scratch = SimpleNamespace(
+        task="causal-lm",
+        teacher_from_scratch=True,
+        teacher_config=json.dumps({"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2}),
+    )
+    tiny.bert_mlm(tiny.wordpiece_tokenizer(tmp_path / "wp"), num_layers=1).save_pretrained(tmp_path / "mlm")
+    pretrained = SimpleNamespace(
+        task="sequence-classification", teacher_from_scratch=False, teacher=str(tmp_path / "mlm"), train_teacher="auto"
+    )
+    for args, names, key in ((scratch, None, "lm_head.weight"), (pretrained, ["neg", "pos"], "classifier.weight")):
+
+        def weights(seed, args=args, names=names, key=key):
+            torch.rand(7)  # whatever ran before must not matter
+            config = SimpleNamespace(seed=seed, teacher_revision=None, trust_remote_code=False)
+            return build_teacher(args, config, tok, names)[0].state_dict()[key].clone()
+
+        first = weights(42)
+        assert torch.equal(first, weights(42))
+        assert not torch.equal(first, weights(43))
+
+
+def test_the_same_yaml_run_twice_gives_the_same_teacher_and_student(tmp_path):
+    """A from-scratch run end to end up to the student: the tokenizer, the teacher's initial weights (seeded when
+    built), its training and the student's are all drawn from the run's seed, so a rerun is the same run."""
+    import torch
+    from safetensors.torch import load_file
+
+    cfg = lm_config(tmp_path, use_soft_targets=False, top_k=None)
+    for name in ("a", "b"):
+        run_from_config(cfg, ["--output_dir", str(tmp_path / name), "--stop_after", "student"])
+    for model in ("teacher", "student"):
+        a, b = (load_file(tmp_path / name / model / "model.safetensors") for name in ("a", "b"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), model
+
+
+def test_grimm_prompts_rows_render_back_to_their_line_through_the_continuation_template(tmp_path):
+    """examples/grimm_prompts.py: prompt-only rows hold a line's opening words; with --completions the rest of the
+    line is the assistant turn, and prompt + completion rendered by the example's template give the line back."""
+    import importlib.util
+
+    from jinja2 import Template
+
+    spec = importlib.util.spec_from_file_location("grimm_prompts", REPO / "examples" / "grimm_prompts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lines = ["the wolf ate the old grandmother up", "too short", "a b c d"]
+    assert module.prompt_rows(lines, 3) == [
+        {"prompt": [{"role": "user", "content": "the wolf ate"}]},
+        {"prompt": [{"role": "user", "content": "a b c"}]},
+    ]
+    rows = module.prompt_rows(lines, 3, completions=True)
+    assert [r["completion"] for r in rows] == [
+        [{"role": "assistant", "content": " the old grandmother up"}],
+        [{"role": "assistant", "content": " d"}],
+    ]
+    template = (REPO / "examples" / "grimm_continuation.jinja").read_text()
+    template = template.replace("{% generation %}", "").replace("{% endgeneration %}", "")  # transformers' tag
+    rendered = Template(template).render(messages=rows[0]["prompt"] + rows[0]["completion"], eos_token="</s>")
+    assert rendered == "the wolf ate the old grandmother up</s>"
+    out = tmp_path / "pairs.jsonl"
+    source = tmp_path / "train.txt"
+    source.write_text("\n".join(lines))
+    assert module.main(["--source", str(source), "--out", str(out), "--words", "3", "--completions"]) == 0
+    assert [json.loads(x) for x in out.read_text().splitlines()] == rows
+    assert module.main(["--source", str(source), "--out", str(out), "--words", "2"]) == 2  # other contents: kept
+
+
 def test_student_train_file_and_chat_template_are_checked_before_any_stage(tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": [{"role": "user", "content": "the wolf"}]}) + "\n")

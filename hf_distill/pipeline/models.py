@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from ..core.loading import check_weights
 from ..core.tasks import get_task
@@ -38,7 +38,8 @@ def teacher_tokenizer(args: Any, config: Any, corpus: Iterable[str] | None = Non
 
     Args:
         args: `PipelineArguments`.
-        config: `DistillationConfig` (teacher_revision, trust_remote_code).
+        config: `DistillationConfig` (teacher_revision, trust_remote_code, seed: what is drawn at random when the
+            model is built, a from-scratch teacher's weights or a new head, is drawn from it).
         corpus: training texts, needed only for a from-scratch teacher without `args.tokenizer`.
     """
     if args.teacher_from_scratch and not args.tokenizer:
@@ -77,12 +78,16 @@ def build_teacher(
 
     Args:
         args: `PipelineArguments` (teacher, teacher_from_scratch, teacher_config, task, train_teacher).
-        config: `DistillationConfig` (teacher_revision, trust_remote_code).
+        config: `DistillationConfig` (teacher_revision, trust_remote_code, seed: what is drawn at random when the
+            model is built, a from-scratch teacher's weights or a new head, is drawn from it).
         tokenizer: the teacher's tokenizer (a from-scratch teacher takes its vocabulary size and special ids).
         names: class names for classification, else None.
     """
     auto = auto_class(args.task)
     extra = label_config(names)
+    # A from-scratch teacher's weights and a new classification head are drawn at random when the model is built,
+    # before any Trainer seeds the run: without this the same YAML gave another teacher on every run.
+    set_seed(config.seed)
     if args.teacher_from_scratch:
         spec = json.loads(args.teacher_config)
         model_type = spec.pop("model_type")
@@ -123,7 +128,7 @@ def build_student(
     Args:
         args: the run's `PipelineArguments` (student, student_layers, student_layer_strategy,
             student_intermediate_size, student_num_attention_heads, task).
-        config: the run's `DistillationConfig` (for `trust_remote_code`).
+        config: the run's `DistillationConfig` (`trust_remote_code`; `seed` for a new classification head).
         teacher: the loaded teacher.
         calibration: a batch of inputs that ranks the FFN neurons to keep when pruning.
         config_overrides: config values applied to the student.
@@ -134,6 +139,7 @@ def build_student(
     from ..students.blocks import student_from_teacher
 
     if args.student:
+        set_seed(config.seed)  # a given student's new classification head, as for the teacher
         extra = dict(config_overrides or {})
         if get_task(args.task).has_class_labels:
             extra.update(label_config(list(teacher.config.id2label.values())))
