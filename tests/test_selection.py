@@ -73,6 +73,16 @@ def test_without_a_selection_split_the_card_says_the_reported_split_chose(tmp_pa
     assert pipe.selected_on().startswith("the validation split, the same rows these figures are measured on")
 
 
+def test_a_recipe_chosen_outside_the_run_is_stated_before_what_the_run_chose_on(tmp_path, tiny_bert_cls_dir):
+    how = "a recipe sweep (benchmarks/sst2_recipe.py) on the selection split"
+    pipe = pipeline(tmp_path, tiny_bert_cls_dir, selection_size="12", recipe_chosen_by=how)
+    assert pipe.selected_on() == (
+        f"the recipe: {how}; within the run: a selection split of 12 rows held out of the train split "
+        "(selection_seed 0), never trained on (this run's training evaluated nothing)"
+    )
+    assert not pipeline(tmp_path / "plain", tiny_bert_cls_dir, selection_size="12").selected_on().startswith("the r")
+
+
 def test_a_run_chooses_on_the_selection_split_and_the_card_says_so(tmp_path, tiny_bert_cls_dir, monkeypatch):
     from hf_distill.training.trainer import DistillationTrainer
 

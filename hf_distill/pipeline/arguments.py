@@ -143,6 +143,14 @@ class PipelineArguments:
         },
     )
     selection_seed: int = field(default=0, metadata={"help": "Seed of the rows selection_size holds out."})
+    recipe_chosen_by: str | None = field(
+        default=None,
+        metadata={
+            "help": "How this run's settings were chosen when that happened outside the run, e.g. 'a recipe sweep "
+            "(benchmarks/sst2_recipe.py) on the selection split'; the card states it beside the rows that measured. "
+            "A sweep that chose on the split the card reports is what selection_size is there to avoid."
+        },
+    )
     eval_max_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})
     eval_sample_prompts: int = field(
         default=32,

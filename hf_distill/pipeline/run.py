@@ -428,7 +428,13 @@ class Pipeline:
         return selection if selection is not None else self.data.validation(self.args.eval_max_samples)
 
     def selected_on(self) -> str:
-        """Which rows chose among settings in this run, in words, for the report and the card."""
+        """Which rows chose among settings in this run, in words, for the report and the card (with
+        `recipe_chosen_by`, how the run's settings themselves were chosen, first)."""
+        within = self._selected_within()
+        chosen_by = self.args.recipe_chosen_by
+        return f"the recipe: {chosen_by}; within the run: {within}" if chosen_by else within
+
+    def _selected_within(self) -> str:
         evaluated = self.config.eval_strategy != "no"
         how = "the student's evaluations during training" + (
             " (load_best_model_at_end picked the checkpoint)" if self.config.load_best_model_at_end else ""
