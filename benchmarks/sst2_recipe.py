@@ -28,6 +28,7 @@ card stages in its own folder.
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe --table
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe-t3 --teacher-epochs 3 --candidates today
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe --finish transfer36k   # export, int8, report, card
+    python benchmarks/sst2_recipe.py --output runs/sst2-example --example-run runs/sst2-minilm  # the example's own run
 
 ``--smoke`` runs everything on a few hundred rows and a few steps (checks the script, not the recipes).
 """
@@ -131,12 +132,12 @@ def rows_key(overrides: list[str]) -> str:
     return f"transfer={get('--num_transfer', 'example')}"
 
 
-def measure(out: Path, name: str, overrides: list[str]) -> dict:
-    """The student of run `name` and the teacher on the selection split and on validation: per-sentence correctness."""
+def measure(teacher_dir: Path, student_dir: Path, overrides: list[str]) -> dict:
+    """A student and its teacher on the selection split and on validation: per-sentence correctness."""
     args, cfg, settings = parse_run_config(EXAMPLE, overrides)
     pipe = Pipeline(args, cfg, settings)
-    teacher, t_tok = load_saved(out / "teacher" / "teacher", TASK)
-    student, s_tok = load_saved(out / name / "student", TASK)
+    teacher, t_tok = load_saved(teacher_dir, TASK)
+    student, s_tok = load_saved(student_dir, TASK)
     names = list(teacher.config.id2label.values())
     result = {}
     for split, rows in (("selection", pipe.data.selection()), ("validation", pipe.data.validation())):
@@ -203,7 +204,7 @@ def table(results: dict) -> str:
                 cells.append("-")
             if split == "validation":
                 cells.append(f"{100 * s['student'] / s['teacher']:.1f}% {fmt_iv(own.ratio, 100, 1)}")
-        cells.append(f"{r['seconds']:.0f}")
+        cells.append(f"{r['seconds']:.0f}" if r.get("seconds") else "-")
         lines.append("| " + " | ".join(cells) + " |")
     if teacher:
         for split in ("selection", "validation"):
@@ -249,6 +250,12 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="a few hundred rows and a few steps: checks the script")
     p.add_argument("--table", action="store_true", help="print the table of the saved results and stop")
     p.add_argument("--finish", help="run the remaining stages (export, int8, evaluate, card) of this candidate")
+    p.add_argument(
+        "--example-run",
+        type=Path,
+        help="a finished `hf-distill run examples/sst2_minilm.yaml` folder: measure its teacher and student like the "
+        "candidates, and train and measure its CE-only baseline (ce_2ep) on that same teacher",
+    )
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.output)
@@ -268,6 +275,19 @@ def main() -> None:
         own = CANDIDATES[name][0] if name in CANDIDATES else BASELINES[name]
         return student_base + smoke_rows(own, a) + ["--output_dir", str(out / name)]
 
+    if a.example_run:
+        run = a.example_run
+        measured = measure(run / "teacher", run / "student", base)
+        results["example_run"] = {"baseline": "ce_2ep_example", "measured": measured}
+        ce = [*base, "--teacher", str(run / "teacher"), "--train_teacher", "no", "--stop_after", "student"]
+        ce += [*BASELINES["ce_2ep"], "--output_dir", str(out / "ce_2ep_example")]
+        if not results.get("ce_2ep_example", {}).get("measured"):
+            stages, seconds = run_pipeline(ce, out / "ce_2ep_example.stages.json")
+            results["ce_2ep_example"] = {"overrides": ce, "seconds": seconds}
+            results["ce_2ep_example"]["measured"] = measure(run / "teacher", out / "ce_2ep_example" / "student", ce)
+        saved.write_text(json.dumps(results, indent=1))
+        print(table({k: results[k] for k in ("example_run", "ce_2ep_example")}))
+        return
     if a.finish:
         stages, seconds = run_pipeline(
             [*overrides_of(a.finish)[:-2], "--stop_after", "card", "--output_dir", str(out / a.finish)],
@@ -314,7 +334,7 @@ def main() -> None:
             "stage_seconds": {k: v.get("stage_seconds") for k, v in stages.items()},
         }
         saved.write_text(json.dumps(results, indent=1))
-        results[name]["measured"] = measure(out, name, overrides)
+        results[name]["measured"] = measure(teacher_dir, out / name / "student", overrides)
         saved.write_text(json.dumps(results, indent=1))
         sel = results[name]["measured"]["selection"]
         print(f"[{name}] {seconds:.0f} s; selection accuracy {sel['student']:.4f}", flush=True)

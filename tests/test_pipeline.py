@@ -200,6 +200,8 @@ def test_push_stage_publishes_to_the_hub(tmp_path, tiny_bert_cls_dir, monkeypatc
 def test_other_settings_are_refused_unless_overwrite(tmp_path, tiny_bert_cls_dir):
     cfg = cls_config(tmp_path, tiny_bert_cls_dir)
     run_from_config(cfg, ["--stop_after", "teacher"])
+    # how the recipe was chosen is wording for the card, not a setting: it retrains nothing and is not refused
+    run_from_config(cfg, ["--recipe_chosen_by", "a sweep on the selection split", "--stop_after", "teacher"])
     with pytest.raises(PreflightError, match=r"other settings \(alpha: 0.5 -> 0.9\).*--overwrite"):
         run_from_config(cfg, ["--alpha", "0.9", "--stop_after", "teacher"])
     first = (tmp_path / "run" / STATE_DIR / "teacher.json").read_text()

@@ -37,6 +37,9 @@ VOLATILE = {
     "disable_tqdm",
     "dataloader_num_workers",
     "stop_after",
+    # Wording for the report and card: a folder trained before the sweep that chose its recipe was written up
+    # must not be retrained for it.
+    "recipe_chosen_by",
 }
 
 
