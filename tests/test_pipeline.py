@@ -246,7 +246,8 @@ def test_killed_mid_student_resumes_from_checkpoint(tmp_path, tiny_bert_cls_dir)
     cfg = cls_config(
         tmp_path, tiny_bert_cls_dir, max_steps=400, save_strategy="steps", save_steps=5, per_device_train_batch_size=16
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # PYTHONFAULTHANDLER: a run that does not stop is sent SIGABRT below and prints every thread's stack
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "hf_distill.cli", "run", str(cfg)],
         cwd=tmp_path,
@@ -295,7 +296,8 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, tiny_bert_cls_dir, monkeypatch
 def test_ctrl_c_during_training_exits_130(tmp_path, tiny_bert_cls_dir):
     # SIGINT to the process group, as a terminal's Ctrl-C sends it, while the student trains
     cfg = cls_config(tmp_path, tiny_bert_cls_dir, max_steps=100_000, save_strategy="steps", save_steps=5)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # PYTHONFAULTHANDLER: a run that does not stop is sent SIGABRT below and prints every thread's stack
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "hf_distill.cli", "run", str(cfg)],
         cwd=tmp_path,
@@ -312,7 +314,12 @@ def test_ctrl_c_during_training_exits_130(tmp_path, tiny_bert_cls_dir):
             assert proc.poll() is None, "the run ended before the student trained"
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGABRT)
+            _, err = proc.communicate(timeout=60)
+            pytest.fail(f"the run did not stop within 120 s of Ctrl-C; where it was:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
