@@ -269,18 +269,20 @@ def main() -> None:
     if a.teacher_epochs is not None:
         base += ["--teacher_epochs", f"{a.teacher_epochs:g}"]
     teacher_dir = out / "teacher" / "teacher"
-    student_base = base + ["--teacher", str(teacher_dir), "--train_teacher", "no", "--stop_after", "student"]
+
+    def student_args(teacher: Path) -> list[str]:
+        """A student-only run on a saved teacher: the common flags, the teacher, no teacher training."""
+        return base + ["--teacher", str(teacher), "--train_teacher", "no", "--stop_after", "student"]
 
     def overrides_of(name: str) -> list[str]:
         own = CANDIDATES[name][0] if name in CANDIDATES else BASELINES[name]
-        return student_base + smoke_rows(own, a) + ["--output_dir", str(out / name)]
+        return student_args(teacher_dir) + smoke_rows(own, a) + ["--output_dir", str(out / name)]
 
     if a.example_run:
         run = a.example_run
         measured = measure(run / "teacher", run / "student", base)
         results["example_run"] = {"baseline": "ce_2ep_example", "measured": measured}
-        ce = [*base, "--teacher", str(run / "teacher"), "--train_teacher", "no", "--stop_after", "student"]
-        ce += [*BASELINES["ce_2ep"], "--output_dir", str(out / "ce_2ep_example")]
+        ce = [*student_args(run / "teacher"), *BASELINES["ce_2ep"], "--output_dir", str(out / "ce_2ep_example")]
         if not results.get("ce_2ep_example", {}).get("measured"):
             stages, seconds = run_pipeline(ce, out / "ce_2ep_example.stages.json")
             results["ce_2ep_example"] = {"overrides": ce, "seconds": seconds}

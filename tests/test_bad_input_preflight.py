@@ -72,32 +72,29 @@ def test_intermediate_size_wider_than_the_teachers_ffn_is_refused(tmp_path, tiny
 # ---- prompts ------------------------------------------------------------------------------------------------------
 
 
-def test_prompts_as_long_as_every_text_are_refused_by_check(tmp_path, tiny_gpt2_dir, capsys):
-    cfg = lm_config(
+def pretrained_lm_config(tmp_path, teacher_dir, **extra):
+    """`lm_config` on a saved tiny GPT-2 teacher, untrained by the run, with a live teacher (no cache)."""
+    return lm_config(
         tmp_path,
-        teacher=str(tiny_gpt2_dir),
+        teacher=str(teacher_dir),
         teacher_from_scratch=False,
         train_teacher="no",
         use_soft_targets=False,
         top_k=None,
-        prompt_tokens=31,
         output_dir=str(tmp_path / "run"),
+        **extra,
     )
+
+
+def test_prompts_as_long_as_every_text_are_refused_by_check(tmp_path, tiny_gpt2_dir, capsys):
+    cfg = pretrained_lm_config(tmp_path, tiny_gpt2_dir, prompt_tokens=31)
     line = check_line(capsys, cfg)
     assert "prompt_tokens=31 is at least as long as every training text" in line and "lower prompt_tokens" in line
     assert main(["run", str(cfg), "--check", "--prompt_tokens", "4"]) == 0  # shorter prompts leave completions
 
 
 def test_a_missing_chat_template_file_is_refused_by_check(tmp_path, tiny_gpt2_dir, capsys):
-    cfg = lm_config(
-        tmp_path,
-        teacher=str(tiny_gpt2_dir),
-        teacher_from_scratch=False,
-        train_teacher="no",
-        use_soft_targets=False,
-        top_k=None,
-        output_dir=str(tmp_path / "run"),
-    )
+    cfg = pretrained_lm_config(tmp_path, tiny_gpt2_dir)
     line = check_line(capsys, cfg, "--chat_template", str(tmp_path / "missing.jinja"))
     assert "chat_template file" in line and "missing.jinja not found" in line
     template = tmp_path / "chat.jinja"

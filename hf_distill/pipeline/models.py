@@ -38,8 +38,7 @@ def teacher_tokenizer(args: Any, config: Any, corpus: Iterable[str] | None = Non
 
     Args:
         args: `PipelineArguments`.
-        config: `DistillationConfig` (teacher_revision, trust_remote_code, seed: what is drawn at random when the
-            model is built, a from-scratch teacher's weights or a new head, is drawn from it).
+        config: `DistillationConfig` (teacher_revision, trust_remote_code).
         corpus: training texts, needed only for a from-scratch teacher without `args.tokenizer`.
     """
     if args.teacher_from_scratch and not args.tokenizer:
