@@ -367,6 +367,19 @@ def test_cli_errors_are_one_line_and_the_traceback_needs_debug(tmp_path, capsys,
     assert code == 1 and "Traceback" in err
 
 
+def test_evaluate_with_a_causal_lm_student_for_a_classifier_teacher_says_the_tasks_differ(
+    tmp_path, capsys, tiny_bert_cls_dir, tiny_gpt2_dir
+):
+    # It said the two models' labels "differ by name": the LM's head was dropped for a random classifier's, whose
+    # LABEL_0/LABEL_1 then failed to match, a symptom rather than the cause.
+    data = _tsv(tmp_path / "d.tsv", [(t, str(y)) for t, y in tiny.SENTIMENT])
+    args = ["--dataset", data, "--text-column", "sentence", "--output", tmp_path / "e"]
+    code, out, err = cli(capsys, "evaluate", "--teacher", tiny_bert_cls_dir, "--student", tiny_gpt2_dir, *args)
+    line = one_error_line(err)
+    assert code == 1 and "is a text-generation model (GPT2LMHeadModel), not text-classification" in line, err
+    assert "differ by name" not in err and not (tmp_path / "e").exists()
+
+
 def test_usage_errors_are_the_commands_short_usage_and_the_error(tmp_path, capsys):
     # argparse printed the whole usage first: 165 lines of fields for `run --alpha abc`, the top-level usage for
     # `card --bogus`, 28 lines for `evaluate`; now two lines, like git: the command's short usage, then the error

@@ -409,6 +409,14 @@ def test_a_llama_student_goes_through_the_whole_chain(tmp_path, monkeypatch):
     assert "pipeline_tag: text-generation" in card and "base_model: alice/grimm-llama-teacher" in card
     assert "| Architecture | LlamaForCausalLM, a Llama-family decoder |" in card
     assert "Teacher and student are compared over the student's" in card
+    # What ran, as it ran: no soft-target stage for a live teacher, the student's rows named as its training data,
+    # no labelled/transfer rows and no gold labels for an LM
+    report = json.loads(files["distillation_report.json"])["distillation"]
+    assert report["stages"] == "teacher fine-tuning → student, the live teacher scoring each batch"
+    assert report["dataset"].endswith("/prompts.jsonl")
+    assert report["teacher_dataset"].endswith("corpus.txt") and report["transfer_rows"] is None
+    assert "1. teacher fine-tuning\n2. student, the live teacher scoring each batch\n" in card
+    assert "gold label" not in card and "each model's loss on the text itself" in card
     # the demo's generation view with the Llama pair: greedy streams equal transformers' generate
     app = load_app_module("spaces_app_llama")
     side = app.SideBySide(app.load_model(run / "teacher"), app.load_model(run / "student"))

@@ -98,6 +98,22 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or os.path.isabs(name)
 
 
+def _check_head(config: Any, task: Task, name: str, role: str) -> None:
+    """Refuse a checkpoint whose saved head is another task's (a causal LM read as a classifier, say): loading it
+    would drop that head for a random one and every figure would then be of noise, or fail later on a symptom
+    (label names, vocabularies) instead of the cause."""
+    try:
+        saved = detect_task(config)
+    except ValueError:
+        return  # a headless base model (BertModel): nothing saved to contradict the task
+    if saved.name != task.name:
+        raise ValueError(
+            f"the {role} {name!r} is a {saved.pipeline_tag} model ({', '.join(config.architectures or [])}), not "
+            f"{task.pipeline_tag}: teacher and student must solve the same task; give a {task.pipeline_tag} "
+            "checkpoint (or the task this one was trained for)"
+        )
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     task: str | Task | None = None,
@@ -132,6 +148,8 @@ def load_model(
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"cannot load the {role} {name!r}: {first}") from err
     resolved = get_task(task) if task is not None else detect_task(config)
+    if task is not None:
+        _check_head(config, resolved, name, role)
     # safetensors only: a pickled checkpoint can run arbitrary code when loaded.
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision, "use_safetensors": True}
     if dtype is not None:

@@ -455,6 +455,16 @@ class Pipeline:
 
     # -- stages 4-6: evaluation, card, push ---------------------------------------------------------------------
 
+    def _stages_done(self, teacher_info: dict) -> str:
+        """The run's stages as the card lists them: only those that ran (no "soft targets" when the live teacher
+        scored each batch, as on-policy and hidden-state runs do)."""
+        stages = ["teacher fine-tuning"] if teacher_info.get("trained") else []
+        if self.args.use_soft_targets:
+            stages += ["soft targets", "student"]
+        else:
+            stages.append("student, the live teacher scoring each batch")
+        return " → ".join(stages)
+
     def _validation_file_or_data(self):
         from ..evaluation.pair import EvalData
 
@@ -543,10 +553,15 @@ class Pipeline:
             else "live teacher",
             "hidden_loss_weight": cfg.hidden_loss_weight,
             "attention_loss_weight": cfg.attention_loss_weight,
-            "stages": "teacher fine-tuning → soft targets → student"
-            if teacher_info.get("trained")
-            else "soft targets → student",
+            "stages": self._stages_done(teacher_info),
         }
+        if getattr(self.args, "student_train_file", None):
+            # The student trained on its own rows (prompts, say), the teacher on the train file: name both.
+            settings["teacher_dataset"] = settings["dataset"]
+            settings["dataset"] = str(self.args.student_train_file)
+        if not get_task(self.args.task).has_class_labels:
+            # Labelled and transfer rows are classification's split of the training text; an LM has neither.
+            settings["labelled_rows"] = settings["transfer_rows"] = None
         targets = self.state.done("soft_targets") or {}
         if self.args.soft_targets:
             # The student trained on the published rows: name them (a repo id; a local folder by its name only)

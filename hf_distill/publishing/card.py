@@ -322,10 +322,15 @@ def card_variables(
         ("Alpha (weight of the distillation term)", _cell(d["alpha"])),
         ("Layers kept", _layers_text(d["layers_kept"], report)),
         ("Training data", _dataset_display(str(d["dataset"]))),
+        *(
+            [("Teacher's training data", _dataset_display(str(d["teacher_dataset"])))]
+            if d.get("teacher_dataset")
+            else []
+        ),
         ("Training steps", _cell(d["steps"])),
         ("Training time", _duration(report.training["train_seconds"])),
     ]
-    shown = {"loss_type", "temperature", "alpha", "layers_kept", "dataset", "steps", "stages"}
+    shown = {"loss_type", "temperature", "alpha", "layers_kept", "dataset", "teacher_dataset", "steps", "stages"}
     for key, value in d.items():
         if key not in shown and value is not None and not isinstance(value, (dict, list)):
             distillation_rows.append((key.replace("_", " ").capitalize(), _cell(value)))
@@ -389,7 +394,13 @@ def _disagreement_variables(report: DistillationReport, examples: EvaluationExam
     """The card's "Where they disagree" section: a link to the examples file and, for classification, the
     disagreement rate and who was right per gold label, counted over the whole evaluation."""
     if examples is None:
-        return {"examples_note": "", "disagreement_intro": "", "disagreement_header": [], "disagreement_rows": []}
+        return {
+            "examples_note": "",
+            "disagreement_intro": "",
+            "disagreement_header": [],
+            "disagreement_rows": [],
+            "disagreement_limitation": "Where they disagree, nothing here says which one is right.",
+        }
     if examples.num_evaluated != report.evaluation.get("num_samples") or examples.task != report.task:
         raise MissingCardField(
             f"{EXAMPLES_FILENAME} describes another evaluation ({examples.num_evaluated} {examples.task} examples, the "
@@ -403,7 +414,15 @@ def _disagreement_variables(report: DistillationReport, examples: EvaluationExam
             "distributions stray furthest from the teacher's (mean per-token KL(teacher ‖ student)), with each "
             "model's loss on them."
         )
-        return {"examples_note": note, "disagreement_intro": "", "disagreement_header": [], "disagreement_rows": []}
+        return {
+            "examples_note": note,
+            "disagreement_intro": "",
+            "disagreement_header": [],
+            "disagreement_rows": [],
+            # A language model has no gold label to side with: the texts' own tokens are the reference
+            "disagreement_limitation": "Where they differ most, [the examples above](#where-they-disagree) give "
+            "each model's loss on the text itself.",
+        }
     held = (
         f"every one of the {examples.num_disagreements} disagreements"
         if examples.all_disagreements
@@ -425,6 +444,8 @@ def _disagreement_variables(report: DistillationReport, examples: EvaluationExam
         "disagreement_intro": intro,
         "disagreement_header": list(CONFUSION_HEADER),
         "disagreement_rows": [tuple(_cell(c) for c in row) for row in confusion_rows(examples)],
+        "disagreement_limitation": "Where they disagree, [the table above](#where-they-disagree) says which one "
+        "the gold labels favour.",
     }
 
 
