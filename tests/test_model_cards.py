@@ -65,7 +65,7 @@ def test_the_gallery_lists_every_card_with_the_commands_that_made_it():
     commands = card_commands(index)
     # every example's run and card command are recorded, whether or not its card is committed yet
     assert "hf-distill run examples/sst2_minilm.yaml" in index and "hf-distill run examples/grimm_gpt2.yaml" in index
-    assert {"minilm-l3-sst2", "grimm-gpt2-2l"} <= set(commands)
+    assert {"minilm-l4-sst2", "grimm-gpt2-2l"} <= set(commands)
     for argv in commands.values():  # each is a valid `hf-distill card` command line, for repo ids
         args = build_parser().parse_args(argv)
         assert args.command == "card" and args.repo_id and args.teacher_repo_id and args.license

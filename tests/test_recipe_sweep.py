@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 STUDENT_FIELDS = (
     "num_labelled", "student_layers", "trim_vocabulary", "student_intermediate_size", "num_train_epochs",
     "learning_rate", "per_device_train_batch_size", "warmup_steps", "weight_decay", "seed", "max_length",
-    "selection_size", "selection_seed", "teacher",
+    "selection_size", "selection_seed", "teacher", "train_sampling_strategy",
 )  # fmt: skip
 
 
@@ -25,7 +25,7 @@ def sweep():
     return module
 
 
-@pytest.mark.parametrize("name", ["today", "transfer36k", "transfer36k_t4", "transfer36k_hidden"])
+@pytest.mark.parametrize("name", list(sweep().CANDIDATES))
 def test_candidate_and_its_ce_baseline_share_the_student_recipe(name, tmp_path):
     module = sweep()
     cli = module.argparse.Namespace(selection_size=2000, selection_seed=0, smoke=False)
@@ -37,6 +37,19 @@ def test_candidate_and_its_ce_baseline_share_the_student_recipe(name, tmp_path):
     assert {k: value(args, cfg, k) for k in STUDENT_FIELDS} == {k: value(ce_args, ce_cfg, k) for k in STUDENT_FIELDS}
     assert args.selection_size == "2000" and args.num_transfer >= 12000 and cfg.alpha > 0
     assert ce_cfg.alpha == 0 and ce_args.num_transfer == 0 and ce_cfg.hidden_loss_weight == 0
+
+
+@pytest.mark.parametrize("name", ["ce_example_random", "ce_example_random_2ep"])
+def test_the_examples_extra_ce_baselines_differ_from_its_recipe_only_in_batching_and_epochs(name, tmp_path):
+    module = sweep()
+    cli = module.argparse.Namespace(selection_size=2000, selection_seed=0, smoke=False)
+    base = module.common(cli) + ["--teacher", str(tmp_path / "teacher"), "--train_teacher", "no"]
+    ce = parse_run_config(module.EXAMPLE, base + module.EXAMPLE_BASELINES["ce_example"])
+    other = parse_run_config(module.EXAMPLE, base + module.EXAMPLE_BASELINES[name])
+    value = lambda a, c, k: getattr(a, k) if hasattr(a, k) else getattr(c, k)  # noqa: E731
+    differ = {k for k in STUDENT_FIELDS if value(*ce[:2], k) != value(*other[:2], k)}
+    assert differ <= {"train_sampling_strategy", "num_train_epochs"} and "train_sampling_strategy" in differ
+    assert other[1].alpha == 0 and other[0].num_transfer == 0
 
 
 def test_the_choice_reads_the_selection_split_only():
