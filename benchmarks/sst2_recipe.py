@@ -352,7 +352,7 @@ def main() -> None:
     if a.remeasure:
         # Measure finished candidates again (what measure() records grew: the teacher agreement that breaks ties).
         for name in a.remeasure.split(","):
-            results[name]["measured"] = measure(out / "teacher" / "teacher", out / name / "student", overrides_of(name))
+            results[name]["measured"] = measure(teacher_dir, out / name / "student", overrides_of(name))
             saved.write_text(json.dumps(results, indent=1))
         print(table(results))
         return

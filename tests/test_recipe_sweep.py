@@ -18,6 +18,18 @@ STUDENT_FIELDS = (
 )  # fmt: skip
 
 
+def value(args, cfg, key):
+    """A field of a parsed run config, from PipelineArguments or DistillationConfig."""
+    return getattr(args, key) if hasattr(args, key) else getattr(cfg, key)
+
+
+def parsed(module, tmp_path, flags):
+    """The example's YAML with the sweep's common flags, a saved teacher and `flags`: (args, config)."""
+    cli = module.argparse.Namespace(selection_size=2000, selection_seed=0, smoke=False)
+    base = module.common(cli) + ["--teacher", str(tmp_path / "teacher"), "--train_teacher", "no"]
+    return parse_run_config(module.EXAMPLE, base + flags)[:2]
+
+
 def sweep():
     spec = importlib.util.spec_from_file_location("sst2_recipe", REPO / "benchmarks" / "sst2_recipe.py")
     module = importlib.util.module_from_spec(spec)
@@ -28,12 +40,9 @@ def sweep():
 @pytest.mark.parametrize("name", list(sweep().CANDIDATES))
 def test_candidate_and_its_ce_baseline_share_the_student_recipe(name, tmp_path):
     module = sweep()
-    cli = module.argparse.Namespace(selection_size=2000, selection_seed=0, smoke=False)
-    base = module.common(cli) + ["--teacher", str(tmp_path / "teacher"), "--train_teacher", "no"]
     own, baseline = module.CANDIDATES[name]
-    args, cfg, _ = parse_run_config(module.EXAMPLE, base + own)
-    ce_args, ce_cfg, _ = parse_run_config(module.EXAMPLE, base + module.BASELINES[baseline])
-    value = lambda a, c, k: getattr(a, k) if hasattr(a, k) else getattr(c, k)  # noqa: E731
+    args, cfg = parsed(module, tmp_path, own)
+    ce_args, ce_cfg = parsed(module, tmp_path, module.BASELINES[baseline])
     assert {k: value(args, cfg, k) for k in STUDENT_FIELDS} == {k: value(ce_args, ce_cfg, k) for k in STUDENT_FIELDS}
     assert args.selection_size == "2000" and args.num_transfer >= 12000 and cfg.alpha > 0
     assert ce_cfg.alpha == 0 and ce_args.num_transfer == 0 and ce_cfg.hidden_loss_weight == 0
@@ -42,12 +51,9 @@ def test_candidate_and_its_ce_baseline_share_the_student_recipe(name, tmp_path):
 @pytest.mark.parametrize("name", ["ce_example_random", "ce_example_random_2ep"])
 def test_the_examples_extra_ce_baselines_differ_from_its_recipe_only_in_batching_and_epochs(name, tmp_path):
     module = sweep()
-    cli = module.argparse.Namespace(selection_size=2000, selection_seed=0, smoke=False)
-    base = module.common(cli) + ["--teacher", str(tmp_path / "teacher"), "--train_teacher", "no"]
-    ce = parse_run_config(module.EXAMPLE, base + module.EXAMPLE_BASELINES["ce_example"])
-    other = parse_run_config(module.EXAMPLE, base + module.EXAMPLE_BASELINES[name])
-    value = lambda a, c, k: getattr(a, k) if hasattr(a, k) else getattr(c, k)  # noqa: E731
-    differ = {k for k in STUDENT_FIELDS if value(*ce[:2], k) != value(*other[:2], k)}
+    ce = parsed(module, tmp_path, module.EXAMPLE_BASELINES["ce_example"])
+    other = parsed(module, tmp_path, module.EXAMPLE_BASELINES[name])
+    differ = {k for k in STUDENT_FIELDS if value(*ce, k) != value(*other, k)}
     assert differ <= {"train_sampling_strategy", "num_train_epochs"} and "train_sampling_strategy" in differ
     assert other[1].alpha == 0 and other[0].num_transfer == 0
 

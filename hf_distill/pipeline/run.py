@@ -457,7 +457,7 @@ class Pipeline:
 
     def _stages_done(self, teacher_info: dict) -> str:
         """The run's stages as the card lists them: only those that ran (no "soft targets" when the live teacher
-        scored each batch, as on-policy and hidden-state runs do)."""
+        scored each batch instead of a cache, as on-policy runs do)."""
         stages = ["teacher fine-tuning"] if teacher_info.get("trained") else []
         if self.args.use_soft_targets:
             stages += ["soft targets", "student"]
@@ -559,7 +559,7 @@ class Pipeline:
             # The student trained on its own rows (prompts, say), the teacher on the train file: name both.
             settings["teacher_dataset"] = settings["dataset"]
             settings["dataset"] = str(self.args.student_train_file)
-        if not get_task(self.args.task).has_class_labels:
+        if not self.classification:
             # Labelled and transfer rows are classification's split of the training text; an LM has neither.
             settings["labelled_rows"] = settings["transfer_rows"] = None
         targets = self.state.done("soft_targets") or {}
